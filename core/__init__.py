@@ -1,0 +1,1 @@
+"""Shared kernel: settings, database, audit chain and crypto helpers. Imports nothing of ours."""

@@ -1,0 +1,88 @@
+"""Settings: defaults, then a YAML file, then ``YUNSHU_*`` environment variables (highest priority).
+
+``YUNSHU_HOME`` names the var/ directory (databases, keys, spool, job artifacts) so several
+instances can run side by side. The YAML file is ``$YUNSHU_HOME/config.yaml`` unless
+``YUNSHU_CONFIG`` points elsewhere. Nested keys use ``__`` in the environment, e.g.
+``YUNSHU_PORTAL__PORT=8081``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+
+class PortalSettings(BaseModel):
+    """Web service and login policy (等保 8.1.4.1 身份鉴别)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    session_idle_minutes: int = Field(15, ge=1, le=24 * 60)
+    session_absolute_hours: int = Field(12, ge=1, le=24 * 7)
+    lockout_threshold: int = Field(5, ge=1, le=100)
+    lockout_minutes: int = Field(15, ge=1, le=24 * 60)
+    password_min_length: int = Field(12, ge=8, le=128)
+    password_min_classes: int = Field(3, ge=1, le=4)
+    password_max_age_days: int = Field(90, ge=1, le=3650)
+    cookie_secure: bool = False
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    default_language: str = "zh-CN"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings; build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="YUNSHU_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Path("var")
+    database_url: str | None = None
+    admin_password: str | None = None
+    portal: PortalSettings = PortalSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=config_path()))
+
+    @property
+    def db_url(self) -> str:
+        """The control-plane database URL: the configured one or a SQLite file under home."""
+        return self.database_url or f"sqlite:///{(self.home / 'yunshu.db').resolve()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+
+def home_dir() -> Path:
+    """The var/ directory named by ``YUNSHU_HOME`` (default ``./var``)."""
+    return Path(os.environ.get("YUNSHU_HOME", "var"))
+
+
+def config_path() -> Path:
+    """The YAML config file: ``YUNSHU_CONFIG`` or ``$YUNSHU_HOME/config.yaml``."""
+    explicit = os.environ.get("YUNSHU_CONFIG")
+    return Path(explicit) if explicit else home_dir() / "config.yaml"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from file and environment; keyword overrides win over both."""
+    settings = Settings(**overrides)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return settings

@@ -1,0 +1,1 @@
+"""The FastAPI service, the zh-CN web console and the ``yunshu`` command line."""
