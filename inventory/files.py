@@ -69,7 +69,7 @@ def read_rows(path: Path, fmt: str | None = None) -> list[RawRow]:
 
 def parse_yaml(text: str) -> list[RawRow]:
     try:
-        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+        doc = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as exc:
         raise FileFormatError(f"YAML syntax error: {exc}") from None
     if not isinstance(doc, dict):

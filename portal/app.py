@@ -1,0 +1,80 @@
+"""The FastAPI application: API, console, /healthz, /metrics and /docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from core.runtime import Runtime
+from portal import api, web
+from portal.deps import LoginRequired, PasswordChangeRequired
+from portal.i18n import check_catalogs
+from portal.metrics import Metrics, MetricsMiddleware
+from portal.rbac import policy
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; frame-ancestors 'none'",
+}
+
+
+def create_app(rt: Runtime) -> FastAPI:
+    """Build the service around an opened runtime (database migrated, keys loaded)."""
+    policy()  # validate data files at start-up, not at the first request
+    check_catalogs()
+    app = FastAPI(title="云枢 Yunshu", version="0.1.0",
+                  description="政务云控制平面 API / control plane of the city's government cloud")
+    app.state.runtime = rt
+    app.state.metrics = Metrics(rt.sessions)
+    app.add_middleware(MetricsMiddleware)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response: Response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """Liveness and database reachability."""
+        with rt.sessions() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok", "database": rt.engine.dialect.name}
+
+    @app.get("/metrics", tags=["ops"])
+    def metrics() -> PlainTextResponse:
+        """Prometheus metrics."""
+        return PlainTextResponse(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(LoginRequired)
+    async def to_login(request: Request, _exc: LoginRequired) -> Response:
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+
+    @app.exception_handler(PasswordChangeRequired)
+    async def to_password(_request: Request, _exc: PasswordChangeRequired) -> Response:
+        return RedirectResponse("/account/password", status_code=303)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if request.url.path.startswith("/api") or "text/html" not in request.headers.get("accept", ""):
+            return await http_exception_handler(request, exc)
+        return web.render(request, "error.html", {"status": exc.status_code, "detail": exc.detail, "me": None},
+                          status_code=exc.status_code)
+
+    app.include_router(api.router)
+    app.include_router(web.router)
+    return app

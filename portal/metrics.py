@@ -1,0 +1,69 @@
+"""Prometheus metrics: request counts and latency, and gauges of the register read at scrape time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match
+
+from inventory.queries import count_by
+
+
+class RegisterCollector(Collector):
+    """Systems (not decommissioned) by hosting, IP stack and 等保 level."""
+
+    def __init__(self, sessions: sessionmaker[Session]):
+        self.sessions = sessions
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauges = [
+            ("yunshu_systems_by_hosting", "Systems by hosting (本地机房/部门云/政务云)", "hosting"),
+            ("yunshu_systems_by_network_stack", "Systems by IP stack (IPv4/双栈/IPv6)", "network_stack"),
+            ("yunshu_systems_by_network_zone", "Systems by network (专网/政务外网)", "network_zone"),
+            ("yunshu_systems_by_mlps_level", "Systems by 等保 level", "mlps_level"),
+        ]
+        with self.sessions() as session:
+            for name, doc, attr in gauges:
+                family = GaugeMetricFamily(name, doc, labels=[attr])
+                for (value,), count in sorted(count_by(session, attr).items(), key=lambda kv: str(kv[0])):
+                    family.add_metric([str(value)], count)
+                yield family
+
+
+class Metrics:
+    """A registry per app (so several apps can live in one process, as in tests)."""
+
+    def __init__(self, sessions: sessionmaker[Session]):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("yunshu_http_requests", "HTTP requests", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("yunshu_http_request_duration_seconds", "HTTP request latency",
+                                 ["method", "route"], registry=self.registry)
+        self.registry.register(RegisterCollector(sessions))
+
+
+def _route_template(request: Request) -> str:
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.FULL:
+            return getattr(route, "path", request.url.path)
+    return "unmatched"
+
+
+class MetricsMiddleware(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        metrics: Metrics = request.app.state.metrics
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = _route_template(request)
+        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+        metrics.latency.labels(request.method, route).observe(time.perf_counter() - start)
+        return response

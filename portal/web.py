@@ -1,0 +1,204 @@
+"""The server-rendered web console (zh-CN by default, English switch)."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from core.runtime import Runtime
+from inventory.models import Department, System
+from inventory.queries import FILTER_FIELDS, SystemFilter, count_by, list_departments, list_systems
+from inventory.vocabulary import vocabulary
+from portal.deps import SESSION_COOKIE, Principal, db, require, runtime, web_principal
+from portal.i18n import LANGUAGES, translator
+from portal.rbac import policy
+from portal.security import AuthError, authenticate, change_password, close_session, open_session
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+LANG_COOKIE = "ys_lang"
+LOGIN_CSRF_COOKIE = "ys_login_csrf"
+PAGE_SIZE = 50
+
+
+def language(request: Request) -> str:
+    wanted = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
+    if wanted in LANGUAGES:
+        return wanted
+    return request.app.state.runtime.settings.portal.default_language
+
+
+def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    lang = language(request)
+    vocab = vocabulary()
+    ctx = {
+        "t": translator(lang),
+        "lang": lang,
+        "label": lambda enum, code: vocab.label(enum, code, lang),
+        "enum_codes": lambda enum: vocab.enums[enum].codes(),
+        "role_label": lambda role: getattr(policy().roles[role], "en" if lang == "en" else "zh"),
+        **context,
+    }
+    response = templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="strict", httponly=True)
+    return response
+
+
+def _cookie_secure(request: Request) -> bool:
+    return request.app.state.runtime.settings.portal.cookie_secure
+
+
+def _safe_next(target: str | None) -> str:
+    return target if target and target.startswith("/") and not target.startswith("//") else "/"
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    csrf = secrets.token_urlsafe(24)
+    response = render(request, "login.html", {"csrf": csrf, "next": _safe_next(next), "error": None})
+    response.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=_cookie_secure(request))
+    return response
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    username: str = Form(...),
+    password: str = Form(...),
+    csrf_token: str = Form(""),
+    next: str = Form("/"),
+    session: Session = Depends(db),
+    rt: Runtime = Depends(runtime),
+) -> Response:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected, csrf_token):
+        raise HTTPException(403, "CSRF token missing or wrong / CSRF 校验失败")
+    policy_ = rt.settings.portal
+    try:
+        user = authenticate(session, rt.audit, policy_, username.strip(), password)
+    except AuthError as exc:
+        error = "login.locked" if exc.code == "locked" else "login.invalid"
+        return render(request, "login.html", {"csrf": expected, "next": _safe_next(next), "error": error,
+                                              "lock_minutes": policy_.lockout_minutes}, status_code=401)
+    new = open_session(session, user, request.client.host if request.client else None)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(SESSION_COOKIE, new.cookie_value, httponly=True, samesite="strict",
+                        secure=_cookie_secure(request), max_age=policy_.session_absolute_hours * 3600)
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, principal: Principal = Depends(web_principal), session: Session = Depends(db),
+           rt: Runtime = Depends(runtime)) -> Response:
+    close_session(session, request.cookies.get(SESSION_COOKIE, ""))
+    rt.audit.append(session, actor=principal.name, action="auth.logout", object_type="user",
+                    object_id=principal.name)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/account/password")
+def password_page(request: Request, principal: Principal = Depends(web_principal)) -> HTMLResponse:
+    return render(request, "password.html", {"me": principal, "error": None})
+
+
+@router.post("/account/password")
+def password_change(
+    request: Request,
+    current: str = Form(...),
+    new: str = Form(...),
+    confirm: str = Form(...),
+    principal: Principal = Depends(web_principal),
+    session: Session = Depends(db),
+    rt: Runtime = Depends(runtime),
+) -> Response:
+    error = None
+    if new != confirm:
+        error = "两次输入的新密码不一致 / the new passwords differ"
+    else:
+        try:
+            with session.begin_nested():
+                change_password(session, rt.audit, rt.settings.portal, principal.user, current, new)
+        except ValueError as exc:
+            error = str(exc)
+    if error:
+        return render(request, "password.html", {"me": principal, "error": error}, status_code=422)
+    return RedirectResponse("/", status_code=303)
+
+
+@router.get("/")
+def dashboard(request: Request, session: Session = Depends(db),
+              principal: Principal = Depends(require("register.read", web=True))) -> HTMLResponse:
+    scope = principal.departments(session)
+    by = {attr: {k[0]: v for k, v in count_by(session, attr, departments=scope).items()}
+          for attr in ("hosting", "network_stack", "mlps_level", "data_class")}
+    total = sum(by["hosting"].values())
+
+    def rate(n: int) -> str:
+        return f"{100 * n / total:.1f}%" if total else "—"
+
+    kpis = {
+        "total": total,
+        "cloud_rate": rate(by["hosting"].get("gov_cloud", 0)),
+        "dual_rate": rate(by["network_stack"].get("dual", 0) + by["network_stack"].get("ipv6", 0)),
+        "level3_plus": by["mlps_level"].get(3, 0) + by["mlps_level"].get(4, 0),
+    }
+    return render(request, "dashboard.html", {"me": principal, "by": by, "kpis": kpis, "nav": "dashboard"})
+
+
+@router.get("/departments")
+def departments_page(request: Request, session: Session = Depends(db),
+                     principal: Principal = Depends(require("register.read", web=True))) -> HTMLResponse:
+    rows = list_departments(session, principal.departments(session))
+    return render(request, "departments.html", {"me": principal, "rows": rows, "nav": "departments"})
+
+
+@router.get("/systems")
+def systems_page(request: Request, session: Session = Depends(db),
+                 principal: Principal = Depends(require("register.read", web=True))) -> HTMLResponse:
+    params = {k: v for k, v in request.query_params.items() if v and k in (*FILTER_FIELDS, "q")}
+    try:
+        level = int(params["mlps_level"]) if "mlps_level" in params else None
+        page = max(1, int(request.query_params.get("page", "1")))
+    except ValueError:
+        raise HTTPException(422, "mlps_level and page must be numbers / 级别和页码须为数字") from None
+    scope = principal.departments(session)
+    f = SystemFilter(params.get("department"), level, params.get("data_class"), params.get("hosting"),
+                     params.get("network_stack"), params.get("network_zone"), params.get("status"),
+                     params.get("q"), scope)
+    rows, total = list_systems(session, f, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    depts = [d for d, _ in list_departments(session, scope)]
+    names = {d.code: d.name for d in depts}
+    pages = max(1, -(-total // PAGE_SIZE))
+    return render(request, "systems.html", {
+        "me": principal, "rows": rows, "total": total, "params": params, "departments": depts,
+        "dept_names": names, "page": page, "pages": pages, "nav": "systems",
+        "page_link": lambda p: "/systems?" + urlencode({**params, "page": p}),
+    })
+
+
+@router.get("/systems/{system_id}")
+def system_page(system_id: str, request: Request, session: Session = Depends(db),
+                principal: Principal = Depends(require("register.read", web=True))) -> HTMLResponse:
+    system = session.get(System, system_id)
+    scope = principal.departments(session)
+    if system is None or (scope is not None and system.department_code not in scope):
+        raise HTTPException(404, f"system '{system_id}' not found / 未找到该系统")
+    dept = session.get(Department, system.department_code)
+    grades = {
+        "info": vocabulary().grade(system.grading_info_object, system.grading_info_degree),
+        "service": vocabulary().grade(system.grading_service_object, system.grading_service_degree),
+    }
+    return render(request, "system_detail.html", {"me": principal, "s": system, "dept": dept, "grades": grades,
+                                                  "nav": "systems"})
