@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,15 @@ class RawRow:
     kind: str
     line: int
     data: dict[str, Any]
+    field_lines: dict[str, int] = field(default_factory=dict)
+
+    def line_of(self, loc: str | None) -> int:
+        """The line of a (dotted) field, or of the nearest enclosing field, or of the record."""
+        while loc:
+            if loc in self.field_lines:
+                return self.field_lines[loc]
+            loc = loc.rpartition(".")[0]
+        return self.line
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -45,6 +54,9 @@ class _LineLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         mapping = super().construct_mapping(node, deep=deep)
         mapping["__line__"] = node.start_mark.line + 1
+        mapping["__lines__"] = {
+            self.construct_object(k, deep=True): k.start_mark.line + 1 for k, _ in node.value
+        }
         return mapping
 
 
@@ -75,6 +87,7 @@ def parse_yaml(text: str) -> list[RawRow]:
     if not isinstance(doc, dict):
         raise FileFormatError("the YAML file must be a mapping with departments/networks/systems/hosts lists")
     doc.pop("__line__", None)
+    doc.pop("__lines__", None)
     unknown = sorted(set(doc) - set(SECTIONS))
     if unknown:
         raise FileFormatError(f"unknown top-level keys: {', '.join(map(str, unknown))}; "
@@ -89,18 +102,26 @@ def parse_yaml(text: str) -> list[RawRow]:
                 raise FileFormatError(f"'{section}' holds a {type(item).__name__}, expected mappings")
             line = item["__line__"]
             prefixes = item.pop("prefixes", None) if kind == "network" else None
-            rows.append(RawRow(kind, line, _without_lines(item)))
+            rows.append(RawRow(kind, line, _without_lines(item), _field_lines(item)))
             for prefix in prefixes or []:
                 if not isinstance(prefix, dict):
                     raise FileFormatError(f"line {line}: prefixes must be mappings with cidr and purpose")
                 data = {**_without_lines(prefix), "network": item.get("code")}
-                rows.append(RawRow("prefix", prefix["__line__"], data))
+                rows.append(RawRow("prefix", prefix["__line__"], data, _field_lines(prefix)))
     return rows
+
+
+def _field_lines(mapping: dict[str, Any], prefix: str = "") -> dict[str, int]:
+    lines = {f"{prefix}{k}": n for k, n in mapping.get("__lines__", {}).items() if not str(k).startswith("__")}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and key not in ("__lines__",):
+            lines.update(_field_lines(value, f"{prefix}{key}."))
+    return lines
 
 
 def _without_lines(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _without_lines(v) for k, v in value.items() if k != "__line__"}
+        return {k: _without_lines(v) for k, v in value.items() if k not in ("__line__", "__lines__")}
     if isinstance(value, list):
         return [_without_lines(v) for v in value]
     return value

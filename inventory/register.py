@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,7 @@ def validate_rows(session: Session, rows: list[RawRow]) -> dict[str, list[_Parse
     """Validate every row and every cross-reference; raise ImportRejected naming all problems."""
     errors: list[RowError] = []
     parsed: dict[str, list[_Parsed]] = {k: [] for k in RECORD_TYPES}
+    rejected: dict[str, set[str]] = {k: set() for k in RECORD_TYPES}  # invalid rows: no cascading errors
     for row in rows:
         model = RECORD_TYPES.get(row.kind)
         key = row.data.get(KEY_FIELD.get(row.kind, ""))
@@ -86,6 +87,7 @@ def validate_rows(session: Session, rows: list[RawRow]) -> dict[str, list[_Parse
         try:
             parsed[row.kind].append(_Parsed(row.line, model.model_validate(row.data)))
         except ValidationError as exc:
+            rejected[row.kind].add(str(key))
             for err in exc.errors():
                 loc = ".".join(str(p) for p in err["loc"]) or None
                 msg = err["msg"].removeprefix("Value error, ")
@@ -93,12 +95,27 @@ def validate_rows(session: Session, rows: list[RawRow]) -> dict[str, list[_Parse
                     msg = "unknown field"
                 elif err["type"] == "missing":
                     msg = "required field is missing"
-                errors.append(RowError(row.line, row.kind, str(key) if key else None, loc, msg))
-    errors.extend(_check_duplicates(parsed))
-    errors.extend(_check_references(session, parsed))
+                errors.append(RowError(row.line_of(loc), row.kind, str(key) if key else None, loc, msg))
+    raw_by_line = {(row.kind, row.line): row for row in rows}
+    checks = [*_check_duplicates(parsed), *_check_references(session, parsed)]
+    for e in checks:
+        if _cascades(e, rejected):
+            continue
+        raw = raw_by_line.get((e.kind, e.line))
+        errors.append(replace(e, line=raw.line_of(e.field)) if raw else e)
     if errors:
         raise ImportRejected(sorted(errors, key=lambda e: e.line))
     return parsed
+
+
+def _cascades(error: RowError, rejected: dict[str, set[str]]) -> bool:
+    """True for "unknown X" errors whose X is a row of the same file already reported as invalid."""
+    target_kind = {"department": "department", "parent": "department", "system": "system", "network": "network"}
+    kind = target_kind.get(error.field or "")
+    if kind is None or not error.reason.startswith("unknown "):
+        return False
+    value = error.reason.split("'")[1] if "'" in error.reason else ""
+    return value in rejected[kind]
 
 
 def _check_duplicates(parsed: dict[str, list[_Parsed]]) -> list[RowError]:

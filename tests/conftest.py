@@ -1,0 +1,96 @@
+"""Shared fixtures: settings in a temp YUNSHU_HOME, SQLite and a real PostgreSQL, the app and users."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.runtime import Runtime, open_runtime
+from core.settings import Settings
+from inventory.register import import_file
+from portal.app import create_app
+from portal.models import ROLES
+from portal.security import create_token, create_user
+from tests.pg import Cluster
+
+SAMPLE = Path(__file__).resolve().parent.parent / "inventory" / "samples" / "city.yaml"
+PASSWORD = "Corr3ct-Horse-Battery"
+_db_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    cluster = Cluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database suite runs on both: a SQLite file and a fresh database in the PostgreSQL cluster."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'yunshu.db'}"
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database(f"yunshu_{next(_db_names)}")
+
+
+def make_runtime(home: Path, db_url: str | None = None, **portal: object) -> Runtime:
+    settings = Settings(home=home, database_url=db_url, portal=portal)  # type: ignore[arg-type]
+    return open_runtime(settings)
+
+
+@pytest.fixture
+def rt(tmp_path: Path, db_url: str) -> Iterator[Runtime]:
+    runtime = make_runtime(tmp_path / "var", db_url)
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def sqlite_rt(tmp_path: Path) -> Iterator[Runtime]:
+    runtime = make_runtime(tmp_path / "var")
+    yield runtime
+    runtime.close()
+
+
+def load_sample(runtime: Runtime) -> None:
+    with runtime.transaction() as session:
+        import_file(session, SAMPLE, runtime.audit, "test")
+
+
+@dataclass
+class Portal:
+    """A test portal: the app, its runtime and one API token per role (department users of GAJ and RSJ)."""
+
+    rt: Runtime
+    client: TestClient
+    tokens: dict[str, str]
+
+    def as_role(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    """One portal with the sample city loaded and a user plus token per role (SQLite)."""
+    runtime = make_runtime(tmp_path_factory.mktemp("portal") / "var")
+    load_sample(runtime)
+    tokens: dict[str, str] = {}
+    with runtime.transaction() as session:
+        for role in ROLES:
+            dept = "GAJ" if role == "department_user" else None
+            user = create_user(session, runtime.audit, runtime.settings.portal, actor="test",
+                               username=role.replace("_", "-"), role=role, password=PASSWORD, department=dept)
+            tokens[role] = create_token(session, runtime.audit, actor="test", user=user, name="t")[1]
+        other = create_user(session, runtime.audit, runtime.settings.portal, actor="test", username="rsj-user",
+                            role="department_user", password=PASSWORD, department="RSJ")
+        tokens["department_user_rsj"] = create_token(session, runtime.audit, actor="test", user=other, name="t")[1]
+    with TestClient(create_app(runtime)) as client:
+        yield Portal(runtime, client, tokens)
+    runtime.close()

@@ -1,0 +1,188 @@
+"""Real-browser tests of the console: Debian chromium driven by Playwright (sync API).
+
+A module-scoped fixture starts ``yunshu up --demo`` on a free port with a fresh ``YUNSHU_HOME``, so the
+sample city (170 systems in 39 departments) is loaded and the admin user has a known password.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+ADMIN_PASSWORD = "Str0ng-Passw0rd!x"
+SAMPLE_TOTAL = 170
+PAGE_SIZE = 50
+STARTUP_TIMEOUT = 60.0
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    """True when GET ``url`` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _count(text: str) -> int:
+    """The number in a result count such as "共 8 个" or "8 in all"."""
+    match = re.search(r"\d+", text)
+    assert match, f"no number in result count {text!r}"
+    return int(match.group())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Run ``yunshu up --demo`` on a free port with a fresh home; yield its base URL."""
+    home = tmp_path_factory.mktemp("yunshu-home")
+    log_path = home / "server.log"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YUNSHU_")}
+    env.update(YUNSHU_HOME=str(home), YUNSHU_ADMIN_PASSWORD=ADMIN_PASSWORD, PYTHONUNBUFFERED="1")
+    base = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "portal.cli", "up", "--port", str(port), "--demo"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not _healthy(f"{base}/healthz"):
+            if proc.poll() is not None:
+                output = log_path.read_text(encoding="utf-8", errors="replace")
+                pytest.fail(f"yunshu up exited with code {proc.returncode} before /healthz answered:\n{output}")
+            if time.monotonic() > deadline:
+                output = log_path.read_text(encoding="utf-8", errors="replace")
+                pytest.fail(f"/healthz did not answer 200 within {STARTUP_TIMEOUT:.0f} s:\n{output}")
+            time.sleep(0.25)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    """A Playwright driver for the module."""
+    pw = sync_playwright().start()
+    try:
+        yield pw
+    finally:
+        pw.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Headless Debian chromium; fails (never skips) when it is not installed."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: the browser tests need Debian chromium — run `apt-get install chromium`")
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: str) -> Iterator[Page]:
+    """A fresh browser context (no cookies) and page per test, with the server as base URL."""
+    context = browser.new_context(base_url=server, locale="zh-CN", viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def _login(page: Page, username: str, password: str) -> None:
+    """Fill in and submit the login form."""
+    page.goto("/login")
+    page.locator('input[name="username"]').fill(username)
+    page.locator('input[name="password"]').fill(password)
+    page.locator("#login-submit").click()
+
+
+def test_login_and_filter_systems(page: Page, server: str, tmp_path: Path) -> None:
+    """Admin logs in, sees the dashboard, filters the systems list and gets the same total as the API."""
+    _login(page, "admin", ADMIN_PASSWORD)
+    expect(page).to_have_url(f"{server}/")
+    expect(page.locator("#whoami")).to_be_visible()
+    assert int(page.locator("#kpi-total").inner_text()) > 0
+
+    page.goto("/systems")
+    expect(page.locator("#result-count")).to_be_visible()
+    assert _count(page.locator("#result-count").inner_text()) == SAMPLE_TOTAL
+    assert page.locator("#systems tbody tr").count() == PAGE_SIZE
+    expect(page.locator("#next-page")).to_be_visible()
+
+    page.locator("#f-department").select_option("GAJ")
+    page.locator("#f-mlps_level").select_option("3")
+    with page.expect_navigation():
+        page.locator("#filter-submit").click()
+    assert "department=GAJ" in page.url
+    assert "mlps_level=3" in page.url
+    expect(page.locator("#f-department")).to_have_value("GAJ")
+    expect(page.locator("#f-mlps_level")).to_have_value("3")
+
+    filtered = _count(page.locator("#result-count").inner_text())
+    assert 0 < filtered < SAMPLE_TOTAL
+    rows = page.locator("#systems tbody tr")
+    assert rows.count() == min(filtered, PAGE_SIZE)
+    for i in range(rows.count()):
+        row = rows.nth(i)
+        assert row.get_attribute("data-department") == "GAJ", row.inner_text()
+        assert row.get_attribute("data-level") == "3", row.inner_text()
+    page.screenshot(path=str(tmp_path / "systems-filtered.png"), full_page=True)
+
+    response = page.request.get(f"{server}/api/systems", params={"department": "GAJ", "mlps_level": "3"})
+    assert response.status == 200, response.text()
+    body = response.json()
+    assert body["total"] == filtered
+    assert {(s["department"], s["mlps_level"]) for s in body["items"]} <= {("GAJ", 3)}
+
+
+def test_wrong_password_shows_error(page: Page, server: str) -> None:
+    """A wrong password shows an alert and leaves the user on the login page."""
+    _login(page, "admin", "Wrong-Passw0rd!x")
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/login(\?.*)?$"))
+    expect(page.locator("#whoami")).to_have_count(0)
