@@ -166,8 +166,10 @@ class NewSession:
     csrf_token: str
 
 
-def open_session(session: Session, user: User, client_ip: str | None) -> NewSession:
-    """Create a web session; only the digest of the cookie value is stored."""
+def open_session(session: Session, policy: PortalSettings, user: User, client_ip: str | None) -> NewSession:
+    """Create a web session (purging idle ones); only the digest of the cookie value is stored."""
+    idle_since = now_utc() - timedelta(minutes=policy.session_idle_minutes)
+    session.execute(delete(WebSession).where(WebSession.last_seen_at < idle_since))
     raw = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     session.add(WebSession(id_digest=token_digest(raw), user_id=user.id, csrf_token=csrf,
@@ -178,7 +180,7 @@ def open_session(session: Session, user: User, client_ip: str | None) -> NewSess
 def resolve_session(
     session: Session, policy: PortalSettings, cookie_value: str, now: datetime | None = None
 ) -> WebSession | None:
-    """The live session for a cookie, touching its idle timer; expired sessions are deleted."""
+    """The live session for a cookie, touching its idle timer; None once idle or too old."""
     now = now or now_utc()
     ws = session.get(WebSession, token_digest(cookie_value))
     if ws is None:
@@ -187,7 +189,6 @@ def resolve_session(
     age = now - (_aware(ws.created_at) or now)
     if (idle > timedelta(minutes=policy.session_idle_minutes)
             or age > timedelta(hours=policy.session_absolute_hours) or not ws.user.active):
-        session.delete(ws)
         return None
     ws.last_seen_at = now
     return ws

@@ -89,7 +89,7 @@ def login(
         error = "login.locked" if exc.code == "locked" else "login.invalid"
         return render(request, "login.html", {"csrf": expected, "next": _safe_next(next), "error": error,
                                               "lock_minutes": policy_.lockout_minutes}, status_code=401)
-    new = open_session(session, user, request.client.host if request.client else None)
+    new = open_session(session, policy_, user, request.client.host if request.client else None)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(SESSION_COOKIE, new.cookie_value, httponly=True, samesite="strict",
                         secure=_cookie_secure(request), max_age=policy_.session_absolute_hours * 3600)

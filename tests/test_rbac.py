@@ -1,0 +1,108 @@
+"""RBAC matrix: every API endpoint × every role, plus department scoping."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from portal.models import ROLES
+from tests.conftest import Portal
+
+ALL = set(ROLES)
+# Written out by hand (not read from rbac.yaml) so that a change of policy must be made twice, on purpose.
+MATRIX: dict[tuple[str, str], set[str]] = {
+    ("GET", "/api/me"): ALL,
+    ("GET", "/api/departments"): ALL,
+    ("GET", "/api/departments/{code}"): ALL,
+    ("GET", "/api/systems"): ALL,
+    ("GET", "/api/systems/{system_id}"): ALL,
+    ("GET", "/api/hosts"): ALL,
+    ("GET", "/api/inventory/export"): {"platform_engineer", "auditor", "admin"},
+    ("POST", "/api/inventory/import"): {"platform_engineer", "admin"},
+    ("GET", "/api/inventory/ansible"): {"platform_engineer", "admin"},
+    ("GET", "/api/audit"): {"auditor", "admin"},
+    ("GET", "/api/audit/verify"): {"auditor", "admin"},
+    ("GET", "/api/users"): {"auditor", "admin"},
+    ("POST", "/api/users"): {"admin"},
+    ("GET", "/api/tokens"): ALL,
+    ("POST", "/api/tokens"): ALL,
+    ("DELETE", "/api/tokens/{token_id}"): ALL,
+}
+CONCRETE = {"{code}": "GAJ", "{system_id}": "SYS-GAJ-001", "{token_id}": "999999"}
+_n = itertools.count()
+
+
+def _request(portal: Portal, method: str, path: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    for key, value in CONCRETE.items():
+        path = path.replace(key, value)
+    if (method, path) == ("POST", "/api/inventory/import"):
+        return portal.client.post(path, headers=headers, files={"file": ("empty.yaml", b"departments: []\n")})
+    if (method, path) == ("POST", "/api/users"):
+        body = {"username": f"new{next(_n)}", "role": "auditor", "password": "Another-Str0ng-Pass"}
+        return portal.client.post(path, headers=headers, json=body)
+    if (method, path) == ("POST", "/api/tokens"):
+        return portal.client.post(path, headers=headers, json={"name": "matrix"})
+    return portal.client.request(method, path, headers=headers)
+
+
+def test_matrix_covers_every_api_route(portal: Portal) -> None:
+    paths = portal.client.app.openapi()["paths"]
+    routes = {(m.upper(), p) for p, ops in paths.items() if p.startswith("/api") for m in ops}
+    assert routes == set(MATRIX)
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(MATRIX))
+@pytest.mark.parametrize("role", ROLES)
+def test_role_matrix(portal: Portal, role: str, method: str, path: str) -> None:
+    response = _request(portal, method, path, portal.as_role(role))
+    if role in MATRIX[(method, path)]:
+        assert response.status_code not in (401, 403), response.text
+        assert response.status_code < 500
+    else:
+        assert response.status_code == 403, response.text
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(MATRIX))
+def test_anonymous_is_refused(portal: Portal, method: str, path: str) -> None:
+    assert _request(portal, method, path, {}).status_code == 401
+
+
+def test_bad_token_is_refused(portal: Portal) -> None:
+    r = portal.client.get("/api/systems", headers={"Authorization": "Bearer ysk_not-a-real-token"})
+    assert r.status_code == 401
+
+
+def test_department_user_sees_only_its_department(portal: Portal) -> None:
+    gaj = portal.as_role("department_user")
+    body = portal.client.get("/api/systems?limit=1000", headers=gaj).json()
+    departments = {s["department"] for s in body["items"]}
+    assert departments and departments <= {"GAJ", "GAJJJ", "GAJCRJ"}
+    everyone = portal.client.get("/api/systems?limit=1000", headers=portal.as_role("auditor")).json()
+    assert body["total"] < everyone["total"]
+    visible_depts = {d["code"] for d in portal.client.get("/api/departments", headers=gaj).json()}
+    assert "GAJ" in visible_depts and "RSJ" not in visible_depts
+
+
+@pytest.mark.parametrize("path", ["/api/systems/SYS-RSJ-001", "/api/departments/RSJ"])
+def test_cross_department_access_denied(portal: Portal, path: str) -> None:
+    assert portal.client.get(path, headers=portal.as_role("department_user")).status_code == 404
+    assert portal.client.get(path, headers=portal.as_role("department_user_rsj")).status_code == 200
+
+
+def test_cross_department_filters_return_nothing(portal: Portal) -> None:
+    gaj = portal.as_role("department_user")
+    assert portal.client.get("/api/systems?department=RSJ", headers=gaj).json()["total"] == 0
+    assert portal.client.get("/api/hosts?system=SYS-RSJ-001", headers=gaj).json() == []
+    rsj_hosts = portal.client.get("/api/hosts?system=SYS-RSJ-001", headers=portal.as_role("department_user_rsj"))
+    assert rsj_hosts.json()
+
+
+def test_token_revocation_by_other_user_denied(portal: Portal) -> None:
+    created = portal.client.post("/api/tokens", headers=portal.as_role("auditor"), json={"name": "mine"}).json()
+    other = portal.client.delete(f"/api/tokens/{created['id']}", headers=portal.as_role("department_user"))
+    assert other.status_code == 404
+    own = portal.client.delete(f"/api/tokens/{created['id']}", headers=portal.as_role("auditor"))
+    assert own.status_code == 200
+    revoked = portal.client.get("/api/me", headers={"Authorization": f"Bearer {created['token']}"})
+    assert revoked.status_code == 401
