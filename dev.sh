@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Yunshu bootstrap: sets up everything on a fresh Debian machine, then runs an invoke task.
+#   ./dev.sh up     create .venv, install, migrate var/ and start the control plane (embedded defaults)
+#   ./dev.sh test   create .venv, install, install the test system packages, run every test
+#   ./dev.sh lint   ruff
+set -euo pipefail
+cd "$(dirname "$0")"
+export DEBIAN_FRONTEND=noninteractive
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  echo "dev.sh: installing Debian packages: $*" >&2
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_venv() {
+  if [ ! -x .venv/bin/python ]; then
+    if ! python3 -m venv .venv 2>/dev/null; then
+      rm -rf .venv
+      apt_install python3-venv
+      python3 -m venv .venv
+    fi
+  fi
+  if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test]'
+    touch .venv/.installed
+  fi
+}
+
+ensure_test_packages() {
+  local missing=()
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v runuser >/dev/null || missing+=(util-linux)
+  dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  up)   ensure_venv; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/invoke up "$@" ;;
+  test) ensure_venv; ensure_test_packages; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/invoke test "$@" ;;
+  lint) ensure_venv; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/invoke lint ;;
+  *) echo "usage: ./dev.sh up|test|lint" >&2; exit 2 ;;
+esac
