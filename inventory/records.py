@@ -9,7 +9,15 @@ import ipaddress
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from inventory.vocabulary import vocabulary
 
@@ -124,25 +132,16 @@ class HostRecord(_Record):
     os: str = Field(min_length=1, max_length=64)
     role: Annotated[str, _enum("host_role")]
 
-    @field_validator("ipv4")
+    @field_validator("ipv4", "ipv6")
     @classmethod
-    def _ipv4(cls, value: str | None) -> str | None:
+    def _address(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
+        v4 = info.field_name == "ipv4"
         try:
-            return str(ipaddress.IPv4Address(value))
+            return str(ipaddress.IPv4Address(value) if v4 else ipaddress.IPv6Address(value))
         except ValueError:
-            raise ValueError(f"'{value}' is not an IPv4 address") from None
-
-    @field_validator("ipv6")
-    @classmethod
-    def _ipv6(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return str(ipaddress.IPv6Address(value))
-        except ValueError:
-            raise ValueError(f"'{value}' is not an IPv6 address") from None
+            raise ValueError(f"'{value}' is not an {'IPv4' if v4 else 'IPv6'} address") from None
 
     @model_validator(mode="after")
     def _has_address(self) -> HostRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 
@@ -106,3 +107,18 @@ def test_token_revocation_by_other_user_denied(portal: Portal) -> None:
     assert own.status_code == 200
     revoked = portal.client.get("/api/me", headers={"Authorization": f"Bearer {created['token']}"})
     assert revoked.status_code == 401
+
+
+def test_console_pages_are_scoped_for_department_user(portal: Portal) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.test_auth import login
+
+    with TestClient(portal.client.app) as browser:
+        assert login(browser, "department-user").status_code == 303
+        page = browser.get("/systems")
+        rows = re.findall(r'data-department="([A-Z]+)"', page.text)
+        assert rows and set(rows) <= {"GAJ", "GAJJJ", "GAJCRJ"}
+        assert browser.get("/systems/SYS-RSJ-001").status_code == 404
+        assert browser.get("/systems/SYS-GAJ-001").status_code == 200
+        assert "市人社局" not in browser.get("/departments").text
