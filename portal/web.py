@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -36,6 +38,17 @@ def language(request: Request) -> str:
     return request.app.state.runtime.settings.portal.default_language
 
 
+UI_ZONE = ZoneInfo("Asia/Shanghai")
+
+
+def local_time(ts: datetime | None) -> str:
+    """UTC inside, Asia/Shanghai in the UI (stored naive datetimes are UTC)."""
+    if ts is None:
+        return "—"
+    aware = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    return aware.astimezone(UI_ZONE).strftime("%Y-%m-%d %H:%M")
+
+
 def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
     lang = language(request)
     vocab = vocabulary()
@@ -44,6 +57,7 @@ def render(request: Request, name: str, context: dict[str, Any], status_code: in
         "lang": lang,
         "label": lambda enum, code: vocab.label(enum, code, lang),
         "enum_codes": lambda enum: vocab.enums[enum].codes(),
+        "local_time": local_time,
         "role_label": lambda role: getattr(policy().roles[role], "en" if lang == "en" else "zh"),
         **context,
     }

@@ -197,3 +197,15 @@ def test_healthz_docs_and_metrics(app_rt) -> None:  # type: ignore[no-untyped-de
     assert gov_cloud and int(gov_cloud.group(1).split(".")[0]) > 0
     assert re.search(r'yunshu_systems_by_mlps_level\{mlps_level="3"\} \d+', body)
     assert 'yunshu_systems_by_network_stack{network_stack="dual"}' in body
+
+
+def test_console_shows_beijing_time(app_rt) -> None:  # type: ignore[no-untyped-def]
+    """Stored UTC, shown in Asia/Shanghai (UTC+8)."""
+    client, rt = app_rt
+    from inventory.models import System
+
+    with rt.transaction() as s:
+        s.execute(update(System).where(System.id == "SYS-GAJ-001").values(
+            last_activity=datetime(2026, 11, 11, 20, 30, tzinfo=UTC)))
+    login(client)
+    assert "2026-11-12 04:30" in client.get("/systems/SYS-GAJ-001").text
