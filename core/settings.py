@@ -37,6 +37,7 @@ class PortalSettings(BaseModel):
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
     default_language: str = "zh-CN"
+    mfa_required_roles: list[str] = ["admin", "auditor"]
 
 
 class Settings(BaseSettings):

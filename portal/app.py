@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from core.runtime import Runtime
 from portal import api, web
-from portal.deps import LoginRequired, PasswordChangeRequired
+from portal.deps import LoginRequired, MfaEnrollmentRequired, PasswordChangeRequired
 from portal.i18n import check_catalogs
 from portal.metrics import Metrics, MetricsMiddleware
 from portal.rbac import policy
@@ -67,6 +67,10 @@ def create_app(rt: Runtime) -> FastAPI:
     @app.exception_handler(PasswordChangeRequired)
     async def to_password(_request: Request, _exc: PasswordChangeRequired) -> Response:
         return RedirectResponse("/account/password", status_code=303)
+
+    @app.exception_handler(MfaEnrollmentRequired)
+    async def to_mfa(_request: Request, _exc: MfaEnrollmentRequired) -> Response:
+        return RedirectResponse("/account/mfa", status_code=303)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

@@ -14,7 +14,7 @@ from core.runtime import Runtime
 from inventory.models import Department
 from portal.models import User, WebSession
 from portal.rbac import policy
-from portal.security import password_expired, resolve_session, resolve_token
+from portal.security import mfa_missing, password_expired, resolve_session, resolve_token
 
 SESSION_COOKIE = "ys_session"
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -26,6 +26,10 @@ class LoginRequired(Exception):
 
 class PasswordChangeRequired(Exception):
     """Raised by web routes while the user's password is expired or initial."""
+
+
+class MfaEnrollmentRequired(Exception):
+    """Raised by web routes while the user's role requires a second factor that is not enrolled."""
 
 
 def runtime(request: Request) -> Runtime:
@@ -102,8 +106,11 @@ async def api_principal(request: Request, session: Session = Depends(db)) -> Pri
     principal = await _resolve(request, session)
     if principal is None:
         raise HTTPException(401, "authentication required / 需要登录", headers={"WWW-Authenticate": "Bearer"})
-    if principal.via == "session" and password_expired(principal.user, runtime(request).settings.portal):
+    portal = runtime(request).settings.portal
+    if principal.via == "session" and password_expired(principal.user, portal):
         raise HTTPException(403, "password change required / 需先修改密码")
+    if principal.via == "session" and mfa_missing(principal.user, portal):
+        raise HTTPException(403, "second factor not enrolled / 需先绑定动态口令")
     return principal
 
 
@@ -112,8 +119,11 @@ async def web_principal(request: Request, session: Session = Depends(db)) -> Pri
     principal = await _resolve(request, session)
     if principal is None or principal.via != "session":
         raise LoginRequired()
-    if password_expired(principal.user, runtime(request).settings.portal) and request.url.path != "/account/password":
+    portal = runtime(request).settings.portal
+    if password_expired(principal.user, portal) and request.url.path != "/account/password":
         raise PasswordChangeRequired()
+    if mfa_missing(principal.user, portal) and not request.url.path.startswith("/account/"):
+        raise MfaEnrollmentRequired()
     return principal
 
 

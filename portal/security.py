@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import pyotp
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -103,9 +104,9 @@ def create_user(
 
 def authenticate(
     session: Session, audit: AuditChain, policy: PortalSettings, username: str, password: str,
-    now: datetime | None = None,
+    now: datetime | None = None, otp: str | None = None,
 ) -> User:
-    """Check a password login, applying the lockout policy; every outcome goes to the audit chain."""
+    """Check password (and TOTP code once enrolled), applying the lockout policy; every outcome is audited."""
     now = now or now_utc()
     user = session.scalar(select(User).where(User.username == username))
     if user is None or not user.active:
@@ -118,21 +119,45 @@ def authenticate(
         audit.append(session, actor=username, action="auth.login_refused", object_type="user",
                      object_id=username, payload={"reason": "locked", "until": locked_until.isoformat()})
         raise AuthError("locked", f"user '{username}' is locked until {locked_until.isoformat()}")
+    reason = None
     if not verify_password(password, user.password_hash):
+        reason = "bad_password"
+    elif user.totp_secret and not totp_ok(user.totp_secret, otp):
+        reason = "bad_otp"
+    if reason:
         user.failed_logins += 1
-        payload: dict[str, object] = {"reason": "bad_password", "failures": user.failed_logins}
+        payload: dict[str, object] = {"reason": reason, "failures": user.failed_logins}
         if user.failed_logins >= policy.lockout_threshold:
             user.locked_until = now + timedelta(minutes=policy.lockout_minutes)
             user.failed_logins = 0
             payload["locked_until"] = user.locked_until.isoformat()
         audit.append(session, actor=username, action="auth.login_failed", object_type="user",
                      object_id=username, payload=payload)
-        raise AuthError("invalid", f"bad password for '{username}'")
+        raise AuthError("invalid", f"{reason} for '{username}'")
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
     audit.append(session, actor=username, action="auth.login", object_type="user", object_id=username)
     return user
+
+
+def totp_ok(secret: str, code: str | None) -> bool:
+    """A 6-digit RFC 6238 code for ``secret``, allowing one 30-second step of clock drift."""
+    return bool(code) and pyotp.TOTP(secret).verify(code.strip(), valid_window=1)
+
+
+def mfa_missing(user: User, policy: PortalSettings) -> bool:
+    """True when the user's role requires a second factor that is not enrolled yet."""
+    return user.role in policy.mfa_required_roles and not user.totp_secret
+
+
+def enroll_totp(session: Session, audit: AuditChain, user: User, secret: str, code: str) -> None:
+    """Store the TOTP secret once the user proves their authenticator produces its codes."""
+    if not totp_ok(secret, code):
+        raise ValueError("动态口令不正确 / the one-time code does not match")
+    user.totp_secret = secret
+    audit.append(session, actor=user.username, action="user.totp_enroll", object_type="user",
+                 object_id=user.username)
 
 
 def password_expired(user: User, policy: PortalSettings, now: datetime | None = None) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+import pyotp
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -22,7 +23,14 @@ from inventory.vocabulary import vocabulary
 from portal.deps import SESSION_COOKIE, Principal, db, require, runtime, web_principal
 from portal.i18n import LANGUAGES, translator
 from portal.rbac import policy
-from portal.security import AuthError, authenticate, change_password, close_session, open_session
+from portal.security import (
+    AuthError,
+    authenticate,
+    change_password,
+    close_session,
+    enroll_totp,
+    open_session,
+)
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -90,6 +98,7 @@ def login(
     password: str = Form(...),
     csrf_token: str = Form(""),
     next: str = Form("/"),
+    otp: str = Form(""),
     session: Session = Depends(db),
     rt: Runtime = Depends(runtime),
 ) -> Response:
@@ -98,7 +107,7 @@ def login(
         raise HTTPException(403, "CSRF token missing or wrong / CSRF 校验失败")
     policy_ = rt.settings.portal
     try:
-        user = authenticate(session, rt.audit, policy_, username.strip(), password)
+        user = authenticate(session, rt.audit, policy_, username.strip(), password, otp=otp or None)
     except AuthError as exc:
         error = "login.locked" if exc.code == "locked" else "login.invalid"
         return render(request, "login.html", {"csrf": expected, "next": _safe_next(next), "error": error,
@@ -148,6 +157,32 @@ def password_change(
             error = str(exc)
     if error:
         return render(request, "password.html", {"me": principal, "error": error}, status_code=422)
+    return RedirectResponse("/", status_code=303)
+
+
+@router.get("/account/mfa")
+def mfa_page(request: Request, principal: Principal = Depends(web_principal)) -> HTMLResponse:
+    """Enrol a TOTP authenticator: show a fresh secret and its otpauth URI, then confirm with a code."""
+    secret = pyotp.random_base32()
+    uri = pyotp.TOTP(secret).provisioning_uri(name=principal.name, issuer_name="Yunshu")
+    return render(request, "mfa.html", {"me": principal, "secret": secret, "uri": uri, "error": None})
+
+
+@router.post("/account/mfa")
+def mfa_enroll(
+    request: Request,
+    secret: str = Form(...),
+    code: str = Form(...),
+    principal: Principal = Depends(web_principal),
+    session: Session = Depends(db),
+    rt: Runtime = Depends(runtime),
+) -> Response:
+    try:
+        enroll_totp(session, rt.audit, principal.user, secret, code)
+    except ValueError as exc:
+        uri = pyotp.TOTP(secret).provisioning_uri(name=principal.name, issuer_name="Yunshu")
+        return render(request, "mfa.html", {"me": principal, "secret": secret, "uri": uri, "error": str(exc)},
+                      status_code=422)
     return RedirectResponse("/", status_code=303)
 
 

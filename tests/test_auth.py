@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 @pytest.fixture
 def app_rt(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
-    rt = make_runtime(tmp_path / "var")
+    rt = make_runtime(tmp_path / "var", mfa_required_roles=[])  # the second factor is tested on its own below
     load_sample(rt)
     with rt.transaction() as s:
         create_user(s, rt.audit, rt.settings.portal, actor="test", username="alice", role="auditor",
@@ -209,3 +210,45 @@ def test_console_shows_beijing_time(app_rt) -> None:  # type: ignore[no-untyped-
             last_activity=datetime(2026, 11, 11, 20, 30, tzinfo=UTC)))
     login(client)
     assert "2026-11-12 04:30" in client.get("/systems/SYS-GAJ-001").text
+
+
+@pytest.fixture
+def mfa_app(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
+    rt = make_runtime(tmp_path / "var")  # default policy: admin and auditor need a second factor
+    with rt.transaction() as s:
+        create_user(s, rt.audit, rt.settings.portal, actor="test", username="alice", role="auditor",
+                    password=PASSWORD)
+    with TestClient(create_app(rt)) as client:
+        yield client, rt
+    rt.close()
+
+
+def test_second_factor_enrolment_and_login(mfa_app) -> None:  # type: ignore[no-untyped-def]
+    """等保 8.1.4.1 d: password plus an RFC 6238 one-time code for roles that require it."""
+    import pyotp
+
+    client, rt = mfa_app
+    assert login(client).status_code == 303
+    r = client.get("/systems", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/account/mfa"
+    assert client.get("/api/me").status_code == 403  # session API refused until enrolled
+    page = client.get("/account/mfa").text
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
+    csrf = CSRF_INPUT.search(page).group(1)
+    bad = client.post("/account/mfa", data={"secret": secret, "code": "000000", "csrf_token": csrf})
+    assert bad.status_code == 422
+    ok = client.post("/account/mfa", data={"secret": secret, "code": pyotp.TOTP(secret).now(), "csrf_token": csrf},
+                     follow_redirects=False)
+    assert ok.status_code == 303
+    assert client.get("/systems").status_code == 200
+    client.post("/logout", data={"csrf_token": page_csrf(client)})
+    assert login(client).status_code == 401  # password alone is no longer enough
+    page = client.get("/login")
+    code = pyotp.TOTP(secret).now()
+    r = client.post("/login", data={"username": "alice", "password": PASSWORD, "otp": code,
+                                    "csrf_token": CSRF_INPUT.search(page.text).group(1)}, follow_redirects=False)
+    assert r.status_code == 303
+    with rt.sessions() as s:
+        reasons = [json.loads(p)["reason"] for p in s.scalars(select(AuditEntry.payload).where(
+            AuditEntry.action == "auth.login_failed"))]
+    assert reasons == ["bad_otp"]
