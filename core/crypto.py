@@ -103,3 +103,43 @@ def new_token(prefix: str) -> str:
 def token_digest(token: str) -> str:
     """How tokens are stored: SHA-256 (tokens are random, so no salt or stretching is needed)."""
     return sha256_hex(token.encode())
+
+
+def ensure_self_signed_certificate(keys_dir: Path, hosts: list[str], days: int = 365) -> tuple[Path, Path]:
+    """A self-signed TLS certificate and key (ECDSA P-256) under ``keys_dir``, created if missing."""
+    import ipaddress
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    cert_path, key_path = keys_dir / "portal-tls.crt", keys_dir / "portal-tls.key"
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0]),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Yunshu")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path

@@ -36,8 +36,14 @@ class PortalSettings(BaseModel):
     cookie_secure: bool = False
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
+    tls_self_signed: bool = False  # create and use var/keys/portal-tls.{crt,key} when no certificate is given
     default_language: str = "zh-CN"
     mfa_required_roles: list[str] = ["admin", "auditor"]
+
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_certfile or self.tls_self_signed)
 
 
 class Settings(BaseSettings):

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy import func, select
 
+from core.crypto import ensure_self_signed_certificate
 from core.runtime import Runtime, open_runtime
 from core.settings import load_settings
 from inventory.ansible_inventory import build_inventory, host_inventory
@@ -74,7 +75,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     demo = None if args.no_demo else load_demo(rt, args.demo)
     with rt.sessions() as session:
         systems = session.scalar(select(func.count(System.id)))
-    scheme = "https" if portal.tls_certfile else "http"
+    certfile, keyfile = portal.tls_certfile, portal.tls_keyfile
+    if portal.tls_self_signed and not certfile:
+        cert, key = ensure_self_signed_certificate(rt.settings.keys_dir, [host, "localhost"])
+        certfile, keyfile = str(cert), str(key)
+    scheme = "https" if certfile else "http"
     err.print(f"[bold]云枢 Yunshu[/] control plane — {scheme}://{host}:{port}/")
     err.print(f"  home (YUNSHU_HOME): {rt.settings.home.resolve()}")
     err.print(f"  database:           {rt.engine.url.render_as_string(hide_password=True)}")
@@ -86,7 +91,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if password:
         err.print(f"  [bold yellow]admin password (shown once, change at first login): {password}[/]")
     uvicorn.run(app, host=host, port=port, log_level="info",
-                ssl_certfile=portal.tls_certfile, ssl_keyfile=portal.tls_keyfile)
+                ssl_certfile=certfile, ssl_keyfile=keyfile)
     return 0
 
 

@@ -76,7 +76,8 @@ def render(request: Request, name: str, context: dict[str, Any], status_code: in
 
 
 def _cookie_secure(request: Request) -> bool:
-    return request.app.state.runtime.settings.portal.cookie_secure
+    portal = request.app.state.runtime.settings.portal
+    return portal.cookie_secure or portal.tls_enabled
 
 
 def _safe_next(target: str | None) -> str:

@@ -6,19 +6,14 @@ sample city (170 systems in 39 departments) is loaded and the admin user has a k
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from tests.live_server import live_server
 
 pytestmark = pytest.mark.browser
 
@@ -39,22 +34,6 @@ STARTUP_TIMEOUT = 60.0
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    """True when GET ``url`` answers 200."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def _count(text: str) -> int:
     """The number in a result count such as "共 8 个" or "8 in all"."""
     match = re.search(r"\d+", text)
@@ -65,39 +44,10 @@ def _count(text: str) -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Run ``yunshu up --demo`` on a free port with a fresh home; yield its base URL."""
-    home = tmp_path_factory.mktemp("yunshu-home")
-    log_path = home / "server.log"
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YUNSHU_")}
-    env.update(YUNSHU_HOME=str(home), YUNSHU_ADMIN_PASSWORD=ADMIN_PASSWORD, PYTHONUNBUFFERED="1",
-               YUNSHU_PORTAL__MFA_REQUIRED_ROLES="[]")  # the second factor has its own test in test_auth.py
-    base = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "portal.cli", "up", "--port", str(port), "--demo"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not _healthy(f"{base}/healthz"):
-            if proc.poll() is not None:
-                output = log_path.read_text(encoding="utf-8", errors="replace")
-                pytest.fail(f"yunshu up exited with code {proc.returncode} before /healthz answered:\n{output}")
-            if time.monotonic() > deadline:
-                output = log_path.read_text(encoding="utf-8", errors="replace")
-                pytest.fail(f"/healthz did not answer 200 within {STARTUP_TIMEOUT:.0f} s:\n{output}")
-            time.sleep(0.25)
+    env = {"YUNSHU_ADMIN_PASSWORD": ADMIN_PASSWORD,
+           "YUNSHU_PORTAL__MFA_REQUIRED_ROLES": "[]"}  # the second factor has its own test in test_auth.py
+    with live_server(tmp_path_factory.mktemp("yunshu-home"), env, ["--demo"]) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
