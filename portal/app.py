@@ -8,6 +8,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -22,17 +23,21 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'",
 }
+# Swagger UI and ReDoc start from inline scripts; only they may run one. Their files come from the
+# fastapi-offline package, not a CDN, because the city's networks are closed.
+DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
 
 
 def create_app(rt: Runtime) -> FastAPI:
     """Build the service around an opened runtime (database migrated, keys loaded)."""
     policy()  # validate data files at start-up, not at the first request
     check_catalogs()
-    app = FastAPI(title="云枢 Yunshu", version="0.1.0",
-                  description="政务云控制平面 API / control plane of the city's government cloud")
+    app = FastAPIOffline(title="云枢 Yunshu", version="0.1.0",
+                         description="政务云控制平面 API / control plane of the city's government cloud")
     app.state.runtime = rt
     app.state.metrics = Metrics(rt.sessions)
     app.add_middleware(MetricsMiddleware)
@@ -40,6 +45,8 @@ def create_app(rt: Runtime) -> FastAPI:
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
         response: Response = await call_next(request)
+        if request.url.path in ("/docs", "/redoc"):
+            response.headers.setdefault("Content-Security-Policy", DOCS_CSP)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if rt.settings.portal.tls_enabled:
@@ -49,6 +56,7 @@ def create_app(rt: Runtime) -> FastAPI:
         return response
 
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
+
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

@@ -23,8 +23,9 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
-def app_rt(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
-    rt = make_runtime(tmp_path / "var", mfa_required_roles=[])  # the second factor is tested on its own below
+def app_rt(tmp_path: Path, db_url: str) -> Iterator[tuple[TestClient, Runtime]]:
+    """The portal on SQLite and on PostgreSQL."""
+    rt = make_runtime(tmp_path / "var", db_url, mfa_required_roles=[])  # the second factor is tested on its own below
     load_sample(rt)
     with rt.transaction() as s:
         create_user(s, rt.audit, rt.settings.portal, actor="test", username="alice", role="auditor",

@@ -1,0 +1,44 @@
+"""The ``yunshu`` user and token commands, run as a user would (a real process, its own YUNSHU_HOME)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from portal.app import create_app
+from tests.conftest import PASSWORD, load_sample, make_runtime
+
+
+def test_user_add_and_token_create(tmp_path: Path) -> None:
+    home = tmp_path / "var"
+    rt = make_runtime(home)
+    load_sample(rt)
+    env = {"YUNSHU_HOME": str(home), "PATH": "/usr/bin", "PW": PASSWORD, "WEAK": "password"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "portal.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    weak = cli("user", "add", "bob", "--role", "department_user", "--department", "GAJ", "--password-env", "WEAK")
+    assert weak.returncode == 1 and "password rejected" in weak.stderr
+    nodept = cli("user", "add", "bob", "--role", "department_user", "--department", "XYZ", "--password-env", "PW")
+    assert nodept.returncode == 1 and "unknown department 'XYZ'" in nodept.stderr
+    ok = cli("user", "add", "bob", "--role", "department_user", "--department", "GAJ", "--password-env", "PW")
+    assert ok.returncode == 0, ok.stderr
+    again = cli("user", "add", "bob", "--role", "auditor", "--password-env", "PW")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    token = cli("token", "create", "--user", "bob", "--name", "ci")
+    assert token.returncode == 0 and "shown once" in token.stderr
+    raw = token.stdout.strip()
+    assert raw.startswith("ysk_")
+    with TestClient(create_app(rt)) as client:
+        me = client.get("/api/me", headers={"Authorization": f"Bearer {raw}"}).json()
+        assert (me["username"], me["role"], me["department"]) == ("bob", "department_user", "GAJ")
+        verify = client.get("/api/audit/verify", headers={"Authorization": f"Bearer {raw}"})
+        assert verify.status_code == 403
+    rt.close()
+    unknown = cli("token", "create", "--user", "nobody", "--name", "x")
+    assert unknown.returncode == 1 and "unknown user" in unknown.stderr
