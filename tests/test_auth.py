@@ -22,10 +22,9 @@ from tests.conftest import PASSWORD, load_sample, make_runtime
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-@pytest.fixture
-def app_rt(tmp_path: Path, db_url: str) -> Iterator[tuple[TestClient, Runtime]]:
-    """The portal on SQLite and on PostgreSQL."""
-    rt = make_runtime(tmp_path / "var", db_url, mfa_required_roles=[])  # the second factor is tested on its own below
+def _portal_with_alice(home: Path, db_url: str | None, **portal: object) -> Iterator[tuple[TestClient, Runtime]]:
+    """A portal over the sample city with one auditor, alice."""
+    rt = make_runtime(home, db_url, **portal)
     load_sample(rt)
     with rt.transaction() as s:
         create_user(s, rt.audit, rt.settings.portal, actor="test", username="alice", role="auditor",
@@ -33,6 +32,12 @@ def app_rt(tmp_path: Path, db_url: str) -> Iterator[tuple[TestClient, Runtime]]:
     with TestClient(create_app(rt)) as client:
         yield client, rt
     rt.close()
+
+
+@pytest.fixture
+def app_rt(tmp_path: Path, db_url: str) -> Iterator[tuple[TestClient, Runtime]]:
+    """On SQLite and on PostgreSQL; the second factor is switched off here and tested on its own below."""
+    yield from _portal_with_alice(tmp_path / "var", db_url, mfa_required_roles=[])
 
 
 def login(client: TestClient, username: str = "alice", password: str = PASSWORD):  # type: ignore[no-untyped-def]
@@ -215,13 +220,8 @@ def test_console_shows_beijing_time(app_rt) -> None:  # type: ignore[no-untyped-
 
 @pytest.fixture
 def mfa_app(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
-    rt = make_runtime(tmp_path / "var")  # default policy: admin and auditor need a second factor
-    with rt.transaction() as s:
-        create_user(s, rt.audit, rt.settings.portal, actor="test", username="alice", role="auditor",
-                    password=PASSWORD)
-    with TestClient(create_app(rt)) as client:
-        yield client, rt
-    rt.close()
+    """The default policy: admin and auditor need a second factor."""
+    yield from _portal_with_alice(tmp_path / "var", None)
 
 
 def test_second_factor_enrolment_and_login(mfa_app) -> None:  # type: ignore[no-untyped-def]
