@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -46,6 +46,26 @@ class PortalSettings(BaseModel):
         return bool(self.tls_certfile or self.tls_self_signed)
 
 
+class SocSettings(BaseModel):
+    """Security operations: receivers, the event store, PII masking and retention."""
+
+    syslog_host: str = "127.0.0.1"
+    syslog_port: int = Field(5514, ge=1, le=65535)
+    store_url: str | None = None  # None: the embedded SQLite store under $YUNSHU_HOME/soc/events.db
+    mask_pii: bool = True
+    timezone: str = "Asia/Shanghai"
+    max_line_bytes: int = Field(65536, ge=1024)
+    # 网络安全法 第二十一条: network logs kept no less than six months; longer for 重要/核心 data (our choice).
+    retention_days: dict[str, int] = {"general": 180, "important": 365, "core": 1095, "unclassified": 180}
+
+    @model_validator(mode="after")
+    def _at_least_six_months(self) -> SocSettings:
+        short = {k: v for k, v in self.retention_days.items() if v < 180}
+        if short:
+            raise ValueError(f"retention below 180 days is not allowed (网络安全法 第二十一条): {short}")
+        return self
+
+
 class Settings(BaseSettings):
     """Process-wide settings; build with :func:`load_settings`."""
 
@@ -55,6 +75,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     admin_password: str | None = None
     portal: PortalSettings = PortalSettings()
+    soc: SocSettings = SocSettings()
 
     @classmethod
     def settings_customise_sources(

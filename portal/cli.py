@@ -9,14 +9,17 @@ import os
 import secrets
 import string
 import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy import func, select
 
 from core.crypto import ensure_self_signed_certificate
 from core.runtime import Runtime, open_runtime
-from core.settings import load_settings
+from core.settings import config_path, load_settings
 from inventory.ansible_inventory import build_inventory, host_inventory
 from inventory.files import FileFormatError
 from inventory.models import System
@@ -175,6 +178,55 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_soc_ingest(args: argparse.Namespace) -> int:
+    from soc.service import ingest_files, open_soc
+
+    rt = _runtime()
+    missing = [p for p in args.files if not Path(p).is_file()]
+    if missing:
+        err.print(f"[red]no such file: {', '.join(missing)}[/]")
+        return 2
+    soc = open_soc(rt, args.store)
+    try:
+        stats = ingest_files(soc, args.files, args.format, rt.settings.soc.max_line_bytes)
+    finally:
+        soc.close()
+    print(json.dumps(stats.as_dict()))
+    return 0
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return ts if ts.tzinfo else ts.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def cmd_soc_search(args: argparse.Namespace) -> int:
+    from soc.service import open_soc
+    from soc.store.base import IP_FIELDS, SearchQuery
+
+    where: dict[str, str | int] = {}
+    cidr: dict[str, str] = {}
+    for item in args.where:
+        field, sep, value = item.partition("=")
+        if not sep or not field:
+            err.print(f"[red]--where expects field=value, got '{item}'[/]")
+            return 2
+        (cidr if field in IP_FIELDS and "/" in value else where)[field] = value
+    query = SearchQuery(start=_parse_time(args.start), end=_parse_time(args.end), text=args.query, where=where,
+                        cidr=cidr, limit=args.limit)
+    soc = open_soc(_runtime(), args.store)
+    try:
+        result = soc.store.search(query)
+    finally:
+        soc.close()
+    for _, event in result.hits:
+        print(json.dumps(event, ensure_ascii=False))
+    err.print(f"{len(result.hits)} of {result.total} events")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yunshu", description="云枢 Yunshu — government cloud control plane")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,6 +268,22 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--actor", default=os.environ.get("USER", "cli"))
     add.set_defaults(func=cmd_user_add)
 
+    soc = sub.add_parser("soc", help="security operations").add_subparsers(dest="sub", required=True)
+    ing = soc.add_parser("ingest", help="parse, enrich and store log files")
+    ing.add_argument("files", nargs="+")
+    ing.add_argument("--format", default="auto",
+                     choices=["auto", "syslog", "sshd", "nginx", "apache", "auditd", "json", "openstack"])
+    ing.add_argument("--store", help="sqlite:///PATH or http(s)://HOST:PORT (default: the configured store)")
+    ing.set_defaults(func=cmd_soc_ingest)
+    srch = soc.add_parser("search", help="search stored events (JSON lines)")
+    srch.add_argument("--query", help="full text in message")
+    srch.add_argument("--where", action="append", default=[], help="field=value (CIDR for IP fields)")
+    srch.add_argument("--from", dest="start", help="ISO time (Asia/Shanghai when no zone)")
+    srch.add_argument("--to", dest="end")
+    srch.add_argument("--limit", type=int, default=100)
+    srch.add_argument("--store")
+    srch.set_defaults(func=cmd_soc_search)
+
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="sub", required=True)
     tc = token.add_parser("create", help="create a token (shown once)")
     tc.add_argument("--user", required=True)
@@ -228,7 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ValidationError as exc:  # settings from config.yaml or YUNSHU_* that do not validate
+        err.print(f"[red]configuration error ({config_path()} / YUNSHU_* environment):[/]\n{exc}")
+        return 2
 
 
 if __name__ == "__main__":

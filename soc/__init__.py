@@ -1,0 +1,1 @@
+"""Security operations: ingest → parse → normalise (ECS) → enrich → store; later detect, alert, drills."""

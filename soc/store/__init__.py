@@ -1,0 +1,1 @@
+"""Event stores behind one interface: embedded SQLite (default) and Elasticsearch/OpenSearch."""

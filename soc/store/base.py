@@ -1,0 +1,77 @@
+"""The event-store interface every implementation honours (one contract test-suite runs against all)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from soc.ecs import Event
+
+# Fields a search may filter on exactly (``where``) or by CIDR (``cidr``); stores index them.
+KEYWORD_FIELDS = (
+    "event.kind", "event.category", "event.type", "event.action", "event.outcome", "event.dataset",
+    "event.module", "host.name", "host.ip", "source.ip", "source.port", "destination.ip", "destination.port",
+    "user.name", "process.name", "url.path", "http.request.method", "http.response.status_code",
+    "gov.system.id", "gov.department", "gov.mlps_level", "gov.data_class", "gov.pii", "log.syslog.appname",
+)
+IP_FIELDS = ("host.ip", "source.ip", "destination.ip", "related.ip")
+
+
+class StoreUnavailable(Exception):
+    """The store cannot take or serve events right now (down, slow, refusing); callers spool and retry."""
+
+
+@dataclass
+class WriteResult:
+    """What a bulk write did: ``created`` new documents, ``duplicates`` ids already stored."""
+
+    created: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (id, reason): the store refused the document
+
+
+@dataclass
+class SearchQuery:
+    """A search: time range [start, end), exact field values, CIDR ranges, full text, department scope."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    text: str | None = None
+    where: dict[str, str | int] = field(default_factory=dict)
+    cidr: dict[str, str] = field(default_factory=dict)
+    departments: set[str] | None = None  # None: every department; otherwise only events of these
+    limit: int = 100
+
+
+@dataclass
+class SearchResult:
+    total: int
+    hits: list[tuple[str, Event]]  # (id, event), newest first
+
+
+class EventStore(Protocol):
+    """Stores ECS events by deterministic id; writing an id twice stores it once."""
+
+    def write(self, docs: list[tuple[str, Event]]) -> WriteResult:
+        """Create the documents (ids already present count as duplicates). Raise StoreUnavailable when down."""
+        ...
+
+    def search(self, query: SearchQuery) -> SearchResult: ...
+
+    def count(self, query: SearchQuery) -> int: ...
+
+    def terms(self, field_name: str, query: SearchQuery, size: int = 10) -> list[tuple[str, int]]:
+        """The most frequent values of a keyword field among matching events."""
+        ...
+
+    def date_histogram(self, query: SearchQuery, interval: str) -> list[tuple[datetime, int]]:
+        """Counts per ``interval`` (``1h`` or ``1d``) bucket among matching events, oldest first."""
+        ...
+
+    def delete_before(self, cutoff: datetime, data_class: str | None) -> int:
+        """Retention: delete events older than ``cutoff`` whose gov.data_class is ``data_class``
+        (None: events with no data class). Returns how many were deleted."""
+        ...
+
+    def close(self) -> None: ...

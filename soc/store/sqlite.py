@@ -1,0 +1,234 @@
+"""The embedded event store: one SQLite file (WAL), hot fields in indexed columns, FTS5 on message.
+
+Every event is kept whole as JSON; the fields analysts filter on most are copied into columns with
+indexes. IP addresses are also stored as 16-byte keys (IPv4 mapped into IPv6) so that a CIDR becomes a
+``BETWEEN`` on an index. Full text uses an FTS5 trigram index (substring search, Chinese included) kept
+in step by triggers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from soc.ecs import Event, get
+from soc.store.base import SearchQuery, SearchResult, StoreUnavailable, WriteResult
+
+# ECS field → column; these are indexed and filtered without touching the JSON.
+COLUMNS: dict[str, str] = {
+    "event.dataset": "dataset",
+    "event.action": "action",
+    "event.outcome": "outcome",
+    "host.name": "host_name",
+    "source.ip": "source_ip",
+    "destination.ip": "destination_ip",
+    "user.name": "user_name",
+    "gov.system.id": "system_id",
+    "gov.department": "department",
+    "gov.mlps_level": "mlps_level",
+    "gov.data_class": "data_class",
+}
+IP_KEYS = {"source.ip": "source_ip_key", "destination.ip": "destination_ip_key", "host.ip": "host_ip_key"}
+INTERVALS_MS = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS events (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    ts INTEGER NOT NULL,
+    {", ".join(f"{c} TEXT" for c in COLUMNS.values())},
+    {", ".join(f"{c} BLOB" for c in IP_KEYS.values())},
+    message TEXT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+{"".join(f"CREATE INDEX IF NOT EXISTS events_{c} ON events({c}, ts);" for c in (*COLUMNS.values(), *IP_KEYS.values()))}
+CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(message, content='events', content_rowid='rowid',
+    tokenize='trigram');
+CREATE TRIGGER IF NOT EXISTS events_ai AFTER INSERT ON events BEGIN
+    INSERT INTO events_fts(rowid, message) VALUES (new.rowid, new.message);
+END;
+CREATE TRIGGER IF NOT EXISTS events_ad AFTER DELETE ON events BEGIN
+    INSERT INTO events_fts(events_fts, rowid, message) VALUES ('delete', old.rowid, old.message);
+END;
+"""
+
+
+def ip_key(value: Any) -> bytes | None:
+    """16-byte sort key of an address (IPv4 mapped into ::ffff:0:0/96); None when not an address."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if not value:
+        return None
+    try:
+        ip = ipaddress.ip_address(str(value))
+    except ValueError:
+        return None
+    return (ipaddress.IPv6Address(f"::ffff:{ip}") if ip.version == 4 else ip).packed
+
+
+def cidr_range(cidr: str) -> tuple[bytes, bytes]:
+    """First and last 16-byte keys of a network, for ``BETWEEN``."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    first, last = net.network_address, net.broadcast_address
+    if net.version == 4:
+        first = ipaddress.IPv6Address(f"::ffff:{first}")
+        last = ipaddress.IPv6Address(f"::ffff:{last}")
+    return first.packed, last.packed
+
+
+def ts_ms(value: Any) -> int:
+    """Epoch milliseconds of an ISO-8601 timestamp or datetime."""
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = str(value)
+        dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _json_path(field: str) -> str:
+    return "$." + ".".join(f'"{p}"' for p in field.split("."))
+
+
+class SQLiteStore:
+    """EventStore on a SQLite file; safe to share between threads (one connection, one lock)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        cols = ["id", "ts", *COLUMNS.values(), *IP_KEYS.values(), "message", "doc"]
+        self._insert = f"INSERT OR IGNORE INTO events({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+    # --- writing --------------------------------------------------------------------------------------
+    def _row(self, doc_id: str, event: Event) -> tuple[Any, ...]:
+        hot = [get(event, f) for f in COLUMNS]
+        hot = [None if v is None else str(v) for v in hot]
+        keys = [ip_key(get(event, f)) for f in IP_KEYS]
+        return (doc_id, ts_ms(event["@timestamp"]), *hot, *keys, event.get("message"),
+                json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+
+    def write(self, docs: list[tuple[str, Event]]) -> WriteResult:
+        """Insert in one transaction; ids already present are duplicates."""
+        result = WriteResult()
+        rows = []
+        for doc_id, event in docs:
+            try:
+                rows.append(self._row(doc_id, event))
+            except (KeyError, ValueError, TypeError) as exc:
+                result.rejected.append((doc_id, f"{type(exc).__name__}: {exc}"))
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                # rowcount sums sqlite3_changes(), which leaves out the FTS rows written by the trigger
+                created = self._db.executemany(self._insert, rows).rowcount
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreUnavailable(f"embedded store {self.path}: {exc}") from exc
+            result.created = max(created, 0)
+        result.duplicates = len(rows) - result.created
+        return result
+
+    # --- reading --------------------------------------------------------------------------------------
+    def _where(self, q: SearchQuery) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if q.start:
+            clauses.append("e.ts >= ?")
+            params.append(ts_ms(q.start))
+        if q.end:
+            clauses.append("e.ts < ?")
+            params.append(ts_ms(q.end))
+        for field, value in q.where.items():
+            column = COLUMNS.get(field)
+            if column:
+                clauses.append(f"e.{column} = ?")
+                params.append(str(value))
+            else:  # json_each yields a scalar itself, or each element of a list; numbers match as numbers too
+                clauses.append("EXISTS (SELECT 1 FROM json_each(e.doc, ?) WHERE value IN (?, ?))")
+                text = str(value)
+                params.extend([_json_path(field), text, int(text) if text.lstrip("-").isdigit() else text])
+        for field, cidr in q.cidr.items():
+            key = IP_KEYS.get(field)
+            if key is None:
+                raise ValueError(f"CIDR search is supported on {', '.join(IP_KEYS)}, not {field}")
+            clauses.append(f"e.{key} BETWEEN ? AND ?")
+            params.extend(cidr_range(cidr))
+        if q.departments is not None:
+            clauses.append(f"e.department IN ({', '.join('?' * len(q.departments)) or 'NULL'})")
+            params.extend(sorted(q.departments))
+        if q.text:
+            text = q.text.strip()
+            if len(text) >= 3:
+                clauses.append("e.rowid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
+                params.append('"' + text.replace('"', '""') + '"')
+            else:  # trigrams need three characters
+                clauses.append("e.message LIKE ? ESCAPE '\\'")
+                params.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def _query(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"embedded store {self.path}: {exc}") from exc
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        where, params = self._where(query)
+        rows = self._query(f"SELECT e.id, e.doc FROM events e{where} ORDER BY e.ts DESC, e.rowid DESC LIMIT ?",
+                           [*params, query.limit])
+        return SearchResult(self.count(query), [(doc_id, json.loads(doc)) for doc_id, doc in rows])
+
+    def count(self, query: SearchQuery) -> int:
+        where, params = self._where(query)
+        return self._query(f"SELECT count(*) FROM events e{where}", params)[0][0]
+
+    def terms(self, field_name: str, query: SearchQuery, size: int = 10) -> list[tuple[str, int]]:
+        where, params = self._where(query)
+        column = COLUMNS.get(field_name)
+        if column:
+            sql = (f"SELECT e.{column} AS v, count(*) AS n FROM events e{where}"
+                   f"{' AND' if where else ' WHERE'} e.{column} IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT ?")
+            rows = self._query(sql, [*params, size])
+        else:
+            sql = (f"SELECT j.value AS v, count(*) AS n FROM events e, json_each(e.doc, ?) j{where} "
+                   "GROUP BY v ORDER BY n DESC, v LIMIT ?")
+            rows = self._query(sql, [_json_path(field_name), *params, size])
+        return [(str(v), n) for v, n in rows]
+
+    def date_histogram(self, query: SearchQuery, interval: str) -> list[tuple[datetime, int]]:
+        step = INTERVALS_MS.get(interval)
+        if step is None:
+            raise ValueError(f"interval must be one of {', '.join(INTERVALS_MS)}")
+        where, params = self._where(query)
+        rows = self._query(f"SELECT e.ts - e.ts % {step} AS b, count(*) FROM events e{where} GROUP BY b ORDER BY b",
+                           params)
+        return [(datetime.fromtimestamp(b / 1000, UTC), n) for b, n in rows]
+
+    def delete_before(self, cutoff: datetime, data_class: str | None) -> int:
+        condition = "data_class IS NULL" if data_class is None else "data_class = ?"
+        params: list[Any] = [ts_ms(cutoff)] + ([] if data_class is None else [data_class])
+        with self._lock:
+            try:
+                cur = self._db.execute(f"DELETE FROM events WHERE ts < ? AND {condition}", params)
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"embedded store {self.path}: {exc}") from exc
+            return cur.rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,130 @@
+"""One contract, every store: the embedded SQLite store and Elasticsearch (a real osmem-server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from soc.ecs import Event, event_id
+from soc.store.base import EventStore, SearchQuery
+
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+
+def _event(minutes: int, dataset: str, ip: str, user: str, dept: str | None, data_class: str | None,
+           message: str, action: str = "ssh_login", outcome: str = "failure") -> Event:
+    event: Event = {
+        "@timestamp": (T0 + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "event": {"kind": "event", "category": ["authentication"], "dataset": dataset, "action": action,
+                  "outcome": outcome},
+        "source": {"ip": ip},
+        "user": {"name": user},
+        "host": {"name": "gaj-rkxx-app01"},
+        "message": message,
+        "related": {"ip": [ip], "user": [user]},
+    }
+    if dept:
+        event["gov"] = {"department": dept, "data_class": data_class, "mlps_level": 3, "system": {"id": "SYS-1"}}
+    return event
+
+
+EVENTS = [
+    _event(0, "system.auth", "198.18.1.10", "root", "GAJ", "important", "Failed password for root from 198.18.1.10"),
+    _event(5, "system.auth", "198.18.1.11", "root", "GAJ", "important", "Failed password for root from 198.18.1.11"),
+    _event(70, "system.auth", "2001:db8:1::5", "admin", "RSJ", "general", "Accepted password for admin",
+           outcome="success"),
+    _event(130, "nginx.access", "203.0.113.7", "-", "RSJ", "general", "GET /api/身份信息查询 HTTP/1.1",
+           action="access", outcome="success"),
+    _event(60 * 24 * 200, "system.auth", "198.19.0.1", "bob", None, None, "session opened for user bob"),
+    _event(-60 * 24 * 200, "system.auth", "198.19.0.2", "old", "GAJ", "general", "ancient general event"),
+    _event(-60 * 24 * 200, "system.auth", "198.19.0.3", "old", "GAJ", "important", "ancient important event"),
+]
+DOCS = [(event_id("test", str(i)), e) for i, e in enumerate(EVENTS)]
+
+
+def _sqlite(tmp: Path) -> Iterator[EventStore]:
+    from soc.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp / "events.db")
+    yield store
+    store.close()
+
+
+def _elasticsearch(tmp: Path) -> Iterator[EventStore]:
+    from tests.soc.osmem import es_store, osmem_server
+
+    with osmem_server() as url:
+        store = es_store(url)
+        yield store
+        store.close()
+
+
+@pytest.fixture(params=["sqlite", "elasticsearch"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    factory = _sqlite if request.param == "sqlite" else _elasticsearch
+    yield from factory(tmp_path)
+
+
+@pytest.fixture
+def filled(store: EventStore) -> EventStore:
+    result = store.write(DOCS)
+    assert (result.created, result.duplicates, result.rejected) == (len(DOCS), 0, [])
+    return store
+
+
+def test_writes_are_idempotent(filled: EventStore) -> None:
+    again = filled.write(DOCS)
+    assert (again.created, again.duplicates) == (0, len(DOCS))
+    assert filled.count(SearchQuery()) == len(DOCS)
+
+
+def test_time_range_and_order(filled: EventStore) -> None:
+    q = SearchQuery(start=T0, end=T0 + timedelta(hours=3), limit=10)
+    result = filled.search(q)
+    assert result.total == 4
+    stamps = [e["@timestamp"] for _, e in result.hits]
+    assert stamps == sorted(stamps, reverse=True)
+    assert result.hits[0][0] == DOCS[3][0]  # ids come back as written
+
+
+def test_field_filters(filled: EventStore) -> None:
+    assert filled.count(SearchQuery(where={"user.name": "root"})) == 2
+    assert filled.count(SearchQuery(where={"event.outcome": "success", "gov.department": "RSJ"})) == 2
+    assert filled.count(SearchQuery(where={"event.category": "authentication"})) == len(DOCS)
+    assert filled.count(SearchQuery(where={"gov.mlps_level": 3})) == 6
+
+
+def test_cidr_v4_and_v6(filled: EventStore) -> None:
+    assert filled.count(SearchQuery(cidr={"source.ip": "198.18.1.0/24"})) == 2
+    assert filled.count(SearchQuery(cidr={"source.ip": "198.18.0.0/15"})) == 5
+    assert filled.count(SearchQuery(cidr={"source.ip": "2001:db8::/32"})) == 1
+    assert filled.count(SearchQuery(cidr={"source.ip": "10.0.0.0/8"})) == 0
+
+
+def test_full_text_including_chinese(filled: EventStore) -> None:
+    assert filled.count(SearchQuery(text="Failed password")) == 2
+    hits = filled.search(SearchQuery(text="身份信息")).hits
+    assert [h[0] for h in hits] == [DOCS[3][0]]
+
+
+def test_department_scope(filled: EventStore) -> None:
+    assert filled.count(SearchQuery(departments={"RSJ"})) == 2
+    assert filled.count(SearchQuery(departments=set())) == 0
+
+
+def test_terms_and_histogram(filled: EventStore) -> None:
+    q = SearchQuery(start=T0, end=T0 + timedelta(hours=3))
+    assert filled.terms("event.dataset", q) == [("system.auth", 3), ("nginx.access", 1)]
+    buckets = filled.date_histogram(q, "1h")
+    assert [(b.hour, n) for b, n in buckets] == [(8, 2), (9, 1), (10, 1)]
+
+
+def test_retention_by_data_class(filled: EventStore) -> None:
+    cutoff = T0 - timedelta(days=180)
+    assert filled.delete_before(cutoff, "general") == 1
+    assert filled.count(SearchQuery()) == len(DOCS) - 1
+    assert filled.count(SearchQuery(text="ancient important")) == 1  # other classes untouched
+    assert filled.delete_before(cutoff, None) == 0  # the unclassified event is new
