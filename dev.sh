@@ -42,7 +42,7 @@ ensure_test_packages() {
 cmd="${1:-}"
 shift || true
 case "$cmd" in
-  up)   ensure_venv; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/invoke up "$@" ;;
+  up)   ensure_venv; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/yunshu up "$@" ;;
   test) ensure_venv; ensure_test_packages; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/invoke test "$@" ;;
   lint) ensure_venv; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/invoke lint ;;
   *) echo "usage: ./dev.sh up|test|lint" >&2; exit 2 ;;

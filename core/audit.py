@@ -73,6 +73,15 @@ def entry_hash(
     return sha256_hex(canonical_json(body))
 
 
+def _fit(text: str, size: int) -> str:
+    """Column-sized text with NUL removed (PostgreSQL refuses NUL; oversize would not fit)."""
+    text = text.replace("\x00", "\\0")
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+GENESIS_ACTION = "audit.genesis"
+
+
 def _head_message(seq: int, hash_: str) -> bytes:
     return f"yunshu-audit-head:{seq}:{hash_}".encode()
 
@@ -99,6 +108,7 @@ class AuditChain:
             raise RuntimeError("audit chain opened without a signing key cannot append")
         head = session.get(AuditHead, 1, with_for_update=True)
         prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+        actor, object_id = _fit(actor, 128), _fit(object_id, 128)
         payload_text = canonical_json(payload or {}).decode()
         digest = sha256_hex(payload_text.encode())
         ts = datetime.now(UTC)
@@ -131,10 +141,19 @@ class AuditChain:
         if self.public_key is None:
             raise RuntimeError("no public key to verify with")
         entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
+        if not entries:
+            return VerifyResult(False, 0, 1, "deleted", "the chain is empty: every instance starts it with an "
+                                "audit.genesis entry, so its entries were deleted (or this is not the instance "
+                                "you meant: check YUNSHU_HOME / the database URL)")
+        if entries[0].seq == 1 and entries[0].action != GENESIS_ACTION:
+            return VerifyResult(False, len(entries), 1, "deleted", "seq 1 is not the audit.genesis entry")
         hashes = {e.hash: e.seq for e in entries}
         prev_seq, prev_hash = 0, GENESIS_HASH
         for entry in entries:
-            problem = self._check_entry(entry, prev_seq, prev_hash, hashes)
+            try:
+                problem = self._check_entry(entry, prev_seq, prev_hash, hashes)
+            except (ValueError, TypeError, AttributeError) as exc:  # unreadable hash, signature or time
+                problem = ("edited", f"seq {entry.seq}: stored values are not well-formed ({exc})")
             if problem:
                 kind, detail = problem
                 return VerifyResult(False, len(entries), entry.seq, kind, detail)
@@ -159,16 +178,27 @@ class AuditChain:
             elsewhere = hashes.get(entry.prev_hash)
             if elsewhere is not None and elsewhere != prev_seq:
                 return "reordered", f"seq {entry.seq}: entry belongs after seq {elsewhere}, not after {prev_seq}"
+            original = self._original_seq(entry)
+            if original is not None and original > entry.seq:
+                return "deleted", (f"seq {entry.seq}: this entry was signed as seq {original}; "
+                                   f"{original - entry.seq} entries before it were deleted and the rest renumbered")
             return "edited", f"seq {entry.seq}: fields changed after signing (hash mismatch)"
         if entry.prev_hash != prev_hash:
             return "reordered", f"seq {entry.seq}: previous-hash link to seq {prev_seq} is broken"
         return None
 
+    @staticmethod
+    def _original_seq(entry: AuditEntry, window: int = 100_000) -> int | None:
+        """The sequence number an entry was signed with, if it was only renumbered."""
+        for seq in range(max(1, entry.seq - window), entry.seq + window):
+            if seq != entry.seq and entry_hash(seq, entry.ts, entry.actor, entry.action, entry.object_type,
+                                               entry.object_id, entry.payload_digest, entry.prev_hash) == entry.hash:
+                return seq
+        return None
+
     def _check_head(self, head: AuditHead | None, last_seq: int, last_hash: str, count: int) -> VerifyResult:
         if head is None:
-            if count:
-                return VerifyResult(False, count, None, "deleted", "chain head record is missing")
-            return VerifyResult(True, 0, None, None, "empty chain")
+            return VerifyResult(False, count, None, "deleted", "chain head record is missing")
         if not self._signature_ok(_head_message(head.seq, head.hash), head.signature):
             return VerifyResult(False, count, head.seq, "forged", "chain head signature does not verify")
         if head.seq != last_seq or head.hash != last_hash:

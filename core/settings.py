@@ -55,6 +55,7 @@ class SocSettings(BaseModel):
     mask_pii: bool = True
     timezone: str = "Asia/Shanghai"
     max_line_bytes: int = Field(65536, ge=1024)
+    http_max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     # 网络安全法 第二十一条: network logs kept no less than six months; longer for 重要/核心 data (our choice).
     retention_days: dict[str, int] = {"general": 180, "important": 365, "core": 1095, "unclassified": 180}
 
@@ -109,8 +110,9 @@ def config_path() -> Path:
     return Path(explicit) if explicit else home_dir() / "config.yaml"
 
 
-def load_settings(**overrides: Any) -> Settings:
+def load_settings(*, create_home: bool = True, **overrides: Any) -> Settings:
     """Read settings from file and environment; keyword overrides win over both."""
     settings = Settings(**overrides)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    if create_home:
+        settings.home.mkdir(parents=True, exist_ok=True)
     return settings

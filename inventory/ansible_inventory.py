@@ -67,9 +67,9 @@ def build_inventory(session: Session, include_decommissioned: bool = False) -> d
 
 
 def host_inventory(session: Session, name: str) -> dict[str, Any]:
-    """``--host NAME``: the host's variables, or an empty mapping for an unknown host."""
+    """``--host NAME``: the host's variables; empty for an unknown or decommissioned host (as in ``--list``)."""
     host = session.get(Host, name)
-    return host_vars(host) if host else {}
+    return host_vars(host) if host and host.system.status != "decommissioned" else {}
 
 
 __all__ = ["build_inventory", "host_inventory", "host_vars"]

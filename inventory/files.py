@@ -49,7 +49,17 @@ class RawRow:
 
 
 class _LineLoader(yaml.SafeLoader):
-    """A safe loader that records the line of every mapping under the key ``__line__``."""
+    """A safe loader that records the line of every mapping under the key ``__line__``.
+
+    Aliases are refused: a register file never needs them, and nested aliases can expand a few hundred
+    bytes into gigabytes ("billion laughs").
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed", mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         mapping = super().construct_mapping(node, deep=deep)
@@ -72,6 +82,8 @@ def detect_format(path: Path) -> str:
 def read_rows(path: Path, fmt: str | None = None) -> list[RawRow]:
     """Read a register file into rows; raise FileFormatError when the file cannot be parsed."""
     fmt = fmt or detect_format(path)
+    if path.is_dir():
+        raise FileFormatError(f"{path.name} is a directory, not a register file")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -88,9 +100,9 @@ def parse_yaml(text: str) -> list[RawRow]:
         raise FileFormatError("the YAML file must be a mapping with departments/networks/systems/hosts lists")
     doc.pop("__line__", None)
     doc.pop("__lines__", None)
-    unknown = sorted(set(doc) - set(SECTIONS))
+    unknown = sorted(str(k) for k in set(doc) - set(SECTIONS))
     if unknown:
-        raise FileFormatError(f"unknown top-level keys: {', '.join(map(str, unknown))}; "
+        raise FileFormatError(f"unknown top-level keys: {', '.join(unknown)}; "
                               f"expected {', '.join(SECTIONS)}")
     rows: list[RawRow] = []
     for section, kind in SECTIONS.items():
@@ -158,12 +170,13 @@ def _cell(value: str | None) -> str | None:
 
 
 def _kind_from_header(header: list[str]) -> str:
-    for kind in ("system", "host", "prefix", "network", "department"):
-        required = set(CSV_COLUMNS[kind][:2])
-        if required <= set(header):
-            return kind
-    raise FileFormatError("CSV header names no known record kind; add a 'kind' column "
-                          f"or use the columns of one kind: {CSV_COLUMNS}")
+    """The one record kind whose columns hold every header column (the narrowest if several do)."""
+    columns = {c.strip() for c in header if c and c.strip()}
+    fitting = [k for k, cols in CSV_COLUMNS.items() if columns <= set(cols) and set(cols[:2]) <= columns]
+    if fitting:
+        return min(fitting, key=lambda k: len(CSV_COLUMNS[k]))
+    raise FileFormatError("the CSV header does not match one record kind; add a 'kind' column or use the columns "
+                          "of one kind: " + "; ".join(f"{k}: {','.join(c)}" for k, c in CSV_COLUMNS.items()))
 
 
 def _nest_grading(data: dict[str, Any]) -> dict[str, Any]:

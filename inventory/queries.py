@@ -8,6 +8,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from inventory.models import Department, Host, System
+from inventory.vocabulary import vocabulary
 
 FILTER_FIELDS = ("department", "mlps_level", "data_class", "hosting", "network_stack", "network_zone", "status")
 
@@ -27,6 +28,20 @@ class SystemFilter:
     departments: set[str] | None = None
 
 
+ENUM_OF = {"data_class": "data_class", "hosting": "hosting", "network_stack": "network_stack",
+           "network_zone": "network_zone", "status": "system_status"}
+
+
+def normalise_filter(f: SystemFilter) -> SystemFilter:
+    """Codes or labels (政务云, 双栈, …) become codes; an unknown value raises ValueError naming the choices."""
+    vocab = vocabulary()
+    for attr, enum in ENUM_OF.items():
+        value = getattr(f, attr)
+        if value not in (None, ""):
+            setattr(f, attr, vocab.normalise(enum, value))
+    return f
+
+
 def _apply(stmt, f: SystemFilter):  # type: ignore[no-untyped-def]
     if f.departments is not None:
         stmt = stmt.where(System.department_code.in_(f.departments))
@@ -37,8 +52,9 @@ def _apply(stmt, f: SystemFilter):  # type: ignore[no-untyped-def]
         if value not in (None, ""):
             stmt = stmt.where(getattr(System, attr) == value)
     if f.q:
-        like = f"%{f.q}%"
-        stmt = stmt.where(or_(System.name.like(like), System.id.like(like), System.owner.like(like)))
+        like = "%" + f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(or_(System.name.ilike(like, escape="\\"), System.id.ilike(like, escape="\\"),
+                              System.owner.ilike(like, escape="\\")))
     return stmt
 
 

@@ -362,9 +362,11 @@ def host_record(h: Host) -> dict[str, Any]:
 
 
 def _iso(ts: datetime | None) -> str | None:
+    """UTC with a Z (whatever the database session's time zone), keeping sub-second precision."""
     if ts is None:
         return None
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = _utc_naive(ts)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S") + (f".{utc.microsecond:06d}" if utc.microsecond else "") + "Z"
 
 
 def _ordered_departments(session: Session) -> list[Department]:

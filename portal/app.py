@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlencode
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.runtime import Runtime
-from portal import api, web
+from portal import api, soc_api, web
 from portal.deps import LoginRequired, MfaEnrollmentRequired, PasswordChangeRequired
 from portal.i18n import check_catalogs
 from portal.metrics import Metrics, MetricsMiddleware
 from portal.rbac import policy
+from soc.metrics import SocMetrics
+from soc.service import SocServices
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -32,18 +38,36 @@ DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-
             "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
 
 
-def create_app(rt: Runtime) -> FastAPI:
-    """Build the service around an opened runtime (database migrated, keys loaded)."""
+def create_app(rt: Runtime, *, soc_listeners: bool = False) -> FastAPI:
+    """Build the service around an opened runtime (database migrated, keys loaded).
+
+    The SOC spool and its consumer run with the app; the syslog listeners only when ``soc_listeners``
+    (``yunshu up``), so tests do not all bind the syslog port.
+    """
     policy()  # validate data files at start-up, not at the first request
     check_catalogs()
-    app = FastAPIOffline(title="云枢 Yunshu", version="0.1.0",
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = SocServices(rt, app.state.soc_metrics, listeners=soc_listeners)
+        await services.start()
+        app.state.soc = services
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPIOffline(title="云枢 Yunshu", version="0.1.0", lifespan=lifespan,
                          description="政务云控制平面 API / control plane of the city's government cloud")
     app.state.runtime = rt
     app.state.metrics = Metrics(rt.sessions)
+    app.state.soc_metrics = SocMetrics(app.state.metrics.registry)
     app.add_middleware(MetricsMiddleware)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        if b"%00" in request.scope.get("raw_path", b"") or b"%00" in request.scope.get("query_string", b""):
+            return PlainTextResponse("NUL bytes are not allowed in URLs / URL 中不允许 NUL 字符", status_code=400)
         response: Response = await call_next(request)
         if request.url.path in ("/docs", "/redoc"):
             response.headers.setdefault("Content-Security-Policy", DOCS_CSP)
@@ -72,7 +96,8 @@ def create_app(rt: Runtime) -> FastAPI:
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, _exc: LoginRequired) -> Response:
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
 
     @app.exception_handler(PasswordChangeRequired)
     async def to_password(_request: Request, _exc: PasswordChangeRequired) -> Response:
@@ -82,13 +107,14 @@ def create_app(rt: Runtime) -> FastAPI:
     async def to_mfa(_request: Request, _exc: MfaEnrollmentRequired) -> Response:
         return RedirectResponse("/account/mfa", status_code=303)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and unknown URLs alike
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if request.url.path.startswith("/api") or "text/html" not in request.headers.get("accept", ""):
             return await http_exception_handler(request, exc)
         return web.render(request, "error.html", {"status": exc.status_code, "detail": exc.detail, "me": None},
                           status_code=exc.status_code)
 
     app.include_router(api.router)
+    app.include_router(soc_api.router)
     app.include_router(web.router)
     return app

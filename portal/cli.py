@@ -18,7 +18,7 @@ from rich.console import Console
 from sqlalchemy import func, select
 
 from core.crypto import ensure_self_signed_certificate
-from core.runtime import Runtime, open_runtime
+from core.runtime import AuditKeyMissing, Runtime, open_runtime
 from core.settings import config_path, load_settings
 from inventory.ansible_inventory import build_inventory, host_inventory
 from inventory.files import FileFormatError
@@ -28,7 +28,7 @@ from portal.models import ROLES, User
 from portal.security import create_token, create_user
 
 SAMPLE_CITY = Path(__file__).resolve().parent.parent / "inventory" / "samples" / "city.yaml"
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _runtime() -> Runtime:
@@ -71,10 +71,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     from portal.app import create_app
 
     rt = _runtime()
-    app = create_app(rt)  # validates the data files before anything is written
+    app = create_app(rt, soc_listeners=True)  # validates the data files before anything is written
     portal = rt.settings.portal
     host, port = args.host or portal.host, args.port or portal.port
-    password = ensure_admin(rt)
+    try:
+        password = ensure_admin(rt)
+    except ValueError as exc:
+        err.print(f"[red]cannot create the admin user: {exc} (YUNSHU_ADMIN_PASSWORD)[/]")
+        return 2
     demo = None if args.no_demo else load_demo(rt, args.demo)
     with rt.sessions() as session:
         systems = session.scalar(select(func.count(System.id)))
@@ -88,6 +92,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     err.print(f"  database:           {rt.engine.url.render_as_string(hide_password=True)}")
     err.print(f"  audit signing key:  {rt.settings.keys_dir.resolve()}/audit_ed25519.pem")
     err.print(f"  API docs: {scheme}://{host}:{port}/docs   metrics: /metrics   health: /healthz")
+    soc = rt.settings.soc
+    err.print(f"  syslog (UDP+TCP):   {soc.syslog_host}:{soc.syslog_port}   HTTP ingest: POST /api/soc/ingest")
+    err.print(f"  event store:        {soc.store_url or rt.settings.home.resolve() / 'soc' / 'events.db'}")
     if demo:
         err.print(f"  sample city loaded: {demo['created']}")
     err.print(f"  systems in the register: {systems}")
@@ -138,7 +145,12 @@ def cmd_ansible(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(_args: argparse.Namespace) -> int:
-    rt = _runtime()
+    settings = load_settings(create_home=False)
+    public = settings.keys_dir / "audit_ed25519.pub"
+    if not public.exists():
+        err.print(f"[red]no audit key at {public}: is YUNSHU_HOME ({settings.home.resolve()}) the right instance?[/]")
+        return 2
+    rt = open_runtime(settings)
     with rt.sessions() as session:
         result = rt.audit.verify(session)
     print(json.dumps(result.as_dict(), ensure_ascii=False))
@@ -149,9 +161,16 @@ def cmd_audit_verify(_args: argparse.Namespace) -> int:
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     rt = _runtime()
-    password = os.environ.get(args.password_env) if args.password_env else None
-    if password is None:
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if password is None:
+            err.print(f"[red]environment variable {args.password_env} is not set[/]")
+            return 2
+    elif sys.stdin.isatty():
         password = getpass.getpass(f"password for {args.username}: ")
+    else:
+        err.print("[red]no terminal to ask for the password: use --password-env VAR[/]")
+        return 2
     try:
         with rt.transaction() as session:
             create_user(session, rt.audit, rt.settings.portal, actor=args.actor, username=args.username,
@@ -227,6 +246,19 @@ def cmd_soc_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_soc_retention(args: argparse.Namespace) -> int:
+    from soc.service import apply_retention, open_soc
+
+    rt = _runtime()
+    soc = open_soc(rt, args.store)
+    try:
+        deleted = apply_retention(soc, rt.settings.soc.retention_days)
+    finally:
+        soc.close()
+    print(json.dumps({"deleted": deleted, "retention_days": rt.settings.soc.retention_days}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yunshu", description="云枢 Yunshu — government cloud control plane")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -283,23 +315,30 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--limit", type=int, default=100)
     srch.add_argument("--store")
     srch.set_defaults(func=cmd_soc_search)
+    ret = soc.add_parser("retention", help="delete events past their retention (per data class)")
+    ret.add_argument("--store")
+    ret.set_defaults(func=cmd_soc_retention)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="sub", required=True)
     tc = token.add_parser("create", help="create a token (shown once)")
     tc.add_argument("--user", required=True)
     tc.add_argument("--name", required=True)
-    tc.add_argument("--days", type=int, default=365)
+    tc.add_argument("--days", type=int, default=365, choices=range(1, 3651), metavar="1..3650")
     tc.add_argument("--actor", default=os.environ.get("USER", "cli"))
     tc.set_defaults(func=cmd_token_create)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # databases, keys, spool and artifacts are for this service account only
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except ValidationError as exc:  # settings from config.yaml or YUNSHU_* that do not validate
         err.print(f"[red]configuration error ({config_path()} / YUNSHU_* environment):[/]\n{exc}")
+        return 2
+    except AuditKeyMissing as exc:
+        err.print(f"[red]{exc}[/]")
         return 2
 
 

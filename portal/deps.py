@@ -42,6 +42,10 @@ def db(request: Request) -> Iterator[Session]:
         yield session
 
 
+# Commit (or roll back) before the response is sent, so a client never sees a success that was not stored.
+DB_SESSION = Depends(db, scope="function")
+
+
 @dataclass
 class Principal:
     user: User
@@ -101,7 +105,7 @@ async def _resolve(request: Request, session: Session) -> Principal | None:
     return Principal(ws.user, "session", ws)
 
 
-async def api_principal(request: Request, session: Session = Depends(db)) -> Principal:
+async def api_principal(request: Request, session: Session = DB_SESSION) -> Principal:
     """The caller of an API route (bearer token or session cookie); 401 when there is none."""
     principal = await _resolve(request, session)
     if principal is None:
@@ -114,7 +118,7 @@ async def api_principal(request: Request, session: Session = Depends(db)) -> Pri
     return principal
 
 
-async def web_principal(request: Request, session: Session = Depends(db)) -> Principal:
+async def web_principal(request: Request, session: Session = DB_SESSION) -> Principal:
     """The logged-in user of a console page; redirects to the login page otherwise."""
     principal = await _resolve(request, session)
     if principal is None or principal.via != "session":

@@ -62,8 +62,12 @@ class MetricsMiddleware(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         metrics: Metrics = request.app.state.metrics
         start = time.perf_counter()
-        response = await call_next(request)
-        route = _route_template(request)
-        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, route).observe(time.perf_counter() - start)
-        return response
+        status = "500"  # an exception escaping the handler is answered with 500: count it as such
+        try:
+            response = await call_next(request)
+            status = str(response.status_code)
+            return response
+        finally:
+            route = _route_template(request)
+            metrics.requests.labels(request.method, route, status).inc()
+            metrics.latency.labels(request.method, route).observe(time.perf_counter() - start)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -108,7 +109,10 @@ def authenticate(
 ) -> User:
     """Check password (and TOTP code once enrolled), applying the lockout policy; every outcome is audited."""
     now = now or now_utc()
-    user = session.scalar(select(User).where(User.username == username))
+    if len(username) > 64 or "\x00" in username or "\x00" in password:
+        user = None
+    else:  # the row lock serialises concurrent attempts, so no failure is lost from the count
+        user = session.scalar(select(User).where(User.username == username).with_for_update())
     if user is None or not user.active:
         verify_password(password, _DUMMY_HASH)
         audit.append(session, actor=username or "-", action="auth.login_failed", object_type="user",
@@ -122,8 +126,12 @@ def authenticate(
     reason = None
     if not verify_password(password, user.password_hash):
         reason = "bad_password"
-    elif user.totp_secret and not totp_ok(user.totp_secret, otp):
-        reason = "bad_otp"
+    elif user.totp_secret:
+        step = totp_step(user.totp_secret, otp, user.totp_last_step, now)
+        if step is None:
+            reason = "bad_otp"
+        else:
+            user.totp_last_step = step
     if reason:
         user.failed_logins += 1
         payload: dict[str, object] = {"reason": reason, "failures": user.failed_logins}
@@ -141,9 +149,22 @@ def authenticate(
     return user
 
 
-def totp_ok(secret: str, code: str | None) -> bool:
-    """A 6-digit RFC 6238 code for ``secret``, allowing one 30-second step of clock drift."""
-    return bool(code) and pyotp.TOTP(secret).verify(code.strip(), valid_window=1)
+TOTP_STEP = 30
+
+
+def totp_step(secret: str, code: str | None, after: int | None, now: datetime | None = None) -> int | None:
+    """The RFC 6238 time step a 6-digit code belongs to (±1 step of drift), if it is later than ``after``.
+
+    Returning the step lets the caller remember it, so a code cannot be used twice.
+    """
+    if not code or not code.strip().isdigit():
+        return None
+    totp = pyotp.TOTP(secret)
+    current = int((now or now_utc()).timestamp()) // TOTP_STEP
+    for step in (current - 1, current, current + 1):
+        if (after is None or step > after) and hmac.compare_digest(totp.at(step * TOTP_STEP), code.strip()):
+            return step
+    return None
 
 
 def mfa_missing(user: User, policy: PortalSettings) -> bool:
@@ -151,13 +172,31 @@ def mfa_missing(user: User, policy: PortalSettings) -> bool:
     return user.role in policy.mfa_required_roles and not user.totp_secret
 
 
-def enroll_totp(session: Session, audit: AuditChain, user: User, secret: str, code: str) -> None:
-    """Store the TOTP secret once the user proves their authenticator produces its codes."""
-    if not totp_ok(secret, code):
+def begin_totp_enrolment(ws: WebSession) -> str:
+    """A new secret kept on the server with the session until the user confirms a code for it."""
+    ws.pending_totp_secret = pyotp.random_base32()
+    return ws.pending_totp_secret
+
+
+def enroll_totp(session: Session, audit: AuditChain, ws: WebSession, code: str,
+                password: str | None = None, current_code: str | None = None) -> None:
+    """Bind the session's pending secret once a code from it is given. Replacing an enrolled
+    authenticator also needs the password and a code from the current one."""
+    user, secret = ws.user, ws.pending_totp_secret
+    if not secret:
+        raise ValueError("没有待绑定的密钥，请重新打开页面 / no pending key: open the page again")
+    replacing = user.totp_secret is not None
+    if replacing:
+        if not password or not verify_password(password, user.password_hash):
+            raise ValueError("更换动态口令需要当前密码 / the current password is needed to replace the authenticator")
+        if totp_step(user.totp_secret, current_code, user.totp_last_step) is None:
+            raise ValueError("当前动态口令不正确 / the code from the current authenticator is wrong")
+    step = totp_step(secret, code, None)
+    if step is None:
         raise ValueError("动态口令不正确 / the one-time code does not match")
-    user.totp_secret = secret
+    user.totp_secret, user.totp_last_step, ws.pending_totp_secret = secret, step, None
     audit.append(session, actor=user.username, action="user.totp_enroll", object_type="user",
-                 object_id=user.username)
+                 object_id=user.username, payload={"replaced": replacing})
 
 
 def password_expired(user: User, policy: PortalSettings, now: datetime | None = None) -> bool:
@@ -168,9 +207,11 @@ def password_expired(user: User, policy: PortalSettings, now: datetime | None = 
 
 
 def change_password(
-    session: Session, audit: AuditChain, policy: PortalSettings, user: User, current: str, new: str
+    session: Session, audit: AuditChain, policy: PortalSettings, user: User, current: str, new: str,
+    keep_session: WebSession | None = None,
 ) -> None:
-    """Change a user's own password after checking the current one and the policy."""
+    """Change a user's own password after checking the current one and the policy; every other session of
+    the user ends."""
     if not verify_password(current, user.password_hash):
         raise ValueError("当前密码不正确 / the current password is wrong")
     if verify_password(new, user.password_hash):
@@ -181,6 +222,8 @@ def change_password(
     user.password_hash = hash_password(new)
     user.password_changed_at = now_utc()
     user.must_change_password = False
+    keep = keep_session.id_digest if keep_session else ""
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id, WebSession.id_digest != keep))
     audit.append(session, actor=user.username, action="user.password_change", object_type="user",
                  object_id=user.username)
 
@@ -224,14 +267,16 @@ def close_session(session: Session, cookie_value: str) -> None:
 
 
 def create_token(
-    session: Session, audit: AuditChain, *, actor: str, user: User, name: str, expires_days: int | None = 365
+    session: Session, audit: AuditChain, *, actor: str, user: User, name: str, expires_days: int = 365
 ) -> tuple[ApiToken, str]:
-    """Create an API token for ``user``; the raw token is returned once and only its digest is kept."""
+    """Create an API token for ``user`` (it always expires); the raw token is returned once, its digest kept."""
+    if not 1 <= expires_days <= 3650:
+        raise ValueError("a token expires after 1 to 3650 days")
     raw = new_token(TOKEN_PREFIX)
     token = ApiToken(
         name=name, user_id=user.id, token_digest=token_digest(raw), token_prefix=raw[:10],
         created_at=now_utc(),
-        expires_at=now_utc() + timedelta(days=expires_days) if expires_days else None, revoked=False,
+        expires_at=now_utc() + timedelta(days=expires_days), revoked=False,
     )
     session.add(token)
     session.flush()

@@ -18,19 +18,28 @@ from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
 from inventory.models import Department, System
-from inventory.queries import FILTER_FIELDS, SystemFilter, count_by, list_departments, list_systems
+from inventory.queries import (
+    FILTER_FIELDS,
+    SystemFilter,
+    count_by,
+    list_departments,
+    list_systems,
+    normalise_filter,
+)
 from inventory.vocabulary import vocabulary
-from portal.deps import SESSION_COOKIE, Principal, db, require, runtime, web_principal
+from portal.deps import DB_SESSION, SESSION_COOKIE, Principal, require, runtime, web_principal
 from portal.i18n import LANGUAGES, translator
 from portal.rbac import policy
 from portal.security import (
     AuthError,
     authenticate,
+    begin_totp_enrolment,
     change_password,
     close_session,
     enroll_totp,
     open_session,
 )
+from portal.soc_api import build_query, health, services
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -57,6 +66,16 @@ def local_time(ts: datetime | None) -> str:
     return aware.astimezone(UI_ZONE).strftime("%Y-%m-%d %H:%M")
 
 
+def local_iso(text: str | None) -> str:
+    """An ECS ``@timestamp`` shown in Asia/Shanghai."""
+    if not text:
+        return "—"
+    try:
+        return local_time(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        return text
+
+
 def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
     lang = language(request)
     vocab = vocabulary()
@@ -66,6 +85,7 @@ def render(request: Request, name: str, context: dict[str, Any], status_code: in
         "label": lambda enum, code: vocab.label(enum, code, lang),
         "enum_codes": lambda enum: vocab.enums[enum].codes(),
         "local_time": local_time,
+        "local_iso": local_iso,
         "role_label": lambda role: getattr(policy().roles[role], "en" if lang == "en" else "zh"),
         **context,
     }
@@ -100,7 +120,7 @@ def login(
     csrf_token: str = Form(""),
     next: str = Form("/"),
     otp: str = Form(""),
-    session: Session = Depends(db),
+    session: Session = DB_SESSION,
     rt: Runtime = Depends(runtime),
 ) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
@@ -122,7 +142,7 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, principal: Principal = Depends(web_principal), session: Session = Depends(db),
+def logout(request: Request, principal: Principal = Depends(web_principal), session: Session = DB_SESSION,
            rt: Runtime = Depends(runtime)) -> Response:
     close_session(session, request.cookies.get(SESSION_COOKIE, ""))
     rt.audit.append(session, actor=principal.name, action="auth.logout", object_type="user",
@@ -144,7 +164,7 @@ def password_change(
     new: str = Form(...),
     confirm: str = Form(...),
     principal: Principal = Depends(web_principal),
-    session: Session = Depends(db),
+    session: Session = DB_SESSION,
     rt: Runtime = Depends(runtime),
 ) -> Response:
     error = None
@@ -153,7 +173,8 @@ def password_change(
     else:
         try:
             with session.begin_nested():
-                change_password(session, rt.audit, rt.settings.portal, principal.user, current, new)
+                change_password(session, rt.audit, rt.settings.portal, principal.user, current, new,
+                                principal.web_session)
         except ValueError as exc:
             error = str(exc)
     if error:
@@ -161,34 +182,41 @@ def password_change(
     return RedirectResponse("/", status_code=303)
 
 
+def _mfa_context(principal: Principal, secret: str, error: str | None) -> dict[str, Any]:
+    uri = pyotp.TOTP(secret).provisioning_uri(name=principal.name, issuer_name="Yunshu")
+    return {"me": principal, "secret": secret, "uri": uri, "error": error,
+            "replacing": principal.user.totp_secret is not None}
+
+
 @router.get("/account/mfa")
 def mfa_page(request: Request, principal: Principal = Depends(web_principal)) -> HTMLResponse:
-    """Enrol a TOTP authenticator: show a fresh secret and its otpauth URI, then confirm with a code."""
-    secret = pyotp.random_base32()
-    uri = pyotp.TOTP(secret).provisioning_uri(name=principal.name, issuer_name="Yunshu")
-    return render(request, "mfa.html", {"me": principal, "secret": secret, "uri": uri, "error": None})
+    """Enrol a TOTP authenticator: a fresh secret kept with the session, confirmed by a code from it."""
+    secret = begin_totp_enrolment(principal.web_session)
+    return render(request, "mfa.html", _mfa_context(principal, secret, None))
 
 
 @router.post("/account/mfa")
 def mfa_enroll(
     request: Request,
-    secret: str = Form(...),
     code: str = Form(...),
+    password: str = Form(""),
+    current_code: str = Form(""),
     principal: Principal = Depends(web_principal),
-    session: Session = Depends(db),
+    session: Session = DB_SESSION,
     rt: Runtime = Depends(runtime),
 ) -> Response:
+    ws = principal.web_session
     try:
-        enroll_totp(session, rt.audit, principal.user, secret, code)
+        with session.begin_nested():
+            enroll_totp(session, rt.audit, ws, code, password or None, current_code or None)
     except ValueError as exc:
-        uri = pyotp.TOTP(secret).provisioning_uri(name=principal.name, issuer_name="Yunshu")
-        return render(request, "mfa.html", {"me": principal, "secret": secret, "uri": uri, "error": str(exc)},
-                      status_code=422)
+        secret = ws.pending_totp_secret or begin_totp_enrolment(ws)
+        return render(request, "mfa.html", _mfa_context(principal, secret, str(exc)), status_code=422)
     return RedirectResponse("/", status_code=303)
 
 
 @router.get("/")
-def dashboard(request: Request, session: Session = Depends(db),
+def dashboard(request: Request, session: Session = DB_SESSION,
               principal: Principal = Depends(require("register.read", web=True))) -> HTMLResponse:
     scope = principal.departments(session)
     by = {attr: {k[0]: v for k, v in count_by(session, attr, departments=scope).items()}
@@ -208,25 +236,29 @@ def dashboard(request: Request, session: Session = Depends(db),
 
 
 @router.get("/departments")
-def departments_page(request: Request, session: Session = Depends(db),
+def departments_page(request: Request, session: Session = DB_SESSION,
                      principal: Principal = Depends(require("register.read", web=True))) -> HTMLResponse:
     rows = list_departments(session, principal.departments(session))
     return render(request, "departments.html", {"me": principal, "rows": rows, "nav": "departments"})
 
 
 @router.get("/systems")
-def systems_page(request: Request, session: Session = Depends(db),
+def systems_page(request: Request, session: Session = DB_SESSION,
                  principal: Principal = Depends(require("register.read", web=True))) -> HTMLResponse:
     params = {k: v for k, v in request.query_params.items() if v and k in (*FILTER_FIELDS, "q")}
     try:
         level = int(params["mlps_level"]) if "mlps_level" in params else None
-        page = max(1, int(request.query_params.get("page", "1")))
+        page = min(100_000, max(1, int(request.query_params.get("page", "1"))))
     except ValueError:
         raise HTTPException(422, "mlps_level and page must be numbers / 级别和页码须为数字") from None
     scope = principal.departments(session)
     f = SystemFilter(params.get("department"), level, params.get("data_class"), params.get("hosting"),
                      params.get("network_stack"), params.get("network_zone"), params.get("status"),
                      params.get("q"), scope)
+    try:
+        normalise_filter(f)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     rows, total = list_systems(session, f, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     depts = [d for d, _ in list_departments(session, scope)]
     names = {d.code: d.name for d in depts}
@@ -239,7 +271,7 @@ def systems_page(request: Request, session: Session = Depends(db),
 
 
 @router.get("/systems/{system_id}")
-def system_page(system_id: str, request: Request, session: Session = Depends(db),
+def system_page(system_id: str, request: Request, session: Session = DB_SESSION,
                 principal: Principal = Depends(require("register.read", web=True))) -> HTMLResponse:
     system = session.get(System, system_id)
     scope = principal.departments(session)
@@ -252,3 +284,31 @@ def system_page(system_id: str, request: Request, session: Session = Depends(db)
     }
     return render(request, "system_detail.html", {"me": principal, "s": system, "dept": dept, "grades": grades,
                                                   "nav": "systems"})
+
+
+EVENT_FILTERS = ("event.dataset", "event.outcome", "host.name", "source.ip", "user.name")
+
+
+@router.get("/soc/events")
+def events_page(request: Request, session: Session = DB_SESSION,
+                principal: Principal = Depends(require("soc.read", web=True))) -> HTMLResponse:
+    """Event search for analysts and departments (a department user sees only its own events)."""
+    params = {k: v for k, v in request.query_params.items() if v}
+    where = [f"{f}={params[f]}" for f in EVENT_FILTERS if f in params]
+    error, hits, total = None, [], 0
+    try:
+        query = build_query(principal, session, params.get("q"), params.get("from"), params.get("to"), where, 100)
+        result = services(request).soc.store.search(query)
+        hits, total = result.hits, result.total
+    except (HTTPException, ValueError) as exc:
+        error = getattr(exc, "detail", None) or str(exc)
+    return render(request, "soc_events.html", {"me": principal, "hits": hits, "total": total, "params": params,
+                                               "filter_fields": EVENT_FILTERS, "error": error, "nav": "events"})
+
+
+@router.get("/soc/health")
+def soc_health_page(request: Request, session: Session = DB_SESSION,
+                    principal: Principal = Depends(require("soc.read", web=True))) -> HTMLResponse:
+    soc = services(request)
+    return render(request, "soc_health.html", {"me": principal, "h": health(request, session, principal),
+                                               "dead": soc.soc.deadletters.latest(10), "nav": "soc_health"})

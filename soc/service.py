@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from core.runtime import Runtime
+from soc.consumer import SpoolConsumer
 from soc.deadletter import DeadLetterStore
 from soc.enrich import Enricher, RegisterIndex
+from soc.metrics import SocMetrics
 from soc.parsers import ParseContext
 from soc.pipeline import IngestStats, Pipeline, file_records
+from soc.receivers import SyslogReceivers
+from soc.spool import Spool
 from soc.store.base import EventStore
 from soc.store.factory import open_store
+
+log = logging.getLogger("yunshu.soc")
 
 
 @dataclass
@@ -62,3 +71,57 @@ def apply_retention(soc: Soc, retention_days: dict[str, int], now: datetime | No
         key = None if data_class == "unclassified" else data_class
         deleted[data_class] = soc.store.delete_before(now - timedelta(days=days), key)
     return deleted
+
+
+class SocServices:
+    """What ``yunshu up`` runs for the SOC: the spool, its consumer and (optionally) the syslog listeners."""
+
+    def __init__(self, rt: Runtime, metrics: SocMetrics, listeners: bool = False):
+        self.rt = rt
+        self.metrics = metrics
+        self.listeners = listeners
+        self.soc = open_soc(rt)
+        self.spool = Spool(rt.settings.home / "soc" / "spool")
+        pipeline = Pipeline(self.soc.store, self.soc.deadletters, self.soc.enricher, self.soc.ctx,
+                            max_line_bytes=rt.settings.soc.max_line_bytes, retry_seconds=0)
+        self.consumer = SpoolConsumer(self.spool, pipeline, metrics)
+        self.receivers: SyslogReceivers | None = None
+        self._stop = threading.Event()
+        self._maintenance = threading.Thread(target=self._maintain, name="soc-maintenance", daemon=True)
+
+    def _maintain(self, reload_seconds: float = 60.0, retention_seconds: float = 6 * 3600.0) -> None:
+        """Keep the register index fresh and apply retention, until stopped."""
+        last_retention = 0.0
+        while not self._stop.wait(reload_seconds if last_retention else 0):
+            try:
+                with self.rt.sessions() as session:
+                    self.soc.enricher.index = RegisterIndex.load(session)
+                if time.monotonic() - last_retention >= retention_seconds or not last_retention:
+                    deleted = apply_retention(self.soc, self.rt.settings.soc.retention_days)
+                    last_retention = time.monotonic()
+                    log.info("retention applied: %s", deleted)
+            except Exception:  # maintenance must never take the service down
+                log.exception("SOC maintenance failed; will retry")
+
+    async def start(self) -> None:
+        self.consumer.start()
+        self._maintenance.start()
+        if self.listeners:
+            cfg = self.rt.settings.soc
+            self.receivers = SyslogReceivers(self.spool, self.metrics, cfg.syslog_host, cfg.syslog_port)
+            await self.receivers.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self.receivers:
+            await self.receivers.stop()
+        self.consumer.stop()
+        self._maintenance.join(10)
+        self.spool.close()
+        self.soc.close()
+
+    def accept(self, origin: str, fmt: str, raws: list[bytes]) -> None:
+        """Spool records received over HTTP (durable when this returns)."""
+        self.metrics.received.labels(origin.split(":", 1)[0]).inc(len(raws))
+        self.spool.append([(f"{fmt}|{origin}", raw) for raw in raws])
+        self.metrics.spooled.labels(origin.split(":", 1)[0]).inc(len(raws))

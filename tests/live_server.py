@@ -43,6 +43,7 @@ def live_server(home: Path, env_extra: dict[str, str], args: list[str], *, schem
     ``context_for`` is called with the home directory after start to build the TLS context used to poll.
     """
     port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("YUNSHU_")}
     env.update(YUNSHU_HOME=str(home), PYTHONUNBUFFERED="1", **env_extra)

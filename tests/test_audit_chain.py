@@ -30,7 +30,9 @@ def _verify(rt: Runtime):  # type: ignore[no-untyped-def]
 def test_intact_chain_verifies(rt: Runtime) -> None:
     _append(rt, 5)
     result = _verify(rt)
-    assert result.ok and result.entries == 5 and result.bad_seq is None
+    assert result.ok and result.entries == 6 and result.bad_seq is None  # the genesis entry and five more
+    with rt.sessions() as s:
+        assert s.get(AuditEntry, 1).action == "audit.genesis"
 
 
 def test_key_file_is_private(rt: Runtime) -> None:
@@ -66,9 +68,37 @@ def test_deleted_middle_entry_detected(rt: Runtime) -> None:
 def test_deleted_tail_detected(rt: Runtime) -> None:
     _append(rt, 5)
     with rt.transaction() as s:
-        s.execute(delete(AuditEntry).where(AuditEntry.seq == 5))
+        s.execute(delete(AuditEntry).where(AuditEntry.seq == 6))
     result = _verify(rt)
-    assert (result.ok, result.bad_seq, result.kind) == (False, 5, "deleted")
+    assert (result.ok, result.bad_seq, result.kind) == (False, 6, "deleted")
+
+
+def test_wiped_chain_detected(rt: Runtime) -> None:
+    _append(rt, 3)
+    with rt.transaction() as s:
+        s.execute(delete(AuditEntry))
+        s.execute(delete(AuditHead))
+    result = _verify(rt)
+    assert (result.ok, result.kind) == (False, "deleted") and "empty" in result.detail
+
+
+def test_deleted_and_renumbered_detected(rt: Runtime) -> None:
+    _append(rt, 6)
+    with rt.transaction() as s:
+        s.execute(delete(AuditEntry).where(AuditEntry.seq == 3))
+        for seq in range(4, 8):
+            s.execute(update(AuditEntry).where(AuditEntry.seq == seq).values(seq=seq - 1))
+    result = _verify(rt)
+    assert (result.ok, result.bad_seq, result.kind) == (False, 3, "deleted")
+    assert "signed as seq 4" in result.detail
+
+
+def test_malformed_values_reported_not_crashing(rt: Runtime) -> None:
+    _append(rt, 3)
+    with rt.transaction() as s:
+        s.execute(update(AuditEntry).where(AuditEntry.seq == 2).values(hash="zz", signature="not hex"))
+    result = _verify(rt)
+    assert (result.ok, result.bad_seq, result.kind) == (False, 2, "edited")
 
 
 def test_reordered_entries_detected(rt: Runtime) -> None:
@@ -93,7 +123,7 @@ def test_forged_entry_detected(rt: Runtime) -> None:
     with rt.transaction() as s:
         forger.append(s, actor="mallory", action="user.create", object_type="user", object_id="backdoor")
     result = _verify(rt)
-    assert (result.ok, result.bad_seq, result.kind) == (False, 4, "forged")
+    assert (result.ok, result.bad_seq, result.kind) == (False, 5, "forged")
 
 
 def test_rehashed_edit_detected_as_forged(rt: Runtime) -> None:
@@ -118,6 +148,18 @@ def test_missing_head_detected(rt: Runtime) -> None:
     assert _verify(rt).kind == "deleted"
 
 
+def test_missing_key_is_refused_not_replaced(rt: Runtime) -> None:
+    """A new key for an existing chain would hide tampering: opening the instance must fail instead."""
+    from core.runtime import AuditKeyMissing, open_runtime
+
+    _append(rt, 2)
+    for key in rt.settings.keys_dir.iterdir():
+        key.unlink()
+    with pytest.raises(AuditKeyMissing, match="has entries but its signing key"):
+        open_runtime(rt.settings)
+    assert not (rt.settings.keys_dir / "audit_ed25519.pem").exists()
+
+
 def test_chain_links_each_entry_to_the_previous(rt: Runtime) -> None:
     _append(rt, 3)
     with rt.sessions() as s:
@@ -132,7 +174,7 @@ def test_cli_verify_names_bad_entry(rt: Runtime, tmp_path, monkeypatch) -> None:
     ok = subprocess.run([sys.executable, "-m", "portal.cli", "audit", "verify"], env=env, capture_output=True,
                         text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["entries"] == 4
+    assert json.loads(ok.stdout)["entries"] == 5
     with rt.transaction() as s:
         s.execute(update(AuditEntry).where(AuditEntry.seq == 2).values(object_id="other"))
     bad = subprocess.run([sys.executable, "-m", "portal.cli", "audit", "verify"], env=env, capture_output=True,
@@ -140,3 +182,8 @@ def test_cli_verify_names_bad_entry(rt: Runtime, tmp_path, monkeypatch) -> None:
     assert bad.returncode == 1
     out = json.loads(bad.stdout)
     assert (out["bad_seq"], out["kind"]) == (2, "edited")
+    env["YUNSHU_HOME"] = str(tmp_path / "typo")
+    wrong = subprocess.run([sys.executable, "-m", "portal.cli", "audit", "verify"], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert wrong.returncode == 2 and "no audit key" in wrong.stderr
+    assert not (tmp_path / "typo").exists()  # verifying a mistyped home creates nothing

@@ -224,8 +224,16 @@ def mfa_app(tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
     yield from _portal_with_alice(tmp_path / "var", None)
 
 
+def _login_with_code(client: TestClient, code: str):  # type: ignore[no-untyped-def]
+    page = client.get("/login")
+    return client.post("/login", data={"username": "alice", "password": PASSWORD, "otp": code,
+                                       "csrf_token": CSRF_INPUT.search(page.text).group(1)}, follow_redirects=False)
+
+
 def test_second_factor_enrolment_and_login(mfa_app) -> None:  # type: ignore[no-untyped-def]
-    """等保 8.1.4.1 d: password plus an RFC 6238 one-time code for roles that require it."""
+    """等保 8.1.4.1 d: password plus an RFC 6238 one-time code for roles that require it; no code reuse."""
+    import time
+
     import pyotp
 
     client, rt = mfa_app
@@ -236,20 +244,50 @@ def test_second_factor_enrolment_and_login(mfa_app) -> None:  # type: ignore[no-
     page = client.get("/account/mfa").text
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
     csrf = CSRF_INPUT.search(page).group(1)
-    bad = client.post("/account/mfa", data={"secret": secret, "code": "000000", "csrf_token": csrf})
-    assert bad.status_code == 422
-    ok = client.post("/account/mfa", data={"secret": secret, "code": pyotp.TOTP(secret).now(), "csrf_token": csrf},
-                     follow_redirects=False)
+    assert client.post("/account/mfa", data={"code": "000000", "csrf_token": csrf}).status_code == 422
+    # a secret sent by the client is ignored: the server keeps the pending one with the session
+    forged = pyotp.random_base32()
+    sneaky = client.post("/account/mfa", data={"secret": forged, "code": pyotp.TOTP(forged).now(), "csrf_token": csrf})
+    assert sneaky.status_code == 422
+    totp = pyotp.TOTP(secret)
+    ok = client.post("/account/mfa", data={"code": totp.now(), "csrf_token": csrf}, follow_redirects=False)
     assert ok.status_code == 303
     assert client.get("/systems").status_code == 200
     client.post("/logout", data={"csrf_token": page_csrf(client)})
     assert login(client).status_code == 401  # password alone is no longer enough
-    page = client.get("/login")
-    code = pyotp.TOTP(secret).now()
-    r = client.post("/login", data={"username": "alice", "password": PASSWORD, "otp": code,
-                                    "csrf_token": CSRF_INPUT.search(page.text).group(1)}, follow_redirects=False)
-    assert r.status_code == 303
+    assert _login_with_code(client, totp.now()).status_code == 401  # the enrolment code cannot be replayed
+    next_code = totp.at(time.time() + 30)  # the next time step (one step of drift is allowed)
+    assert _login_with_code(client, next_code).status_code == 303
+    client.post("/logout", data={"csrf_token": page_csrf(client)})
+    assert _login_with_code(client, next_code).status_code == 401  # nor a login code
     with rt.sessions() as s:
         reasons = [json.loads(p)["reason"] for p in s.scalars(select(AuditEntry.payload).where(
             AuditEntry.action == "auth.login_failed"))]
-    assert reasons == ["bad_otp"]
+    assert reasons.count("bad_otp") == 3 and "bad_password" not in reasons
+
+
+def test_replacing_the_authenticator_needs_password_and_current_code(mfa_app) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    import pyotp
+
+    client, rt = mfa_app
+    login(client)
+    page = client.get("/account/mfa").text
+    first = pyotp.TOTP(re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1))
+    client.post("/account/mfa", data={"code": first.now(), "csrf_token": CSRF_INPUT.search(page).group(1)})
+    page = client.get("/account/mfa").text
+    assert 'name="current_code"' in page
+    second = pyotp.TOTP(re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1))
+    csrf = CSRF_INPUT.search(page).group(1)
+    without = client.post("/account/mfa", data={"code": second.now(), "csrf_token": csrf})
+    assert without.status_code == 422
+    with rt.sessions() as s:
+        assert s.scalar(select(User.totp_secret).where(User.username == "alice")) == first.secret
+    later = time.time() + 30
+    ok = client.post("/account/mfa", data={"code": second.now(), "password": PASSWORD,
+                                           "current_code": first.at(later), "csrf_token": csrf},
+                     follow_redirects=False)
+    assert ok.status_code == 303
+    with rt.sessions() as s:
+        assert s.scalar(select(User.totp_secret).where(User.username == "alice")) == second.secret

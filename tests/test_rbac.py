@@ -29,6 +29,9 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/tokens"): ALL,
     ("POST", "/api/tokens"): ALL,
     ("DELETE", "/api/tokens/{token_id}"): ALL,
+    ("POST", "/api/soc/ingest"): {"platform_engineer", "security_analyst", "admin"},
+    ("GET", "/api/soc/events"): ALL - {"resource_approver"},
+    ("GET", "/api/soc/health"): ALL - {"resource_approver"},
 }
 CONCRETE = {"{code}": "GAJ", "{system_id}": "SYS-GAJ-001", "{token_id}": "999999"}
 _n = itertools.count()
@@ -42,6 +45,8 @@ def _request(portal: Portal, method: str, path: str, headers: dict[str, str]):  
     if (method, path) == ("POST", "/api/users"):
         body = {"username": f"new{next(_n)}", "role": "auditor", "password": "Another-Str0ng-Pass"}
         return portal.client.post(path, headers=headers, json=body)
+    if (method, path) == ("POST", "/api/soc/ingest"):
+        return portal.client.post(path, headers=headers, content=b"")
     if (method, path) == ("POST", "/api/tokens"):
         return portal.client.post(path, headers=headers, json={"name": "matrix"})
     return portal.client.request(method, path, headers=headers)

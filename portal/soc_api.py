@@ -1,0 +1,112 @@
+"""SOC routes: HTTP bulk ingest, event search, health."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+from core.runtime import Runtime
+from portal.deps import DB_SESSION, Principal, require, runtime
+from soc.service import SocServices
+from soc.store.base import IP_FIELDS, SearchQuery
+
+router = APIRouter(prefix="/api/soc", tags=["soc"])
+
+
+def services(request: Request) -> SocServices:
+    soc = getattr(request.app.state, "soc", None)
+    if soc is None:
+        raise HTTPException(503, "SOC services are not running / 安全运营服务未启动")
+    return soc
+
+
+def split_records(body: bytes) -> list[bytes]:
+    """A JSON array becomes one record per element; anything else is NDJSON (one record per line)."""
+    text = body.lstrip()
+    if text.startswith(b"["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            items = None
+        if isinstance(items, list):
+            return [json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode() for item in items]
+    return [line.rstrip(b"\r") for line in body.split(b"\n") if line.strip()]
+
+
+@router.post("/ingest", status_code=202)
+async def ingest(request: Request, rt: Runtime = Depends(runtime),
+                 principal: Principal = Depends(require("soc.ingest"))) -> JSONResponse:
+    """Bulk ingest (NDJSON or a JSON array). Records are durable in the spool when this answers 202;
+    records that are not valid JSON events end in the dead-letter store, never silently dropped."""
+    limit = rt.settings.soc.http_max_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body larger than {limit} bytes / 请求体过大")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"body larger than {limit} bytes / 请求体过大")
+    records = split_records(bytes(body))
+    if records:
+        services(request).accept(f"http:{principal.name}", "json", records)
+    return JSONResponse({"accepted": len(records)}, status_code=202)
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(422, f"'{value}' is not an ISO-8601 time") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def build_query(principal: Principal, session: Any, q: str | None, start: str | None, end: str | None,
+                where: list[str], limit: int) -> SearchQuery:
+    """A SearchQuery from request parameters, always limited to the caller's departments."""
+    fields: dict[str, str | int] = {}
+    cidr: dict[str, str] = {}
+    for item in where:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise HTTPException(422, f"where must be field=value, got '{item}'")
+        (cidr if name in IP_FIELDS and "/" in value else fields)[name] = value
+    return SearchQuery(start=_time(start), end=_time(end), text=q or None, where=fields, cidr=cidr,
+                       departments=principal.departments(session), limit=limit)
+
+
+@router.get("/events")
+def events(request: Request, session: Any = DB_SESSION, principal: Principal = Depends(require("soc.read")),
+           q: str | None = None, start: str | None = Query(None, alias="from"),
+           end: str | None = Query(None, alias="to"), where: list[str] = Query([]),
+           limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    """Search events (newest first); a department user only ever sees its own departments' events."""
+    query = build_query(principal, session, q, start, end, where, limit)
+    try:
+        result = services(request).soc.store.search(query)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"total": result.total, "items": [{"_id": i, **e} for i, e in result.hits]}
+
+
+@router.get("/health")
+def health(request: Request, session: Any = DB_SESSION,
+           principal: Principal = Depends(require("soc.read"))) -> dict[str, Any]:
+    """Ingest health: spool backlog, dead letters, events in the last 24 hours by dataset."""
+    soc = services(request)
+    day = SearchQuery(start=datetime.now(UTC) - timedelta(hours=24), departments=principal.departments(session))
+    return {
+        "store": type(soc.soc.store).__name__,
+        "spool_backlog_bytes": soc.spool.backlog_bytes(),
+        "dead_letters": soc.soc.deadletters.count(),
+        "events_24h": soc.soc.store.count(day),
+        "datasets_24h": dict(soc.soc.store.terms("event.dataset", day, 20)),
+        "retention_days": soc.rt.settings.soc.retention_days,
+    }

@@ -1,0 +1,245 @@
+"""Shared pieces of the parsers: the context, the error, fast cached time and IP helpers.
+
+Everything here is on the hot path: timestamps are converted with integer arithmetic and small caches
+(a parser sees the same day, and often the same second, many times in a row) instead of building
+``datetime`` objects for every line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from typing import Final
+from zoneinfo import ZoneInfo
+
+from soc.ecs import iso_utc
+
+SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """What a line does not say itself: the sender's zone, "now" for year inference, the host name."""
+
+    tz: ZoneInfo = SHANGHAI  # for timestamps without zone (RFC 3164, Apache error, OpenStack)
+    now: datetime | None = None  # reference for RFC 3164 year inference (default: the current time)
+    hostname: str | None = None  # host.name when the line carries none (files)
+
+
+DEFAULT_CONTEXT: Final = ParseContext()
+
+
+class ParseError(ValueError):
+    """The line is not in the format asked for; the message says why."""
+
+
+MONTHS: Final = {
+    "Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6,
+    "Jul": 7, "Aug": 8, "Sep": 9, "Oct": 10, "Nov": 11, "Dec": 12,
+}
+
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+_CACHE_MAX: Final = 8192
+_MISSING: Final = object()
+
+_day_prefix: dict[int, str] = {}  # days since the epoch → "YYYY-MM-DDT"
+_day_number: dict[tuple[int, int, int], int] = {}  # (y, m, d) → days since the epoch
+_local_day: dict[tuple[tzinfo, int, int, int], int | None] = {}  # → UTC offset in seconds, None on DST days
+
+
+def _bounded(cache: dict, key: object, value: object) -> None:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+
+
+def epoch_iso(seconds: int, millis: int = 0) -> str:
+    """UTC epoch seconds (+ milliseconds) → ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
+    days, sod = divmod(seconds, 86400)
+    prefix = _day_prefix.get(days)
+    if prefix is None:
+        try:
+            prefix = date.fromordinal(days + _EPOCH_ORDINAL).isoformat() + "T"
+        except (ValueError, OverflowError) as exc:
+            raise ParseError(f"timestamp out of range: {seconds}") from exc
+        _bounded(_day_prefix, days, prefix)
+    hours, rem = divmod(sod, 3600)
+    minutes, secs = divmod(rem, 60)
+    return f"{prefix}{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}Z"
+
+
+def _check_clock(hour: int, minute: int, second: int) -> int:
+    if hour > 23 or minute > 59 or second > 60:
+        raise ParseError(f"invalid time of day {hour:02d}:{minute:02d}:{second:02d}")
+    return 59 if second == 60 else second  # a leap second is kept inside its minute
+
+
+def days_since_epoch(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to a calendar date (validated; ParseError when impossible)."""
+    key = (year, month, day)
+    days = _day_number.get(key)
+    if days is None:
+        try:
+            days = date(year, month, day).toordinal() - _EPOCH_ORDINAL
+        except (ValueError, OverflowError) as exc:
+            raise ParseError(f"invalid date {year:04d}-{month:02d}-{day:02d}") from exc
+        _bounded(_day_number, key, days)
+    return days
+
+
+def offset_iso(year: int, month: int, day: int, hour: int, minute: int, second: int, millis: int,
+               offset_seconds: int) -> str:
+    """A wall-clock time at a fixed UTC offset → UTC ISO string."""
+    second = _check_clock(hour, minute, second)
+    days = days_since_epoch(year, month, day)
+    return epoch_iso(days * 86400 + hour * 3600 + minute * 60 + second - offset_seconds, millis)
+
+
+def day_offset(tz: tzinfo, year: int, month: int, day: int) -> int | None:
+    """UTC offset of ``tz`` in seconds on a date, or None when it changes during that day (DST)."""
+    key = (tz, year, month, day)
+    cached = _local_day.get(key, _MISSING)
+    if cached is _MISSING:
+        try:
+            first = datetime(year, month, day, tzinfo=tz).utcoffset()
+            last = datetime(year, month, day, 23, 59, 59, tzinfo=tz).utcoffset()
+        except (ValueError, OverflowError) as exc:
+            raise ParseError(f"invalid date {year:04d}-{month:02d}-{day:02d} in {tz}") from exc
+        cached = int(first.total_seconds()) if first is not None and first == last else None
+        _bounded(_local_day, key, cached)
+    return cached  # type: ignore[return-value]
+
+
+def local_iso(tz: tzinfo, year: int, month: int, day: int, hour: int, minute: int, second: int,
+              micros: int = 0) -> str:
+    """A wall-clock time in ``tz`` → UTC ISO string (per-day offset cache; DST days take the slow path)."""
+    second = _check_clock(hour, minute, second)
+    days = days_since_epoch(year, month, day)
+    offset = day_offset(tz, year, month, day)
+    if offset is None:  # the offset changes during this day (DST): let zoneinfo decide
+        try:
+            return iso_utc(datetime(year, month, day, hour, minute, second, micros, tzinfo=tz))
+        except (ValueError, OverflowError) as exc:
+            raise ParseError(f"timestamp out of range in {tz}") from exc
+    return epoch_iso(days * 86400 + hour * 3600 + minute * 60 + second - offset, micros // 1000)
+
+
+def datetime_iso(value: datetime, tz: tzinfo) -> str:
+    """Any datetime → UTC ISO string; naive values are wall-clock time in ``tz``."""
+    offset = value.utcoffset()
+    if offset is None:
+        return local_iso(tz, value.year, value.month, value.day, value.hour, value.minute, value.second,
+                         value.microsecond)
+    return offset_iso(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                      value.microsecond // 1000, int(offset.total_seconds()))
+
+
+_iso_text: dict[tuple[str, tzinfo], str] = {}
+
+
+def iso_text(text: str, tz: tzinfo) -> str:
+    """An ISO-8601 / RFC 3339 timestamp text (``Z``, offset or none) → UTC ISO string, cached."""
+    key = (text, tz)
+    out = _iso_text.get(key)
+    if out is None:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except (ValueError, TypeError) as exc:
+            raise ParseError(f"not an ISO-8601 timestamp: {text[:40]!r}") from exc
+        out = datetime_iso(parsed, tz)
+        _bounded(_iso_text, key, out)
+    return out
+
+
+def epoch_number_iso(value: float | int) -> str:
+    """Epoch seconds, or milliseconds when the number is too large for seconds → UTC ISO string."""
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ParseError("timestamp is not a finite number")
+    if abs(value) >= 1e11:  # milliseconds (1e11 s is the year 5138)
+        value = value / 1000.0
+    seconds = int(value // 1)
+    return epoch_iso(seconds, int((value - seconds) * 1000) % 1000)
+
+
+def now_utc(ctx: ParseContext) -> datetime:
+    """The context's "now" (aware, UTC) or the current time."""
+    now = ctx.now
+    if now is None:
+        return datetime.now(UTC)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now
+
+
+def now_iso(ctx: ParseContext) -> str:
+    """``@timestamp`` for records that carry no time of their own."""
+    return iso_utc(now_utc(ctx))
+
+
+_ip_cache: dict[str, str | None] = {}
+_OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def as_ip(text: str) -> str | None:
+    """The canonical text of an IPv4/IPv6 address, or None when ``text`` is not one (IPv4-mapped → IPv4)."""
+    if _IPV4.fullmatch(text) is not None:
+        return text
+    if ":" not in text:
+        return None
+    out = _ip_cache.get(text, _MISSING)
+    if out is _MISSING:
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            out = None
+        else:
+            mapped = getattr(addr, "ipv4_mapped", None)
+            out = str(mapped if mapped is not None else addr)
+        _bounded(_ip_cache, text, out)
+    return out  # type: ignore[return-value]
+
+
+def add_related(event: dict, kind: str, value: str) -> None:
+    """Append to ``related.<kind>`` (``ip`` or ``user``) once."""
+    related = event.get("related")
+    if related is None:
+        event["related"] = {kind: [value]}
+        return
+    values = related.get(kind)
+    if values is None:
+        related[kind] = [value]
+    elif value not in values:
+        values.append(value)
+
+
+def set_endpoint(event: dict, side: str, host: str, port: int | None = None) -> None:
+    """``source``/``destination``: ``ip`` when ``host`` is an address, else ``domain``; plus the port."""
+    node: dict = {}
+    ip = as_ip(host)
+    if ip is not None:
+        node["ip"] = ip
+        add_related(event, "ip", ip)
+    elif host:
+        node["domain"] = host
+        add_related(event, "hosts", host)
+    if port is not None:
+        node["port"] = port
+    if node:
+        existing = event.get(side)
+        if existing is None:
+            event[side] = node
+        else:
+            existing.update(node)
+
+
+def set_user(event: dict, name: str) -> None:
+    """``user.name`` and ``related.user``."""
+    if not name:
+        return
+    user = event.get("user")
+    if user is None:
+        event["user"] = {"name": name}
+    else:
+        user["name"] = name
+    add_related(event, "user", name)

@@ -1,0 +1,110 @@
+"""Netfilter log lines (iptables ``LOG``, nftables ``log``, ufw) as the kernel writes them to syslog.
+
+``kernel: [12345.678] [UFW BLOCK] IN=eth0 OUT= MAC=… SRC=1.2.3.4 DST=5.6.7.8 LEN=60 … PROTO=TCP SPT=1234 DPT=22 …``
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from soc.ecs import Event
+from soc.parsers.common import as_ip
+
+DATASET: Final = "iptables.log"
+
+_NETFILTER: Final = re.compile(
+    r"(?:\[\s*\d+\.\d+\]\s*)?(.*?)\s*IN=(\S*) OUT=(\S*) (?:PHYSIN=\S* )?(?:PHYSOUT=\S* )?(?:MAC=(\S*) )?"
+    r"SRC=(\S+) DST=(\S+) LEN=(\d+) .*?PROTO=(\S+)(?: SPT=(\d{1,5}) DPT=(\d{1,5}))?",
+    re.DOTALL | re.ASCII,
+)
+_DENY_WORDS: Final = ("BLOCK", "DROP", "REJECT", "DENY", "DENIED")
+_ALLOW_WORDS: Final = ("ALLOW", "ACCEPT", "AUDIT")
+
+
+_prefixes: dict[str, tuple[str, tuple[str, ...]]] = {}  # log prefix → (event.action, event.type)
+_macs: dict[str, tuple[str, str] | None] = {}  # MAC= field → (destination.mac, source.mac)
+_CACHE_MAX: Final = 4096
+
+
+def _prefix(raw: str) -> tuple[str, tuple[str, ...]]:
+    out = _prefixes.get(raw)
+    if out is None:
+        action = raw.strip().strip("[]:").strip()
+        upper = action.upper()
+        if any(word in upper for word in _DENY_WORDS):
+            types: tuple[str, ...] = ("connection", "denied")
+        elif any(word in upper for word in _ALLOW_WORDS):
+            types = ("connection", "allowed")
+        else:
+            types = ("connection",)
+        out = (action, types)
+        if len(_prefixes) >= _CACHE_MAX:
+            _prefixes.clear()
+        _prefixes[raw] = out
+    return out
+
+
+def _mac_pair(raw: str) -> tuple[str, str] | None:
+    out = _macs.get(raw, ())
+    if out == ():
+        out = None
+        if len(raw) >= 35:
+            out = (raw[0:17].upper().replace(":", "-"), raw[18:35].upper().replace(":", "-"))
+        if len(_macs) >= _CACHE_MAX:
+            _macs.clear()
+        _macs[raw] = out
+    return out
+
+
+def netfilter(event: Event, msg: str) -> bool:
+    """Add the packet fields of a netfilter log message to ``event``; False when ``msg`` is not one."""
+    if "IN=" not in msg:
+        return False
+    m = _NETFILTER.match(msg)
+    if m is None:
+        return False
+    prefix, in_if, out_if, mac, src, dst, length, proto, sport, dport = m.groups()
+    src_ip = as_ip(src)
+    dst_ip = as_ip(dst)
+    if src_ip is None or dst_ip is None:
+        return False
+    if sport is not None:
+        source: dict = {"ip": src_ip, "port": int(sport)}
+        destination: dict = {"ip": dst_ip, "port": int(dport)}
+    else:
+        source = {"ip": src_ip}
+        destination = {"ip": dst_ip}
+    if mac:
+        pair = _mac_pair(mac)
+        if pair is not None:
+            destination["mac"], source["mac"] = pair
+    node = event["event"]
+    node["category"] = ["network"]
+    node["dataset"] = DATASET
+    node["module"] = "iptables"
+    if prefix:
+        action, types = _prefix(prefix)
+        node["type"] = list(types)
+        if action:
+            node["action"] = action
+    else:
+        node["type"] = ["connection"]
+    event["source"] = source
+    event["destination"] = destination
+    event["network"] = {"transport": proto.lower(), "type": "ipv6" if ":" in src_ip else "ipv4"}
+    if in_if or out_if:
+        observer: dict = {}
+        if in_if:
+            observer["ingress"] = {"interface": {"name": in_if}}
+        if out_if:
+            observer["egress"] = {"interface": {"name": out_if}}
+        event["observer"] = observer
+    event["iptables"] = {"length": int(length)}
+    event["related"] = {"ip": [src_ip] if src_ip == dst_ip else [src_ip, dst_ip]}
+    return True
+
+
+def kernel(event: Event, msg: str) -> bool:
+    """Kernel messages: netfilter packets get their fields; others stay plain syslog events."""
+    return netfilter(event, msg)

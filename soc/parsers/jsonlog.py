@@ -1,0 +1,261 @@
+"""JSON lines: Kubernetes audit events, documents that are already ECS, and any other JSON object."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from soc.ecs import ECS_VERSION, Event
+from soc.parsers.common import (
+    ParseContext,
+    ParseError,
+    add_related,
+    as_ip,
+    epoch_number_iso,
+    iso_text,
+    now_iso,
+    set_endpoint,
+)
+
+# ECS field sets that are objects: a JSON document using one of these names for a scalar is not ECS.
+_ECS_OBJECTS: Final = frozenset((
+    "agent", "client", "cloud", "container", "destination", "dns", "ecs", "error", "event", "file", "group",
+    "host", "http", "log", "network", "observer", "orchestrator", "organization", "package", "process",
+    "registry", "related", "rule", "server", "service", "source", "threat", "tls", "trace", "transaction",
+    "url", "user", "user_agent", "vulnerability", "gov",
+))
+_TIME_KEYS: Final = ("@timestamp", "timestamp", "time", "ts", "date", "datetime", "eventTime")
+_MESSAGE_KEYS: Final = ("message", "msg", "log", "text")
+_LEVEL_KEYS: Final = ("level", "severity", "lvl", "loglevel", "log.level")
+_VERB_TYPES: Final = {
+    "create": "creation", "delete": "deletion", "deletecollection": "deletion", "update": "change",
+    "patch": "change", "get": "access", "list": "access", "watch": "access",
+}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _timestamp(value: Any, ctx: ParseContext) -> str | None:
+    """A JSON time value (ISO text or epoch number) → UTC ISO string, None when it is not one."""
+    try:
+        if isinstance(value, str):
+            return iso_text(value, ctx.tz)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return epoch_number_iso(value)
+    except ParseError:
+        return None
+    return None
+
+
+def _merge(node: dict, key: str, value: Any) -> None:
+    current = node.get(key)
+    if isinstance(current, dict) and isinstance(value, dict):
+        for k, v in value.items():
+            _merge(current, k, v)
+    else:
+        node[key] = value
+
+
+def expand_dotted(obj: dict) -> dict:
+    """``{"source.ip": x, "event": {"a.b": 1}}`` → nested; a dotted key that collides with a scalar stays flat."""
+    out: dict = {}
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            value = expand_dotted(value)
+        if "." in key and key != "@timestamp":
+            *parents, leaf = key.split(".")
+            node = out
+            for part in parents:
+                nxt = node.get(part)
+                if nxt is None:
+                    nxt = node[part] = {}
+                elif not isinstance(nxt, dict):
+                    node = None
+                    break
+                node = nxt
+            if node is None:
+                out[key] = value
+            else:
+                _merge(node, leaf, value)
+        else:
+            _merge(out, key, value)
+    return out
+
+
+def _is_ecs(obj: dict) -> bool:
+    if "@timestamp" not in obj and "ecs" not in obj and "ecs.version" not in obj:
+        return False
+    return all(isinstance(obj[key], dict) for key in _ECS_OBJECTS.intersection(obj))
+
+
+def parse_json(line: str, ctx: ParseContext) -> Event:
+    """A JSON object per line: Kubernetes audit, ECS documents kept as they are, anything else under ``json``."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise ParseError(f"not valid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ParseError(f"JSON line is a {type(obj).__name__}, not an object")
+    try:
+        api = obj.get("apiVersion")
+        if obj.get("kind") == "Event" and isinstance(api, str) and api.startswith("audit.k8s.io/"):
+            return k8s_audit(obj, line, ctx)
+        if _is_ecs(obj):
+            return _ecs_document(obj, line, ctx)
+        return _generic(obj, line, ctx)
+    except RecursionError as exc:
+        raise ParseError("JSON nested too deeply") from exc
+
+
+def _ecs_document(obj: dict, line: str, ctx: ParseContext) -> Event:
+    event = expand_dotted(obj)
+    if not all(isinstance(event[key], dict) for key in _ECS_OBJECTS.intersection(event)):
+        return _generic(obj, line, ctx)
+    ts = _timestamp(event.get("@timestamp"), ctx)
+    if ts is None:
+        ts = now_iso(ctx)
+        tags = event.get("tags")
+        if isinstance(tags, list):
+            tags.append("timestamp_unparsed")
+        else:
+            event["tags"] = ["timestamp_unparsed"]
+    event["@timestamp"] = ts
+    node = event.setdefault("event", {})
+    node.setdefault("kind", "event")
+    if not isinstance(node.get("category"), list):
+        node["category"] = [node["category"]] if isinstance(node.get("category"), str) else ["host"]
+    if not isinstance(node.get("type"), list):
+        node["type"] = [node["type"]] if isinstance(node.get("type"), str) else ["info"]
+    node.setdefault("dataset", "json")
+    node.setdefault("module", "json")
+    node["original"] = line
+    if not isinstance(event.get("message"), str):
+        event["message"] = _message(obj, line)
+    event.setdefault("ecs", {}).setdefault("version", ECS_VERSION)
+    if ctx.hostname:
+        event.setdefault("host", {}).setdefault("name", ctx.hostname)
+    return event
+
+
+def _message(obj: dict, line: str) -> str:
+    for key in _MESSAGE_KEYS:
+        value = obj.get(key)
+        if isinstance(value, str):
+            return value
+    return line
+
+
+def _generic(obj: dict, line: str, ctx: ParseContext) -> Event:
+    ts = None
+    for key in _TIME_KEYS:
+        if key in obj:
+            ts = _timestamp(obj[key], ctx)
+            if ts is not None:
+                break
+    event: Event = {
+        "@timestamp": ts or now_iso(ctx),
+        "event": {
+            "kind": "event", "category": ["host"], "type": ["info"], "dataset": "json", "module": "json",
+            "original": line,
+        },
+        "message": _message(obj, line),
+        "json": obj,
+        "ecs": {"version": ECS_VERSION},
+    }
+    for key in _LEVEL_KEYS:
+        level = _str(obj.get(key))
+        if level is not None:
+            event["log"] = {"level": level.lower()}
+            break
+    host = _str(obj.get("hostname")) or _str(obj.get("host")) or ctx.hostname
+    if host:
+        event["host"] = {"name": host}
+    return event
+
+
+def k8s_audit(obj: dict, line: str, ctx: ParseContext) -> Event:
+    """A Kubernetes API-server audit event (``audit.k8s.io/v1`` ``Event``)."""
+    verb = _str(obj.get("verb")) or "unknown"
+    uri = _str(obj.get("requestURI"))
+    user = _dict(obj.get("user"))
+    username = _str(user.get("username"))
+    status = _dict(obj.get("responseStatus")).get("code")
+    ts = _timestamp(obj.get("stageTimestamp"), ctx) or _timestamp(obj.get("requestReceivedTimestamp"), ctx)
+    node: dict = {
+        "kind": "event", "category": ["api"], "type": [_VERB_TYPES.get(verb, "info")], "action": verb,
+        "dataset": "kubernetes.audit", "module": "kubernetes", "original": line,
+    }
+    event: Event = {
+        "@timestamp": ts or now_iso(ctx),
+        "event": node,
+        "message": f"{username or '?'} {verb} {uri or ''}".rstrip() + (f" -> {status}" if status is not None else ""),
+        "kubernetes": {"audit": obj},
+        "ecs": {"version": ECS_VERSION},
+    }
+    audit_id = _str(obj.get("auditID"))
+    if audit_id:
+        node["id"] = audit_id
+    if isinstance(status, int) and not isinstance(status, bool):
+        event["http"] = {"response": {"status_code": status}}
+        node["outcome"] = "success" if status < 400 else "failure"
+    else:
+        node["outcome"] = "unknown"
+    if username:
+        event["user"] = {"name": username}
+        add_related(event, "user", username)
+        uid = _str(user.get("uid"))
+        if uid:
+            event["user"]["id"] = uid
+        groups = user.get("groups")
+        if isinstance(groups, list):
+            names = [g for g in groups if isinstance(g, str)]
+            if names:
+                event["user"]["roles"] = names
+        impersonated = _str(_dict(obj.get("impersonatedUser")).get("username"))
+        if impersonated:
+            event["user"]["effective"] = {"name": impersonated}
+            add_related(event, "user", impersonated)
+    ips = obj.get("sourceIPs")
+    if isinstance(ips, list):
+        first = True
+        for ip in ips:
+            if isinstance(ip, str) and ip:
+                if first:
+                    set_endpoint(event, "source", ip)
+                    first = False
+                elif (addr := as_ip(ip)) is not None:
+                    add_related(event, "ip", addr)
+    agent = _str(obj.get("userAgent"))
+    if agent:
+        event["user_agent"] = {"original": agent}
+    if uri:
+        path, sep, query = uri.partition("?")
+        url = {"original": uri, "path": path}
+        if sep:
+            url["query"] = query
+        event["url"] = url
+    ref = _dict(obj.get("objectRef"))
+    orchestrator: dict = {"type": "kubernetes"}
+    resource: dict = {}
+    if _str(ref.get("resource")):
+        resource["type"] = ref["resource"]
+    if _str(ref.get("name")):
+        resource["name"] = ref["name"]
+    if resource:
+        orchestrator["resource"] = resource
+    if _str(ref.get("namespace")):
+        orchestrator["namespace"] = ref["namespace"]
+    api_version = _str(ref.get("apiVersion"))
+    if api_version:
+        group = _str(ref.get("apiGroup"))
+        orchestrator["api_version"] = f"{group}/{api_version}" if group else api_version
+    event["orchestrator"] = orchestrator
+    if ctx.hostname:
+        event["host"] = {"name": ctx.hostname}
+    return event

@@ -1,0 +1,251 @@
+"""Web server logs: nginx/Apache access (combined and common log format) and the Apache error log."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from soc.ecs import ECS_VERSION, Event
+from soc.parsers.common import (
+    MONTHS,
+    ParseContext,
+    ParseError,
+    as_ip,
+    local_iso,
+    offset_iso,
+    set_endpoint,
+)
+
+_QUOTED: Final = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
+# host ident authuser [date] "request" status bytes ["referrer" "user-agent"] [anything nginx adds]
+_ACCESS: Final = re.compile(
+    r"(\S+) \S+ (\S+) \[(\d{1,2}/[A-Z][a-z]{2}/\d{4}:\d\d):(\d\d):(\d\d) ([+-]\d\d:?\d\d)\] "
+    + _QUOTED + r" (\d{3}) (\d+|-)(?: " + _QUOTED + r" " + _QUOTED + r")?",
+    re.DOTALL | re.ASCII,
+)
+# [Sun Dec 04 04:47:44 2005] [error] [client 1.2.3.4] msg          (Apache 2.2)
+# [Fri Sep 09 10:42:29.902022 2011] [core:error] [pid 35708:tid 4328636416] [client 1.2.3.4:5678] AH00128: msg
+_APACHE_ERROR: Final = re.compile(
+    r"\[(?:[A-Z][a-z]{2}) (([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))? (\d{4}))\] "
+    r"\[(?:([^\s:\]]*):)?(\w+)\]"
+    r"(?: \[pid (\d{1,10})(?::tid (\d{1,20}))?\])?"
+    r"(?: \[client ([^\]\s]+)\])?"
+    r" ?(.*)",
+    re.DOTALL | re.ASCII,
+)
+_ERROR_CODE: Final = re.compile(r"(AH\d{5}): ")
+_ERROR_LEVELS: Final = frozenset(("emerg", "alert", "crit", "error"))
+
+_clf_cache: dict[tuple[str, str], str] = {}
+_err_cache: dict[tuple[str, object], str] = {}
+_CACHE_MAX: Final = 4096
+
+
+def _clf_hour(key: tuple[str, str]) -> str:
+    """``YYYY-MM-DDTHH:`` (UTC) for ``('10/Oct/2000:13', '-0700')``; "" for offsets that are not whole hours."""
+    hour_text, zone = key
+    day, mon, rest = hour_text.split("/")
+    year, hour = rest.split(":")
+    month = MONTHS.get(mon)
+    if month is None:
+        raise ParseError(f"unknown month {mon!r}")
+    zone = zone.replace(":", "")
+    offset = (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60) * (-1 if zone[0] == "-" else 1)
+    hh = int(hour)
+    if hh > 23:
+        raise ParseError(f"invalid hour {hour!r}")
+    prefix = "" if offset % 3600 else offset_iso(int(year), month, int(day), hh, 0, 0, 0, offset)[:14]
+    if len(_clf_cache) >= _CACHE_MAX:
+        _clf_cache.clear()
+    _clf_cache[key] = prefix
+    return prefix
+
+
+def _clf_timestamp(hour_text: str, minute: str, second: str, zone: str) -> str:
+    """``10/Oct/2000:13`` + ``55`` + ``36`` + ``-0700`` → UTC ISO (the UTC hour cached, the rest copied)."""
+    key = (hour_text, zone)
+    prefix = _clf_cache.get(key)
+    if prefix is None:
+        prefix = _clf_hour(key)
+    if prefix and minute < "60" and second < "60":
+        return f"{prefix}{minute}:{second}.000Z"
+    day, mon, rest = hour_text.split("/")
+    year, hour = rest.split(":")
+    zone = zone.replace(":", "")
+    offset = (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60) * (-1 if zone[0] == "-" else 1)
+    return offset_iso(int(year), MONTHS[mon], int(day), int(hour), int(minute), int(second), 0, offset)
+
+
+def _url(event: Event, target: str) -> None:
+    url: dict = {"original": target}
+    if target.startswith("/"):
+        path, sep, query = target.partition("?")
+        url["path"] = path
+        if sep:
+            url["query"] = query
+    elif "://" in target:
+        rest = target.partition("://")[2]
+        slash = rest.find("/")
+        if slash >= 0:
+            path, sep, query = rest[slash:].partition("?")
+            url["path"] = path
+            if sep:
+                url["query"] = query
+    event["url"] = url
+
+
+def parse_access(line: str, ctx: ParseContext, dataset: str = "nginx.access") -> Event:
+    """An access-log line in combined or common log format (nginx and Apache write the same)."""
+    m = _ACCESS.match(line)
+    if m is None:
+        raise ParseError("not an access-log line (expected 'host ident user [time] \"request\" status bytes')")
+    client, user, hour_text, minute, second, zone, request, status_text, size, referrer, agent = m.groups()
+    status = int(status_text)
+    module = dataset.partition(".")[0]
+    event: Event = {
+        "@timestamp": _clf_timestamp(hour_text, minute, second, zone),
+        "event": {
+            "kind": "event", "category": ["web"], "type": ["access"], "dataset": dataset, "module": module,
+            "outcome": "success" if status < 400 else "failure", "original": line,
+        },
+        "message": line,
+        "ecs": {"version": ECS_VERSION},
+    }
+    ip = as_ip(client)
+    if ip is not None:
+        event["source"] = {"ip": ip}
+        related: dict = {"ip": [ip]}
+    else:
+        event["source"] = {"domain": client}
+        related = {"hosts": [client]}
+    if user != "-":
+        event["user"] = {"name": user}
+        related["user"] = [user]
+    event["related"] = related
+    http: dict = {"response": {"status_code": status}}
+    if size != "-":
+        http["response"]["body"] = {"bytes": int(size)}
+    parts = request.split(" ")
+    if len(parts) == 3 and parts[2].startswith("HTTP/"):
+        http["request"] = {"method": parts[0]}
+        http["version"] = parts[2][5:]
+        _url(event, parts[1])
+    elif len(parts) == 2 and parts[0].isalpha():
+        http["request"] = {"method": parts[0]}
+        _url(event, parts[1])
+    if referrer is not None and referrer != "-":
+        http.setdefault("request", {})["referrer"] = referrer
+    event["http"] = http
+    if agent is not None and agent != "-":
+        event["user_agent"] = {"original": agent}
+    if ctx.hostname:
+        event["host"] = {"name": ctx.hostname}
+    return event
+
+
+def parse_nginx(line: str, ctx: ParseContext) -> Event:
+    """nginx access log (``combined`` or common format)."""
+    return parse_access(line, ctx, "nginx.access")
+
+
+def parse_apache_access(line: str, ctx: ParseContext) -> Event:
+    """Apache access log (``combined`` or ``common``)."""
+    return parse_access(line, ctx, "apache.access")
+
+
+def _error_timestamp(m: re.Match[str], ctx: ParseContext) -> str:
+    key = (m.group(1), ctx.tz)
+    out = _err_cache.get(key)
+    if out is None:
+        month = MONTHS.get(m.group(2))
+        if month is None:
+            raise ParseError(f"unknown month {m.group(2)!r}")
+        frac = m.group(7)
+        micros = int(frac.ljust(6, "0")) if frac else 0
+        out = local_iso(ctx.tz, int(m.group(8)), month, int(m.group(3)), int(m.group(4)), int(m.group(5)),
+                        int(m.group(6)), micros)
+        if len(_err_cache) >= _CACHE_MAX:
+            _err_cache.clear()
+        _err_cache[key] = out
+    return out
+
+
+def parse_apache_error(line: str, ctx: ParseContext) -> Event:
+    """Apache error log, 2.2 (``[time] [level] [client ip] msg``) and 2.4 (``[module:level] [pid n:tid m]``)."""
+    m = _APACHE_ERROR.match(line)
+    if m is None:
+        raise ParseError("not an Apache error-log line (expected '[Www Mmm dd hh:mm:ss yyyy] [level] ...')")
+    module, level, pid, tid, client, msg = m.group(9, 10, 11, 12, 13, 14)
+    level = level.lower()
+    msg = msg.rstrip()
+    event: Event = {
+        "@timestamp": _error_timestamp(m, ctx),
+        "event": {
+            "kind": "event", "category": ["web"], "type": ["error" if level in _ERROR_LEVELS else "info"],
+            "dataset": "apache.error", "module": "apache", "original": line,
+        },
+        "message": msg,
+        "log": {"level": level},
+        "ecs": {"version": ECS_VERSION},
+    }
+    if module:
+        event["apache"] = {"error": {"module": module}}
+    if pid is not None:
+        process: dict = {"pid": int(pid)}
+        if tid is not None:
+            process["thread"] = {"id": int(tid)}
+        event["process"] = process
+    if client is not None:
+        ip = as_ip(client)
+        if ip is not None:
+            set_endpoint(event, "source", client)
+        else:
+            host, _, port = client.rpartition(":")
+            host = host.strip("[]")
+            if port.isdigit() and as_ip(host) is not None:
+                set_endpoint(event, "source", host, int(port))
+            else:
+                set_endpoint(event, "source", client)
+    code = _ERROR_CODE.match(msg)
+    if code is not None:
+        event["error"] = {"code": code.group(1)}
+    if ctx.hostname:
+        event["host"] = {"name": ctx.hostname}
+    return event
+
+
+# 2024/01/31 12:00:00 [error] 1234#5678: *99 open() "/x" failed (2: No such file), client: 1.2.3.4, server: a, …
+_NGINX_ERROR: Final = re.compile(
+    r"(\d{4})/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d) \[(\w+)\] (\d{1,10})#(\d{1,20}): (?:\*(\d{1,20}) )?(.*)",
+    re.DOTALL | re.ASCII,
+)
+_NGINX_CLIENT: Final = re.compile(r", client: ([^,\s]+)")
+
+
+def parse_nginx_error(line: str, ctx: ParseContext) -> Event:
+    """nginx error log: ``2024/01/31 12:00:00 [error] 1234#0: *99 message, client: 1.2.3.4, …``."""
+    m = _NGINX_ERROR.match(line)
+    if m is None:
+        raise ParseError("not an nginx error-log line (expected 'YYYY/MM/DD hh:mm:ss [level] pid#tid: ...')")
+    year, month, day, hh, mi, ss, level, pid, tid, conn, msg = m.groups()
+    level = level.lower()
+    msg = msg.rstrip()
+    event: Event = {
+        "@timestamp": local_iso(ctx.tz, int(year), int(month), int(day), int(hh), int(mi), int(ss)),
+        "event": {
+            "kind": "event", "category": ["web"], "type": ["error" if level in _ERROR_LEVELS else "info"],
+            "dataset": "nginx.error", "module": "nginx", "original": line,
+        },
+        "message": msg,
+        "log": {"level": level},
+        "process": {"pid": int(pid), "thread": {"id": int(tid)}},
+        "ecs": {"version": ECS_VERSION},
+    }
+    if conn is not None:
+        event["nginx"] = {"error": {"connection_id": int(conn)}}
+    cm = _NGINX_CLIENT.search(msg)
+    if cm is not None:
+        set_endpoint(event, "source", cm.group(1))
+    if ctx.hostname:
+        event["host"] = {"name": ctx.hostname}
+    return event

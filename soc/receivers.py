@@ -1,0 +1,164 @@
+"""Syslog receivers (UDP and TCP, RFC 3164/5424; TCP framing per RFC 6587) feeding the spool.
+
+Records are appended to the spool in groups (one fsync per group, at most ``flush_ms`` apart); a TCP
+connection waits for its records to be durable before reading more, so a slow disk slows senders
+down instead of losing their messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from soc.metrics import SocMetrics
+from soc.spool import Spool
+
+log = logging.getLogger("yunshu.soc.receivers")
+MAX_FRAME = 256 * 1024
+
+
+class SpoolWriter:
+    """Group commit into the spool from the event loop (the fsync runs in a worker thread)."""
+
+    def __init__(self, spool: Spool, metrics: SocMetrics, flush_ms: int = 20, max_batch: int = 2000):
+        self.spool = spool
+        self.metrics = metrics
+        self.flush_ms = flush_ms
+        self.max_batch = max_batch
+        self._pending: list[tuple[str, bytes]] = []
+        self._flushed = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def submit(self, source: str, raw: bytes) -> None:
+        self._pending.append((source, raw))
+        self.metrics.received.labels(source.split("|", 1)[-1].split(":", 1)[0]).inc()
+        if len(self._pending) >= self.max_batch:
+            self._wake.set()
+
+    async def durable(self) -> None:
+        """Wait until everything submitted so far is on disk."""
+        if self._pending:
+            self._wake.set()
+            flushed = self._flushed
+            await flushed.wait()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_ms / 1000)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        done, self._flushed = self._flushed, asyncio.Event()
+        await asyncio.get_running_loop().run_in_executor(None, self.spool.append, batch)
+        for source, _ in batch:
+            self.metrics.spooled.labels(source.split("|", 1)[-1].split(":", 1)[0]).inc()
+        done.set()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, writer: SpoolWriter):
+        self.writer = writer
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        message = data.rstrip(b"\r\n\0")
+        if message:
+            self.writer.submit(f"syslog|udp:{addr[0]}", message)
+
+
+async def _line_rest(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+    """The rest of a newline-framed message, and whether the stream ended."""
+    try:
+        return await reader.readuntil(b"\n"), False
+    except asyncio.IncompleteReadError as exc:  # last message without a newline
+        return exc.partial, True
+
+
+async def read_frames(reader: asyncio.StreamReader):  # type: ignore[no-untyped-def]
+    """Yield syslog messages from a TCP stream: octet counting (``LEN SP MSG``) or newline framing."""
+    while True:
+        head = await reader.read(1)
+        if not head:
+            return
+        ended = False
+        if head in b"123456789":  # maybe octet counting: NONZERO-DIGIT *DIGIT SP
+            nxt = await reader.read(1)
+            while nxt.isdigit() and len(head) < 7:
+                head += nxt
+                nxt = await reader.read(1)
+            if nxt == b" ":
+                length = int(head)
+                if length > MAX_FRAME:
+                    raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+                yield await reader.readexactly(length)
+                continue
+            head += nxt
+            if not nxt:
+                ended = True
+        line = head
+        if not ended and not head.endswith(b"\n"):
+            rest, ended = await _line_rest(reader)
+            line += rest
+        line = line.rstrip(b"\r\n")
+        if line:
+            yield line
+        if ended:
+            return
+
+
+class SyslogReceivers:
+    """UDP and TCP listeners on one address."""
+
+    def __init__(self, spool: Spool, metrics: SocMetrics, host: str, port: int):
+        self.writer = SpoolWriter(spool, metrics)
+        self.host, self.port = host, port
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.writer.start()
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self.writer),
+                                                           local_addr=(self.host, self.port))
+        self._tcp = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_FRAME + 64)
+        log.info("syslog listening on %s:%d (udp and tcp)", self.host, self.port)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")[0]
+        try:
+            count = 0
+            async for message in read_frames(reader):
+                self.writer.submit(f"syslog|tcp:{peer}", message)
+                count += 1
+                if count % 500 == 0:
+                    await self.writer.durable()  # back-pressure: never more than a batch in memory
+            await self.writer.durable()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ConnectionError) as exc:
+            log.warning("syslog tcp connection from %s closed: %s", peer, exc)
+            await self.writer.durable()
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._udp:
+            self._udp.close()
+        if self._tcp:
+            self._tcp.close()
+            await self._tcp.wait_closed()
+        await self.writer.stop()

@@ -1,0 +1,187 @@
+"""The disk spool: an append-only, fsync'd log of received records, read back in order.
+
+Receivers append every record here before anything else happens to it (group commit: one fsync per
+batch), and a consumer reads batches in order, hands them to the pipeline and only then moves the
+checkpoint. While the store is slow or down the spool simply grows; when it returns the consumer
+catches up in order. A record's id comes from its place in the spool, so a batch replayed after a
+crash is stored once.
+
+Record framing: 4-byte big-endian length, 4-byte CRC-32, then ``source\\0raw``. A torn record at the
+tail (crash mid-write) is cut off when the spool is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+HEADER = struct.Struct(">II")
+SEGMENT_BYTES = 64 * 1024 * 1024
+CHECKPOINT = "checkpoint"
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    segment: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class SpooledRecord:
+    source: str  # where it came from, e.g. "syslog-udp:127.0.0.1"
+    raw: bytes
+    key: str  # durable place: "spool:SEGMENT:OFFSET"
+
+
+def _segment_name(number: int) -> str:
+    return f"spool-{number:08d}.log"
+
+
+class Spool:
+    """Append from many threads, consume from one."""
+
+    def __init__(self, directory: Path | str, segment_bytes: int = SEGMENT_BYTES):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.segment_bytes = segment_bytes
+        self._lock = threading.Lock()
+        self._appended = threading.Condition(self._lock)
+        segments = self.segments()
+        self._segment = segments[-1] if segments else 1
+        self._repair_tail(self._segment)
+        self._fh = open(self.dir / _segment_name(self._segment), "ab")  # noqa: SIM115 - kept open for appends
+        self._dir_fd_sync()
+
+    # --- appending ----------------------------------------------------------------------------------------
+    def append(self, records: list[tuple[str, bytes]]) -> Position:
+        """Append records durably (written and fsync'd before returning); returns the end position."""
+        if not records:
+            return self.end()
+        chunk = bytearray()
+        for source, raw in records:
+            payload = source.encode() + b"\0" + raw
+            chunk += HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        with self._lock:
+            if self._fh.tell() and self._fh.tell() + len(chunk) > self.segment_bytes:
+                self._roll()
+            self._fh.write(chunk)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._appended.notify_all()
+            return Position(self._segment, self._fh.tell())
+
+    def _roll(self) -> None:
+        self._fh.close()
+        self._segment += 1
+        self._fh = open(self.dir / _segment_name(self._segment), "ab")  # noqa: SIM115
+        self._dir_fd_sync()
+
+    def _dir_fd_sync(self) -> None:
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def end(self) -> Position:
+        with self._lock:
+            return Position(self._segment, self._fh.tell())
+
+    def wait_for_data(self, after: Position, timeout: float) -> None:
+        """Block until something was appended beyond ``after`` (or the timeout passes)."""
+        with self._lock:
+            if Position(self._segment, self._fh.tell()) <= after:
+                self._appended.wait(timeout)
+
+    # --- consuming ----------------------------------------------------------------------------------------
+    def segments(self) -> list[int]:
+        return sorted(int(p.name[6:14]) for p in self.dir.glob("spool-*.log"))
+
+    def checkpoint(self) -> Position:
+        """Where the consumer stopped (everything before it is stored)."""
+        path = self.dir / CHECKPOINT
+        if path.exists():
+            segment, offset = path.read_text().split()
+            return Position(int(segment), int(offset))
+        segments = self.segments()
+        return Position(segments[0] if segments else 1, 0)
+
+    def commit(self, position: Position) -> None:
+        """Record that everything before ``position`` is stored; drop segments wholly behind it."""
+        tmp = self.dir / f"{CHECKPOINT}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(f"{position.segment} {position.offset}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.dir / CHECKPOINT)
+        for number in self.segments():
+            if number < position.segment:
+                (self.dir / _segment_name(number)).unlink(missing_ok=True)
+
+    def read(self, start: Position, max_records: int = 5000) -> tuple[list[SpooledRecord], Position]:
+        """Up to ``max_records`` complete records from ``start``, and the position after them."""
+        records: list[SpooledRecord] = []
+        position = start
+        while len(records) < max_records:
+            path = self.dir / _segment_name(position.segment)
+            if not path.exists():
+                break
+            with open(path, "rb") as fh:
+                fh.seek(position.offset)
+                while len(records) < max_records:
+                    offset = fh.tell()
+                    header = fh.read(HEADER.size)
+                    if len(header) < HEADER.size:
+                        break
+                    length, crc = HEADER.unpack(header)
+                    payload = fh.read(length)
+                    if len(payload) < length or zlib.crc32(payload) != crc:
+                        break  # being written right now, or torn: stop here
+                    source, _, raw = payload.partition(b"\0")
+                    records.append(SpooledRecord(source.decode(), raw, f"spool:{position.segment}:{offset}"))
+                    position = Position(position.segment, fh.tell())
+            if len(records) >= max_records or position.segment >= self.end().segment:
+                break
+            position = Position(position.segment + 1, 0)  # this segment is finished: go on to the next
+        return records, position
+
+    def backlog_bytes(self) -> int:
+        """Bytes appended but not yet consumed."""
+        start = self.checkpoint()
+        total = 0
+        for number in self.segments():
+            size = (self.dir / _segment_name(number)).stat().st_size
+            if number > start.segment:
+                total += size
+            elif number == start.segment:
+                total += max(0, size - start.offset)
+        return total
+
+    def _repair_tail(self, segment: int) -> None:
+        """Cut a torn record off the end of the newest segment (a crash during append)."""
+        path = self.dir / _segment_name(segment)
+        if not path.exists():
+            return
+        good = 0
+        with open(path, "rb") as fh:
+            while True:
+                header = fh.read(HEADER.size)
+                if len(header) < HEADER.size:
+                    break
+                length, crc = HEADER.unpack(header)
+                payload = fh.read(length)
+                if len(payload) < length or zlib.crc32(payload) != crc:
+                    break
+                good = fh.tell()
+        if good < path.stat().st_size:
+            with open(path, "r+b") as fh:
+                fh.truncate(good)
+                os.fsync(fh.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
