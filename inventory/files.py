@@ -148,6 +148,8 @@ def parse_csv(text: str) -> list[RawRow]:
     rows: list[RawRow] = []
     for record in reader:
         line = reader.line_num
+        if not any((v or "").strip() for k, v in record.items() if k is not None) and None not in record:
+            continue  # a blank row
         if None in record:
             raise FileFormatError(f"line {line}: more fields than the header has")
         kind = fixed_kind or (record.get("kind") or "").strip()

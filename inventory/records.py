@@ -6,7 +6,7 @@ Enumerated fields accept a code, a zh/en label or an alias and are normalised to
 from __future__ import annotations
 
 import ipaddress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -97,6 +97,8 @@ class SystemRecord(_Record):
     @field_validator("mlps_level", mode="before")
     @classmethod
     def _level_label(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a level 1–4, not true/false")
         if isinstance(value, str) and not value.strip().isdigit():
             return int(vocabulary().normalise("mlps_level", value))
         return value
@@ -106,7 +108,10 @@ class SystemRecord(_Record):
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value > datetime.now(UTC) + timedelta(days=1):
+            raise ValueError(f"{value.isoformat()} is in the future")
+        return value
 
     @model_validator(mode="after")
     def _level_matches_grading(self) -> SystemRecord:

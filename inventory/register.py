@@ -93,7 +93,7 @@ def validate_rows(session: Session, rows: list[RawRow]) -> dict[str, list[_Parse
                 msg = err["msg"].removeprefix("Value error, ")
                 if err["type"] == "extra_forbidden":
                     msg = "unknown field"
-                elif err["type"] == "missing":
+                elif err["type"] == "missing" or (err["type"].endswith("_type") and err.get("input") is None):
                     msg = "required field is missing"
                 errors.append(RowError(row.line_of(loc), row.kind, str(key) if key else None, loc, msg))
     raw_by_line = {(row.kind, row.line): row for row in rows}

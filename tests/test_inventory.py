@@ -140,6 +140,9 @@ BROKEN = [
     ("level does not match grading", GOOD_SYSTEM.replace("mlps_level: 2", "mlps_level: 3"),
      (5, None, "does not match the GB/T 22240 grading")),
     ("unknown enum", GOOD_SYSTEM.replace("hosting: gov_cloud", "hosting: moon"), (15, "hosting", "'moon'")),
+    ("boolean level", GOOD_SYSTEM.replace("mlps_level: 2", "mlps_level: true"), (9, "mlps_level", "not true/false")),
+    ("future activity", GOOD_SYSTEM.replace("2026-11-01T00:00:00Z", "2999-01-01T00:00:00Z"),
+     (19, "last_activity", "in the future")),
     ("dual stack host without IPv6", GOOD_SYSTEM.replace('ipv6: "2001:db8:ffff::10"', "ipv6: null"),
      (21, "ipv6", "IPv6 address is required")),
 ]
@@ -183,7 +186,7 @@ def test_broken_csv_names_every_row(rt: Runtime, tmp_path: Path) -> None:
         "SYS-GAJ-903,坏系统2,GAJ,李四,7,citizen_rights,serious,public_order,general,general,L2,gov_cloud,dual,"
         "egov_extranet,live,",
     ]
-    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    path.write_text("\n".join([header, *rows, ",,,,,,,,,,,,,,,"]) + "\n", encoding="utf-8")  # a blank row is skipped
     with pytest.raises(ImportRejected) as info:
         _import(rt, path)
     by_line = {e.line: e for e in info.value.errors}
