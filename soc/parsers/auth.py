@@ -63,6 +63,10 @@ def _peer(event: Event, host: str | None, port: str | None = None) -> None:
 
 def _user_and_peer(event: Event, user: str | None, host: str, port: int | None) -> None:
     """Fast path for a fresh event: ``user.name``, ``source.*`` and ``related.*`` in one go."""
+    if not host:
+        if user:
+            set_user(event, user)
+        return
     ip = as_ip(host)
     if ip is not None:
         event["source"] = {"ip": ip, "port": port} if port is not None else {"ip": ip}
@@ -85,7 +89,7 @@ def _ssh_login(event: Event, msg: str) -> bool:
     m = _LOGIN.match(msg)
     if m is None:
         return False
-    verdict, method, invalid, user, host, port = m.groups()
+    verdict, _method, _invalid, user, host, port = m.groups()
     node = event["event"]
     node["category"] = ["authentication"]
     node["action"] = "ssh_login"
@@ -97,8 +101,6 @@ def _ssh_login(event: Event, msg: str) -> bool:
         node["type"] = ["info"]
         node["outcome"] = "failure"
     _user_and_peer(event, user, host, int(port))
-    event["system"] = {"auth": {"ssh": {"event": verdict, "method": method, "invalid_user": True} if invalid
-                                else {"event": verdict, "method": method}}}
     return True
 
 
@@ -117,7 +119,6 @@ def _ssh_invalid(event: Event, msg: str) -> bool:
         _user_and_peer(event, user, host, int(port) if port else None)
     else:
         set_user(event, user)
-    event["system"] = {"auth": {"ssh": {"event": "Invalid", "invalid_user": True}}}
     return True
 
 

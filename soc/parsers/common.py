@@ -155,12 +155,22 @@ def iso_text(text: str, tz: tzinfo) -> str:
 
 def epoch_number_iso(value: float | int) -> str:
     """Epoch seconds, or milliseconds when the number is too large for seconds → UTC ISO string."""
+    if isinstance(value, int):
+        if abs(value) >= 100_000_000_000:  # milliseconds (1e11 s is the year 5138)
+            seconds, millis = divmod(value, 1000)
+            return epoch_iso(seconds, millis)
+        return epoch_iso(value, 0)
     if value != value or value in (float("inf"), float("-inf")):
         raise ParseError("timestamp is not a finite number")
-    if abs(value) >= 1e11:  # milliseconds (1e11 s is the year 5138)
-        value = value / 1000.0
-    seconds = int(value // 1)
-    return epoch_iso(seconds, int((value - seconds) * 1000) % 1000)
+    if abs(value) >= 1e11:
+        seconds = int(value // 1000)
+        millis = int(value - seconds * 1000)
+    else:
+        seconds = int(value // 1)
+        millis = round((value - seconds) * 1000)
+    if millis >= 1000:
+        seconds, millis = seconds + 1, millis - 1000
+    return epoch_iso(seconds, millis)
 
 
 def now_utc(ctx: ParseContext) -> datetime:

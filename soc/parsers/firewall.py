@@ -13,11 +13,11 @@ from soc.parsers.common import as_ip
 
 DATASET: Final = "iptables.log"
 
-_NETFILTER: Final = re.compile(
-    r"(?:\[\s*\d+\.\d+\]\s*)?(.*?)\s*IN=(\S*) OUT=(\S*) (?:PHYSIN=\S* )?(?:PHYSOUT=\S* )?(?:MAC=(\S*) )?"
-    r"SRC=(\S+) DST=(\S+) LEN=(\d+) .*?PROTO=(\S+)(?: SPT=(\d{1,5}) DPT=(\d{1,5}))?",
-    re.DOTALL | re.ASCII,
+_PACKET: Final = re.compile(
+    r"IN=(\S*) OUT=(\S*) (?:PHYSIN=\S* )?(?:PHYSOUT=\S* )?(?:MAC=(\S*) )?SRC=(\S+) DST=(\S+) LEN=(\d+) ", re.ASCII
 )
+_PROTO: Final = re.compile(r"PROTO=(\S+)(?: SPT=(\d{1,5}) DPT=(\d{1,5}))?", re.ASCII)
+_UPTIME: Final = re.compile(r"\[\s*\d+\.\d+\]\s*", re.ASCII)
 _DENY_WORDS: Final = ("BLOCK", "DROP", "REJECT", "DENY", "DENIED")
 _ALLOW_WORDS: Final = ("ALLOW", "ACCEPT", "AUDIT")
 
@@ -59,12 +59,20 @@ def _mac_pair(raw: str) -> tuple[str, str] | None:
 
 def netfilter(event: Event, msg: str) -> bool:
     """Add the packet fields of a netfilter log message to ``event``; False when ``msg`` is not one."""
-    if "IN=" not in msg:
+    at = msg.find("IN=")
+    if at < 0 or (at > 0 and msg[at - 1] != " "):
         return False
-    m = _NETFILTER.match(msg)
+    m = _PACKET.match(msg, at)
     if m is None:
         return False
-    prefix, in_if, out_if, mac, src, dst, length, proto, sport, dport = m.groups()
+    in_if, out_if, mac, src, dst, length = m.groups()
+    pm = _PROTO.search(msg, m.end())
+    if pm is None:
+        return False
+    proto, sport, dport = pm.groups()
+    prefix = msg[:at]
+    if prefix[:1] == "[" and (um := _UPTIME.match(prefix)) is not None:
+        prefix = prefix[um.end():]
     src_ip = as_ip(src)
     dst_ip = as_ip(dst)
     if src_ip is None or dst_ip is None:
@@ -83,7 +91,7 @@ def netfilter(event: Event, msg: str) -> bool:
     node["category"] = ["network"]
     node["dataset"] = DATASET
     node["module"] = "iptables"
-    if prefix:
+    if prefix and not prefix.isspace():
         action, types = _prefix(prefix)
         node["type"] = list(types)
         if action:

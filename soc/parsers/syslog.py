@@ -47,6 +47,7 @@ _RFC3164: Final = re.compile(
     r"(.*)",
     re.DOTALL | re.ASCII,
 )
+_HOSTLESS_TAG: Final = re.compile(r"([A-Za-z][\w./-]{0,47})(?:\[(\d{1,10})\])?:", re.ASCII)
 # <PRI>? YYYY-MM-DDThh:mm:ss[.frac](Z|±hh:mm) host tag[pid]: msg   (rsyslog RFC3339 file format)
 _RFC3339_LEGACY: Final = re.compile(
     r"(?:<(\d{1,3})>)?"
@@ -219,6 +220,10 @@ def parse_rfc3164(line: str, ctx: ParseContext, handler: Handler | None = None) 
     if m is None:
         raise ParseError("not an RFC 3164 syslog line (expected 'Mmm dd hh:mm:ss host ...')")
     pri, hour_text, mon, day, hour, minute, second, frac, host, tag, pid, msg = m.groups()
+    if host[-1] == ":" and (hm := _HOSTLESS_TAG.fullmatch(host)) is not None:
+        # "Mmm dd hh:mm:ss prog[pid]: msg": the sender left out its name, so the "host" was the tag
+        tag, pid = hm.groups()
+        host, msg = None, line[m.end(9):]
     syslog: dict = {}
     if pri is not None:
         _priority(syslog, pri)
