@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from soc.store.sqlite import open_wal_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -34,11 +35,8 @@ class DeadLetterStore:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_wal_database(self.path, SCHEMA)
 
     def add_many(self, items: list[tuple[str, str, bytes]]) -> int:
         """Keep (source, reason, raw) records; returns how many were new."""

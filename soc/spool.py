@@ -18,6 +18,7 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 HEADER = struct.Struct(">II")
 SEGMENT_BYTES = 64 * 1024 * 1024
@@ -35,6 +36,18 @@ class SpooledRecord:
     source: str  # where it came from, e.g. "syslog-udp:127.0.0.1"
     raw: bytes
     key: str  # durable place: "spool:SEGMENT:OFFSET"
+
+
+def _read_record(fh: BinaryIO) -> bytes | None:
+    """The next complete, intact payload, or None at the end or at a torn/in-progress record."""
+    header = fh.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None
+    length, crc = HEADER.unpack(header)
+    payload = fh.read(length)
+    if len(payload) < length or zlib.crc32(payload) != crc:
+        return None
+    return payload
 
 
 def _segment_name(number: int) -> str:
@@ -134,13 +147,9 @@ class Spool:
                 fh.seek(position.offset)
                 while len(records) < max_records:
                     offset = fh.tell()
-                    header = fh.read(HEADER.size)
-                    if len(header) < HEADER.size:
-                        break
-                    length, crc = HEADER.unpack(header)
-                    payload = fh.read(length)
-                    if len(payload) < length or zlib.crc32(payload) != crc:
-                        break  # being written right now, or torn: stop here
+                    payload = _read_record(fh)
+                    if payload is None:
+                        break  # the end, a record being written right now, or a torn one: stop here
                     source, _, raw = payload.partition(b"\0")
                     records.append(SpooledRecord(source.decode(), raw, f"spool:{position.segment}:{offset}"))
                     position = Position(position.segment, fh.tell())
@@ -168,14 +177,7 @@ class Spool:
             return
         good = 0
         with open(path, "rb") as fh:
-            while True:
-                header = fh.read(HEADER.size)
-                if len(header) < HEADER.size:
-                    break
-                length, crc = HEADER.unpack(header)
-                payload = fh.read(length)
-                if len(payload) < length or zlib.crc32(payload) != crc:
-                    break
+            while _read_record(fh) is not None:
                 good = fh.tell()
         if good < path.stat().st_size:
             with open(path, "r+b") as fh:

@@ -98,17 +98,23 @@ def _json_path(field: str) -> str:
     return "$." + ".".join(f'"{p}"' for p in field.split("."))
 
 
+def open_wal_database(path: Path, schema: str) -> sqlite3.Connection:
+    """A SQLite file in WAL mode with its schema, shareable between threads (callers hold a lock)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(schema)
+    return db
+
+
 class SQLiteStore:
     """EventStore on a SQLite file; safe to share between threads (one connection, one lock)."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_wal_database(self.path, SCHEMA)
         cols = ["id", "ts", *COLUMNS.values(), *IP_KEYS.values(), "message", "doc"]
         self._insert = f"INSERT OR IGNORE INTO events({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
 
