@@ -30,8 +30,10 @@ from soc.store.base import SearchQuery, StoreUnavailable
 from soc.store.sqlite import SQLiteStore
 from tests.conftest import PASSWORD, load_sample, make_runtime
 from tests.live_server import live_server
+from tests.shared_data import LOGHUB as SHARED_LOGHUB
+from tests.shared_data import require
 
-LOGHUB = Path(__file__).resolve().parents[3] / "shared" / "data" / "loghub"
+LOGHUB = require(SHARED_LOGHUB)
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,15 +7,14 @@ import json
 import random
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from soc.ecs import ECS_VERSION, Event, get
 from soc.parsers import FORMATS, ParseContext, ParseError, detect, parse
+from tests.shared_data import LOGHUB, require
 
-LOGHUB = Path(__file__).resolve().parents[3] / "shared" / "data" / "loghub"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 CTX_2005 = ParseContext(now=datetime(2005, 8, 1, tzinfo=UTC))
@@ -47,9 +46,7 @@ def shanghai_utc(year: int, month: int, day: int, clock: str) -> str:
 
 
 def loghub(name: str) -> tuple[list[str], list[dict[str, str]]]:
-    log, structured = LOGHUB / name, LOGHUB / f"{name}_structured.csv"
-    if not log.exists() or not structured.exists():
-        pytest.skip(f"Loghub data not available at {LOGHUB}")
+    log, structured = require(LOGHUB / name), require(LOGHUB / f"{name}_structured.csv")
     lines = log.read_text(encoding="utf-8").splitlines()
     with structured.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
