@@ -46,7 +46,9 @@ def live_server(home: Path, env_extra: dict[str, str], args: list[str], *, schem
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("YUNSHU_")}
-    env.update(YUNSHU_HOME=str(home), PYTHONUNBUFFERED="1", **env_extra)
+    # each server gets its own syslog port, so servers started by parallel tests never collide on 5514
+    env.update({"YUNSHU_HOME": str(home), "PYTHONUNBUFFERED": "1", "YUNSHU_SOC__SYSLOG_PORT": str(free_port()),
+                **env_extra})
     base = f"{scheme}://127.0.0.1:{port}"
 
     def output() -> str:
