@@ -8,19 +8,10 @@ from itertools import groupby
 
 from soc.metrics import SocMetrics
 from soc.pipeline import Pipeline, RawRecord
-from soc.spool import Spool, SpooledRecord
+from soc.spool import Spool, SpooledRecord, source_format, source_origin
 from soc.store.base import StoreUnavailable
 
 log = logging.getLogger("yunshu.soc.consumer")
-
-
-def source_format(source: str) -> str:
-    """Spooled sources are ``FORMAT|ORIGIN`` (``syslog|udp:127.0.0.1``)."""
-    return source.split("|", 1)[0]
-
-
-def source_origin(source: str) -> str:
-    return source.split("|", 1)[-1].split(":", 1)[0]
 
 
 class SpoolConsumer:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 
 from soc.metrics import SocMetrics
-from soc.spool import Spool
+from soc.spool import Spool, source_origin, spool_source
 
 log = logging.getLogger("yunshu.soc.receivers")
 MAX_FRAME = 256 * 1024
@@ -36,7 +36,7 @@ class SpoolWriter:
 
     def submit(self, source: str, raw: bytes) -> None:
         self._pending.append((source, raw))
-        self.metrics.received.labels(source.split("|", 1)[-1].split(":", 1)[0]).inc()
+        self.metrics.received.labels(source_origin(source)).inc()
         if len(self._pending) >= self.max_batch:
             self._wake.set()
 
@@ -61,7 +61,7 @@ class SpoolWriter:
         done, self._flushed = self._flushed, asyncio.Event()
         await asyncio.get_running_loop().run_in_executor(None, self.spool.append, batch)
         for source, _ in batch:
-            self.metrics.spooled.labels(source.split("|", 1)[-1].split(":", 1)[0]).inc()
+            self.metrics.spooled.labels(source_origin(source)).inc()
         done.set()
 
     async def stop(self) -> None:
@@ -79,7 +79,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         message = data.rstrip(b"\r\n\0")
         if message:
-            self.writer.submit(f"syslog|udp:{addr[0]}", message)
+            self.writer.submit(spool_source("syslog", f"udp:{addr[0]}"), message)
 
 
 async def _line_rest(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
@@ -144,7 +144,7 @@ class SyslogReceivers:
         try:
             count = 0
             async for message in read_frames(reader):
-                self.writer.submit(f"syslog|tcp:{peer}", message)
+                self.writer.submit(spool_source("syslog", f"tcp:{peer}"), message)
                 count += 1
                 if count % 500 == 0:
                     await self.writer.durable()  # back-pressure: never more than a batch in memory

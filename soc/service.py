@@ -17,7 +17,7 @@ from soc.metrics import SocMetrics
 from soc.parsers import ParseContext
 from soc.pipeline import IngestStats, Pipeline, file_records
 from soc.receivers import SyslogReceivers
-from soc.spool import Spool
+from soc.spool import Spool, source_origin, spool_source
 from soc.store.base import EventStore
 from soc.store.factory import open_store
 
@@ -122,6 +122,7 @@ class SocServices:
 
     def accept(self, origin: str, fmt: str, raws: list[bytes]) -> None:
         """Spool records received over HTTP (durable when this returns)."""
-        self.metrics.received.labels(origin.split(":", 1)[0]).inc(len(raws))
-        self.spool.append([(f"{fmt}|{origin}", raw) for raw in raws])
-        self.metrics.spooled.labels(origin.split(":", 1)[0]).inc(len(raws))
+        source = spool_source(fmt, origin)
+        self.metrics.received.labels(source_origin(source)).inc(len(raws))
+        self.spool.append([(source, raw) for raw in raws])
+        self.metrics.spooled.labels(source_origin(source)).inc(len(raws))

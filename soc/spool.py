@@ -38,6 +38,21 @@ class SpooledRecord:
     key: str  # durable place: "spool:SEGMENT:OFFSET"
 
 
+def spool_source(fmt: str, origin: str) -> str:
+    """The source label of a spooled record: ``FORMAT|ORIGIN`` (``syslog|udp:127.0.0.1``)."""
+    return f"{fmt}|{origin}"
+
+
+def source_format(source: str) -> str:
+    """The parser format of a spooled record's source."""
+    return source.split("|", 1)[0]
+
+
+def source_origin(source: str) -> str:
+    """The kind of origin (``udp``, ``tcp``, ``http``) of a spooled record's source, for metrics."""
+    return source.split("|", 1)[-1].split(":", 1)[0]
+
+
 def _read_record(fh: BinaryIO) -> bytes | None:
     """The next complete, intact payload, or None at the end or at a torn/in-progress record."""
     header = fh.read(HEADER.size)
