@@ -9,9 +9,7 @@ import os
 import secrets
 import string
 import sys
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -214,14 +212,8 @@ def cmd_soc_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return ts if ts.tzinfo else ts.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
-
-
 def cmd_soc_search(args: argparse.Namespace) -> int:
+    from soc.ecs import parse_query_time
     from soc.service import open_soc
     from soc.store.base import IP_FIELDS, SearchQuery
 
@@ -233,8 +225,12 @@ def cmd_soc_search(args: argparse.Namespace) -> int:
             err.print(f"[red]--where expects field=value, got '{item}'[/]")
             return 2
         (cidr if field in IP_FIELDS and "/" in value else where)[field] = value
-    query = SearchQuery(start=_parse_time(args.start), end=_parse_time(args.end), text=args.query, where=where,
-                        cidr=cidr, limit=args.limit)
+    try:
+        start, end = parse_query_time(args.start), parse_query_time(args.end)
+    except ValueError as exc:
+        err.print(f"[red]--from/--to: {exc}[/]")
+        return 2
+    query = SearchQuery(start=start, end=end, text=args.query, where=where, cidr=cidr, limit=args.limit)
     soc = open_soc(_runtime(), args.store)
     try:
         result = soc.store.search(query)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from core.runtime import Runtime
 from portal.deps import DB_SESSION, Principal, require, runtime
+from soc.ecs import parse_query_time
 from soc.service import SocServices
 from soc.store.base import IP_FIELDS, SearchQuery
 
@@ -59,13 +59,10 @@ async def ingest(request: Request, rt: Runtime = Depends(runtime),
 
 
 def _time(value: str | None) -> datetime | None:
-    if not value:
-        return None
     try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(422, f"'{value}' is not an ISO-8601 time") from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+        return parse_query_time(value)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def build_query(principal: Principal, session: Any, q: str | None, start: str | None, end: str | None,

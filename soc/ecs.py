@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 Event = dict[str, Any]
 
@@ -22,6 +23,20 @@ def iso_utc(ts: datetime) -> str:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+UI_ZONE = ZoneInfo("Asia/Shanghai")
+
+
+def parse_query_time(text: str | None) -> datetime | None:
+    """A search bound typed by a person: ISO-8601, taken as Asia/Shanghai when it names no zone."""
+    if not text:
+        return None
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"'{text}' is not an ISO-8601 time") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UI_ZONE)
 
 
 def put(event: Event, dotted: str, value: Any) -> None:
