@@ -24,6 +24,7 @@ from inventory.models import System
 from inventory.register import ImportRejected, export_text, import_file
 from portal.models import ROLES, User
 from portal.security import create_token, create_user
+from soc.store.base import HISTOGRAM_INTERVALS, SearchQuery
 
 SAMPLE_CITY = Path(__file__).resolve().parent.parent / "inventory" / "samples" / "city.yaml"
 err = Console(stderr=True, soft_wrap=True)
@@ -212,33 +213,66 @@ def cmd_soc_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_soc_search(args: argparse.Namespace) -> int:
+def _soc_query(args: argparse.Namespace, limit: int = 100) -> SearchQuery | None:
+    """The SearchQuery of the shared filter options (--query, --where, --from, --to); None after an error."""
     from soc.ecs import parse_query_time
-    from soc.service import open_soc
-    from soc.store.base import IP_FIELDS, SearchQuery
+    from soc.store.base import split_where
 
-    where: dict[str, str | int] = {}
-    cidr: dict[str, str] = {}
-    for item in args.where:
-        field, sep, value = item.partition("=")
-        if not sep or not field:
-            err.print(f"[red]--where expects field=value, got '{item}'[/]")
-            return 2
-        (cidr if field in IP_FIELDS and "/" in value else where)[field] = value
+    try:
+        where, cidr = split_where(args.where)
+    except ValueError as exc:
+        err.print(f"[red]--where: {exc}[/]")
+        return None
     try:
         start, end = parse_query_time(args.start), parse_query_time(args.end)
     except ValueError as exc:
         err.print(f"[red]--from/--to: {exc}[/]")
+        return None
+    return SearchQuery(start=start, end=end, text=args.query, where=where, cidr=cidr, limit=limit)
+
+
+def cmd_soc_search(args: argparse.Namespace) -> int:
+    from soc.service import open_soc
+
+    query = _soc_query(args, args.limit)
+    if query is None:
         return 2
-    query = SearchQuery(start=start, end=end, text=args.query, where=where, cidr=cidr, limit=args.limit)
     soc = open_soc(_runtime(), args.store)
     try:
         result = soc.store.search(query)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
     finally:
         soc.close()
     for _, event in result.hits:
         print(json.dumps(event, ensure_ascii=False))
     err.print(f"{len(result.hits)} of {result.total} events")
+    return 0
+
+
+def cmd_soc_stats(args: argparse.Namespace) -> int:
+    """Aggregations as JSON lines: the total, one line per terms bucket, one per histogram bucket."""
+    from soc.service import open_soc
+    from soc.store.aggregate import aggregate
+
+    query = _soc_query(args)
+    if query is None:
+        return 2
+    soc = open_soc(_runtime(), args.store)
+    try:
+        answer = aggregate(soc.store, query, args.terms, args.interval, args.size)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    finally:
+        soc.close()
+    print(json.dumps({"agg": "total", "count": answer["total"]}))
+    for field_name, buckets in answer["terms"].items():
+        for bucket in buckets:
+            print(json.dumps({"agg": "terms", "field": field_name, **bucket}, ensure_ascii=False))
+    for bucket in answer.get("histogram", {}).get("buckets", []):
+        print(json.dumps({"agg": "date_histogram", "interval": args.interval, **bucket}))
     return 0
 
 
@@ -253,6 +287,14 @@ def cmd_soc_retention(args: argparse.Namespace) -> int:
         soc.close()
     print(json.dumps({"deleted": deleted, "retention_days": rt.settings.soc.retention_days}))
     return 0
+
+
+def _add_event_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--query", help="full text in message")
+    parser.add_argument("--where", action="append", default=[], help="field=value (CIDR for IP fields)")
+    parser.add_argument("--from", dest="start", help="ISO time (Asia/Shanghai when no zone)")
+    parser.add_argument("--to", dest="end")
+    parser.add_argument("--store", help="sqlite:///PATH or http(s)://HOST:PORT (default: the configured store)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,13 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--store", help="sqlite:///PATH or http(s)://HOST:PORT (default: the configured store)")
     ing.set_defaults(func=cmd_soc_ingest)
     srch = soc.add_parser("search", help="search stored events (JSON lines)")
-    srch.add_argument("--query", help="full text in message")
-    srch.add_argument("--where", action="append", default=[], help="field=value (CIDR for IP fields)")
-    srch.add_argument("--from", dest="start", help="ISO time (Asia/Shanghai when no zone)")
-    srch.add_argument("--to", dest="end")
+    _add_event_filters(srch)
     srch.add_argument("--limit", type=int, default=100)
-    srch.add_argument("--store")
     srch.set_defaults(func=cmd_soc_search)
+    stats = soc.add_parser("stats", help="aggregations over stored events: terms, date histogram (JSON lines)")
+    _add_event_filters(stats)
+    stats.add_argument("--terms", action="append", default=[], metavar="FIELD", help="top values of FIELD")
+    stats.add_argument("--interval", choices=list(HISTOGRAM_INTERVALS), help="date histogram bucket size")
+    stats.add_argument("--size", type=int, default=10, help="buckets per terms field")
+    stats.set_defaults(func=cmd_soc_stats)
     ret = soc.add_parser("retention", help="delete events past their retention (per data class)")
     ret.add_argument("--store")
     ret.set_defaults(func=cmd_soc_retention)

@@ -13,7 +13,8 @@ from core.runtime import Runtime
 from portal.deps import DB_SESSION, Principal, require, runtime
 from soc.ecs import parse_query_time
 from soc.service import SocServices
-from soc.store.base import IP_FIELDS, SearchQuery
+from soc.store.aggregate import aggregate
+from soc.store.base import HISTOGRAM_INTERVALS, SearchQuery, split_where
 
 router = APIRouter(prefix="/api/soc", tags=["soc"])
 
@@ -68,13 +69,10 @@ def _time(value: str | None) -> datetime | None:
 def build_query(principal: Principal, session: Any, q: str | None, start: str | None, end: str | None,
                 where: list[str], limit: int) -> SearchQuery:
     """A SearchQuery from request parameters, always limited to the caller's departments."""
-    fields: dict[str, str | int] = {}
-    cidr: dict[str, str] = {}
-    for item in where:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise HTTPException(422, f"where must be field=value, got '{item}'")
-        (cidr if name in IP_FIELDS and "/" in value else fields)[name] = value
+    try:
+        fields, cidr = split_where(where)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     return SearchQuery(start=_time(start), end=_time(end), text=q or None, where=fields, cidr=cidr,
                        departments=principal.departments(session), limit=limit)
 
@@ -91,6 +89,23 @@ def events(request: Request, session: Any = DB_SESSION, principal: Principal = D
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return {"total": result.total, "items": [{"_id": i, **e} for i, e in result.hits]}
+
+
+@router.get("/aggregations")
+def aggregations(request: Request, session: Any = DB_SESSION, principal: Principal = Depends(require("soc.read")),
+                 q: str | None = None, start: str | None = Query(None, alias="from"),
+                 end: str | None = Query(None, alias="to"), where: list[str] = Query([]),
+                 terms: list[str] = Query([]), interval: str | None = None,
+                 size: int = Query(10, ge=1, le=100)) -> dict[str, Any]:
+    """Counts over the matching events: the total, the top ``size`` values of each ``terms`` field and, with
+    ``interval`` (one of 1m 5m 15m 1h 6h 1d), a date histogram on the Asia/Shanghai clock."""
+    if interval is not None and interval not in HISTOGRAM_INTERVALS:
+        raise HTTPException(422, f"interval must be one of {', '.join(HISTOGRAM_INTERVALS)}")
+    query = build_query(principal, session, q, start, end, where, 0)
+    try:
+        return aggregate(services(request).soc.store, query, terms, interval, size)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 @router.get("/health")

@@ -40,6 +40,8 @@ from portal.security import (
     open_session,
 )
 from portal.soc_api import build_query, health, services
+from soc.store.aggregate import aggregate
+from soc.store.base import HISTOGRAM_INTERVALS
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -86,6 +88,7 @@ def render(request: Request, name: str, context: dict[str, Any], status_code: in
         "enum_codes": lambda enum: vocab.enums[enum].codes(),
         "local_time": local_time,
         "local_iso": local_iso,
+        "filter_link": filter_link,
         "role_label": lambda role: getattr(policy().roles[role], "en" if lang == "en" else "zh"),
         **context,
     }
@@ -286,24 +289,39 @@ def system_page(system_id: str, request: Request, session: Session = DB_SESSION,
                                                   "nav": "systems"})
 
 
-EVENT_FILTERS = ("event.dataset", "event.outcome", "host.name", "source.ip", "user.name")
+EVENT_FILTERS = ("event.dataset", "event.outcome", "host.name", "source.ip", "user.name", "gov.department")
+EVENT_TERMS = ("event.dataset", "host.name", "source.ip", "user.name", "gov.department")
 
 
 @router.get("/soc/events")
 def events_page(request: Request, session: Session = DB_SESSION,
                 principal: Principal = Depends(require("soc.read", web=True))) -> HTMLResponse:
-    """Event search for analysts and departments (a department user sees only its own events)."""
+    """Event search for analysts and departments (a department user sees only its own events), with the
+    matching events over time and their most frequent values."""
     params = {k: v for k, v in request.query_params.items() if v}
     where = [f"{f}={params[f]}" for f in EVENT_FILTERS if f in params]
-    error, hits, total = None, [], 0
+    interval = params.get("interval", "1h")
+    error, hits, total, stats = None, [], 0, {"terms": {}, "histogram": {"buckets": []}}
     try:
+        if interval not in HISTOGRAM_INTERVALS:
+            raise ValueError(f"interval must be one of {', '.join(HISTOGRAM_INTERVALS)}")
         query = build_query(principal, session, params.get("q"), params.get("from"), params.get("to"), where, 100)
-        result = services(request).soc.store.search(query)
+        store = services(request).soc.store
+        result = store.search(query)
         hits, total = result.hits, result.total
+        stats = aggregate(store, query, list(EVENT_TERMS), interval, 5)
     except (HTTPException, ValueError) as exc:
         error = getattr(exc, "detail", None) or str(exc)
-    return render(request, "soc_events.html", {"me": principal, "hits": hits, "total": total, "params": params,
-                                               "filter_fields": EVENT_FILTERS, "error": error, "nav": "events"})
+    peak = max((b["count"] for b in stats["histogram"]["buckets"]), default=0)
+    return render(request, "soc_events.html", {
+        "me": principal, "hits": hits, "total": total, "params": params, "filter_fields": EVENT_FILTERS,
+        "error": error, "nav": "events", "stats": stats, "peak": peak, "interval": interval,
+        "intervals": list(HISTOGRAM_INTERVALS)})
+
+
+def filter_link(params: dict[str, str], field_name: str, value: str) -> str:
+    """The events page URL with the current filters plus ``field_name=value``."""
+    return "/soc/events?" + urlencode({**params, field_name: value})
 
 
 @router.get("/soc/health")

@@ -7,13 +7,15 @@ sample city (170 systems in 39 departments) is loaded and the admin user has a k
 from __future__ import annotations
 
 import re
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-from tests.live_server import live_server
+from tests.live_server import free_port, live_server
 
 pytestmark = pytest.mark.browser
 
@@ -32,6 +34,7 @@ SAMPLE_TOTAL = 170
 PAGE_SIZE = 50
 STARTUP_TIMEOUT = 60.0
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SYSLOG_PORT = free_port()
 
 
 def _count(text: str) -> int:
@@ -44,7 +47,7 @@ def _count(text: str) -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Run ``yunshu up --demo`` on a free port with a fresh home; yield its base URL."""
-    env = {"YUNSHU_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    env = {"YUNSHU_ADMIN_PASSWORD": ADMIN_PASSWORD, "YUNSHU_SOC__SYSLOG_PORT": str(SYSLOG_PORT),
            "YUNSHU_PORTAL__MFA_REQUIRED_ROLES": "[]"}  # the second factor has its own test in test_auth.py
     with live_server(tmp_path_factory.mktemp("yunshu-home"), env, ["--demo"]) as base:
         yield base
@@ -148,3 +151,47 @@ def test_api_docs_render_offline(page: Page) -> None:
     expect(page.locator(".opblock").first).to_be_visible()
     assert page.locator(".opblock").count() >= 10
     assert failed == []
+
+
+def _send_syslog(lines: list[str]) -> None:
+    """Newline-framed syslog over TCP to the server's receiver."""
+    with socket.create_connection(("127.0.0.1", SYSLOG_PORT), timeout=10) as tcp:
+        tcp.sendall("".join(f"{line}\n" for line in lines).encode())
+
+
+def test_events_page_search_histogram_and_drill_down(page: Page, tmp_path: Path) -> None:
+    """Events sent over syslog show up with their histogram and top values; clicking a top value filters."""
+    lines = [f"<38>1 2026-11-20T02:{minute:02d}:00Z browser-web{minute % 2} sshd 42 - - Failed password for root "
+             f"from 198.18.77.{1 if minute < 20 else minute} port 22 ssh2" for minute in range(30)]
+    _send_syslog(lines)
+    _login(page, "admin", ADMIN_PASSWORD)
+    deadline = time.monotonic() + 30
+    while True:
+        page.goto("/soc/events?q=Failed&interval=15m")
+        if _count(page.locator("#event-count").inner_text()) == 30:
+            break
+        assert time.monotonic() < deadline, "the 30 syslog events did not reach the store"
+        time.sleep(0.5)
+
+    bars = page.locator("#event-histogram rect.bar")
+    assert [int(bars.nth(i).get_attribute("data-count") or 0) for i in range(bars.count())] == [15, 15]
+    assert bars.first.get_attribute("data-key") == "2026-11-20T10:00:00+08:00"
+    panel = page.locator('.term-panel[data-field="source.ip"]')
+    top = panel.locator("li").first
+    expect(top).to_contain_text("198.18.77.1")
+    expect(top.locator(".count")).to_have_text("20")
+    page.screenshot(path=str(tmp_path / "events.png"), full_page=True)
+
+    with page.expect_navigation():
+        top.locator("a").click()
+    assert "source.ip=198.18.77.1" in page.url
+    expect(page.locator("#e-source-ip")).to_have_value("198.18.77.1")
+    assert _count(page.locator("#event-count").inner_text()) == 20
+    rows = page.locator("#events tbody tr")
+    assert rows.count() == 20
+    assert all("198.18.77.1" in rows.nth(i).inner_text() for i in range(rows.count()))
+
+    page.locator("#e-interval").select_option("1m")
+    with page.expect_navigation():
+        page.locator("#event-submit").click()
+    assert page.locator("#event-histogram rect.bar").count() == 20  # one per minute of the filtered events

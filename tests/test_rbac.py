@@ -32,6 +32,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/soc/ingest"): {"platform_engineer", "security_analyst", "admin"},
     ("GET", "/api/soc/events"): ALL - {"resource_approver"},
     ("GET", "/api/soc/health"): ALL - {"resource_approver"},
+    ("GET", "/api/soc/aggregations"): ALL - {"resource_approver"},
 }
 CONCRETE = {"{code}": "GAJ", "{system_id}": "SYS-GAJ-001", "{token_id}": "999999"}
 _n = itertools.count()

@@ -16,6 +16,28 @@ KEYWORD_FIELDS = (
     "gov.system.id", "gov.department", "gov.mlps_level", "gov.data_class", "gov.pii", "log.syslog.appname",
 )
 IP_FIELDS = ("host.ip", "source.ip", "destination.ip", "related.ip")
+# Date-histogram intervals every store supports, in seconds.
+HISTOGRAM_INTERVALS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21_600, "1d": 86_400}
+
+
+def histogram_step(interval: str) -> int:
+    """Seconds in ``interval`` (one of HISTOGRAM_INTERVALS); ValueError naming the allowed ones otherwise."""
+    try:
+        return HISTOGRAM_INTERVALS[interval]
+    except KeyError:
+        raise ValueError(f"interval {interval!r}: expected one of {', '.join(HISTOGRAM_INTERVALS)}") from None
+
+
+def split_where(items: list[str]) -> tuple[dict[str, str | int], dict[str, str]]:
+    """``field=value`` filters → (exact matches, CIDR ranges on IP fields); ValueError names a malformed item."""
+    where: dict[str, str | int] = {}
+    cidr: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"filters are field=value, got {item!r}")
+        (cidr if name in IP_FIELDS and "/" in value else where)[name.strip()] = value
+    return where, cidr
 
 
 class StoreUnavailable(Exception):
@@ -65,8 +87,9 @@ class EventStore(Protocol):
         """The most frequent values of a keyword field among matching events."""
         ...
 
-    def date_histogram(self, query: SearchQuery, interval: str) -> list[tuple[datetime, int]]:
-        """Counts per ``interval`` (``1h`` or ``1d``) bucket among matching events, oldest first."""
+    def date_histogram(self, query: SearchQuery, interval: str, offset_minutes: int = 0) -> list[tuple[datetime, int]]:
+        """Counts per ``interval`` (a HISTOGRAM_INTERVALS key) among matching events, non-empty buckets oldest
+        first; buckets start on the clock of UTC+``offset_minutes`` (480: days begin at 00:00 Beijing time)."""
         ...
 
     def delete_before(self, cutoff: datetime, data_class: str | None) -> int:

@@ -24,7 +24,15 @@ from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError, Elasticsearch
 
 from soc.ecs import Event, iso_utc
-from soc.store.base import IP_FIELDS, KEYWORD_FIELDS, SearchQuery, SearchResult, StoreUnavailable, WriteResult
+from soc.store.base import (
+    IP_FIELDS,
+    KEYWORD_FIELDS,
+    SearchQuery,
+    SearchResult,
+    StoreUnavailable,
+    WriteResult,
+    histogram_step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +45,6 @@ _LEAF_TYPES = {"keyword", "ip", "date", "text", "long", "integer", "short", "byt
 _AGGREGATABLE = _LEAF_TYPES - {"text"}
 # Statuses meaning "the store cannot take this right now" (spool and retry) rather than "this request is wrong".
 _UNAVAILABLE_STATUS = {401, 403, 408, 429}
-_INTERVAL = re.compile(r"[1-9][0-9]*[smhd]")
 _PREFIX = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 T = TypeVar("T")
@@ -390,13 +397,13 @@ class ElasticsearchStore:
         buckets = response.get("aggregations", {}).get("values", {}).get("buckets", [])
         return [(str(b.get("key_as_string", b["key"])), int(b["doc_count"])) for b in buckets]
 
-    def date_histogram(self, query: SearchQuery, interval: str) -> list[tuple[datetime, int]]:
-        """Non-empty UTC buckets (``1h``, ``1d``; any fixed interval like ``15m``), oldest first."""
-        if not _INTERVAL.fullmatch(interval):
-            raise ValueError(f"interval {interval!r}: expected a fixed interval such as 1h or 1d")
+    def date_histogram(self, query: SearchQuery, interval: str, offset_minutes: int = 0) -> list[tuple[datetime, int]]:
+        """Non-empty buckets oldest first, aligned to the clock of UTC+``offset_minutes``."""
+        histogram_step(interval)
         self.ensure_ready()
+        sign, minutes = ("-" if offset_minutes < 0 else "+"), abs(int(offset_minutes))
         agg = {"date_histogram": {"field": "@timestamp", "fixed_interval": interval, "min_doc_count": 1,
-                                  "time_zone": "UTC"}}
+                                  "time_zone": f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"}}
         response = self._search(query=self.build_query(query), size=0, track_total_hits=False,
                                 aggs={"buckets": agg})
         buckets = response.get("aggregations", {}).get("buckets", {}).get("buckets", [])

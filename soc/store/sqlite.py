@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from soc.ecs import Event, get
-from soc.store.base import SearchQuery, SearchResult, StoreUnavailable, WriteResult
+from soc.store.base import SearchQuery, SearchResult, StoreUnavailable, WriteResult, histogram_step
 
 # ECS field → column; these are indexed and filtered without touching the JSON.
 COLUMNS: dict[str, str] = {
@@ -34,7 +34,6 @@ COLUMNS: dict[str, str] = {
     "gov.data_class": "data_class",
 }
 IP_KEYS = {"source.ip": "source_ip_key", "destination.ip": "destination_ip_key", "host.ip": "host_ip_key"}
-INTERVALS_MS = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
@@ -216,13 +215,12 @@ class SQLiteStore:
             rows = self._query(sql, [_json_path(field_name), *params, size])
         return [(str(v), n) for v, n in rows]
 
-    def date_histogram(self, query: SearchQuery, interval: str) -> list[tuple[datetime, int]]:
-        step = INTERVALS_MS.get(interval)
-        if step is None:
-            raise ValueError(f"interval must be one of {', '.join(INTERVALS_MS)}")
+    def date_histogram(self, query: SearchQuery, interval: str, offset_minutes: int = 0) -> list[tuple[datetime, int]]:
+        step = histogram_step(interval) * 1000
+        shift = int(offset_minutes) * 60_000
         where, params = self._where(query)
-        rows = self._query(f"SELECT e.ts - e.ts % {step} AS b, count(*) FROM events e{where} GROUP BY b ORDER BY b",
-                           params)
+        rows = self._query(f"SELECT (e.ts + {shift}) - (e.ts + {shift}) % {step} - {shift} AS b, count(*) "
+                           f"FROM events e{where} GROUP BY b ORDER BY b", params)
         return [(datetime.fromtimestamp(b / 1000, UTC), n) for b, n in rows]
 
     def delete_before(self, cutoff: datetime, data_class: str | None) -> int:

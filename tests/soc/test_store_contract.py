@@ -120,6 +120,19 @@ def test_terms_and_histogram(filled: EventStore) -> None:
     assert filled.terms("event.dataset", q) == [("system.auth", 3), ("nginx.access", 1)]
     buckets = filled.date_histogram(q, "1h")
     assert [(b.hour, n) for b, n in buckets] == [(8, 2), (9, 1), (10, 1)]
+    assert [n for _, n in filled.date_histogram(q, "15m")] == [2, 1, 1]
+    with pytest.raises(ValueError, match="interval '1 week'"):
+        filled.date_histogram(q, "1 week")
+
+
+def test_daily_buckets_follow_the_local_clock(store: EventStore) -> None:
+    """23:00 and 01:00 Beijing time fall on different local days, though both are on 2026-11-20 in UTC."""
+    late, early = datetime(2026, 11, 20, 15, 0, tzinfo=UTC), datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
+    store.write([(event_id("local", str(i)), {"@timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.000Z"), "message": "x"})
+                 for i, t in enumerate((late, early))])
+    assert store.date_histogram(SearchQuery(), "1d") == [(datetime(2026, 11, 20, tzinfo=UTC), 2)]
+    beijing = store.date_histogram(SearchQuery(), "1d", offset_minutes=480)
+    assert beijing == [(datetime(2026, 11, 19, 16, tzinfo=UTC), 1), (datetime(2026, 11, 20, 16, tzinfo=UTC), 1)]
 
 
 def test_retention_by_data_class(filled: EventStore) -> None:
