@@ -276,6 +276,68 @@ def cmd_soc_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_ruleset(paths: list[str], pipeline: str):  # type: ignore[no-untyped-def]
+    from soc.detect.loader import ecs_pipeline, load_rules
+
+    return load_rules(paths, ecs_pipeline() if pipeline == "ecs" else None)
+
+
+def cmd_soc_rules_check(args: argparse.Namespace) -> int:
+    """List every rule that fails to load and why; exit 1 when any does."""
+    try:
+        ruleset = _load_ruleset(args.paths, args.pipeline)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    for error in ruleset.errors:
+        print(json.dumps({"path": error.path, "title": error.title, "reason": error.reason}, ensure_ascii=False))
+    share = ruleset.loaded / ruleset.total if ruleset.total else 1.0
+    err.print(f"loaded {ruleset.loaded} of {ruleset.total} rules ({share:.1%}): {len(ruleset.rules)} detection, "
+              f"{len(ruleset.correlations)} correlation; {len(ruleset.errors)} failed")
+    return 1 if ruleset.errors else 0
+
+
+def cmd_soc_rules_match(args: argparse.Namespace) -> int:
+    """Evaluate rules against JSON events; one JSON line per match."""
+    from soc.detect.engine import Detector
+
+    try:
+        ruleset = _load_ruleset(args.rules, args.pipeline)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    for error in ruleset.errors:
+        err.print(f"[yellow]not loaded: {error.path}: {error.reason}[/]")
+    detector = Detector(ruleset, logsources={})  # raw events: every rule applies, whatever the dataset
+    bad = 0
+    index = -1
+    with open(args.events, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            index += 1
+            try:
+                event = json.loads(line)
+            except ValueError as exc:
+                err.print(f"[red]{args.events}:{number}: not JSON ({exc}); skipped[/]")
+                bad += 1
+                continue
+            if not isinstance(event, dict):
+                err.print(f"[red]{args.events}:{number}: a JSON object is expected; skipped[/]")
+                bad += 1
+                continue
+            matched, correlated = detector.process(event)
+            for rule in matched:
+                if rule.generate:
+                    print(json.dumps({"rule_id": rule.id, "title": rule.title, "level": rule.level,
+                                      "event_index": index}, ensure_ascii=False))
+            for hit in correlated:
+                print(json.dumps({"rule_id": hit.correlation.id, "title": hit.correlation.title,
+                                  "level": hit.correlation.level, "event_index": index, "correlation": True,
+                                  "group": hit.group, "count": hit.count}, ensure_ascii=False))
+    return 1 if bad else 0
+
+
 def cmd_soc_retention(args: argparse.Namespace) -> int:
     from soc.service import apply_retention, open_soc
 
@@ -355,6 +417,18 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--interval", choices=list(HISTOGRAM_INTERVALS), help="date histogram bucket size")
     stats.add_argument("--size", type=int, default=10, help="buckets per terms field")
     stats.set_defaults(func=cmd_soc_stats)
+    rules = soc.add_parser("rules", help="Sigma rules").add_subparsers(dest="rules_cmd", required=True)
+    check = rules.add_parser("check", help="load rules and list every one that fails, with the reason")
+    check.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
+    check.add_argument("--pipeline", choices=["none", "ecs"], default="none",
+                       help="ecs: map SigmaHQ field names to ECS before compiling")
+    check.set_defaults(func=cmd_soc_rules_check)
+    match = rules.add_parser("match", help="evaluate rules against JSON-lines events")
+    match.add_argument("--rules", nargs="+", required=True, metavar="DIR_OR_FILE")
+    match.add_argument("--events", required=True, metavar="FILE.jsonl")
+    match.add_argument("--pipeline", choices=["none", "ecs"], default="none",
+                       help="none (default): field names as they stand in the events; ecs: SigmaHQ names mapped")
+    match.set_defaults(func=cmd_soc_rules_match)
     ret = soc.add_parser("retention", help="delete events past their retention (per data class)")
     ret.add_argument("--store")
     ret.set_defaults(func=cmd_soc_retention)

@@ -1,0 +1,361 @@
+"""Compile pySigma's parsed condition trees into Python predicates over JSON events.
+
+pySigma does the Sigma parsing: modifiers are already applied (``contains`` became wildcards, ``base64offset`` and
+``windash`` became expansions, ``all`` became AND, ``neq`` became NOT) when we get the tree. This module gives
+each node the meaning the Sigma specification defines, evaluated in memory:
+
+* strings match case-insensitively unless ``cased``; ``*`` and ``?`` are wildcards; a value list in the event
+  matches when any element does; numbers in the event compare with string values by their text;
+* ``re`` searches (unanchored) with the i/m/s flags; ``cidr`` tests IPv4 and IPv6 membership;
+* ``gt/gte/lt/lte`` compare numerically; ``exists`` tests presence; ``null`` matches a missing or null field;
+* ``fieldref`` compares with another field of the same event (equal, or starts/ends with it);
+* ``minute/hour/day/week/month/year`` compare a part of a timestamp field (UTC);
+* keywords (values without a field) search every string in the event, as a full-text search does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionItem,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.types import (
+    CompareOperators,
+    Placeholder,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaQueryExpression,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SigmaTimestampPart,
+    SpecialChars,
+    TimestampPart,
+)
+
+Event = dict[str, Any]
+Predicate = Callable[[Event], bool]
+MISSING = object()
+
+
+class CompileError(ValueError):
+    """A rule uses something that cannot be evaluated in memory (the message says what)."""
+
+
+# -- field access ---------------------------------------------------------------------------------------------
+
+def field_getter(name: str) -> Callable[[Event], Any]:
+    """A function returning the value of ``name`` in an event, or MISSING.
+
+    A flat key with that exact name wins (``{"a.b": 1}``); otherwise the dotted path is followed through nested
+    objects (``{"a": {"b": 1}}``), through lists of objects too (``{"a": [{"b": 1}, {"b": 2}]}`` gives [1, 2]).
+    """
+    parts = tuple(name.split("."))
+    if len(parts) == 1:
+        def get_flat(event: Event) -> Any:
+            return event.get(name, MISSING)
+        return get_flat
+
+    def get(event: Event) -> Any:
+        value = event.get(name, MISSING)
+        if value is not MISSING:
+            return value
+        return _walk(event, parts)
+    return get
+
+
+def _walk(node: Any, parts: tuple[str, ...]) -> Any:
+    for i, part in enumerate(parts):
+        if isinstance(node, dict):
+            if part in node:
+                node = node[part]
+                continue
+            rest = ".".join(parts[i:])  # {"a": {"b.c": 1}} for a.b.c
+            return node.get(rest, MISSING)
+        if isinstance(node, list):
+            found = [v for v in (_walk(item, parts[i:]) for item in node) if v is not MISSING]
+            return _flatten(found) if found else MISSING
+        return MISSING
+    return node
+
+
+def _flatten(values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for v in values:
+        out.extend(v if isinstance(v, list) else [v])
+    return out
+
+
+def as_list(value: Any) -> list[Any]:
+    """The scalar values to test: a list's elements, or the value itself."""
+    if isinstance(value, list):
+        return value
+    return [value]
+
+
+def scalar_text(value: Any) -> str | None:
+    """The text a string comparison sees (numbers by their text, booleans as true/false), None for objects."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return None
+
+
+def string_leaves(node: Any) -> Iterator[str]:
+    """Every scalar in a JSON value as text (for keyword search)."""
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from string_leaves(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from string_leaves(v)
+    else:
+        text = scalar_text(node)
+        if text is not None:
+            yield text
+
+
+# -- value matchers -------------------------------------------------------------------------------------------
+
+def _string_matcher(value: SigmaString, contains: bool = False) -> Callable[[str], bool]:
+    """A test on one string for a Sigma string with wildcards (case-insensitive unless cased); ``contains``
+    wraps the value in ``*`` (keyword semantics)."""
+    cased = isinstance(value, SigmaCasedString)
+    star = SpecialChars.WILDCARD_MULTI
+    parts = list(value.s)
+    if contains and (not parts or parts[0] != star):
+        parts.insert(0, star)
+    if contains and parts[-1] != star:
+        parts.append(star)
+    for part in parts:
+        if isinstance(part, Placeholder):
+            raise CompileError(f"placeholder %{part.name}% has no value list (the expand modifier needs one)")
+    strings = [p for p in parts if isinstance(p, str)]
+    specials = [p for p in parts if not isinstance(p, str)]
+    fold: Callable[[str], str] = (lambda s: s) if cased else str.lower
+    if not specials:
+        plain = fold("".join(strings))
+        return lambda s: fold(s) == plain
+    if all(p == star for p in specials) and len(strings) == 1:
+        literal = fold(strings[0])
+        if len(parts) == 3 and parts[0] == star and parts[2] == star:
+            return lambda s: literal in fold(s)
+        if len(parts) == 2 and parts[0] == star:
+            return lambda s: fold(s).endswith(literal)
+        if len(parts) == 2 and parts[1] == star:
+            return lambda s: fold(s).startswith(literal)
+    if all(p == star for p in parts):
+        return lambda s: True
+    pattern = "".join(re.escape(p) if isinstance(p, str) else (".*" if p == star else ".") for p in parts)
+    regex = re.compile(pattern, re.DOTALL | (0 if cased else re.IGNORECASE))
+    return lambda s: regex.fullmatch(s) is not None
+
+
+_REGEX_FLAGS = {
+    SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
+    SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
+    SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
+}
+
+
+def _regex_matcher(value: SigmaRegularExpression) -> Callable[[str], bool]:
+    flags = 0
+    for flag in value.flags:
+        flags |= _REGEX_FLAGS[flag]
+    source = value.regexp.to_plain() if isinstance(value.regexp, SigmaString) else str(value.regexp)
+    try:
+        regex = re.compile(source, flags)
+    except re.error as exc:
+        raise CompileError(f"regular expression {source!r}: {exc}") from None
+    return lambda s: regex.search(s) is not None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+_COMPARE = {
+    CompareOperators.LT: lambda a, b: a < b,
+    CompareOperators.LTE: lambda a, b: a <= b,
+    CompareOperators.GT: lambda a, b: a > b,
+    CompareOperators.GTE: lambda a, b: a >= b,
+}
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 1e11 else value  # epoch milliseconds or seconds
+        return datetime.fromtimestamp(seconds, UTC)
+    if isinstance(value, str):
+        try:
+            ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    return None
+
+
+_PARTS: dict[TimestampPart, Callable[[datetime], int]] = {
+    TimestampPart.MINUTE: lambda t: t.minute,
+    TimestampPart.HOUR: lambda t: t.hour,
+    TimestampPart.DAY: lambda t: t.day,
+    TimestampPart.WEEK: lambda t: t.isocalendar().week,
+    TimestampPart.MONTH: lambda t: t.month,
+    TimestampPart.YEAR: lambda t: t.year,
+}
+
+
+def _scalar_test(value: Any) -> Callable[[Any], bool]:
+    """A test on one scalar event value for a Sigma value (not exists/null/fieldref, handled by the caller)."""
+    if isinstance(value, SigmaExpansion):
+        tests = [_scalar_test(v) for v in value.values]
+        return lambda v: any(t(v) for t in tests)
+    if isinstance(value, SigmaString):
+        match = _string_matcher(value)
+        return lambda v: (t := scalar_text(v)) is not None and match(t)
+    if isinstance(value, SigmaRegularExpression):
+        search = _regex_matcher(value)
+        return lambda v: (t := scalar_text(v)) is not None and search(t)
+    if isinstance(value, SigmaTimestampPart):
+        part, wanted = _PARTS[value.timestamp_part], value.number
+        return lambda v: (t := _timestamp(v)) is not None and part(t) == wanted
+    if isinstance(value, SigmaBool):
+        wanted_bool = value.boolean
+        return lambda v: v is wanted_bool or (isinstance(v, str) and v.lower() == str(wanted_bool).lower())
+    if isinstance(value, SigmaNumber):
+        number, text = float(value.number), str(value.number)
+        return lambda v: _number(v) == number if not isinstance(v, str) else v.strip() == text or _number(v) == number
+    if isinstance(value, SigmaCompareExpression):
+        op, bound = _COMPARE[value.op], float(value.number.number)
+        return lambda v: (n := _number(v)) is not None and op(n, bound)
+    if isinstance(value, SigmaCIDRExpression):
+        network = value.network
+
+        def in_network(v: Any) -> bool:
+            if not isinstance(v, str):
+                return False
+            try:
+                return ipaddress.ip_address(v.strip().split("%")[0]) in network
+            except ValueError:
+                return False
+        return in_network
+    if isinstance(value, SigmaQueryExpression):
+        raise CompileError(f"query expression {value.expr!r} is for query backends, not for in-memory matching")
+    raise CompileError(f"value type {type(value).__name__} is not supported")
+
+
+def _field_predicate(field: str, value: Any) -> Predicate:
+    get = field_getter(field)
+    if isinstance(value, SigmaExists):
+        if value.exists:
+            return lambda e: get(e) is not MISSING
+        return lambda e: get(e) is MISSING
+    if isinstance(value, SigmaNull):
+        return lambda e: (v := get(e)) is MISSING or v is None or v == []
+    if isinstance(value, SigmaFieldReference):
+        other = field_getter(value.field)
+
+        def compare(e: Event) -> bool:
+            a, b = get(e), other(e)
+            if a is MISSING or b is MISSING:
+                return False
+            texts = [t for t in map(scalar_text, as_list(b)) if t is not None]
+            for v in as_list(a):
+                t = scalar_text(v)
+                if t is None:
+                    continue
+                for ref in texts:
+                    if (value.starts_with and t.startswith(ref)) or (value.ends_with and t.endswith(ref)) or (
+                            not value.starts_with and not value.ends_with and t == ref):
+                        return True
+            return False
+        return compare
+    test = _scalar_test(value)
+
+    def predicate(e: Event) -> bool:
+        v = get(e)
+        if v is MISSING or v is None:
+            return False
+        if isinstance(v, list):
+            return any(test(x) for x in v)
+        return test(v)
+    return predicate
+
+
+def _keyword_predicate(value: Any) -> Predicate:
+    if isinstance(value, SigmaString):
+        match = _string_matcher(value, contains=True)
+        return lambda e: any(match(s) for s in string_leaves(e))
+    test = _scalar_test(value)
+    return lambda e: any(test(s) for s in string_leaves(e))
+
+
+# -- condition trees ------------------------------------------------------------------------------------------
+
+def compile_condition(node: ConditionItem) -> Predicate:
+    """A predicate for a parsed condition (``rule.detection.parsed_condition[i].parsed``)."""
+    if isinstance(node, ConditionAND):
+        children = [compile_condition(a) for a in node.args]
+        return lambda e: all(c(e) for c in children)
+    if isinstance(node, ConditionOR):
+        children = [compile_condition(a) for a in node.args]
+        return lambda e: any(c(e) for c in children)
+    if isinstance(node, ConditionNOT):
+        inner = compile_condition(node.args[0])
+        return lambda e: not inner(e)
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _field_predicate(node.field, node.value)
+    if isinstance(node, ConditionValueExpression):
+        return _keyword_predicate(node.value)
+    raise CompileError(f"condition element {type(node).__name__} is not supported")
+
+
+def required_fields(node: ConditionItem) -> frozenset[str]:
+    """Fields that must be present in any event the condition matches (used to index rules).
+
+    AND needs what any child needs; OR only what every child needs; NOT, keywords, null and exists:false need
+    nothing. Keywords are left out because they can match any field.
+    """
+    if isinstance(node, ConditionAND):
+        out: frozenset[str] = frozenset()
+        for child in node.args:
+            out |= required_fields(child)
+        return out
+    if isinstance(node, ConditionOR):
+        sets = [required_fields(a) for a in node.args]
+        return frozenset.intersection(*sets) if sets else frozenset()
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        value = node.value
+        if isinstance(value, SigmaNull) or (isinstance(value, SigmaExists) and not value.exists):
+            return frozenset()
+        return frozenset({node.field})
+    return frozenset()

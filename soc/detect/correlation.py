@@ -1,0 +1,181 @@
+"""Sigma correlation rules (event_count, value_count, temporal, temporal_ordered) with bounded state.
+
+State is kept per correlation and group-by key, only for the correlation's timespan; each correlation holds at
+most ``max_groups`` keys (least recently used dropped first), so memory stays bounded under any input. A
+correlation fires when its condition holds on the window that ends with the current event; its window for
+that group is then cleared, so one burst gives one match, not one per further event.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from soc.detect.compiler import MISSING, Event, as_list, field_getter, scalar_text
+
+if TYPE_CHECKING:
+    from soc.detect.loader import CompiledCorrelation, CompiledRule
+
+_OPS = {
+    "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b, "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b, "eq": lambda a, b: a == b, "neq": lambda a, b: a != b,
+}
+
+
+def event_time(event: Event) -> float:
+    """Epoch seconds of ``@timestamp`` (ISO-8601 or epoch number); 0.0 when the event has none."""
+    value = event.get("@timestamp", event.get("timestamp"))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value / 1000 if value > 1e11 else float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return 0.0
+    return 0.0
+
+
+@dataclass
+class CorrelationMatch:
+    """A correlation that fired: its group, how many events or values, and the window."""
+
+    correlation: CompiledCorrelation
+    group: dict[str, str | None]
+    count: int
+    first_seen: float
+    last_seen: float
+    event: Event
+
+
+class _Window:
+    """The per-group state of one correlation."""
+
+    __slots__ = ("last_by_rule", "sequence", "times", "values")
+
+    def __init__(self) -> None:
+        self.times: deque[float] = deque()
+        self.values: dict[str, float] = {}
+        self.last_by_rule: dict[str, float] = {}
+        self.sequence: list[float] = []
+
+
+class _Tracker:
+    def __init__(self, corr: CompiledCorrelation, max_groups: int):
+        self.corr = corr
+        self.max_groups = max_groups
+        self.groups: OrderedDict[tuple[str | None, ...], _Window] = OrderedDict()
+        self.getters = {name: field_getter(name) for name in corr.group_by}
+        self.alias_getters = {alias: {rid: field_getter(f) for rid, f in fields.items()}
+                              for alias, fields in corr.aliases.items()}
+        self.value_getter = field_getter(corr.field) if corr.field else None
+        self.order = [r.id for r in corr.rules]
+        self.check = _OPS[corr.op] if corr.op else None
+
+    def _key(self, event: Event, rule: CompiledRule) -> tuple[str | None, ...]:
+        key: list[str | None] = []
+        for name in self.corr.group_by:
+            getter = self.alias_getters.get(name, {}).get(rule.id) or self.getters[name]
+            value = getter(event)
+            key.append(None if value is MISSING else scalar_text(as_list(value)[0]) if as_list(value) else None)
+        return tuple(key)
+
+    def _window(self, key: tuple[str | None, ...]) -> _Window:
+        window = self.groups.get(key)
+        if window is None:
+            window = self.groups[key] = _Window()
+            while len(self.groups) > self.max_groups:
+                self.groups.popitem(last=False)
+        else:
+            self.groups.move_to_end(key)
+        return window
+
+    def observe(self, event: Event, rule: CompiledRule, ts: float) -> CorrelationMatch | None:
+        corr = self.corr
+        key = self._key(event, rule)
+        window = self._window(key)
+        horizon = ts - corr.timespan_s
+        count: int
+        first: float
+        if corr.type == "event_count":
+            window.times.append(ts)
+            while window.times and window.times[0] < horizon:
+                window.times.popleft()
+            count, first = len(window.times), window.times[0]
+        elif corr.type == "value_count":
+            value = self.value_getter(event) if self.value_getter else MISSING
+            if value is not MISSING:
+                for v in as_list(value):
+                    window.values[str(scalar_text(v))] = ts
+            window.values = {v: t for v, t in window.values.items() if t >= horizon}
+            count = len(window.values)
+            first = min(window.values.values(), default=ts)
+        elif corr.type == "temporal":
+            window.last_by_rule[rule.id] = ts
+            window.last_by_rule = {r: t for r, t in window.last_by_rule.items() if t >= horizon}
+            count, first = len(window.last_by_rule), min(window.last_by_rule.values())
+            if self.check is None:
+                if count < len(set(self.order)):
+                    return None
+                return self._fire(key, window, count, first, ts, event)
+        else:  # temporal_ordered: the rules must match in the order listed, all within the timespan
+            step = len(window.sequence)
+            if window.sequence and window.sequence[0] < horizon:
+                window.sequence, step = [], 0
+            if rule.id == self.order[step]:
+                window.sequence.append(ts)
+            elif rule.id == self.order[0]:
+                window.sequence = [ts]
+            if len(window.sequence) < len(self.order):
+                return None
+            return self._fire(key, window, len(window.sequence), window.sequence[0], ts, event)
+        if self.check is None or corr.count is None or not self.check(count, corr.count):
+            return None
+        return self._fire(key, window, count, first, ts, event)
+
+    def _fire(self, key: tuple[str | None, ...], window: _Window, count: int, first: float, last: float,
+              event: Event) -> CorrelationMatch:
+        del self.groups[key]
+        return CorrelationMatch(self.corr, dict(zip(self.corr.group_by, key, strict=True)), count, first, last,
+                                event)
+
+    @property
+    def size(self) -> int:
+        return len(self.groups)
+
+
+class Correlator:
+    """Feeds base-rule matches into the correlations that reference them."""
+
+    def __init__(self, correlations: Iterable[CompiledCorrelation], max_groups: int = 50_000):
+        self.trackers = [_Tracker(c, max_groups) for c in correlations]
+        self._by_rule: dict[str, list[_Tracker]] = {}
+        for tracker in self.trackers:
+            for rule_id in dict.fromkeys(tracker.order):
+                self._by_rule.setdefault(rule_id, []).append(tracker)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.trackers)
+
+    def observe(self, event: Event, matched: Iterable[CompiledRule]) -> list[CorrelationMatch]:
+        """Record the event for every correlation over the matched rules; returns those that fired."""
+        fired: list[CorrelationMatch] = []
+        ts: float | None = None
+        for rule in matched:
+            for tracker in self._by_rule.get(rule.id, ()):
+                ts = event_time(event) if ts is None else ts
+                result = tracker.observe(event, rule, ts)
+                if result is not None:
+                    fired.append(result)
+        return fired
+
+    @property
+    def state_size(self) -> int:
+        """Group windows held across all correlations (a metric)."""
+        return sum(t.size for t in self.trackers)
+
+    def state_by_correlation(self) -> dict[str, Any]:
+        return {t.corr.id: t.size for t in self.trackers}

@@ -1,0 +1,135 @@
+"""The in-process detector: every event is evaluated once against the rules that can apply to it.
+
+Rules are indexed twice so the cost per event does not grow with the number of rules loaded:
+
+1. by log source — an event's ``event.dataset`` names its Sigma log sources (``logsources.yaml``); only rules
+   whose log source is compatible are candidates (events of unknown datasets see every rule);
+2. by a field each rule needs — a rule whose condition cannot be true without field F is filed under F, and is
+   only evaluated when the event has F. Rules needing no particular field are always evaluated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from soc.detect.compiler import MISSING, Event, field_getter
+from soc.detect.correlation import CorrelationMatch, Correlator
+from soc.detect.loader import CompiledRule, RuleSet
+
+LOGSOURCES_FILE = Path(__file__).with_name("logsources.yaml")
+LogSource = tuple[str | None, str | None, str | None]
+# Fields nearly every event has: poor anchors, used only when a rule needs nothing else.
+_COMMON = {"message", "@timestamp", "event.dataset", "event.module", "event.kind", "event.category",
+           "event.original", "host.name", "ecs.version"}
+
+
+@cache
+def dataset_logsources(path: Path = LOGSOURCES_FILE) -> dict[str, tuple[LogSource, ...]]:
+    """``event.dataset`` → its log sources, from the data file (validated: known keys, string values)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of dataset → list of log sources")
+    out: dict[str, tuple[LogSource, ...]] = {}
+    for dataset, entries in data.items():
+        if not isinstance(entries, list) or not entries:
+            raise ValueError(f"{path}: {dataset}: expected a non-empty list of log sources")
+        sources: list[LogSource] = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not set(entry) <= {"product", "category", "service"} or not all(
+                    isinstance(v, str) for v in entry.values()):
+                raise ValueError(f"{path}: {dataset}: each log source has only product/category/service strings")
+            sources.append((entry.get("product"), entry.get("category"), entry.get("service")))
+        out[str(dataset)] = tuple(sources)
+    return out
+
+
+def compatible(rule: LogSource, event_sources: Iterable[LogSource]) -> bool:
+    """True when every attribute the rule names equals that of one of the event's log sources."""
+    return any(all(r is None or r == e for r, e in zip(rule, source, strict=True)) for source in event_sources)
+
+
+@dataclass
+class Match:
+    """A rule that matched an event."""
+
+    rule: CompiledRule
+    event: Event
+
+
+@dataclass
+class _Bucket:
+    always: list[CompiledRule] = field(default_factory=list)
+    anchored: list[tuple[Any, list[CompiledRule]]] = field(default_factory=list)  # (getter, rules)
+
+
+def _anchor(rule: CompiledRule) -> str | None:
+    """The field a rule is filed under: a needed field, preferring the uncommon and the specific."""
+    if not rule.required:
+        return None
+    return min(rule.required, key=lambda f: (f in _COMMON, -f.count("."), f))
+
+
+class Detector:
+    """Evaluates events against a RuleSet; keeps counters per rule and the time spent."""
+
+    def __init__(self, ruleset: RuleSet, logsources: dict[str, tuple[LogSource, ...]] | None = None,
+                 correlator: Correlator | None = None):
+        self.ruleset = ruleset
+        self.rules = ruleset.rules
+        self.logsources = dataset_logsources() if logsources is None else logsources
+        self.correlator = correlator if correlator is not None else Correlator(ruleset.correlations)
+        self._buckets: dict[str | None, _Bucket] = {}
+        self.evaluated = 0
+        self.eval_seconds = 0.0
+        self.hits: dict[str, int] = {}
+
+    def _bucket(self, dataset: str | None) -> _Bucket:
+        bucket = self._buckets.get(dataset)
+        if bucket is None:
+            sources = self.logsources.get(dataset) if dataset else None
+            rules = self.rules if sources is None else [r for r in self.rules if compatible(r.logsource, sources)]
+            bucket = _Bucket()
+            by_field: dict[str, list[CompiledRule]] = {}
+            for rule in rules:
+                anchor = _anchor(rule)
+                if anchor is None:
+                    bucket.always.append(rule)
+                else:
+                    by_field.setdefault(anchor, []).append(rule)
+            bucket.anchored = [(field_getter(name), group) for name, group in sorted(by_field.items())]
+            self._buckets[dataset] = bucket
+        return bucket
+
+    def candidates(self, event: Event) -> list[CompiledRule]:
+        """The rules worth evaluating on this event (see the module docstring)."""
+        inner = event.get("event")
+        dataset = inner.get("dataset") if isinstance(inner, dict) else event.get("event.dataset")
+        bucket = self._bucket(dataset if isinstance(dataset, str) else None)
+        out = list(bucket.always)
+        for get, group in bucket.anchored:
+            if get(event) is not MISSING:
+                out.extend(group)
+        return out
+
+    def match(self, event: Event) -> list[CompiledRule]:
+        """The rules matching one event (each candidate evaluated once)."""
+        started = time.perf_counter()
+        matched = [rule for rule in self.candidates(event) if rule.predicate(event)]
+        self.eval_seconds += time.perf_counter() - started
+        self.evaluated += 1
+        for rule in matched:
+            self.hits[rule.id] = self.hits.get(rule.id, 0) + 1
+        return matched
+
+    def process(self, event: Event) -> tuple[list[CompiledRule], list[CorrelationMatch]]:
+        """Rules matching the event, and the correlations the matches completed."""
+        matched = self.match(event)
+        correlated = self.correlator.observe(event, matched) if matched and self.correlator.active else []
+        return matched, correlated

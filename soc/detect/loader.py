@@ -1,0 +1,230 @@
+"""Load Sigma rules from files and folders with pySigma, map their fields, compile them, and name every failure."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import yaml
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule, SigmaCorrelationType
+from sigma.exceptions import SigmaError
+from sigma.processing.pipeline import ProcessingPipeline
+from sigma.rule import SigmaRule
+
+from soc.detect.compiler import CompileError, Predicate, compile_condition, required_fields
+
+BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules"
+ECS_PIPELINE = Path(__file__).with_name("ecs_pipeline.yml")
+SUPPORTED_CORRELATIONS = {
+    SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT, SigmaCorrelationType.TEMPORAL,
+    SigmaCorrelationType.TEMPORAL_ORDERED,
+}
+
+
+@dataclass(frozen=True)
+class LoadError:
+    """A rule (or a whole file) that could not be loaded, and why."""
+
+    path: str
+    title: str | None
+    reason: str
+
+
+@dataclass(eq=False)
+class CompiledRule:
+    """A detection rule ready to evaluate."""
+
+    id: str
+    title: str
+    level: str
+    tags: tuple[str, ...]
+    logsource: tuple[str | None, str | None, str | None]  # product, category, service
+    predicate: Predicate
+    required: frozenset[str]
+    path: str
+    name: str | None = None
+    generate: bool = True  # False: only feeds correlations (referenced by one and not marked generate)
+    description: str = ""
+
+    @property
+    def attack(self) -> tuple[str, ...]:
+        """ATT&CK tags without the namespace: technique ids (t1110.001) and tactic names (credential_access)."""
+        return tuple(t.split(".", 1)[1] for t in self.tags if t.startswith("attack."))
+
+
+@dataclass(eq=False)
+class CompiledCorrelation:
+    """A Sigma correlation rule over compiled base rules."""
+
+    id: str
+    title: str
+    level: str
+    tags: tuple[str, ...]
+    type: str  # event_count | value_count | temporal | temporal_ordered
+    rules: tuple[CompiledRule, ...]
+    group_by: tuple[str, ...]
+    aliases: dict[str, dict[str, str]]  # alias → {base rule id → field}
+    timespan_s: float
+    op: str | None  # lt lte gt gte eq neq (None for temporal types)
+    count: int | None
+    field: str | None  # value_count: the field whose distinct values are counted
+    path: str
+    generate: bool = True
+
+
+@dataclass
+class RuleSet:
+    """What loading produced: the rules, the correlations and every failure with its reason."""
+
+    rules: list[CompiledRule] = field(default_factory=list)
+    correlations: list[CompiledCorrelation] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
+
+    @property
+    def loaded(self) -> int:
+        return len(self.rules) + len(self.correlations)
+
+    @property
+    def total(self) -> int:
+        return self.loaded + len(self.errors)
+
+
+def rule_files(paths: Iterable[Path | str]) -> list[Path]:
+    """The ``.yml``/``.yaml`` files named or found (recursively, sorted) under the given paths."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such rule file or folder: {path}")
+    return files
+
+
+@cache
+def ecs_pipeline() -> ProcessingPipeline:
+    """The processing pipeline mapping SigmaHQ field names to the ECS names of Yunshu's events."""
+    return ProcessingPipeline.from_yaml(ECS_PIPELINE.read_text(encoding="utf-8"))
+
+
+def _title(rule: SigmaRule | SigmaCorrelationRule) -> str | None:
+    return getattr(rule, "title", None)
+
+
+def _rule_id(rule: SigmaRule | SigmaCorrelationRule) -> str:
+    return str(rule.id) if rule.id else (rule.name or rule.title)
+
+
+def _reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if isinstance(exc, SigmaError) else text
+
+
+def _compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, path: str) -> CompiledRule:
+    if pipeline is not None:
+        rule = copy.deepcopy(rule)
+        pipeline.apply(rule)
+    trees = [condition.parsed for condition in rule.detection.parsed_condition]
+    predicates = [compile_condition(tree) for tree in trees]
+    required = frozenset.intersection(*(required_fields(tree) for tree in trees)) if trees else frozenset()
+    if len(predicates) == 1:
+        predicate = predicates[0]
+    else:
+        def predicate(event: dict, _ps: list[Predicate] = predicates) -> bool:  # type: ignore[type-arg]
+            return any(p(event) for p in _ps)
+    ls = rule.logsource
+    return CompiledRule(
+        id=_rule_id(rule), title=rule.title, level=str(rule.level or "medium").lower(),
+        tags=tuple(f"{t.namespace}.{t.name}".lower() for t in rule.tags),
+        logsource=(ls.product, ls.category, ls.service), predicate=predicate, required=required, path=path,
+        name=rule.name, description=rule.description or "")
+
+
+def _compile_correlation(corr: SigmaCorrelationRule, compiled: dict[int, CompiledRule],
+                         pipeline: ProcessingPipeline | None, path: str) -> CompiledCorrelation:
+    if corr.type not in SUPPORTED_CORRELATIONS:
+        raise CompileError(f"correlation type {corr.type} is not supported (event_count, value_count, temporal, "
+                           "temporal_ordered are)")
+    if pipeline is not None:
+        corr = copy.deepcopy(corr)
+        pipeline.apply(corr)
+    bases: list[CompiledRule] = []
+    for ref in corr.rules:
+        target = getattr(ref, "rule", None)
+        base = compiled.get(id(target)) if target is not None else None
+        if base is None:
+            raise CompileError(f"referenced rule {ref.reference!r} is not loaded")
+        bases.append(base)
+    condition = corr.condition
+    if condition is not None and not hasattr(condition, "op"):
+        raise CompileError("extended (boolean) correlation conditions are not supported")
+    aliases: dict[str, dict[str, str]] = {}
+    for alias in (corr.aliases.aliases.values() if corr.aliases else []):
+        aliases[alias.alias] = {_rule_id(ref.rule): fld for ref, fld in alias.mapping.items()}
+    op = condition.op.name.lower() if condition is not None else None
+    return CompiledCorrelation(
+        id=_rule_id(corr), title=corr.title, level=str(corr.level or "medium").lower(),
+        tags=tuple(f"{t.namespace}.{t.name}".lower() for t in corr.tags), type=str(corr.type),
+        rules=tuple(bases), group_by=tuple(corr.group_by or ()), aliases=aliases,
+        timespan_s=float(corr.timespan.seconds), op=op, count=condition.count if condition is not None else None,
+        field=getattr(condition, "fieldref", None), path=path, generate=True)
+
+
+def load_rules(paths: Sequence[Path | str], pipeline: ProcessingPipeline | None = None) -> RuleSet:
+    """Load every rule under ``paths``; failures are collected in ``RuleSet.errors`` with their reason.
+
+    ``pipeline`` (e.g. :func:`ecs_pipeline`) renames fields before compilation; without it rules see the field
+    names as the events have them.
+    """
+    return load_texts(((str(f), f.read_bytes()) for f in rule_files(paths)), pipeline)
+
+
+def load_texts(sources: Iterable[tuple[str, bytes | str]], pipeline: ProcessingPipeline | None = None) -> RuleSet:
+    """Load rules from (name, YAML text) pairs; correlations may reference rules of any of them."""
+    result = RuleSet()
+    found: list[tuple[SigmaRule | SigmaCorrelationRule, str]] = []
+    for name, raw in sources:
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            collection = SigmaCollection.from_yaml(text, collect_errors=True)
+        except (SigmaError, ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            result.errors.append(LoadError(name, None, _reason(exc)))
+            continue
+        for rule in collection.rules:
+            if rule.errors:
+                result.errors.append(LoadError(name, _title(rule), "; ".join(_reason(e) for e in rule.errors)))
+            else:
+                found.append((rule, name))
+    collection = SigmaCollection([rule for rule, _ in found])
+    paths_by_rule = {id(rule): path for rule, path in found}
+    correlations: list[SigmaCorrelationRule] = []
+    compiled: dict[int, CompiledRule] = {}
+    for rule, path in found:
+        if isinstance(rule, SigmaCorrelationRule):
+            correlations.append(rule)
+            continue
+        try:
+            compiled[id(rule)] = _compile_rule(rule, pipeline, path)
+        except (SigmaError, CompileError, ValueError) as exc:
+            result.errors.append(LoadError(path, rule.title, _reason(exc)))
+    feeding: set[int] = set()
+    for corr in correlations:
+        path = paths_by_rule[id(corr)]
+        try:
+            corr.resolve_rule_references(collection)
+            result.correlations.append(_compile_correlation(corr, compiled, pipeline, path))
+        except (SigmaError, CompileError, ValueError) as exc:
+            result.errors.append(LoadError(path, corr.title, _reason(exc)))
+            continue
+        if not corr.generate:  # Sigma: rules referenced by a correlation only feed it unless it says generate
+            feeding.update(id(ref.rule) for ref in corr.rules)
+    for key, rule in compiled.items():
+        rule.generate = key not in feeding
+        result.rules.append(rule)
+    return result

