@@ -74,7 +74,7 @@ class _Tracker:
         self.order = [r.id for r in corr.rules]
         self.check = _OPS[corr.op] if corr.op else None
 
-    def _key(self, event: Event, rule: CompiledRule) -> tuple[str | None, ...]:
+    def _key(self, event: Event, rule: CompiledRule | CompiledCorrelation) -> tuple[str | None, ...]:
         key: list[str | None] = []
         for name in self.corr.group_by:
             getter = self.alias_getters.get(name, {}).get(rule.id) or self.getters[name]
@@ -92,7 +92,7 @@ class _Tracker:
             self.groups.move_to_end(key)
         return window
 
-    def observe(self, event: Event, rule: CompiledRule, ts: float) -> CorrelationMatch | None:
+    def observe(self, event: Event, rule: CompiledRule | CompiledCorrelation, ts: float) -> CorrelationMatch | None:
         corr = self.corr
         key = self._key(event, rule)
         window = self._window(key)
@@ -161,15 +161,19 @@ class Correlator:
         return bool(self.trackers)
 
     def observe(self, event: Event, matched: Iterable[CompiledRule]) -> list[CorrelationMatch]:
-        """Record the event for every correlation over the matched rules; returns those that fired."""
+        """Record the event for every correlation over the matched rules; returns those that fired
+        (a correlation that fires feeds in turn the correlations chained on it)."""
         fired: list[CorrelationMatch] = []
         ts: float | None = None
-        for rule in matched:
+        queue: list[CompiledRule | CompiledCorrelation] = list(matched)
+        while queue:
+            rule = queue.pop(0)
             for tracker in self._by_rule.get(rule.id, ()):
                 ts = event_time(event) if ts is None else ts
                 result = tracker.observe(event, rule, ts)
                 if result is not None:
                     fired.append(result)
+                    queue.append(result.correlation)
         return fired
 
     @property

@@ -65,7 +65,7 @@ class CompiledCorrelation:
     level: str
     tags: tuple[str, ...]
     type: str  # event_count | value_count | temporal | temporal_ordered
-    rules: tuple[CompiledRule, ...]
+    rules: tuple[CompiledRule | CompiledCorrelation, ...]  # base rules, or correlations it chains on
     group_by: tuple[str, ...]
     aliases: dict[str, dict[str, str]]  # alias → {base rule id → field}
     timespan_s: float
@@ -73,6 +73,7 @@ class CompiledCorrelation:
     count: int | None
     field: str | None  # value_count: the field whose distinct values are counted
     path: str
+    name: str | None = None
     generate: bool = True
 
 
@@ -146,7 +147,7 @@ def _compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, path: st
         name=rule.name, description=rule.description or "")
 
 
-def _compile_correlation(corr: SigmaCorrelationRule, compiled: dict[int, CompiledRule],
+def _compile_correlation(corr: SigmaCorrelationRule, compiled: dict[int, CompiledRule | CompiledCorrelation],
                          pipeline: ProcessingPipeline | None, path: str) -> CompiledCorrelation:
     if corr.type not in SUPPORTED_CORRELATIONS:
         raise CompileError(f"correlation type {corr.type} is not supported (event_count, value_count, temporal, "
@@ -154,7 +155,7 @@ def _compile_correlation(corr: SigmaCorrelationRule, compiled: dict[int, Compile
     if pipeline is not None:
         corr = copy.deepcopy(corr)
         pipeline.apply(corr)
-    bases: list[CompiledRule] = []
+    bases: list[CompiledRule | CompiledCorrelation] = []
     for ref in corr.rules:
         target = getattr(ref, "rule", None)
         base = compiled.get(id(target)) if target is not None else None
@@ -165,15 +166,19 @@ def _compile_correlation(corr: SigmaCorrelationRule, compiled: dict[int, Compile
     if condition is not None and not hasattr(condition, "op"):
         raise CompileError("extended (boolean) correlation conditions are not supported")
     aliases: dict[str, dict[str, str]] = {}
+    by_reference = {key: base.id for base in bases for key in (base.id, base.name) if key}
     for alias in (corr.aliases.aliases.values() if corr.aliases else []):
-        aliases[alias.alias] = {_rule_id(ref.rule): fld for ref, fld in alias.mapping.items()}
+        unknown = [ref.reference for ref in alias.mapping if ref.reference not in by_reference]
+        if unknown:
+            raise CompileError(f"alias {alias.alias!r} maps rules the correlation does not use: {unknown}")
+        aliases[alias.alias] = {by_reference[ref.reference]: fld for ref, fld in alias.mapping.items()}
     op = condition.op.name.lower() if condition is not None else None
     return CompiledCorrelation(
         id=_rule_id(corr), title=corr.title, level=str(corr.level or "medium").lower(),
         tags=tuple(f"{t.namespace}.{t.name}".lower() for t in corr.tags), type=str(corr.type),
         rules=tuple(bases), group_by=tuple(corr.group_by or ()), aliases=aliases,
         timespan_s=float(corr.timespan.seconds), op=op, count=condition.count if condition is not None else None,
-        field=getattr(condition, "fieldref", None), path=path, generate=True)
+        field=getattr(condition, "fieldref", None), path=path, name=corr.name)
 
 
 def load_rules(paths: Sequence[Path | str], pipeline: ProcessingPipeline | None = None) -> RuleSet:
@@ -192,7 +197,7 @@ def load_texts(sources: Iterable[tuple[str, bytes | str]], pipeline: ProcessingP
     for name, raw in sources:
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-            collection = SigmaCollection.from_yaml(text, collect_errors=True)
+            collection = SigmaCollection.from_yaml(text, collect_errors=True, resolve_references=False)
         except (SigmaError, ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
             result.errors.append(LoadError(name, None, _reason(exc)))
             continue
@@ -201,7 +206,7 @@ def load_texts(sources: Iterable[tuple[str, bytes | str]], pipeline: ProcessingP
                 result.errors.append(LoadError(name, _title(rule), "; ".join(_reason(e) for e in rule.errors)))
             else:
                 found.append((rule, name))
-    collection = SigmaCollection([rule for rule, _ in found])
+    collection = SigmaCollection([rule for rule, _ in found], resolve_references=False)
     paths_by_rule = {id(rule): path for rule, path in found}
     correlations: list[SigmaCorrelationRule] = []
     compiled: dict[int, CompiledRule] = {}
@@ -214,17 +219,39 @@ def load_texts(sources: Iterable[tuple[str, bytes | str]], pipeline: ProcessingP
         except (SigmaError, CompileError, ValueError) as exc:
             result.errors.append(LoadError(path, rule.title, _reason(exc)))
     feeding: set[int] = set()
+    known: dict[int, CompiledRule | CompiledCorrelation] = dict(compiled)
+    pending: list[SigmaCorrelationRule] = []
     for corr in correlations:
-        path = paths_by_rule[id(corr)]
         try:
             corr.resolve_rule_references(collection)
-            result.correlations.append(_compile_correlation(corr, compiled, pipeline, path))
-        except (SigmaError, CompileError, ValueError) as exc:
-            result.errors.append(LoadError(path, corr.title, _reason(exc)))
-            continue
-        if not corr.generate:  # Sigma: rules referenced by a correlation only feed it unless it says generate
-            feeding.update(id(ref.rule) for ref in corr.rules)
+            pending.append(corr)
+        except (SigmaError, ValueError) as exc:
+            result.errors.append(LoadError(paths_by_rule[id(corr)], corr.title, _reason(exc)))
+    while pending:  # correlations may chain on correlations: compile those whose references are ready
+        ready = [c for c in pending
+                 if all(not isinstance(ref.rule, SigmaCorrelationRule) or id(ref.rule) in known for ref in c.rules)]
+        if not ready:
+            for corr in pending:
+                result.errors.append(LoadError(paths_by_rule[id(corr)], corr.title,
+                                               "correlation references form a cycle or a correlation that failed"))
+            break
+        for corr in ready:
+            pending.remove(corr)
+            path = paths_by_rule[id(corr)]
+            try:
+                compiled_corr = _compile_correlation(corr, known, pipeline, path)
+            except (SigmaError, CompileError, ValueError) as exc:
+                result.errors.append(LoadError(path, corr.title, _reason(exc)))
+                continue
+            known[id(corr)] = compiled_corr
+            result.correlations.append(compiled_corr)
+            if not corr.generate:  # Sigma: what a correlation references only feeds it, unless it says generate
+                feeding.update(id(ref.rule) for ref in corr.rules)
     for key, rule in compiled.items():
         rule.generate = key not in feeding
         result.rules.append(rule)
+    for corr_rule in correlations:
+        done = known.get(id(corr_rule))
+        if isinstance(done, CompiledCorrelation):
+            done.generate = id(corr_rule) not in feeding
     return result
