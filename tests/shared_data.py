@@ -7,6 +7,7 @@ from pathlib import Path
 
 SHARED = Path(os.environ.get("YUNSHU_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 LOGHUB = SHARED / "data" / "loghub"
+SIGMA = SHARED / "data" / "sigma" / "rules"
 
 
 def require(path: Path) -> Path:

@@ -311,12 +311,52 @@ def _field_predicate(field: str, value: Any) -> Predicate:
     return predicate
 
 
+def keyword_texts(event: Event) -> list[str]:
+    """What keywords search: the raw line (``event.original``) or ``message`` when the event has them (events
+    Yunshu parsed), otherwise every value of the event (JSON events given as they are). Cached on
+    :class:`EventView` events, computed each time on plain dicts."""
+    cached = getattr(event, "keyword_cache", None)
+    if cached is not None:
+        return cached
+    inner = event.get("event")
+    original = inner.get("original") if isinstance(inner, dict) else None
+    message = event.get("message")
+    texts = [t for t in (original, message) if isinstance(t, str)] or list(string_leaves(event))
+    if isinstance(event, EventView):
+        event.keyword_cache = texts
+        event.keyword_lower = [t.lower() for t in texts]
+    return texts
+
+
+class EventView(dict):  # type: ignore[type-arg]
+    """An event with room for what several rules would otherwise compute again (the keyword texts)."""
+
+    __slots__ = ("keyword_cache", "keyword_lower")
+
+    def __init__(self, event: Event):
+        super().__init__(event)
+        self.keyword_cache: list[str] | None = None
+        self.keyword_lower: list[str] | None = None
+
+
+def _lowered_texts(event: Event) -> list[str]:
+    texts = keyword_texts(event)
+    lowered = getattr(event, "keyword_lower", None)
+    return lowered if lowered is not None else [t.lower() for t in texts]
+
+
 def _keyword_predicate(value: Any) -> Predicate:
+    if isinstance(value, SigmaString) and not value.contains_special() and not isinstance(value, SigmaCasedString):
+        needle = value.to_plain().lower()
+        return lambda e: any(needle in t for t in _lowered_texts(e))
     if isinstance(value, SigmaString):
         match = _string_matcher(value, contains=True)
-        return lambda e: any(match(s) for s in string_leaves(e))
+        return lambda e: any(match(t) for t in keyword_texts(e))
+    if isinstance(value, SigmaExpansion):
+        alternatives = [_keyword_predicate(v) for v in value.values]
+        return lambda e: any(p(e) for p in alternatives)
     test = _scalar_test(value)
-    return lambda e: any(test(s) for s in string_leaves(e))
+    return lambda e: any(test(t) for t in keyword_texts(e))
 
 
 # -- condition trees ------------------------------------------------------------------------------------------

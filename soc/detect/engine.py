@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from soc.detect.compiler import MISSING, Event, field_getter
+from soc.detect.compiler import MISSING, Event, EventView, field_getter
 from soc.detect.correlation import CorrelationMatch, Correlator
 from soc.detect.loader import CompiledRule, RuleSet
 
@@ -121,7 +121,8 @@ class Detector:
     def match(self, event: Event) -> list[CompiledRule]:
         """The rules matching one event (each candidate evaluated once)."""
         started = time.perf_counter()
-        matched = [rule for rule in self.candidates(event) if rule.predicate(event)]
+        view = EventView(event)
+        matched = [rule for rule in self.candidates(view) if rule.predicate(view)]
         self.eval_seconds += time.perf_counter() - started
         self.evaluated += 1
         for rule in matched:
