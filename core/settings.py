@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
@@ -46,8 +46,16 @@ class PortalSettings(BaseModel):
         return bool(self.tls_certfile or self.tls_self_signed)
 
 
+class WebhookSettings(BaseModel):
+    """Where alert notifications go: the URL, the HMAC secret, the lowest severity sent."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret: str = Field(min_length=16)
+    min_severity: Literal["low", "medium", "high", "critical"] = "high"
+
+
 class SocSettings(BaseModel):
-    """Security operations: receivers, the event store, PII masking and retention."""
+    """Security operations: receivers, the event store, PII masking, retention, rules and notifications."""
 
     syslog_host: str = "127.0.0.1"
     syslog_port: int = Field(5514, ge=1, le=65535)
@@ -58,6 +66,9 @@ class SocSettings(BaseModel):
     http_max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     # 网络安全法 第二十一条: network logs kept no less than six months; longer for 重要/核心 data (our choice).
     retention_days: dict[str, int] = {"general": 180, "important": 365, "core": 1095, "unclassified": 180}
+    detection: bool = True  # run the Sigma rules on ingested events and raise alerts
+    rules_dirs: list[Path] = []  # extra Sigma folders (e.g. a SigmaHQ checkout), read with the ECS field mapping
+    webhooks: list[WebhookSettings] = []
 
     @model_validator(mode="after")
     def _at_least_six_months(self) -> SocSettings:

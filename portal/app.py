@@ -17,7 +17,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.runtime import Runtime
-from portal import api, soc_api, web
+from portal import alerts_api, api, soc_api, web
 from portal.deps import LoginRequired, MfaEnrollmentRequired, PasswordChangeRequired
 from portal.i18n import check_catalogs
 from portal.metrics import Metrics, MetricsMiddleware
@@ -116,5 +116,6 @@ def create_app(rt: Runtime, *, soc_listeners: bool = False) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(soc_api.router)
+    app.include_router(alerts_api.router)
     app.include_router(web.router)
     return app

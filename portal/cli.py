@@ -338,6 +338,27 @@ def cmd_soc_rules_match(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_soc_alerts(args: argparse.Namespace) -> int:
+    """Alerts as JSON lines, newest first."""
+    from soc.alerts.models import Alert
+    from soc.alerts.policy import OPEN_STATUSES, STATUSES
+    from soc.alerts.service import alert_payload
+
+    if args.status and args.status != "open" and args.status not in STATUSES:
+        err.print(f"[red]--status must be open or one of {', '.join(STATUSES)}[/]")
+        return 2
+    rt = _runtime()
+    with rt.sessions() as session:
+        query = select(Alert)
+        if args.status == "open":
+            query = query.where(Alert.status.in_(OPEN_STATUSES))
+        elif args.status:
+            query = query.where(Alert.status == args.status)
+        for alert in session.scalars(query.order_by(Alert.last_seen.desc(), Alert.id.desc()).limit(args.limit)):
+            print(json.dumps(alert_payload(alert), ensure_ascii=False))
+    return 0
+
+
 def cmd_soc_retention(args: argparse.Namespace) -> int:
     from soc.service import apply_retention, open_soc
 
@@ -429,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("--pipeline", choices=["none", "ecs"], default="none",
                        help="none (default): field names as they stand in the events; ecs: SigmaHQ names mapped")
     match.set_defaults(func=cmd_soc_rules_match)
+    alerts = soc.add_parser("alerts", help="alerts as JSON lines, newest first")
+    alerts.add_argument("--status", help="open, new, acknowledged, investigating, resolved or false_positive")
+    alerts.add_argument("--limit", type=int, default=1000)
+    alerts.set_defaults(func=cmd_soc_alerts)
     ret = soc.add_parser("retention", help="delete events past their retention (per data class)")
     ret.add_argument("--store")
     ret.set_defaults(func=cmd_soc_retention)

@@ -16,3 +16,10 @@ class SocMetrics:
         self.dead_lettered = Counter("yunshu_soc_dead_lettered", "Records sent to the dead-letter store",
                                      ["source"], registry=registry)
         self.backlog = Gauge("yunshu_soc_spool_backlog_bytes", "Spooled bytes not yet stored", registry=registry)
+        self.detections = Counter("yunshu_soc_detections", "Rule or correlation matches", ["rule"],
+                                  registry=registry)
+        self.alerts = Counter("yunshu_soc_alerts", "Alerts raised", ["severity", "rule"], registry=registry)
+        self.rule_seconds = Counter("yunshu_soc_rule_evaluation_seconds", "Time spent evaluating rules",
+                                    registry=registry)
+        self.correlation_state = Gauge("yunshu_soc_correlation_state_groups",
+                                       "Group windows held by correlation rules", registry=registry)

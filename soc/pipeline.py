@@ -55,6 +55,7 @@ class Pipeline:
         batch_size: int = 2000,
         max_line_bytes: int = 65536,
         retry_seconds: float = 30.0,
+        after_write: Callable[[list[tuple[str, Event]]], None] | None = None,
     ):
         self.store = store
         self.deadletters = deadletters
@@ -63,6 +64,7 @@ class Pipeline:
         self.batch_size = batch_size
         self.max_line_bytes = max_line_bytes
         self.retry_seconds = retry_seconds
+        self.after_write = after_write  # e.g. detection: sees every batch the store accepted
 
     def to_event(self, record: RawRecord, fmt: str) -> tuple[str, Event] | tuple[None, str]:
         """The (id, event) of a record, or (None, reason) when it cannot become one."""
@@ -100,6 +102,8 @@ class Pipeline:
     def _flush(self, batch: list[tuple[str, Event]], dead: list[tuple[str, str, bytes]], stats: IngestStats) -> None:
         if batch:
             result = self._write_with_retry(batch)
+            if self.after_write is not None:
+                self.after_write(batch)
             stats.stored += result.created
             stats.duplicates += result.duplicates
             by_id = dict(batch)
@@ -127,13 +131,16 @@ class Pipeline:
 
 def file_records(path: str) -> Iterable[RawRecord]:
     """The lines of a file with their byte offsets as durable keys (re-reading gives the same ids)."""
+    import os
     from pathlib import Path
 
     resolved = Path(path).resolve()
+    # keys are hashed and stored as UTF-8: a file name that is not UTF-8 is written with \x escapes
+    name = os.fsencode(resolved).decode("utf-8", "backslashreplace")
     offset = 0
     with resolved.open("rb") as fh:
         for raw in fh:
             line = raw.rstrip(b"\n")
             if line.strip():
-                yield RawRecord(f"file:{resolved}:{offset}", line)
+                yield RawRecord(f"file:{name}:{offset}", line)
             offset += len(raw)

@@ -10,8 +10,12 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from core.runtime import Runtime
+from soc.alerts.service import AlertService, WebhookTarget
+from soc.alerts.stage import DetectionStage, load_configured_rules
+from soc.alerts.webhook import deliver_due
 from soc.consumer import SpoolConsumer
 from soc.deadletter import DeadLetterStore
+from soc.detect.engine import Detector
 from soc.enrich import Enricher, RegisterIndex
 from soc.metrics import SocMetrics
 from soc.parsers import ParseContext
@@ -30,25 +34,35 @@ class Soc:
     deadletters: DeadLetterStore
     enricher: Enricher
     ctx: ParseContext
+    detection: DetectionStage | None = None
 
-    def pipeline(self, max_line_bytes: int = 65536) -> Pipeline:
-        return Pipeline(self.store, self.deadletters, self.enricher, self.ctx, max_line_bytes=max_line_bytes)
+    def pipeline(self, max_line_bytes: int = 65536, retry_seconds: float = 30.0) -> Pipeline:
+        return Pipeline(self.store, self.deadletters, self.enricher, self.ctx, max_line_bytes=max_line_bytes,
+                        retry_seconds=retry_seconds, after_write=self.detection)
 
     def close(self) -> None:
         self.store.close()
         self.deadletters.close()
 
 
-def open_soc(rt: Runtime, store_url: str | None = None) -> Soc:
-    """The configured store (or ``store_url``), the dead-letter file and a register index loaded now."""
+def open_soc(rt: Runtime, store_url: str | None = None, metrics: SocMetrics | None = None) -> Soc:
+    """The configured store (or ``store_url``), the dead-letter file, a register index loaded now and, unless
+    detection is switched off, the rules with the alert service."""
     settings = rt.settings.soc
     with rt.sessions() as session:
         index = RegisterIndex.load(session)
+    detection = None
+    if settings.detection:
+        alerts = AlertService(webhooks=[WebhookTarget(w.url, w.secret, w.min_severity) for w in settings.webhooks],
+                              audit=rt.audit)
+        detector = Detector(load_configured_rules(settings.rules_dirs))
+        detection = DetectionStage(detector, rt.transaction, alerts, metrics)
     return Soc(
         store=open_store(store_url or settings.store_url, rt.settings.home),
         deadletters=DeadLetterStore(rt.settings.home / "soc" / "deadletter.db"),
         enricher=Enricher(index, mask_pii=settings.mask_pii),
         ctx=ParseContext(tz=ZoneInfo(settings.timezone)),
+        detection=detection,
     )
 
 
@@ -80,14 +94,24 @@ class SocServices:
         self.rt = rt
         self.metrics = metrics
         self.listeners = listeners
-        self.soc = open_soc(rt)
+        self.soc = open_soc(rt, metrics=metrics)
         self.spool = Spool(rt.settings.home / "soc" / "spool")
-        pipeline = Pipeline(self.soc.store, self.soc.deadletters, self.soc.enricher, self.soc.ctx,
-                            max_line_bytes=rt.settings.soc.max_line_bytes, retry_seconds=0)
+        pipeline = self.soc.pipeline(rt.settings.soc.max_line_bytes, retry_seconds=0)
         self.consumer = SpoolConsumer(self.spool, pipeline, metrics)
         self.receivers: SyslogReceivers | None = None
         self._stop = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name="soc-maintenance", daemon=True)
+        self._webhooks = threading.Thread(target=self._send_webhooks, name="soc-webhooks", daemon=True)
+
+    def _send_webhooks(self, interval: float = 2.0) -> None:
+        """Deliver due alert notifications until stopped."""
+        secrets = {w.url: w.secret for w in self.rt.settings.soc.webhooks}
+        while not self._stop.wait(interval):
+            try:
+                with self.rt.transaction() as session:
+                    deliver_due(session, secrets)
+            except Exception:  # notifications must never take the service down
+                log.exception("webhook delivery failed; will retry")
 
     def _maintain(self, reload_seconds: float = 60.0, retention_seconds: float = 6 * 3600.0) -> None:
         """Keep the register index fresh and apply retention, until stopped."""
@@ -106,6 +130,8 @@ class SocServices:
     async def start(self) -> None:
         self.consumer.start()
         self._maintenance.start()
+        if self.rt.settings.soc.webhooks:
+            self._webhooks.start()
         if self.listeners:
             cfg = self.rt.settings.soc
             self.receivers = SyslogReceivers(self.spool, self.metrics, cfg.syslog_host, cfg.syslog_port)
@@ -117,6 +143,8 @@ class SocServices:
             await self.receivers.stop()
         self.consumer.stop()
         self._maintenance.join(10)
+        if self._webhooks.is_alive():
+            self._webhooks.join(15)
         self.spool.close()
         self.soc.close()
 

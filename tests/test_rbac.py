@@ -33,8 +33,12 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/soc/events"): ALL - {"resource_approver"},
     ("GET", "/api/soc/health"): ALL - {"resource_approver"},
     ("GET", "/api/soc/aggregations"): ALL - {"resource_approver"},
+    ("GET", "/api/soc/alerts"): ALL - {"resource_approver"},
+    ("GET", "/api/soc/alerts/{alert_id}"): ALL - {"resource_approver"},
+    ("POST", "/api/soc/alerts/{alert_id}/transition"): {"security_analyst", "admin"},
+    ("POST", "/api/soc/alerts/{alert_id}/comments"): {"department_user", "security_analyst", "admin"},
 }
-CONCRETE = {"{code}": "GAJ", "{system_id}": "SYS-GAJ-001", "{token_id}": "999999"}
+CONCRETE = {"{code}": "GAJ", "{system_id}": "SYS-GAJ-001", "{token_id}": "999999", "{alert_id}": "999999"}
 _n = itertools.count()
 
 
@@ -48,6 +52,10 @@ def _request(portal: Portal, method: str, path: str, headers: dict[str, str]):  
         return portal.client.post(path, headers=headers, json=body)
     if (method, path) == ("POST", "/api/soc/ingest"):
         return portal.client.post(path, headers=headers, content=b"")
+    if path.endswith("/transition"):
+        return portal.client.post(path, headers=headers, json={"status": "acknowledged"})
+    if path.endswith("/comments"):
+        return portal.client.post(path, headers=headers, json={"body": "note"})
     if (method, path) == ("POST", "/api/tokens"):
         return portal.client.post(path, headers=headers, json={"name": "matrix"})
     return portal.client.request(method, path, headers=headers)

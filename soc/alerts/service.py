@@ -1,0 +1,252 @@
+"""Turning detections into alerts (dedup, severity, SLA), the analyst workflow, and webhook notifications."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.audit import AuditChain
+from soc.alerts.models import Alert, AlertEvent, AlertHistory, AlertNote, WebhookDelivery
+from soc.alerts.policy import OPEN_STATUSES, SEVERITY_ORDER, STATUSES, AlertPolicy, alert_policy
+from soc.detect.compiler import MISSING, field_getter, scalar_text
+from soc.detect.correlation import CorrelationMatch, event_time
+from soc.detect.loader import CompiledRule
+
+Event = dict[str, Any]
+
+
+class WorkflowError(ValueError):
+    """A transition the workflow does not allow, or bad input to it (the message says which)."""
+
+
+@dataclass
+class Detection:
+    """A rule or correlation that fired on an event, as plain data."""
+
+    rule_id: str
+    title: str
+    level: str
+    tags: tuple[str, ...]
+    event_id: str
+    event: Event
+    correlation: bool = False
+    group: dict[str, str | None] = field(default_factory=dict)
+    count: int = 1
+
+
+def detections(event_id: str, event: Event, matched: Iterable[CompiledRule],
+               correlated: Iterable[CorrelationMatch] = ()) -> list[Detection]:
+    """The alert-worthy results for one event: generating rules and generating correlations."""
+    out = [Detection(r.id, r.title, r.level, r.tags, event_id, event) for r in matched if r.generate]
+    out += [Detection(m.correlation.id, m.correlation.title, m.correlation.level, m.correlation.tags, event_id,
+                      event, correlation=True, group=m.group, count=m.count)
+            for m in correlated if m.correlation.generate]
+    return out
+
+
+def _value(event: Event, name: str) -> Any:
+    value = field_getter(name)(event)
+    if value is MISSING:
+        return None
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return value
+
+
+def _at(event: Event) -> datetime:
+    seconds = event_time(event)
+    return datetime.fromtimestamp(seconds, UTC) if seconds else datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes for timezone columns; they are UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass
+class Recorded:
+    """The alerts a batch of detections created and the ones it added to."""
+
+    created: dict[int, Alert] = field(default_factory=dict)
+    updated: dict[int, Alert] = field(default_factory=dict)
+
+
+@dataclass
+class WebhookTarget:
+    url: str
+    secret: str
+    min_severity: str = "high"
+
+
+class AlertService:
+    """Records detections as alerts and moves alerts through the workflow (in the caller's transaction)."""
+
+    def __init__(self, policy: AlertPolicy | None = None, webhooks: Sequence[WebhookTarget] = (),
+                 audit: AuditChain | None = None):
+        self.policy = policy or alert_policy()
+        self.webhooks = list(webhooks)
+        self.audit = audit
+
+    # -- recording -------------------------------------------------------------------------------------------
+
+    def group_of(self, detection: Detection) -> dict[str, str | None]:
+        if detection.correlation:
+            return dict(detection.group)
+        return {name: scalar_text(v) for name in self.policy.group_fields
+                if (v := _value(detection.event, name)) is not None}
+
+    def record(self, session: Session, found: Iterable[Detection], now: datetime | None = None) -> Recorded:
+        """Create or update alerts for the detections; an event already behind the rule's alert adds nothing."""
+        now = now or datetime.now(UTC)
+        result = Recorded()
+        for detection in found:
+            outcome = self._record_one(session, detection, now)
+            if outcome is not None:
+                alert, created = outcome
+                if created:
+                    result.created[alert.id] = alert
+                elif alert.id not in result.created:
+                    result.updated[alert.id] = alert
+        return result
+
+    def _record_one(self, session: Session, d: Detection, now: datetime) -> tuple[Alert, bool] | None:
+        seen = session.scalar(select(AlertEvent.id).where(AlertEvent.rule_id == d.rule_id,
+                                                          AlertEvent.event_id == d.event_id))
+        if seen is not None:
+            return None
+        group = self.group_of(d)
+        key = hashlib.sha256(json.dumps([d.rule_id, sorted(group.items())], default=str).encode()).hexdigest()
+        at = _at(d.event)
+        window = timedelta(minutes=self.policy.dedup_window_minutes)
+        alert = session.scalars(
+            select(Alert).where(Alert.rule_id == d.rule_id, Alert.group_key == key,
+                                Alert.status.in_(OPEN_STATUSES), Alert.last_seen >= at - window)
+            .order_by(Alert.id.desc()).limit(1)).first()
+        created = alert is None
+        if alert is None:
+            alert = self._new_alert(d, key, group, at, now)
+            session.add(alert)
+            session.flush()
+        else:
+            alert.count += d.count
+            alert.first_seen = min(_aware(alert.first_seen), at)
+            alert.last_seen = max(_aware(alert.last_seen), at)
+        try:
+            with session.begin_nested():
+                session.add(AlertEvent(alert_id=alert.id, rule_id=d.rule_id, event_id=d.event_id, event_time=at))
+        except IntegrityError:  # another writer recorded this event for the rule meanwhile
+            return None
+        if created:
+            self._notify(session, alert)
+        return alert, created
+
+    def _new_alert(self, d: Detection, key: str, group: dict[str, str | None], at: datetime,
+                   now: datetime) -> Alert:
+        gov = d.event.get("gov") if isinstance(d.event.get("gov"), dict) else {}
+        mlps = gov.get("mlps_level")
+        mlps_level = int(mlps) if isinstance(mlps, (int, str)) and str(mlps).isdigit() else None
+        data_class = gov.get("data_class") if isinstance(gov.get("data_class"), str) else None
+        severity = self.policy.severity(d.level, mlps_level, data_class)
+        sla = self.policy.sla_minutes[severity]
+        system = gov.get("system") if isinstance(gov.get("system"), dict) else {}
+        return Alert(
+            rule_id=d.rule_id, rule_title=d.title, rule_level=d.level, correlation=d.correlation, group_key=key,
+            group_fields=group, severity=severity, score=self.policy.score(d.level, mlps_level, data_class),
+            status="new", department_code=gov.get("department"), system_id=system.get("id"),
+            mlps_level=mlps_level, data_class=data_class, attack=[t for t in d.tags if t.startswith("attack.")],
+            source_ip=scalar_text(_value(d.event, "source.ip")), host_name=scalar_text(_value(d.event, "host.name")),
+            count=d.count, first_seen=at, last_seen=at, summary=str(d.event.get("message", ""))[:1000],
+            created_at=now, acknowledge_due=now + timedelta(minutes=sla.acknowledge),
+            resolve_due=now + timedelta(minutes=sla.resolve))
+
+    def _notify(self, session: Session, alert: Alert) -> None:
+        rank = SEVERITY_ORDER.index
+        for hook in self.webhooks:
+            if rank(alert.severity) >= rank(hook.min_severity):  # type: ignore[arg-type]
+                session.add(WebhookDelivery(alert_id=alert.id, url=hook.url, next_attempt_at=alert.created_at,
+                                            payload=json.dumps(alert_payload(alert, alert.created_at),
+                                                               ensure_ascii=False, sort_keys=True)))
+
+    # -- workflow --------------------------------------------------------------------------------------------
+
+    def transition(self, session: Session, alert: Alert, target: str, actor: str, *,
+                   assignee: str | None = None, note: str | None = None, now: datetime | None = None) -> Alert:
+        """Move an alert (acknowledge, investigate, resolve, mark false positive, reopen) and record who did."""
+        now = now or datetime.now(UTC)
+        if target not in STATUSES:
+            raise WorkflowError(f"unknown status {target!r}; one of {', '.join(STATUSES)}")
+        if not self.policy.can_move(alert.status, target):
+            allowed = ", ".join(self.policy.transitions[alert.status]) or "none"  # type: ignore[index]
+            raise WorkflowError(f"an alert that is {alert.status} cannot become {target} (allowed: {allowed})")
+        if target in ("resolved", "false_positive") and not (note and note.strip()):
+            raise WorkflowError("closing an alert needs a note saying why")
+        previous = alert.status
+        alert.status = target
+        if assignee is not None:
+            alert.assignee = assignee or None
+        elif alert.assignee is None and target in ("acknowledged", "investigating"):
+            alert.assignee = actor
+        if target != "new" and alert.acknowledged_at is None:
+            alert.acknowledged_at = now
+        alert.resolved_at = now if target in ("resolved", "false_positive") else None
+        session.add(AlertHistory(alert_id=alert.id, actor=actor, from_status=previous, to_status=target,
+                                 assignee=alert.assignee, at=now))
+        if note and note.strip():
+            session.add(AlertNote(alert_id=alert.id, author=actor, body=note.strip(), created_at=now))
+        if self.audit is not None:
+            self.audit.append(session, actor=actor, action=f"alert.{target}", object_type="alert",
+                              object_id=str(alert.id), payload={"from": previous, "assignee": alert.assignee})
+        return alert
+
+    def comment(self, session: Session, alert: Alert, actor: str, body: str) -> AlertNote:
+        if not body.strip():
+            raise WorkflowError("a comment cannot be empty")
+        note = AlertNote(alert_id=alert.id, author=actor, body=body.strip()[:10_000], created_at=datetime.now(UTC))
+        session.add(note)
+        return note
+
+
+def sla_state(alert: Alert, now: datetime | None = None) -> dict[str, Any]:
+    """Whether acknowledgement and resolution are within their SLA (``overdue`` true once a deadline passed)."""
+    now = now or datetime.now(UTC)
+    ack_due, resolve_due = _aware(alert.acknowledge_due), _aware(alert.resolve_due)
+    acknowledged = _aware(alert.acknowledged_at) if alert.acknowledged_at else None
+    resolved = _aware(alert.resolved_at) if alert.resolved_at else None
+    ack_late = (acknowledged or now) > ack_due
+    resolve_late = (resolved or now) > resolve_due
+    open_ = alert.status in OPEN_STATUSES
+    return {
+        "acknowledge_due": ack_due.isoformat(), "resolve_due": resolve_due.isoformat(),
+        "acknowledge_breached": ack_late, "resolve_breached": resolve_late,
+        "overdue": open_ and ((acknowledged is None and ack_late) or resolve_late),
+        "seconds_to_resolve_due": int((resolve_due - now).total_seconds()) if open_ else None,
+    }
+
+
+def alert_payload(alert: Alert, now: datetime | None = None) -> dict[str, Any]:
+    """The JSON form of an alert (API, CLI, webhooks)."""
+    return {
+        "id": alert.id, "rule_id": alert.rule_id, "title": alert.rule_title, "level": alert.rule_level,
+        "severity": alert.severity, "score": alert.score, "status": alert.status, "assignee": alert.assignee,
+        "correlation": alert.correlation, "group": alert.group_fields, "count": alert.count,
+        "department": alert.department_code, "system_id": alert.system_id, "mlps_level": alert.mlps_level,
+        "data_class": alert.data_class, "attack": list(alert.attack or []), "source_ip": alert.source_ip,
+        "host_name": alert.host_name, "first_seen": _aware(alert.first_seen).isoformat(),
+        "last_seen": _aware(alert.last_seen).isoformat(), "created_at": _aware(alert.created_at).isoformat(),
+        "summary": alert.summary, "sla": sla_state(alert, now),
+    }
+
+
+def count_open(session: Session, departments: set[str] | None = None) -> int:
+    query = select(func.count(Alert.id)).where(Alert.status.in_(OPEN_STATUSES))
+    if departments is not None:
+        query = query.where(Alert.department_code.in_(departments))
+    return int(session.scalar(query) or 0)

@@ -1,0 +1,241 @@
+"""Alerts: dedup within a window, severity weighted by the asset, workflow with SLA, webhooks, scoping, CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from core.audit import AuditEntry
+from core.runtime import Runtime
+from soc.alerts.models import Alert, AlertHistory, WebhookDelivery
+from soc.alerts.policy import alert_policy
+from soc.alerts.service import AlertService, Detection, WebhookTarget, WorkflowError, sla_state
+from soc.alerts.webhook import MAX_ATTEMPTS, deliver_due, signature
+from tests.conftest import make_runtime
+from tests.soc.test_ingest import _cli, _hosts, _wait_for, soc_portal  # noqa: F401 — soc_portal is a fixture
+
+T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+SECRET = "s3cret-for-webhook-tests"
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    rt = make_runtime(tmp_path / "var")
+    yield rt
+    rt.close()
+
+
+def _detection(n: int, *, minutes: float = 0, ip: str = "203.0.113.5", level: str = "high",
+               gov: dict[str, Any] | None = None, rule: str = "rule-1") -> Detection:
+    event = {"@timestamp": (T0 + timedelta(minutes=minutes)).isoformat(), "message": f"event {n}",
+             "source": {"ip": ip}, "host": {"name": "web01"},
+             "gov": gov or {"department": "GAJ", "mlps_level": 3, "data_class": "important",
+                            "system": {"id": "GAJ-RKXX"}}}
+    return Detection(rule, "Test rule", level, ("attack.t1110", "attack.credential-access"), f"ev-{n}", event)
+
+
+def _alerts(rt: Runtime) -> list[Alert]:
+    with rt.sessions() as s:
+        return list(s.scalars(select(Alert).order_by(Alert.id)))
+
+
+def test_dedup_within_window_and_idempotent_replays(runtime: Runtime) -> None:
+    service = AlertService()
+    window = alert_policy().dedup_window_minutes
+    with runtime.transaction() as s:
+        first = service.record(s, [_detection(i, minutes=i) for i in range(5)], now=T0)
+    assert len(first.created) == 1 and len(first.updated) == 0
+    with runtime.transaction() as s:
+        again = service.record(s, [_detection(i, minutes=i) for i in range(5)], now=T0)  # a replay of the same ids
+    assert not again.created and not again.updated
+    with runtime.transaction() as s:
+        service.record(s, [_detection(10, minutes=4 + window - 1)], now=T0)  # within the window of the last one
+        service.record(s, [_detection(11, minutes=4 + 3 * window)], now=T0)  # long after: a new alert
+        service.record(s, [_detection(12, ip="198.51.100.1")], now=T0)  # another source: another group
+    alerts = _alerts(runtime)
+    assert [a.count for a in alerts] == [6, 1, 1]
+    assert alerts[0].last_seen.replace(tzinfo=UTC) == T0 + timedelta(minutes=4 + window - 1)
+    assert alerts[0].attack == ["attack.t1110", "attack.credential-access"]
+    assert alerts[0].department_code == "GAJ" and alerts[0].system_id == "GAJ-RKXX"
+
+
+@pytest.mark.parametrize(("level", "mlps", "data_class", "severity"), [
+    ("high", 3, "important", "critical"),
+    ("high", 2, "general", "high"),
+    ("medium", 4, None, "high"),
+    ("low", None, None, "low"),
+    ("medium", 2, None, "medium"),
+])
+def test_severity_weighted_by_asset(runtime: Runtime, level: str, mlps: int | None, data_class: str | None,
+                                    severity: str) -> None:
+    gov = {"department": "GAJ", "mlps_level": mlps, "data_class": data_class}
+    with runtime.transaction() as s:
+        alert = next(iter(AlertService().record(s, [_detection(1, level=level, gov=gov)], now=T0).created.values()))
+        assert alert.severity == severity
+
+
+def test_workflow_sla_and_audit(runtime: Runtime) -> None:
+    service = AlertService(audit=runtime.audit)
+    with runtime.transaction() as s:
+        alert = next(iter(service.record(s, [_detection(1)], now=T0).created.values()))
+        sla = alert_policy().sla_minutes[alert.severity]
+        assert sla_state(alert, T0 + timedelta(minutes=sla.acknowledge - 1))["overdue"] is False
+        assert sla_state(alert, T0 + timedelta(minutes=sla.acknowledge + 1))["overdue"] is True
+        with pytest.raises(WorkflowError, match="needs a note"):
+            service.transition(s, alert, "resolved", "analyst1", now=T0)
+        service.transition(s, alert, "acknowledged", "analyst1", now=T0 + timedelta(minutes=5))
+        assert alert.assignee == "analyst1"
+        assert sla_state(alert, T0 + timedelta(minutes=sla.acknowledge + 1))["overdue"] is False  # acknowledged
+        service.transition(s, alert, "investigating", "analyst1", assignee="analyst2", now=T0 + timedelta(minutes=6))
+        service.transition(s, alert, "resolved", "analyst2", note="blocked at the border firewall",
+                           now=T0 + timedelta(minutes=30))
+        assert alert.resolved_at is not None and sla_state(alert, T0 + timedelta(days=30))["overdue"] is False
+        with pytest.raises(WorkflowError, match="cannot become acknowledged"):
+            service.transition(s, alert, "acknowledged", "analyst1")
+        service.transition(s, alert, "investigating", "analyst1")  # reopen
+        assert alert.resolved_at is None
+        with pytest.raises(WorkflowError, match="unknown status"):
+            service.transition(s, alert, "closed", "analyst1")
+    with runtime.sessions() as s:
+        history = s.scalars(select(AlertHistory).order_by(AlertHistory.id))
+        steps = [(h.from_status, h.to_status, h.actor) for h in history]
+        audited = s.scalar(select(func.count(AuditEntry.seq)).where(AuditEntry.action.like("alert.%")))
+    assert steps == [("new", "acknowledged", "analyst1"), ("acknowledged", "investigating", "analyst1"),
+                     ("investigating", "resolved", "analyst2"), ("resolved", "investigating", "analyst1")]
+    assert audited == 4
+
+
+class _Receiver:
+    """A real HTTP server that records webhook requests; answers with the queued status codes."""
+
+    def __init__(self, statuses: list[int]):
+        self.statuses = statuses
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_webhook_signed_retried_and_given_up(runtime: Runtime) -> None:
+    receiver = _Receiver([500, 200])
+    try:
+        service = AlertService(webhooks=[WebhookTarget(receiver.url, SECRET, "high")])
+        with runtime.transaction() as s:
+            service.record(s, [_detection(1, level="high")], now=T0)  # critical → sent
+            service.record(s, [_detection(2, level="low", rule="quiet", gov={"department": "GAJ"})], now=T0)
+        with runtime.transaction() as s:
+            assert s.scalar(select(func.count(WebhookDelivery.id))) == 1  # the low alert is below min_severity
+            assert deliver_due(s, {receiver.url: SECRET}, now=T0) == 0  # answered 500
+            delivery = s.scalars(select(WebhookDelivery)).one()
+            assert delivery.status == "pending" and "500" in (delivery.last_error or "")
+            assert deliver_due(s, {receiver.url: SECRET}, now=T0) == 0  # not due yet (backoff)
+            assert deliver_due(s, {receiver.url: SECRET}, now=T0 + timedelta(minutes=5)) == 1
+            assert delivery.status == "delivered" and delivery.attempts == 2
+        headers, body = receiver.requests[-1]
+        assert headers["x-yunshu-signature"] == signature(SECRET, headers["x-yunshu-timestamp"], body)
+        payload = json.loads(body)
+        assert payload["severity"] == "critical" and payload["rule_id"] == "rule-1" and payload["count"] == 1
+
+        receiver.statuses[:] = [503] * (MAX_ATTEMPTS + 1)
+        with runtime.transaction() as s:
+            service.record(s, [_detection(3, ip="192.0.2.1")], now=T0)
+        later = T0
+        for _ in range(MAX_ATTEMPTS):
+            later += timedelta(hours=2)
+            with runtime.transaction() as s:
+                deliver_due(s, {receiver.url: SECRET}, now=later)
+        with runtime.sessions() as s:
+            last = s.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id.desc())).first()
+            assert last is not None and last.status == "failed" and last.attempts == MAX_ATTEMPTS
+    finally:
+        receiver.close()
+
+
+def _failed_logins(host: str, ip: str, n: int) -> list[dict[str, Any]]:
+    return [{"@timestamp": (T0 + timedelta(seconds=10 * i)).isoformat(), "message": f"Failed password from {ip}",
+             "event": {"dataset": "system.auth", "action": "ssh_login", "outcome": "failure"},
+             "source": {"ip": ip}, "user": {"name": "root"}, "host": {"name": host}} for i in range(n)]
+
+
+def test_alerts_api_scoping_and_workflow(soc_portal) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    client, rt, tokens = soc_portal
+    analyst = {"Authorization": f"Bearer {tokens['security_analyst']}"}
+    dept_user = {"Authorization": f"Bearer {tokens['department_user']}"}
+    gaj, rsj = _hosts(rt, "GAJ"), _hosts(rt, "RSJ")
+    events = _failed_logins(gaj.name, "203.0.113.5", 12) + _failed_logins(rsj.name, "203.0.113.6", 10)
+    r = client.post("/api/soc/ingest", content="\n".join(json.dumps(e) for e in events).encode(), headers=analyst)
+    assert r.status_code == 202
+    _wait_for(lambda: client.get("/api/soc/alerts", headers=analyst).json()["total"] == 2)
+
+    everything = client.get("/api/soc/alerts?status=open", headers=analyst).json()["items"]
+    assert {(a["department"], a["title"]) for a in everything} == {
+        ("GAJ", "SSH brute force from one source"), ("RSJ", "SSH brute force from one source")}
+    gaj_alert = next(a for a in everything if a["department"] == "GAJ")
+    assert gaj_alert["group"] == {"source.ip": "203.0.113.5", "host.name": gaj.name}
+    assert gaj_alert["correlation"] is True and "attack.t1110.001" in gaj_alert["attack"]
+
+    mine = client.get("/api/soc/alerts", headers=dept_user).json()
+    assert [a["department"] for a in mine["items"]] == ["GAJ"]
+    rsj_id = next(a["id"] for a in everything if a["department"] == "RSJ")
+    assert client.get(f"/api/soc/alerts/{rsj_id}", headers=dept_user).status_code == 404
+
+    url = f"/api/soc/alerts/{gaj_alert['id']}"
+    assert client.post(f"{url}/transition", json={"status": "acknowledged"}, headers=dept_user).status_code == 403
+    commented = client.post(f"{url}/comments", json={"body": "这是我们的运维跳板机吗？"}, headers=dept_user)
+    assert commented.status_code == 201 and commented.json()["notes"][0]["body"] == "这是我们的运维跳板机吗？"
+    ack = client.post(f"{url}/transition", json={"status": "acknowledged"}, headers=analyst).json()
+    assert ack["status"] == "acknowledged" and ack["assignee"] == "security-analyst"
+    refused = client.post(f"{url}/transition", json={"status": "false_positive"}, headers=analyst)
+    assert refused.status_code == 409 and "note" in refused.json()["detail"]
+    done = client.post(f"{url}/transition", json={"status": "false_positive", "note": "授权的渗透测试"},
+                       headers=analyst).json()
+    assert done["status"] == "false_positive" and [h["to"] for h in done["history"]] == [
+        "acknowledged", "false_positive"]
+    assert client.get("/api/soc/alerts?status=bogus", headers=analyst).status_code == 422
+    metrics = client.get("/metrics").text
+    assert 'yunshu_soc_alerts_total{rule="f6fdcda2-afcc-40ed-aa78-6f5632dd878c",severity=' in metrics
+    assert "yunshu_soc_rule_evaluation_seconds_total" in metrics
+
+
+def test_cli_ingest_raises_alerts_and_lists_them(tmp_path: Path) -> None:
+    home = tmp_path / "var"
+    log = tmp_path / "auth.log"
+    log.write_text("".join(f"<38>Nov 20 10:00:{i:02d} bastion01 sshd[7]: Failed password for root from "
+                           f"203.0.113.99 port {40000 + i} ssh2\n" for i in range(15)))
+    assert _cli(home, "soc", "ingest", str(log)).returncode == 0
+    listed = _cli(home, "soc", "alerts", "--status", "open")
+    assert listed.returncode == 0, listed.stderr
+    alerts = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [a["title"] for a in alerts] == ["SSH brute force from one source"]
+    assert alerts[0]["group"]["source.ip"] == "203.0.113.99" and alerts[0]["status"] == "new"
+    again = _cli(home, "soc", "ingest", str(log))  # the same file again: nothing new, no second alert
+    assert again.returncode == 0
+    assert len(_cli(home, "soc", "alerts").stdout.splitlines()) == 1
+    assert _cli(home, "soc", "alerts", "--status", "resolved").stdout == ""
+    bad = _cli(home, "soc", "alerts", "--status", "closed")
+    assert bad.returncode == 2 and "--status" in bad.stderr
