@@ -195,3 +195,43 @@ def test_events_page_search_histogram_and_drill_down(page: Page, tmp_path: Path)
     with page.expect_navigation():
         page.locator("#event-submit").click()
     assert page.locator("#event-histogram rect.bar").count() == 20  # one per minute of the filtered events
+
+
+def test_alert_raised_from_syslog_and_handled_in_the_console(page: Page, tmp_path: Path) -> None:
+    """A brute force sent over syslog becomes an alert; the analyst acknowledges and resolves it in the console."""
+    _send_syslog([f"<38>1 2026-11-20T03:00:{i:02d}Z browser-bastion sshd 7 - - Failed password for root from "
+                  f"203.0.113.201 port {41000 + i} ssh2" for i in range(12)])
+    _login(page, "admin", ADMIN_PASSWORD)
+    deadline = time.monotonic() + 30
+    row = page.locator('#alerts tbody tr[data-status="new"]', has_text="203.0.113.201")
+    while True:
+        page.goto("/soc/alerts")
+        if row.count():
+            break
+        assert time.monotonic() < deadline, "no alert for the brute force appeared"
+        time.sleep(0.5)
+    expect(row.first).to_contain_text("SSH")
+    with page.expect_navigation():
+        row.first.locator("a").first.click()
+    expect(page.locator("#alert-status")).to_have_attribute("data-status", "new")
+
+    page.locator("#t-status").select_option("acknowledged")
+    with page.expect_navigation():
+        page.locator("#t-submit").click()
+    expect(page.locator("#alert-status")).to_have_attribute("data-status", "acknowledged")
+    expect(page.locator("#alert-assignee")).to_have_text("admin")
+
+    page.locator("#t-status").select_option("resolved")  # without a note: refused, nothing changes
+    with page.expect_navigation():
+        page.locator("#t-submit").click()
+    expect(page.get_by_role("alert")).to_contain_text("note")
+    expect(page.locator("#alert-status")).to_have_attribute("data-status", "acknowledged")
+
+    page.locator("#t-status").select_option("resolved")
+    page.locator("#t-note").fill("已在边界防火墙封禁 203.0.113.201")
+    with page.expect_navigation():
+        page.locator("#t-submit").click()
+    expect(page.locator("#alert-status")).to_have_attribute("data-status", "resolved")
+    expect(page.locator("#alert-notes")).to_contain_text("边界防火墙")
+    assert page.locator("#alert-history li").count() == 2
+    page.screenshot(path=str(tmp_path / "alert.png"), full_page=True)

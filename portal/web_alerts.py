@@ -1,0 +1,76 @@
+"""Console pages for alerts: the list (filters, SLA state) and one alert with its workflow and notes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.runtime import Runtime
+from portal.alerts_api import alert_detail, alert_query, visible_alert
+from portal.deps import DB_SESSION, Principal, require, runtime
+from portal.web import render
+from soc.alerts.models import Alert
+from soc.alerts.policy import SEVERITY_ORDER, STATUSES, alert_policy
+from soc.alerts.service import AlertService, WorkflowError, alert_payload
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/soc/alerts")
+def alerts_page(request: Request, session: Session = DB_SESSION,
+                principal: Principal = Depends(require("soc.read", web=True))) -> HTMLResponse:
+    status = request.query_params.get("status", "open") or None
+    severity = request.query_params.get("severity") or None
+    error, items, total = None, [], 0
+    try:
+        query = alert_query(principal, session, status, severity)
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = session.scalars(query.order_by(Alert.last_seen.desc(), Alert.id.desc()).limit(200))
+        items = [alert_payload(a) for a in rows]
+    except HTTPException as exc:
+        error = exc.detail
+    return render(request, "soc_alerts.html", {
+        "me": principal, "items": items, "total": total, "status": status or "", "severity": severity or "",
+        "statuses": ["open", *STATUSES], "severities": SEVERITY_ORDER, "error": error, "nav": "alerts"})
+
+
+def _detail_page(request: Request, session: Session, principal: Principal, alert: Alert, error: str | None = None,
+                 status_code: int = 200) -> HTMLResponse:
+    return render(request, "soc_alert.html", {
+        "me": principal, "a": alert_detail(session, alert), "error": error, "nav": "alerts",
+        "next_states": alert_policy().transitions[alert.status],  # type: ignore[index]
+        "can_manage": principal.can("soc.alerts.manage"), "can_comment": principal.can("soc.alerts.comment")},
+        status_code=status_code)
+
+
+@router.get("/soc/alerts/{alert_id}")
+def alert_page(alert_id: int, request: Request, session: Session = DB_SESSION,
+               principal: Principal = Depends(require("soc.read", web=True))) -> HTMLResponse:
+    return _detail_page(request, session, principal, visible_alert(session, principal, alert_id))
+
+
+@router.post("/soc/alerts/{alert_id}/transition")
+def alert_transition(alert_id: int, request: Request, status: str = Form(...), note: str = Form(""),
+                     assignee: str = Form(""), session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+                     principal: Principal = Depends(require("soc.alerts.manage", web=True))) -> Response:
+    alert = visible_alert(session, principal, alert_id)
+    try:
+        with session.begin_nested():
+            AlertService(audit=rt.audit).transition(session, alert, status, principal.name,
+                                                    assignee=assignee.strip() or None, note=note or None)
+    except WorkflowError as exc:
+        return _detail_page(request, session, principal, alert, str(exc), status_code=409)
+    return RedirectResponse(f"/soc/alerts/{alert_id}", status_code=303)
+
+
+@router.post("/soc/alerts/{alert_id}/comments")
+def alert_comment(alert_id: int, request: Request, body: str = Form(""), session: Session = DB_SESSION,
+                  principal: Principal = Depends(require("soc.alerts.comment", web=True))) -> Response:
+    alert = visible_alert(session, principal, alert_id)
+    try:
+        AlertService().comment(session, alert, principal.name, body)
+    except WorkflowError as exc:
+        return _detail_page(request, session, principal, alert, str(exc), status_code=422)
+    return RedirectResponse(f"/soc/alerts/{alert_id}", status_code=303)
