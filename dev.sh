@@ -39,11 +39,22 @@ ensure_test_packages() {
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
+ensure_console_vendor() {
+  # Browser libraries (Apache ECharts) come from npm at their pinned versions, never from the repository.
+  local vendor=portal/static/vendor
+  if [ -f "$vendor/node_modules/echarts/dist/echarts.min.js" ] && [ "$vendor/node_modules" -nt "$vendor/package-lock.json" ]; then
+    return
+  fi
+  command -v npm >/dev/null || apt_install npm
+  npm ci --prefix "$vendor" --no-audit --no-fund --loglevel=error
+  touch "$vendor/node_modules"
+}
+
 cmd="${1:-}"
 shift || true
 case "$cmd" in
-  up)   ensure_venv; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/yunshu up "$@" ;;
-  test) ensure_venv; ensure_test_packages; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/invoke test "$@" ;;
+  up)   ensure_venv; ensure_console_vendor; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/yunshu up "$@" ;;
+  test) ensure_venv; ensure_console_vendor; ensure_test_packages; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/invoke test "$@" ;;
   lint) ensure_venv; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/invoke lint ;;
   *) echo "usage: ./dev.sh up|test|lint" >&2; exit 2 ;;
 esac

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from core.runtime import Runtime
 from portal.deps import DB_SESSION, Principal, require, runtime
+from soc.alerts.situation import situation
 from soc.ecs import parse_query_time
 from soc.service import SocServices
 from soc.store.aggregate import aggregate
@@ -32,10 +33,12 @@ def split_records(body: bytes) -> list[bytes]:
     if text.startswith(b"["):
         try:
             items = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested too deeply
             items = None
         if isinstance(items, list):
-            return [json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode() for item in items]
+            # a lone surrogate ("\ud800" unpaired) can only sit in a JSON string: write it back as that escape
+            return [json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+                    for item in items]
     return [line.rstrip(b"\r") for line in body.split(b"\n") if line.strip()]
 
 
@@ -106,6 +109,14 @@ def aggregations(request: Request, session: Any = DB_SESSION, principal: Princip
         return aggregate(services(request).soc.store, query, terms, interval, size)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+
+
+@router.get("/situation")
+def situation_view(request: Request, session: Any = DB_SESSION, principal: Principal = Depends(require("soc.read")),
+                   hours: int = Query(24, ge=1, le=24 * 90)) -> dict[str, Any]:
+    """态势感知: events and alerts over time, severities, top sources, systems and departments, ATT&CK tactics,
+    IPv4/IPv6 share, department risk and alerts past their SLA — within the caller's departments."""
+    return situation(session, services(request).soc.store, principal.departments(session), hours)
 
 
 @router.get("/health")

@@ -10,12 +10,25 @@ from sqlalchemy.orm import Session
 from core.runtime import Runtime
 from portal.alerts_api import alert_detail, alert_query, visible_alert
 from portal.deps import DB_SESSION, Principal, require, runtime
-from portal.web import render
+from portal.i18n import translator
+from portal.web import language, render
 from soc.alerts.models import Alert
 from soc.alerts.policy import SEVERITY_ORDER, STATUSES, alert_policy
 from soc.alerts.service import AlertService, WorkflowError, alert_payload
+from soc.alerts.situation import TACTICS
 
 router = APIRouter(include_in_schema=False)
+
+
+@router.get("/soc/situation")
+def situation_page(request: Request, principal: Principal = Depends(require("soc.read", web=True))) -> HTMLResponse:
+    """The 态势感知 overview; the charts fetch /api/soc/situation and refresh themselves."""
+    t = translator(language(request))
+    labels = {key: t(f"situation.{key}") for key in ("events", "alerts", "updated", "failed", "no_charts")}
+    labels["none"] = t("alerts.none")
+    labels["severity"] = {s: t(f"alerts.sev.{s}") for s in SEVERITY_ORDER}
+    labels["tactics"] = {tactic: t(f"tactic.{tactic}") for tactic in TACTICS}
+    return render(request, "soc_situation.html", {"me": principal, "nav": "situation", "labels": labels})
 
 
 @router.get("/soc/alerts")

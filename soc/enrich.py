@@ -164,4 +164,23 @@ class Enricher:
                     event["event"]["original"] = scan_pii(original, self.mask_pii)[0]
         if not gov:
             del event["gov"]
+        _network_type(event)
         return event
+
+
+def _network_type(event: Event) -> None:
+    """ECS ``network.type`` (ipv4/ipv6) from the source address when the parser did not set it: the IPv6 share
+    of the traffic is a KPI of the dual-stack migration."""
+    source = event.get("source")
+    ip = source.get("ip") if isinstance(source, dict) else None
+    if not isinstance(ip, str):
+        return
+    network = event.get("network")
+    if isinstance(network, dict):
+        if "type" in network:
+            return
+    elif network is None:
+        network = event["network"] = {}
+    else:
+        return
+    network["type"] = "ipv6" if ":" in ip else "ipv4"

@@ -235,3 +235,40 @@ def test_alert_raised_from_syslog_and_handled_in_the_console(page: Page, tmp_pat
     expect(page.locator("#alert-notes")).to_contain_text("边界防火墙")
     assert page.locator("#alert-history li").count() == 2
     page.screenshot(path=str(tmp_path / "alert.png"), full_page=True)
+
+
+def test_situation_page_draws_charts_and_refreshes(page: Page, server: str, tmp_path: Path) -> None:
+    """态势感知: the charts are drawn by ECharts from the API and the page refreshes itself."""
+    _send_syslog([f"<38>1 2026-11-20T04:00:{i:02d}Z browser-gw sshd 7 - - Failed password for root from "
+                  f"2001:db8:66::{i % 3 + 1} port {42000 + i} ssh2" for i in range(3)]
+                 + [f"<38>1 2026-11-20T04:01:{i:02d}Z browser-gw sshd 7 - - Failed password for root from "
+                    f"203.0.113.202 port {43000 + i} ssh2" for i in range(11)])
+    _login(page, "admin", ADMIN_PASSWORD)
+    deadline = time.monotonic() + 30
+    while not any(a["source_ip"] == "203.0.113.202"
+                  for a in page.request.get(f"{server}/api/soc/alerts").json()["items"]):
+        assert time.monotonic() < deadline, "the brute force did not become an alert"
+        time.sleep(0.5)
+    api = page.request.get(f"{server}/api/soc/situation", params={"hours": "720"}).json()
+    assert api["open_alerts"] >= 1 and api["ip_versions"]["ipv6"] >= 3
+    assert any(c[0] == "credential-access" for c in api["attack_heatmap"]["cells"])
+
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto("/soc/situation")
+    page.locator("#s-hours").select_option("720")
+    expect(page.locator("#situation-updated")).to_have_attribute("data-loaded", re.compile(r"[1-9]"))
+    for chart in ("c-timeline", "c-severity", "c-ipv", "c-sources", "c-risk", "c-heatmap"):
+        expect(page.locator(f"#{chart} svg")).to_have_count(1)
+    expect(page.locator("#c-sources svg")).to_contain_text("203.0.113.202")
+    expect(page.locator("#c-heatmap svg")).to_contain_text("凭据访问")
+    assert int(page.locator("#k-open").inner_text()) >= 1
+    assert page.locator("#k-ipv6").inner_text().endswith("%")
+    page.screenshot(path=str(tmp_path / "situation.png"), full_page=True)
+
+    loads = int(page.locator("#situation-updated").get_attribute("data-loaded") or 0)
+    page.evaluate("document.getElementById('situation-updated').dataset.refresh = '1'")
+    page.locator("#s-auto").uncheck()
+    page.locator("#s-auto").check()  # reschedules with the one-second interval
+    expect(page.locator("#situation-updated")).not_to_have_attribute("data-loaded", str(loads), timeout=5000)
+    assert errors == []

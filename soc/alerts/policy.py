@@ -39,6 +39,7 @@ class AlertPolicy(BaseModel):
     sla_minutes: dict[Severity, Sla]
     dedup_window_minutes: int = Field(gt=0)
     group_fields: list[str] = Field(min_length=1)
+    risk_weights: dict[Severity, int]
     transitions: dict[Status, list[Status]]
 
     @model_validator(mode="after")

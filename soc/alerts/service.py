@@ -66,7 +66,7 @@ def _at(event: Event) -> datetime:
     return datetime.fromtimestamp(seconds, UTC) if seconds else datetime.now(UTC)
 
 
-def _aware(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes for timezone columns; they are UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -137,8 +137,8 @@ class AlertService:
             session.flush()
         else:
             alert.count += d.count
-            alert.first_seen = min(_aware(alert.first_seen), at)
-            alert.last_seen = max(_aware(alert.last_seen), at)
+            alert.first_seen = min(as_utc(alert.first_seen), at)
+            alert.last_seen = max(as_utc(alert.last_seen), at)
         try:
             with session.begin_nested():
                 session.add(AlertEvent(alert_id=alert.id, rule_id=d.rule_id, event_id=d.event_id, event_time=at))
@@ -217,9 +217,9 @@ class AlertService:
 def sla_state(alert: Alert, now: datetime | None = None) -> dict[str, Any]:
     """Whether acknowledgement and resolution are within their SLA (``overdue`` true once a deadline passed)."""
     now = now or datetime.now(UTC)
-    ack_due, resolve_due = _aware(alert.acknowledge_due), _aware(alert.resolve_due)
-    acknowledged = _aware(alert.acknowledged_at) if alert.acknowledged_at else None
-    resolved = _aware(alert.resolved_at) if alert.resolved_at else None
+    ack_due, resolve_due = as_utc(alert.acknowledge_due), as_utc(alert.resolve_due)
+    acknowledged = as_utc(alert.acknowledged_at) if alert.acknowledged_at else None
+    resolved = as_utc(alert.resolved_at) if alert.resolved_at else None
     ack_late = (acknowledged or now) > ack_due
     resolve_late = (resolved or now) > resolve_due
     open_ = alert.status in OPEN_STATUSES
@@ -239,8 +239,8 @@ def alert_payload(alert: Alert, now: datetime | None = None) -> dict[str, Any]:
         "correlation": alert.correlation, "group": alert.group_fields, "count": alert.count,
         "department": alert.department_code, "system_id": alert.system_id, "mlps_level": alert.mlps_level,
         "data_class": alert.data_class, "attack": list(alert.attack or []), "source_ip": alert.source_ip,
-        "host_name": alert.host_name, "first_seen": _aware(alert.first_seen).isoformat(),
-        "last_seen": _aware(alert.last_seen).isoformat(), "created_at": _aware(alert.created_at).isoformat(),
+        "host_name": alert.host_name, "first_seen": as_utc(alert.first_seen).isoformat(),
+        "last_seen": as_utc(alert.last_seen).isoformat(), "created_at": as_utc(alert.created_at).isoformat(),
         "summary": alert.summary, "sla": sla_state(alert, now),
     }
 

@@ -239,3 +239,43 @@ def test_cli_ingest_raises_alerts_and_lists_them(tmp_path: Path) -> None:
     assert _cli(home, "soc", "alerts", "--status", "resolved").stdout == ""
     bad = _cli(home, "soc", "alerts", "--status", "closed")
     assert bad.returncode == 2 and "--status" in bad.stderr
+
+
+def test_situation_is_scoped_and_complete(soc_portal) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    client, rt, tokens = soc_portal
+    analyst = {"Authorization": f"Bearer {tokens['security_analyst']}"}
+    dept_user = {"Authorization": f"Bearer {tokens['department_user']}"}
+    gaj, rsj = _hosts(rt, "GAJ"), _hosts(rt, "RSJ")
+    now = datetime.now(UTC)
+    events = [{**e, "@timestamp": (now - timedelta(minutes=30) + timedelta(seconds=i)).isoformat()}
+              for i, e in enumerate(_failed_logins(gaj.name, "2001:db8:77::1", 12) + _failed_logins(rsj.name,
+                                                                                                   "203.0.113.6", 10))]
+    client.post("/api/soc/ingest", content="\n".join(json.dumps(e) for e in events).encode(), headers=analyst)
+    _wait_for(lambda: client.get("/api/soc/alerts", headers=analyst).json()["total"] == 2)
+
+    everything = client.get("/api/soc/situation?hours=24", headers=analyst).json()
+    assert everything["events_total"] == 22 and everything["open_alerts"] == 2
+    assert everything["ip_versions"] == {"ipv4": 10, "ipv6": 12}
+    assert {d["code"] for d in everything["top_departments"]} == {"GAJ", "RSJ"}
+    assert {s["ip"] for s in everything["top_sources"]} == {"2001:db8:77::1", "203.0.113.6"}
+    assert sum(everything["severity"].values()) == 2 and everything["overdue_total"] == 0
+    assert {c[0] for c in everything["attack_heatmap"]["cells"]} == {"credential-access"}
+    assert sum(b["count"] for b in everything["events_over_time"]) == 22
+    assert sum(b["count"] for b in everything["alerts_over_time"]) == 2
+    risk = {d["code"]: d["score"] for d in everything["department_risk"]}
+    weights = alert_policy().risk_weights
+    gaj_alert = next(a for a in client.get("/api/soc/alerts", headers=analyst).json()["items"]
+                     if a["department"] == "GAJ")
+    assert risk["GAJ"] == weights[gaj_alert["severity"]]
+
+    mine = client.get("/api/soc/situation", headers=dept_user).json()
+    assert mine["events_total"] == 12 and mine["open_alerts"] == 1
+    assert [d["code"] for d in mine["top_departments"]] == ["GAJ"] and mine["ip_versions"]["ipv4"] == 0
+    assert client.get("/api/soc/situation?hours=0", headers=analyst).status_code == 422
+
+
+def test_tactics_from_tags() -> None:
+    from soc.alerts.situation import tactics_of
+
+    assert tactics_of(["attack.t1110", "attack.credential_access", "attack.initial-access", "cve.2021-44228"]) == [
+        "credential-access", "initial-access"]
