@@ -338,6 +338,40 @@ def cmd_soc_rules_match(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_soc_hunt(args: argparse.Namespace) -> int:
+    """Retro-hunt: the stored events a rule matches, as JSON lines."""
+    from soc.detect.loader import BUILTIN_RULES, load_rules
+    from soc.detect.retro import hunt, rule_from_text
+    from soc.service import open_soc
+
+    query = _soc_query(args, args.limit)
+    if query is None:
+        return 2
+    try:
+        if args.rule:
+            rule = rule_from_text(Path(args.rule).read_text(encoding="utf-8"), args.pipeline)
+        else:
+            rule = next((r for r in load_rules([BUILTIN_RULES]).rules if args.rule_id in (r.id, r.name)), None)
+            if rule is None:
+                err.print(f"[red]no built-in rule with id or name {args.rule_id!r}[/]")
+                return 2
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    soc = open_soc(_runtime(), args.store)
+    try:
+        result = hunt(soc.store, rule, query)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    finally:
+        soc.close()
+    for doc_id, event in result.hits:
+        print(json.dumps({"_id": doc_id, **event}, ensure_ascii=False))
+    err.print(f"{rule.title}: {len(result.hits)} of {result.total} matching events")
+    return 0
+
+
 def cmd_soc_alerts(args: argparse.Namespace) -> int:
     """Alerts as JSON lines, newest first."""
     from soc.alerts.models import Alert
@@ -450,6 +484,14 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("--pipeline", choices=["none", "ecs"], default="none",
                        help="none (default): field names as they stand in the events; ecs: SigmaHQ names mapped")
     match.set_defaults(func=cmd_soc_rules_match)
+    hunt = soc.add_parser("hunt", help="retro-hunt: run a Sigma rule over stored events (JSON lines)")
+    which = hunt.add_mutually_exclusive_group(required=True)
+    which.add_argument("--rule", metavar="FILE.yml", help="a Sigma rule file")
+    which.add_argument("--rule-id", help="id or name of a built-in rule")
+    hunt.add_argument("--pipeline", choices=["none", "ecs"], default="none")
+    _add_event_filters(hunt)
+    hunt.add_argument("--limit", type=int, default=100)
+    hunt.set_defaults(func=cmd_soc_hunt)
     alerts = soc.add_parser("alerts", help="alerts as JSON lines, newest first")
     alerts.add_argument("--status", help="open, new, acknowledged, investigating, resolved or false_positive")
     alerts.add_argument("--limit", type=int, default=1000)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from core.runtime import Runtime
 from portal.deps import DB_SESSION, Principal, require, runtime
 from soc.alerts.situation import situation
+from soc.detect.retro import hunt, rule_from_text
 from soc.ecs import parse_query_time
 from soc.service import SocServices
 from soc.store.aggregate import aggregate
@@ -109,6 +111,39 @@ def aggregations(request: Request, session: Any = DB_SESSION, principal: Princip
         return aggregate(services(request).soc.store, query, terms, interval, size)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+
+
+class HuntIn(BaseModel):
+    rule_id: str | None = Field(None, description="id or name of a loaded rule")
+    rule: str | None = Field(None, max_length=200_000, description="a Sigma rule as YAML (tried before enabling)")
+    pipeline: Literal["none", "ecs"] = "none"
+    start: str | None = Field(None, alias="from")
+    end: str | None = Field(None, alias="to")
+    where: list[str] = []
+    limit: int = Field(100, ge=1, le=1000)
+
+
+@router.post("/hunt")
+def hunt_view(body: HuntIn, request: Request, session: Any = DB_SESSION,
+              principal: Principal = Depends(require("soc.hunt"))) -> dict[str, Any]:
+    """Retro-hunt: the stored events a rule matches (SQL on the embedded store, Lucene on Elasticsearch)."""
+    soc = services(request)
+    if (body.rule_id is None) == (body.rule is None):
+        raise HTTPException(422, "give rule_id or rule, not both / 请指定规则编号或规则内容之一")
+    try:
+        if body.rule is not None:
+            rule = rule_from_text(body.rule, body.pipeline)
+        else:
+            rules = soc.soc.detection.detector.rules if soc.soc.detection else []
+            rule = next((r for r in rules if body.rule_id in (r.id, r.name)), None)
+            if rule is None:
+                raise HTTPException(404, f"no loaded rule {body.rule_id!r} / 规则不存在")
+        query = build_query(principal, session, None, body.start, body.end, body.where, body.limit)
+        result = hunt(soc.soc.store, rule, query)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"rule": {"id": rule.id, "title": rule.title, "level": rule.level}, "total": result.total,
+            "items": [{"_id": i, **e} for i, e in result.hits]}
 
 
 @router.get("/situation")

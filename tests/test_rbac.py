@@ -34,6 +34,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/soc/health"): ALL - {"resource_approver"},
     ("GET", "/api/soc/aggregations"): ALL - {"resource_approver"},
     ("GET", "/api/soc/situation"): ALL - {"resource_approver"},
+    ("POST", "/api/soc/hunt"): {"security_analyst", "admin"},
     ("GET", "/api/soc/alerts"): ALL - {"resource_approver"},
     ("GET", "/api/soc/alerts/{alert_id}"): ALL - {"resource_approver"},
     ("POST", "/api/soc/alerts/{alert_id}/transition"): {"security_analyst", "admin"},

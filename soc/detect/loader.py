@@ -49,6 +49,7 @@ class CompiledRule:
     name: str | None = None
     generate: bool = True  # False: only feeds correlations (referenced by one and not marked generate)
     description: str = ""
+    sigma: SigmaRule | None = None  # the parsed rule (fields already mapped), for retro-hunts in a store
 
     @property
     def attack(self) -> tuple[str, ...]:
@@ -144,7 +145,7 @@ def _compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, path: st
         id=_rule_id(rule), title=rule.title, level=str(rule.level or "medium").lower(),
         tags=tuple(f"{t.namespace}.{t.name}".lower() for t in rule.tags),
         logsource=(ls.product, ls.category, ls.service), predicate=predicate, required=required, path=path,
-        name=rule.name, description=rule.description or "")
+        name=rule.name, description=rule.description or "", sigma=rule)
 
 
 def _compile_correlation(corr: SigmaCorrelationRule, compiled: dict[int, CompiledRule | CompiledCorrelation],

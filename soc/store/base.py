@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from soc.ecs import Event
+
+if TYPE_CHECKING:
+    from sigma.rule import SigmaRule
 
 # Fields a search may filter on exactly (``where``) or by CIDR (``cidr``); stores index them.
 KEYWORD_FIELDS = (
@@ -90,6 +93,11 @@ class EventStore(Protocol):
     def date_histogram(self, query: SearchQuery, interval: str, offset_minutes: int = 0) -> list[tuple[datetime, int]]:
         """Counts per ``interval`` (a HISTOGRAM_INTERVALS key) among matching events, non-empty buckets oldest
         first; buckets start on the clock of UTC+``offset_minutes`` (480: days begin at 00:00 Beijing time)."""
+        ...
+
+    def hunt(self, rule: SigmaRule, query: SearchQuery) -> SearchResult:
+        """Retro-hunt: the stored events (within ``query``'s range and scope) that a Sigma rule matches,
+        translated to the store's own query language. ValueError when the rule cannot be translated."""
         ...
 
     def delete_before(self, cutoff: datetime, data_class: str | None) -> int:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
@@ -46,6 +46,9 @@ _AGGREGATABLE = _LEAF_TYPES - {"text"}
 # Statuses meaning "the store cannot take this right now" (spool and retry) rather than "this request is wrong".
 _UNAVAILABLE_STATUS = {401, 403, 408, 429}
 _PREFIX = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+if TYPE_CHECKING:
+    from sigma.rule import SigmaRule
 
 T = TypeVar("T")
 RetentionMode = Literal["ilm", "delete_by_query"]
@@ -409,6 +412,28 @@ class ElasticsearchStore:
         buckets = response.get("aggregations", {}).get("buckets", {}).get("buckets", [])
         return [(datetime.fromtimestamp(b["key"] / 1000, UTC), int(b["doc_count"])) for b in buckets
                 if b["doc_count"] > 0]
+
+    def hunt(self, rule: SigmaRule, query: SearchQuery) -> SearchResult:
+        """Retro-hunt with the pySigma Elasticsearch backend: the rule as a Lucene ``query_string`` inside the
+        range and scope of ``query`` (its semantics are the backend's: keyword fields compare case-sensitively)."""
+        from sigma.backends.elasticsearch import LuceneBackend
+        from sigma.exceptions import SigmaError
+
+        try:
+            queries = LuceneBackend().convert_rule(rule)
+        except SigmaError as exc:
+            raise ValueError(f"rule cannot be expressed for Elasticsearch: {exc}") from None
+        rule_query = {"bool": {"should": [{"query_string": {"query": q, "analyze_wildcard": True,
+                                                            "default_field": "message"}} for q in queries],
+                               "minimum_should_match": 1}}
+        self.ensure_ready()
+        scope = self.build_query(query)
+        combined = {"bool": {"filter": [scope, rule_query]}}
+        response = self._search(query=combined, size=max(0, min(query.limit, MAX_RESULT_WINDOW)),
+                                sort=[{"@timestamp": {"order": "desc"}}], track_total_hits=True)
+        hits = response["hits"]
+        return SearchResult(total=int(hits["total"]["value"]),
+                            hits=[(hit["_id"], hit["_source"]) for hit in hits["hits"]])
 
     # -- retention and housekeeping --------------------------------------------------------------------------
 

@@ -14,10 +14,14 @@ import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from soc.ecs import Event, get
 from soc.store.base import SearchQuery, SearchResult, StoreUnavailable, WriteResult, histogram_step
+from soc.store.sigma_sql import UnsupportedInSql, register_functions, rule_sql
+
+if TYPE_CHECKING:
+    from sigma.rule import SigmaRule
 
 # ECS field → column; these are indexed and filtered without touching the JSON.
 COLUMNS: dict[str, str] = {
@@ -114,6 +118,7 @@ class SQLiteStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._db = open_wal_database(self.path, SCHEMA)
+        register_functions(self._db)
         cols = ["id", "ts", *COLUMNS.values(), *IP_KEYS.values(), "message", "doc"]
         self._insert = f"INSERT OR IGNORE INTO events({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
 
@@ -222,6 +227,19 @@ class SQLiteStore:
         rows = self._query(f"SELECT (e.ts + {shift}) - (e.ts + {shift}) % {step} - {shift} AS b, count(*) "
                            f"FROM events e{where} GROUP BY b ORDER BY b", params)
         return [(datetime.fromtimestamp(b / 1000, UTC), n) for b, n in rows]
+
+    def hunt(self, rule: SigmaRule, query: SearchQuery) -> SearchResult:
+        try:
+            condition, rule_params = rule_sql(rule)
+        except UnsupportedInSql as exc:
+            raise ValueError(str(exc)) from None
+        where, params = self._where(query)
+        where = f"{where} AND {condition}" if where else f" WHERE {condition}"
+        params = [*params, *rule_params]
+        total = self._query(f"SELECT count(*) FROM events e{where}", params)[0][0]
+        rows = self._query(f"SELECT e.id, e.doc FROM events e{where} ORDER BY e.ts DESC, e.rowid DESC LIMIT ?",
+                           [*params, query.limit])
+        return SearchResult(total, [(doc_id, json.loads(doc)) for doc_id, doc in rows])
 
     def delete_before(self, cutoff: datetime, data_class: str | None) -> int:
         condition = "data_class IS NULL" if data_class is None else "data_class = ?"

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sigma.rule import SigmaRule
 
 from soc.ecs import Event, event_id
 from soc.store.base import EventStore, SearchQuery
@@ -141,3 +142,19 @@ def test_retention_by_data_class(filled: EventStore) -> None:
     assert filled.count(SearchQuery()) == len(DOCS) - 1
     assert filled.count(SearchQuery(text="ancient important")) == 1  # other classes untouched
     assert filled.delete_before(cutoff, None) == 0  # the unclassified event is new
+
+
+def _rule(detection: str) -> SigmaRule:
+    return SigmaRule.from_yaml(f"title: hunt\nlogsource: {{product: test}}\ndetection:\n{detection}\n")
+
+
+def test_hunt_translates_rules_into_the_store_query(filled: EventStore) -> None:
+    root_in_range = _rule("  sel:\n    user.name: root\n    source.ip|cidr: 198.18.1.0/24\n  condition: sel")
+    result = filled.hunt(root_in_range, SearchQuery())
+    assert result.total == 2 and {i for i, _ in result.hits} == {DOCS[0][0], DOCS[1][0]}
+    either = _rule("  a:\n    event.dataset: nginx.access\n  b:\n    user.name: admin\n  condition: a or b")
+    assert {i for i, _ in filled.hunt(either, SearchQuery()).hits} == {DOCS[2][0], DOCS[3][0]}
+    negated = _rule("  a:\n    gov.department: GAJ\n  b:\n    user.name: old\n  condition: a and not b")
+    assert filled.hunt(negated, SearchQuery()).total == 2
+    assert filled.hunt(negated, SearchQuery(departments={"RSJ"})).total == 0  # the scope still applies
+    assert filled.hunt(root_in_range, SearchQuery(start=T0 + timedelta(minutes=1))).total == 1

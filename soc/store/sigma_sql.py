@@ -1,0 +1,238 @@
+"""Sigma rules as SQL on the embedded store (retro-hunting over stored history).
+
+pySigma parses the rule; this module turns its parsed condition tree into one SQLite ``WHERE`` expression over
+the stored ECS document (``e.doc``). Each field test runs on ``json_each`` of the field's path, so a list in the
+event matches when any element does — as the in-memory matcher does. Semantics follow soc/detect/compiler.py:
+strings case-insensitive (LIKE; ASCII case folding, which is SQLite's) unless ``cased`` (GLOB), regexes searched
+unanchored, CIDR, numeric comparisons, exists/null, field references, timestamp parts, keywords on the raw line.
+
+The pySigma SQLite backend was not used: its pySigma-1 release groups CIDR alternatives without parentheses and
+has no keyword search, and its pySigma-2 release cannot be installed beside the Elasticsearch backend.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sqlite3
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionItem,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.rule import SigmaRule
+from sigma.types import (
+    CompareOperators,
+    Placeholder,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SigmaTimestampPart,
+    SpecialChars,
+    TimestampPart,
+)
+
+Sql = tuple[str, list[Any]]
+_OPS = {CompareOperators.LT: "<", CompareOperators.LTE: "<=", CompareOperators.GT: ">", CompareOperators.GTE: ">="}
+_PARTS = {TimestampPart.MINUTE: "minute", TimestampPart.HOUR: "hour", TimestampPart.DAY: "day",
+          TimestampPart.WEEK: "week", TimestampPart.MONTH: "month", TimestampPart.YEAR: "year"}
+
+
+class UnsupportedInSql(ValueError):
+    """The rule uses something this translation cannot express (the message says what)."""
+
+
+# -- functions registered on the connection -------------------------------------------------------------------
+
+@lru_cache(maxsize=1024)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _sql_regexp(pattern: str, value: Any) -> int:
+    if value is None:
+        return 0
+    return int(_regex(pattern).search(value if isinstance(value, str) else str(value)) is not None)
+
+
+def _sql_cidr(value: Any, network: str) -> int:
+    if not isinstance(value, str):
+        return 0
+    try:
+        return int(ipaddress.ip_address(value.strip().split("%")[0]) in ipaddress.ip_network(network))
+    except ValueError:
+        return 0
+
+
+def _sql_number(value: Any) -> float | None:
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _sql_timepart(value: Any, part: str) -> int | None:
+    if isinstance(value, (int, float)):
+        ts = datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+    elif isinstance(value, str):
+        try:
+            ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+        ts = ts.astimezone(UTC)
+    else:
+        return None
+    return {"minute": ts.minute, "hour": ts.hour, "day": ts.day, "week": ts.isocalendar().week,
+            "month": ts.month, "year": ts.year}[part]
+
+
+def register_functions(db: sqlite3.Connection) -> None:
+    """The helpers the generated SQL calls (REGEXP, CIDR membership, numbers, timestamp parts)."""
+    db.create_function("regexp", 2, _sql_regexp, deterministic=True)
+    db.create_function("sigma_cidr", 2, _sql_cidr, deterministic=True)
+    db.create_function("sigma_number", 1, _sql_number, deterministic=True)
+    db.create_function("sigma_timepart", 2, _sql_timepart, deterministic=True)
+
+
+# -- translation ----------------------------------------------------------------------------------------------
+
+def json_path(field: str) -> str:
+    """``source.ip`` → ``$."source"."ip"`` (each key quoted, so dots and dashes inside names are safe)."""
+    return "$" + "".join('."' + part.replace('"', '""') + '"' for part in field.split("."))
+
+
+def _like(value: SigmaString, contains: bool = False) -> str:
+    parts = list(value.s)
+    if contains:
+        parts = [SpecialChars.WILDCARD_MULTI, *parts, SpecialChars.WILDCARD_MULTI]
+    out = []
+    for part in parts:
+        if isinstance(part, Placeholder):
+            raise UnsupportedInSql(f"placeholder %{part.name}% has no value list")
+        if isinstance(part, str):
+            out.append(part.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"))
+        else:
+            out.append("%" if part == SpecialChars.WILDCARD_MULTI else "_")
+    return "".join(out)
+
+
+def _glob(value: SigmaString) -> str:
+    out = []
+    for part in value.s:
+        if isinstance(part, str):
+            out.append(re.sub(r"([*?\[])", r"[\1]", part))
+        else:
+            out.append("*" if part == SpecialChars.WILDCARD_MULTI else "?")
+    return "".join(out)
+
+
+def _regex_source(value: SigmaRegularExpression) -> str:
+    flags = "".join({SigmaRegularExpressionFlag.IGNORECASE: "i", SigmaRegularExpressionFlag.MULTILINE: "m",
+                     SigmaRegularExpressionFlag.DOTALL: "s"}[f] for f in sorted(value.flags, key=str))
+    source = value.regexp.to_plain() if isinstance(value.regexp, SigmaString) else str(value.regexp)
+    return (f"(?{flags})" if flags else "") + source
+
+
+def _value_test(value: Any, v: str) -> Sql:
+    """A test on the SQL scalar expression ``v`` (a json_each value)."""
+    if isinstance(value, SigmaExpansion):
+        parts = [_value_test(item, v) for item in value.values]
+        return "(" + " OR ".join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
+    if isinstance(value, SigmaCasedString):
+        return f"CAST({v} AS TEXT) GLOB ?", [_glob(value)]
+    if isinstance(value, SigmaString):
+        return f"{v} LIKE ? ESCAPE '\\'", [_like(value)]
+    if isinstance(value, SigmaRegularExpression):
+        return f"{v} REGEXP ?", [_regex_source(value)]
+    if isinstance(value, SigmaTimestampPart):
+        return f"sigma_timepart({v}, ?) = ?", [_PARTS[value.timestamp_part], value.number]
+    if isinstance(value, SigmaBool):
+        return f"{v} IN (?, ?)", [int(value.boolean), str(value.boolean).lower()]
+    if isinstance(value, SigmaNumber):
+        return f"sigma_number({v}) = ?", [float(value.number)]
+    if isinstance(value, SigmaCompareExpression):
+        return f"sigma_number({v}) {_OPS[value.op]} ?", [float(value.number.number)]
+    if isinstance(value, SigmaCIDRExpression):
+        return f"sigma_cidr({v}, ?)", [str(value.network)]
+    raise UnsupportedInSql(f"value type {type(value).__name__} has no SQL form here")
+
+
+def _field_sql(field: str, value: Any) -> Sql:
+    path = json_path(field)
+    if isinstance(value, SigmaExists):
+        return f"json_type(e.doc, ?) IS {'NOT ' if value.exists else ''}NULL", [path]
+    if isinstance(value, SigmaNull):
+        return ("(json_type(e.doc, ?) IS NULL OR json_type(e.doc, ?) = 'null' OR json_array_length(e.doc, ?) = 0)",
+                [path, path, path])
+    if isinstance(value, SigmaFieldReference):
+        other = json_path(value.field)
+        if value.starts_with:
+            test = "substr(CAST(a.value AS TEXT), 1, length(CAST(b.value AS TEXT))) = CAST(b.value AS TEXT)"
+        elif value.ends_with:
+            test = "substr(CAST(a.value AS TEXT), -length(CAST(b.value AS TEXT))) = CAST(b.value AS TEXT)"
+        else:
+            test = "CAST(a.value AS TEXT) = CAST(b.value AS TEXT)"
+        return (f"EXISTS (SELECT 1 FROM json_each(e.doc, ?) a, json_each(e.doc, ?) b WHERE a.type NOT IN "
+                f"('object', 'array') AND b.type NOT IN ('object', 'array') AND {test})", [path, other])
+    test, params = _value_test(value, "j.value")
+    return (f"EXISTS (SELECT 1 FROM json_each(e.doc, ?) j WHERE j.type NOT IN ('object', 'array', 'null') "
+            f"AND {test})", [path, *params])
+
+
+_ORIGINAL = "json_extract(e.doc, '$.\"event\".\"original\"')"
+_MESSAGE = "json_extract(e.doc, '$.\"message\"')"
+_KEYWORD_TEXT = f"COALESCE({_ORIGINAL}, {_MESSAGE}, e.doc)"
+
+
+def _keyword_sql(value: Any) -> Sql:
+    if isinstance(value, SigmaExpansion):
+        parts = [_keyword_sql(item) for item in value.values]
+        return "(" + " OR ".join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
+    if isinstance(value, SigmaString) and not isinstance(value, SigmaCasedString):
+        pattern = _like(value, contains=True)  # the raw line or the message, else any value (as in memory)
+        return (f"({_ORIGINAL} LIKE ? ESCAPE '\\' OR {_MESSAGE} LIKE ? ESCAPE '\\' OR ({_ORIGINAL} IS NULL AND "
+                f"{_MESSAGE} IS NULL AND e.doc LIKE ? ESCAPE '\\'))", [pattern, pattern, pattern])
+    return _value_test(value, _KEYWORD_TEXT)
+
+
+def condition_sql(node: ConditionItem) -> Sql:
+    """The WHERE expression (with its parameters) of a parsed Sigma condition."""
+    if isinstance(node, (ConditionAND, ConditionOR)):
+        parts = [condition_sql(a) for a in node.args]
+        joiner = " AND " if isinstance(node, ConditionAND) else " OR "
+        return "(" + joiner.join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
+    if isinstance(node, ConditionNOT):
+        inner, params = condition_sql(node.args[0])
+        return f"NOT {inner}", params
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _field_sql(node.field, node.value)
+    if isinstance(node, ConditionValueExpression):
+        return _keyword_sql(node.value)
+    raise UnsupportedInSql(f"condition element {type(node).__name__} has no SQL form here")
+
+
+def rule_sql(rule: SigmaRule) -> Sql:
+    """The WHERE expression matching the events the rule matches (its conditions are alternatives)."""
+    parts = [condition_sql(c.parsed) for c in rule.detection.parsed_condition]
+    return "(" + " OR ".join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
