@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 import portal.models  # noqa: F401 - registers the portal tables on the metadata
 import soc.alerts.models  # noqa: F401 - and the alert tables
+import soc.drills.models  # noqa: F401 - and the drill tables
 from core.audit import AuditEntry
 from core.db import Base
 from core.runtime import Runtime

@@ -35,12 +35,22 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/soc/aggregations"): ALL - {"resource_approver"},
     ("GET", "/api/soc/situation"): ALL - {"resource_approver"},
     ("POST", "/api/soc/hunt"): {"security_analyst", "admin"},
+    ("GET", "/api/soc/drills"): ALL - {"resource_approver"},
+    ("POST", "/api/soc/drills"): {"security_analyst", "admin"},
+    ("GET", "/api/soc/drills/scenarios"): ALL - {"resource_approver"},
+    ("GET", "/api/soc/drills/{drill_id}"): ALL - {"resource_approver"},
+    ("POST", "/api/soc/drills/{drill_id}/replay"): {"security_analyst", "admin"},
+    ("POST", "/api/soc/drills/{drill_id}/steps/{seq}/links"): {"security_analyst", "admin"},
+    ("POST", "/api/soc/drills/{drill_id}/findings"): {"security_analyst", "admin"},
+    ("POST", "/api/soc/drills/{drill_id}/complete"): {"security_analyst", "admin"},
+    ("GET", "/api/soc/drills/{drill_id}/report"): ALL - {"resource_approver"},
     ("GET", "/api/soc/alerts"): ALL - {"resource_approver"},
     ("GET", "/api/soc/alerts/{alert_id}"): ALL - {"resource_approver"},
     ("POST", "/api/soc/alerts/{alert_id}/transition"): {"security_analyst", "admin"},
     ("POST", "/api/soc/alerts/{alert_id}/comments"): {"department_user", "security_analyst", "admin"},
 }
-CONCRETE = {"{code}": "GAJ", "{system_id}": "SYS-GAJ-001", "{token_id}": "999999", "{alert_id}": "999999"}
+CONCRETE = {"{code}": "GAJ", "{system_id}": "SYS-GAJ-001", "{token_id}": "999999", "{alert_id}": "999999",
+            "{drill_id}": "999999", "{seq}": "1"}
 _n = itertools.count()
 
 

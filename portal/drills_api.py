@@ -1,0 +1,140 @@
+"""Drill routes: create from a scenario, replay, link alerts by hand, findings, complete, report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.runtime import Runtime
+from portal.alerts_api import visible_alert
+from portal.deps import DB_SESSION, Principal, require, runtime
+from portal.soc_api import services
+from soc.drills.models import Drill, DrillStep
+from soc.drills.replay import replay
+from soc.drills.report import report_html, report_json
+from soc.drills.scenario import scenarios
+from soc.drills.service import DrillError, add_finding, complete, create_drill, link_by_hand, score
+
+router = APIRouter(prefix="/api/soc/drills", tags=["drills"])
+
+
+class DrillIn(BaseModel):
+    scenario: str = Field(description="scenario code, e.g. web-to-root")
+    title: str | None = Field(None, max_length=256)
+    planned_start: datetime | None = None
+    scope: list[str] = []
+
+
+class LinkIn(BaseModel):
+    alert_id: int
+
+
+class FindingIn(BaseModel):
+    title: str = Field(min_length=1, max_length=256)
+    remediation: str = Field(min_length=1, max_length=10_000)
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+    step_seq: int | None = None
+    owner: str | None = Field(None, max_length=64)
+    due: datetime | None = None
+
+
+def _drill(session: Session, drill_id: int) -> Drill:
+    drill = session.get(Drill, drill_id)
+    if drill is None:
+        raise HTTPException(404, f"no drill {drill_id} / 演练不存在")
+    return drill
+
+
+@router.get("/scenarios")
+def list_scenarios(principal: Principal = Depends(require("soc.read"))) -> list[dict[str, Any]]:
+    return [{"code": s.code, "title": s.title, "title_en": s.title_en, "type": s.type, "steps": len(s.steps)}
+            for s in scenarios().values()]
+
+
+@router.get("")
+def list_drills(session: Session = DB_SESSION, principal: Principal = Depends(require("soc.read"))) -> list[dict]:  # type: ignore[type-arg]
+    drills = session.scalars(select(Drill).order_by(Drill.id.desc()))
+    return [score(session, d)["drill"] | {"steps": len(d.steps)} for d in drills]
+
+
+@router.post("", status_code=201)
+def new_drill(body: DrillIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+              principal: Principal = Depends(require("soc.drills.manage"))) -> dict[str, Any]:
+    scenario = scenarios().get(body.scenario)
+    if scenario is None:
+        raise HTTPException(422, f"unknown scenario {body.scenario!r}; known: {', '.join(scenarios())}")
+    drill = create_drill(session, rt.audit, principal.name, scenario, body.planned_start or datetime.now(UTC),
+                         body.scope, body.title)
+    return score(session, drill)
+
+
+@router.get("/{drill_id}")
+def get_drill(drill_id: int, session: Session = DB_SESSION,
+              principal: Principal = Depends(require("soc.read"))) -> dict[str, Any]:
+    return score(session, _drill(session, drill_id))
+
+
+@router.post("/{drill_id}/replay")
+def replay_drill(drill_id: int, request: Request, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+                 principal: Principal = Depends(require("soc.drills.manage"))) -> dict[str, Any]:
+    """Inject the scenario's attack logs into the pipeline now, then link and score (synchronous)."""
+    drill = _drill(session, drill_id)
+    scenario = scenarios().get(drill.scenario_code or "")
+    if scenario is None:
+        raise HTTPException(422, "this drill has no scenario to replay / 该演练没有可回放的场景")
+    session.commit()  # the replay works in its own transactions
+    try:
+        return replay(rt, services(request).soc, drill_id, scenario, principal.name)
+    except DrillError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.post("/{drill_id}/steps/{seq}/links", status_code=201)
+def link_alert(drill_id: int, seq: int, body: LinkIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+               principal: Principal = Depends(require("soc.drills.manage"))) -> dict[str, Any]:
+    drill = _drill(session, drill_id)
+    step = next((s for s in drill.steps if s.seq == seq), None)
+    if step is None:
+        raise HTTPException(404, f"drill {drill_id} has no step {seq}")
+    try:
+        link_by_hand(session, rt.audit, principal.name, step, visible_alert(session, principal, body.alert_id))
+    except DrillError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return score(session, drill)
+
+
+@router.post("/{drill_id}/findings", status_code=201)
+def new_finding(drill_id: int, body: FindingIn, session: Session = DB_SESSION,
+                principal: Principal = Depends(require("soc.drills.manage"))) -> dict[str, Any]:
+    drill = _drill(session, drill_id)
+    step: DrillStep | None = None
+    if body.step_seq is not None:
+        step = next((s for s in drill.steps if s.seq == body.step_seq), None)
+        if step is None:
+            raise HTTPException(422, f"drill {drill_id} has no step {body.step_seq}")
+    add_finding(session, drill, body.title, body.remediation, body.severity, step, body.owner, body.due)
+    return score(session, drill)
+
+
+@router.post("/{drill_id}/complete")
+def complete_drill(drill_id: int, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+                   principal: Principal = Depends(require("soc.drills.manage"))) -> dict[str, Any]:
+    try:
+        return complete(session, rt.audit, principal.name, _drill(session, drill_id))
+    except DrillError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.get("/{drill_id}/report", response_model=None)
+def drill_report(drill_id: int, session: Session = DB_SESSION, principal: Principal = Depends(require("soc.read")),
+                 format: Literal["json", "html"] = Query("html")) -> Response:
+    result = score(session, _drill(session, drill_id))
+    if format == "json":
+        return Response(report_json(result), media_type="application/json")
+    return HTMLResponse(report_html(result))
