@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
 import portal.models  # noqa: F401 - registers the portal tables on the metadata
-import soc.alerts.models  # noqa: F401 - and the alert tables
+import soc.alerts.models  # the alert tables (soc.* imports also register them on the metadata)
 import soc.drills.models  # noqa: F401 - and the drill tables
 from core.audit import AuditEntry
 from core.db import Base
