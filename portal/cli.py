@@ -9,6 +9,7 @@ import os
 import secrets
 import string
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -372,6 +373,59 @@ def cmd_soc_hunt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_soc_drill_run(args: argparse.Namespace) -> int:
+    """Create a drill from a scenario, replay its attack logs through the pipeline and print the score."""
+    from soc.drills.replay import replay
+    from soc.drills.scenario import scenarios
+    from soc.drills.service import DrillError, complete, create_drill
+    from soc.service import open_soc
+
+    scenario = scenarios().get(args.scenario)
+    if scenario is None:
+        err.print(f"[red]unknown scenario {args.scenario!r}; known: {', '.join(scenarios())}[/]")
+        return 2
+    rt = _runtime()
+    with rt.transaction() as session:
+        drill_id = create_drill(session, rt.audit, args.actor, scenario, datetime.now(UTC)).id
+    soc = open_soc(rt)
+    try:
+        result = replay(rt, soc, drill_id, scenario, args.actor)
+    except DrillError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    finally:
+        soc.close()
+    if args.complete:
+        from soc.drills.models import Drill
+
+        with rt.transaction() as session:
+            drill = session.get(Drill, drill_id)
+            assert drill is not None
+            result = complete(session, rt.audit, args.actor, drill)
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def cmd_soc_drill_report(args: argparse.Namespace) -> int:
+    from soc.drills.models import Drill
+    from soc.drills.report import report_html, report_json
+    from soc.drills.service import score
+
+    rt = _runtime()
+    with rt.sessions() as session:
+        drill = session.get(Drill, args.id)
+        if drill is None:
+            err.print(f"[red]no drill {args.id}[/]")
+            return 2
+        result = score(session, drill)
+    text = report_json(result) if args.format == "json" else report_html(result)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
 def cmd_soc_alerts(args: argparse.Namespace) -> int:
     """Alerts as JSON lines, newest first."""
     from soc.alerts.models import Alert
@@ -492,6 +546,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_event_filters(hunt)
     hunt.add_argument("--limit", type=int, default=100)
     hunt.set_defaults(func=cmd_soc_hunt)
+    drill = soc.add_parser("drill", help="drills (攻防演练/应急演练)").add_subparsers(dest="drill_cmd", required=True)
+    run = drill.add_parser("run", help="create a drill from a scenario and replay its attack logs now")
+    run.add_argument("scenario")
+    run.add_argument("--complete", action="store_true", help="complete it too (detection gaps become findings)")
+    run.add_argument("--actor", default=os.environ.get("USER", "cli"))
+    run.set_defaults(func=cmd_soc_drill_run)
+    rep = drill.add_parser("report", help="a drill's report")
+    rep.add_argument("id", type=int)
+    rep.add_argument("--format", choices=["html", "json"], default="html")
+    rep.add_argument("-o", "--output")
+    rep.set_defaults(func=cmd_soc_drill_report)
     alerts = soc.add_parser("alerts", help="alerts as JSON lines, newest first")
     alerts.add_argument("--status", help="open, new, acknowledged, investigating, resolved or false_positive")
     alerts.add_argument("--limit", type=int, default=1000)

@@ -76,3 +76,20 @@ def test_scripted_drill_is_replayed_scored_completed_and_audited(soc_portal) -> 
     dept = {"Authorization": f"Bearer {tokens['department_user']}"}
     assert client.post("/api/soc/drills", json={"scenario": "web-to-root"}, headers=dept).status_code == 403
     assert client.get(f"/api/soc/drills/{drill_id}", headers=dept).status_code == 200
+
+
+def test_cli_drill_run_and_report(tmp_path: Path) -> None:
+    from tests.soc.test_ingest import _cli
+
+    home = tmp_path / "var"
+    run = _cli(home, "soc", "drill", "run", "web-to-root", "--complete")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["drill"]["status"] == "completed" and result["detected_steps"] == 6
+    out = tmp_path / "report.html"
+    report = _cli(home, "soc", "drill", "report", str(result["drill"]["id"]), "-o", str(out))
+    assert report.returncode == 0 and "演练报告" in out.read_text(encoding="utf-8")
+    assert json.loads(_cli(home, "soc", "drill", "report", str(result["drill"]["id"]), "--format", "json").stdout)[
+        "coverage"] == result["coverage"]
+    assert _cli(home, "soc", "drill", "run", "no-such").returncode == 2
+    assert _cli(home, "soc", "drill", "report", "999").returncode == 2
