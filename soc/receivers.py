@@ -16,6 +16,9 @@ from soc.spool import Spool, source_origin, spool_source
 
 log = logging.getLogger("yunshu.soc.receivers")
 MAX_FRAME = 256 * 1024
+# what read_frames raises on a stream it cannot frame (truncated, oversize, over the reader's limit); the
+# connection is then closed after what was read so far is made durable
+FRAMING_ERRORS = (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
 
 
 class SpoolWriter:
@@ -149,7 +152,7 @@ class SyslogReceivers:
                 if count % 500 == 0:
                     await self.writer.durable()  # back-pressure: never more than a batch in memory
             await self.writer.durable()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ConnectionError) as exc:
+        except (*FRAMING_ERRORS, ConnectionError) as exc:
             log.warning("syslog tcp connection from %s closed: %s", peer, exc)
             await self.writer.durable()
         finally:

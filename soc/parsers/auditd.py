@@ -13,7 +13,7 @@ import re
 from typing import Final
 
 from soc.ecs import ECS_VERSION, Event
-from soc.parsers.common import ParseContext, ParseError, add_related, as_ip, epoch_iso, set_endpoint
+from soc.parsers.common import ParseContext, ParseError, add_related, as_count, as_ip, epoch_iso, set_endpoint
 
 _HEADER: Final = re.compile(
     r"(?:node=(\S+) )?type=([\w-]+) msg=audit\((\d{1,12})(?:\.(\d{1,9}))?:(\d{1,20})\): ?(.*)", re.DOTALL | re.ASCII
@@ -91,9 +91,7 @@ def _fields(text: str, is_execve: bool) -> dict[str, str]:
 
 
 def _int(text: str | None) -> int | None:
-    if text is not None and text.isdigit() and len(text) <= 19:
-        return int(text)
-    return None
+    return as_count(text) if text is not None else None  # ASCII digits only: "²".isdigit() is True
 
 
 def parse_auditd(line: str, ctx: ParseContext) -> Event:

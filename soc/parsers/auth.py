@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Final
 
 from soc.ecs import Event
-from soc.parsers.common import add_related, as_ip, set_endpoint, set_user
+from soc.parsers.common import add_related, as_ip, as_port, set_endpoint, set_user
 
 AUTH_DATASET: Final = "system.auth"
 
@@ -58,7 +58,7 @@ def _mark(event: Event, action: str, outcome: str | None, category: str, etype: 
 
 def _peer(event: Event, host: str | None, port: str | None = None) -> None:
     if host:
-        set_endpoint(event, "source", host.rstrip(":"), int(port) if port else None)
+        set_endpoint(event, "source", host.rstrip(":"), as_port(port))
 
 
 def _user_and_peer(event: Event, user: str | None, host: str, port: int | None) -> None:
@@ -100,7 +100,7 @@ def _ssh_login(event: Event, msg: str) -> bool:
     else:
         node["type"] = ["info"]
         node["outcome"] = "failure"
-    _user_and_peer(event, user, host, int(port))
+    _user_and_peer(event, user, host, as_port(port))
     return True
 
 
@@ -116,7 +116,7 @@ def _ssh_invalid(event: Event, msg: str) -> bool:
     node["dataset"] = AUTH_DATASET
     node["outcome"] = "failure"
     if host:
-        _user_and_peer(event, user, host, int(port) if port else None)
+        _user_and_peer(event, user, host, as_port(port))
     else:
         set_user(event, user)
     return True
@@ -133,7 +133,7 @@ def _ssh_disconnect(event: Event, msg: str) -> bool:
     node["action"] = "ssh_disconnect"
     node["dataset"] = AUTH_DATASET
     node["outcome"] = "unknown"
-    _user_and_peer(event, user, host.rstrip(":"), int(port) if port else None)
+    _user_and_peer(event, user, host.rstrip(":"), as_port(port))
     return True
 
 

@@ -192,7 +192,10 @@ _IPV4: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
 def as_ip(text: str) -> str | None:
-    """The canonical text of an IPv4/IPv6 address, or None when ``text`` is not one (IPv4-mapped → IPv4)."""
+    """The canonical text of an IPv4/IPv6 address, or None when ``text`` is not one (IPv4-mapped → IPv4).
+
+    An IPv6 zone (``fe80::1%eth0``) is left out: ``ip`` fields (Elasticsearch's ``ip`` type) refuse it.
+    """
     if _IPV4.fullmatch(text) is not None:
         return text
     if ":" not in text:
@@ -205,9 +208,32 @@ def as_ip(text: str) -> str | None:
             out = None
         else:
             mapped = getattr(addr, "ipv4_mapped", None)
-            out = str(mapped if mapped is not None else addr)
+            if mapped is not None:
+                addr = mapped
+            elif getattr(addr, "scope_id", None) is not None:
+                addr = ipaddress.IPv6Address(addr.packed)
+            out = str(addr)
         _bounded(_ip_cache, text, out)
     return out  # type: ignore[return-value]
+
+
+INT64_MAX: Final = 2**63 - 1
+
+
+def as_port(text: str | None) -> int | None:
+    """A TCP/UDP port (0-65535) from ASCII digits, or None (absent, out of range, not a number)."""
+    if text and len(text) <= 5 and text.isascii() and text.isdigit():
+        port = int(text)
+        return port if port <= 65535 else None
+    return None
+
+
+def as_count(text: str) -> int | None:
+    """A non-negative count (bytes, lengths) from ASCII digits that fits a signed 64-bit ``long``, or None."""
+    if text and len(text) <= 19 and text.isascii() and text.isdigit():
+        value = int(text)
+        return value if value <= INT64_MAX else None
+    return None
 
 
 def add_related(event: dict, kind: str, value: str) -> None:

@@ -9,7 +9,7 @@ import re
 from typing import Final
 
 from soc.ecs import Event
-from soc.parsers.common import as_ip
+from soc.parsers.common import as_count, as_ip, as_port
 
 DATASET: Final = "iptables.log"
 
@@ -77,12 +77,13 @@ def netfilter(event: Event, msg: str) -> bool:
     dst_ip = as_ip(dst)
     if src_ip is None or dst_ip is None:
         return False
+    source: dict = {"ip": src_ip}
+    destination: dict = {"ip": dst_ip}
     if sport is not None:
-        source: dict = {"ip": src_ip, "port": int(sport)}
-        destination: dict = {"ip": dst_ip, "port": int(dport)}
-    else:
-        source = {"ip": src_ip}
-        destination = {"ip": dst_ip}
+        if (port := as_port(sport)) is not None:
+            source["port"] = port
+        if (port := as_port(dport)) is not None:
+            destination["port"] = port
     if mac:
         pair = _mac_pair(mac)
         if pair is not None:
@@ -108,7 +109,9 @@ def netfilter(event: Event, msg: str) -> bool:
         if out_if:
             observer["egress"] = {"interface": {"name": out_if}}
         event["observer"] = observer
-    event["iptables"] = {"length": int(length)}
+    packet_length = as_count(length)
+    if packet_length is not None:
+        event["iptables"] = {"length": packet_length}
     event["related"] = {"ip": [src_ip] if src_ip == dst_ip else [src_ip, dst_ip]}
     return True
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any, Final
 
 from soc.ecs import ECS_VERSION, Event
@@ -27,6 +29,8 @@ _ECS_OBJECTS: Final = frozenset((
 _TIME_KEYS: Final = ("@timestamp", "timestamp", "time", "ts", "date", "datetime", "eventTime")
 _MESSAGE_KEYS: Final = ("message", "msg", "log", "text")
 _LEVEL_KEYS: Final = ("level", "severity", "lvl", "loglevel", "log.level")
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89abcdefABCDEF]")  # \ud800-\udfff in the JSON text
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _VERB_TYPES: Final = {
     "create": "creation", "delete": "deletion", "deletecollection": "deletion", "update": "change",
     "patch": "change", "get": "access", "list": "access", "watch": "access",
@@ -94,10 +98,39 @@ def _is_ecs(obj: dict) -> bool:
     return all(isinstance(obj[key], dict) for key in _ECS_OBJECTS.intersection(obj))
 
 
+def _finite(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None  # 1e999 overflows to inf
+
+
+def _no_constant(_name: str) -> None:
+    return None
+
+
+def _without_surrogates(value: Any) -> Any:
+    """Lone UTF-16 surrogates (``"\\ud800"`` unpaired) replaced by U+FFFD: UTF-8 cannot hold them."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    return value
+
+
+def loads(line: str) -> Any:
+    """``json.loads`` keeping to what the stores take: NaN, ±Infinity and overflowing numbers become null, lone
+    surrogates U+FFFD (``event.original`` keeps the text as it came)."""
+    value = json.loads(line, parse_float=_finite, parse_constant=_no_constant)
+    if "\\u" in line and _SURROGATE_ESCAPE.search(line) is not None:
+        value = _without_surrogates(value)
+    return value
+
+
 def parse_json(line: str, ctx: ParseContext) -> Event:
     """A JSON object per line: Kubernetes audit, ECS documents kept as they are, anything else under ``json``."""
     try:
-        obj = json.loads(line)
+        obj = loads(line)
     except (ValueError, RecursionError) as exc:
         raise ParseError(f"not valid JSON: {exc}") from exc
     if not isinstance(obj, dict):

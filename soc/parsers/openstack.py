@@ -12,7 +12,7 @@ import re
 from typing import Final
 
 from soc.ecs import ECS_VERSION, Event
-from soc.parsers.common import ParseContext, ParseError, add_related, iso_text, set_endpoint
+from soc.parsers.common import ParseContext, ParseError, add_related, as_count, iso_text, set_endpoint
 
 _LINE: Final = re.compile(
     r"(?:(\S+\.log\S*) )?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,6})?) (\d{1,10}) ([A-Z]+) (\S+) ?(.*)",
@@ -96,11 +96,10 @@ def _wsgi(event: Event, node: dict, m: re.Match[str]) -> None:
     if seconds is not None:
         node["duration"] = round(float(seconds) * 1_000_000_000)
     set_endpoint(event, "source", client.partition(",")[0])
-    event["http"] = {
-        "request": {"method": method},
-        "response": {"status_code": status, "body": {"bytes": int(length)}},
-        "version": version,
-    }
+    response: dict = {"status_code": status}
+    if (body_bytes := as_count(length)) is not None:
+        response["body"] = {"bytes": body_bytes}
+    event["http"] = {"request": {"method": method}, "response": response, "version": version}
     path, sep, query = target.partition("?")
     url = {"original": target, "path": path}
     if sep:

@@ -10,7 +10,9 @@ from soc.parsers.common import (
     MONTHS,
     ParseContext,
     ParseError,
+    as_count,
     as_ip,
+    as_port,
     local_iso,
     offset_iso,
     set_endpoint,
@@ -123,8 +125,8 @@ def parse_access(line: str, ctx: ParseContext, dataset: str = "nginx.access") ->
         related["user"] = [user]
     event["related"] = related
     http: dict = {"response": {"status_code": status}}
-    if size != "-":
-        http["response"]["body"] = {"bytes": int(size)}
+    if size != "-" and (body_bytes := as_count(size)) is not None:
+        http["response"]["body"] = {"bytes": body_bytes}
     parts = request.split(" ")
     if len(parts) == 3 and parts[2].startswith("HTTP/"):
         http["request"] = {"method": parts[0]}
@@ -202,8 +204,8 @@ def parse_apache_error(line: str, ctx: ParseContext) -> Event:
         else:
             host, _, port = client.rpartition(":")
             host = host.strip("[]")
-            if port.isdigit() and as_ip(host) is not None:
-                set_endpoint(event, "source", host, int(port))
+            if port.isdigit() and as_ip(host) is not None:  # "ip:port"; a port out of range is left out
+                set_endpoint(event, "source", host, as_port(port))
             else:
                 set_endpoint(event, "source", client)
     code = _ERROR_CODE.match(msg)
