@@ -16,6 +16,9 @@ from soc.alerts.models import Alert
 from soc.alerts.policy import SEVERITY_ORDER, STATUSES, alert_policy
 from soc.alerts.service import AlertService, WorkflowError, alert_payload
 from soc.alerts.situation import TACTICS
+from soc.drills.models import Drill
+from soc.drills.scenario import scenarios
+from soc.drills.service import score
 
 router = APIRouter(include_in_schema=False)
 
@@ -29,6 +32,16 @@ def situation_page(request: Request, principal: Principal = Depends(require("soc
     labels["severity"] = {s: t(f"alerts.sev.{s}") for s in SEVERITY_ORDER}
     labels["tactics"] = {tactic: t(f"tactic.{tactic}") for tactic in TACTICS}
     return render(request, "soc_situation.html", {"me": principal, "nav": "situation", "labels": labels})
+
+
+@router.get("/soc/drills")
+def drills_page(request: Request, session: Session = DB_SESSION,
+                principal: Principal = Depends(require("soc.read", web=True))) -> HTMLResponse:
+    """Drill records with their coverage and time to detect; each links to its printable report."""
+    drills = [score(session, d) for d in session.scalars(select(Drill).order_by(Drill.id.desc()).limit(200))]
+    return render(request, "soc_drills.html", {"me": principal, "drills": drills, "nav": "drills",
+                                               "scenarios": list(scenarios().values()),
+                                               "can_manage": principal.can("soc.drills.manage")})
 
 
 @router.get("/soc/alerts")

@@ -272,3 +272,23 @@ def test_situation_page_draws_charts_and_refreshes(page: Page, server: str, tmp_
     page.locator("#s-auto").check()  # reschedules with the one-second interval
     expect(page.locator("#situation-updated")).not_to_have_attribute("data-loaded", str(loads), timeout=5000)
     assert errors == []
+
+
+def test_drill_replayed_and_listed_with_its_report(page: Page, server: str) -> None:
+    """An analyst replays the scripted drill; the drills page lists it and its printable report opens."""
+    _login(page, "admin", ADMIN_PASSWORD)
+    csrf = page.locator('input[name="csrf_token"]').first.get_attribute("value") or ""
+    created = page.request.post(f"{server}/api/soc/drills", data={"scenario": "web-to-root"},
+                                headers={"X-CSRF-Token": csrf})
+    assert created.status == 201, created.text()
+    drill_id = created.json()["drill"]["id"]
+    replayed = page.request.post(f"{server}/api/soc/drills/{drill_id}/replay", headers={"X-CSRF-Token": csrf})
+    assert replayed.status == 200, replayed.text()
+    page.goto("/soc/drills")
+    row = page.locator(f'#drills tr[data-id="{drill_id}"]')
+    expect(row.locator(".coverage")).to_contain_text("86%")
+    with page.context.expect_page() as popup:
+        row.get_by_role("link", name="HTML").click()
+    report = popup.value
+    expect(report.locator("#coverage")).to_contain_text("86%")
+    expect(report.locator("body")).to_contain_text("T1021.004")
