@@ -172,3 +172,27 @@ def test_unloadable_rules_name_the_reason(text: str, reason: str) -> None:
     ruleset = load_texts([("bad.yml", text)])
     assert not ruleset.rules and len(ruleset.errors) == 1
     assert reason.lower() in ruleset.errors[0].reason.lower(), ruleset.errors[0].reason
+
+
+def test_rules_are_indexed_so_cost_does_not_grow_with_their_number() -> None:
+    """1000 rules, each needing its own field: an event with one of those fields is checked against one rule."""
+    texts = [("r.yml", "\n---\n".join(
+        yaml.safe_dump({"title": f"r{i}", "logsource": {"product": "test"},
+                        "detection": {"sel": {f"field{i}": "x", "other": i}, "condition": "sel"}})
+        for i in range(1000)))]
+    detector = Detector(load_texts(texts), logsources={})
+    assert len(detector.rules) == 1000
+    assert len(detector.candidates({"field7": "x", "other": 7, "message": "m"})) == 1
+    assert [r.title for r in detector.match({"field7": "x", "other": 7})] == ["r7"]
+    assert detector.candidates({"unrelated": 1}) == []
+
+
+def test_rules_are_indexed_by_log_source() -> None:
+    web = _rule({"sel": {"url": "/x"}}).replace("product: test", "category: webserver")
+    ssh = _rule({"sel": {"url": "/x"}}).replace("product: test", "product: linux\n  service: sshd")
+    detector = Detector(load_texts([("web.yml", web), ("ssh.yml", ssh)]))
+    nginx = {"event": {"dataset": "nginx.access"}, "url": "/x"}
+    sshd = {"event": {"dataset": "system.auth"}, "url": "/x"}
+    assert [r.logsource for r in detector.candidates(nginx)] == [(None, "webserver", None)]
+    assert [r.logsource for r in detector.candidates(sshd)] == [("linux", None, "sshd")]
+    assert len(detector.candidates({"url": "/x"})) == 2  # unknown dataset: every rule applies
