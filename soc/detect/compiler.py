@@ -64,14 +64,26 @@ class CompileError(ValueError):
 def field_getter(name: str) -> Callable[[Event], Any]:
     """A function returning the value of ``name`` in an event, or MISSING.
 
-    A flat key with that exact name wins (``{"a.b": 1}``); otherwise the dotted path is followed through nested
-    objects (``{"a": {"b": 1}}``), through lists of objects too (``{"a": [{"b": 1}, {"b": 2}]}`` gives [1, 2]).
+    The dotted path is followed through nested objects (``{"a": {"b": 1}}``), through lists of objects too
+    (``{"a": [{"b": 1}, {"b": 2}]}`` gives [1, 2]); a flat key spelled with the dots (``{"a.b": 1}``) is used
+    when the event has no such nested object.
     """
     parts = tuple(name.split("."))
     if len(parts) == 1:
         def get_flat(event: Event) -> Any:
             return event.get(name, MISSING)
         return get_flat
+
+    if len(parts) == 2:  # the common case (source.ip, event.action): a fast path for nested dicts
+        head, tail = parts
+
+        def get_pair(event: Event) -> Any:
+            inner = event.get(head, MISSING)
+            if isinstance(inner, dict):
+                return inner.get(tail, MISSING)
+            value = event.get(name, MISSING)
+            return value if value is not MISSING or inner is MISSING else _walk(event, parts)
+        return get_pair
 
     def get(event: Event) -> Any:
         value = event.get(name, MISSING)
@@ -339,7 +351,8 @@ class EventView(dict):  # type: ignore[type-arg]
         self.keyword_lower: list[str] | None = None
 
 
-def _lowered_texts(event: Event) -> list[str]:
+def lowered_texts(event: Event) -> list[str]:
+    """The keyword texts, lowercased (cached on EventView events)."""
     texts = keyword_texts(event)
     lowered = getattr(event, "keyword_lower", None)
     return lowered if lowered is not None else [t.lower() for t in texts]
@@ -348,7 +361,7 @@ def _lowered_texts(event: Event) -> list[str]:
 def _keyword_predicate(value: Any) -> Predicate:
     if isinstance(value, SigmaString) and not value.contains_special() and not isinstance(value, SigmaCasedString):
         needle = value.to_plain().lower()
-        return lambda e: any(needle in t for t in _lowered_texts(e))
+        return lambda e: any(needle in t for t in lowered_texts(e))
     if isinstance(value, SigmaString):
         match = _string_matcher(value, contains=True)
         return lambda e: any(match(t) for t in keyword_texts(e))
@@ -399,3 +412,48 @@ def required_fields(node: ConditionItem) -> frozenset[str]:
             return frozenset()
         return frozenset({node.field})
     return frozenset()
+
+
+# -- literal gates (for the Aho-Corasick prefilter) ----------------------------------------------------------
+
+KEYWORDS = "\x00keywords"  # the gate target of keyword (unbound) values
+Gate = dict[str, frozenset[str]]  # target (field or KEYWORDS) → needles; the rule needs at least one of them
+
+
+def _needle(value: Any) -> frozenset[str] | None:
+    """Lowercased literals one of which a matching value must contain, or None when there is none."""
+    if isinstance(value, SigmaExpansion):
+        parts = [_needle(v) for v in value.values]
+        if any(p is None for p in parts):
+            return None
+        return frozenset().union(*parts)  # type: ignore[arg-type]
+    if isinstance(value, SigmaString) and not any(isinstance(p, Placeholder) for p in value.s):
+        literals = [p for p in value.s if isinstance(p, str)]
+        longest = max(literals, key=len, default="").lower()
+        return frozenset({longest}) if len(longest) >= 3 else None
+    return None
+
+
+def literal_gate(node: ConditionItem) -> Gate | None:
+    """Where a rule's condition needs a literal: {target: needles} such that no event matches unless one of the
+    needles occurs (lowercased) in the target's text; None when no such gate can be derived."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        needles = _needle(node.value)
+        return {node.field: needles} if needles else None
+    if isinstance(node, ConditionValueExpression):
+        needles = _needle(node.value)
+        return {KEYWORDS: needles} if needles else None
+    if isinstance(node, ConditionAND):
+        gates = [g for g in (literal_gate(a) for a in node.args) if g]
+        # any child's gate is necessary; the one whose shortest needle is longest filters best
+        return max(gates, key=lambda g: min(len(n) for ns in g.values() for n in ns), default=None)
+    if isinstance(node, ConditionOR):
+        merged: dict[str, frozenset[str]] = {}
+        for child in node.args:
+            gate = literal_gate(child)
+            if gate is None:
+                return None
+            for target, needles in gate.items():
+                merged[target] = merged.get(target, frozenset()) | needles
+        return merged or None
+    return None

@@ -1,11 +1,14 @@
 """The in-process detector: every event is evaluated once against the rules that can apply to it.
 
-Rules are indexed twice so the cost per event does not grow with the number of rules loaded:
+Rules are indexed so the cost per event does not grow with the number of rules loaded:
 
 1. by log source — an event's ``event.dataset`` names its Sigma log sources (``logsources.yaml``); only rules
    whose log source is compatible are candidates (events of unknown datasets see every rule);
-2. by a field each rule needs — a rule whose condition cannot be true without field F is filed under F, and is
-   only evaluated when the event has F. Rules needing no particular field are always evaluated.
+2. by literal — a rule that cannot match unless some literal occurs in a field (or, for keywords, in the raw
+   line) is filed under those literals in one Aho-Corasick automaton per field; one pass over the event's text
+   finds every rule whose literal is there (``compiler.literal_gate``);
+3. by a field each remaining rule needs — a rule whose condition cannot be true without field F is filed under F,
+   and is only evaluated when the event has F. Rules needing nothing in particular are always evaluated.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import ahocorasick
 import yaml
 
-from soc.detect.compiler import MISSING, Event, EventView, field_getter
+from soc.detect.compiler import KEYWORDS, MISSING, Event, EventView, field_getter, lowered_texts, scalar_text
 from soc.detect.correlation import CorrelationMatch, Correlator
 from soc.detect.loader import CompiledRule, RuleSet
 
@@ -67,6 +71,19 @@ class Match:
 class _Bucket:
     always: list[CompiledRule] = field(default_factory=list)
     anchored: list[tuple[Any, list[CompiledRule]]] = field(default_factory=list)  # (getter, rules)
+    gated: list[tuple[str, Any, Any]] = field(default_factory=list)  # (target, getter, automaton)
+    order: dict[int, int] = field(default_factory=dict)  # id(rule) → position, to keep matches in rule order
+
+
+def _gate_text(view: EventView, target: str, get: Any) -> str | None:
+    """The lowercased text a literal gate looks at: the keyword texts, or the field's value(s)."""
+    if target == KEYWORDS:
+        return "\x00".join(lowered_texts(view))
+    value = get(view)
+    if value is MISSING or value is None:
+        return None
+    values = value if isinstance(value, list) else [value]
+    return "\x00".join(t.lower() for t in map(scalar_text, values) if t is not None)
 
 
 def _anchor(rule: CompiledRule) -> str | None:
@@ -95,15 +112,27 @@ class Detector:
         if bucket is None:
             sources = self.logsources.get(dataset) if dataset else None
             rules = self.rules if sources is None else [r for r in self.rules if compatible(r.logsource, sources)]
-            bucket = _Bucket()
+            bucket = _Bucket(order={id(rule): i for i, rule in enumerate(rules)})
             by_field: dict[str, list[CompiledRule]] = {}
+            by_needle: dict[str, dict[str, list[CompiledRule]]] = {}
             for rule in rules:
+                if rule.gate:
+                    for target, needles in rule.gate.items():
+                        for needle in needles:
+                            by_needle.setdefault(target, {}).setdefault(needle, []).append(rule)
+                    continue
                 anchor = _anchor(rule)
                 if anchor is None:
                     bucket.always.append(rule)
                 else:
                     by_field.setdefault(anchor, []).append(rule)
             bucket.anchored = [(field_getter(name), group) for name, group in sorted(by_field.items())]
+            for target, needles in sorted(by_needle.items()):
+                automaton = ahocorasick.Automaton()
+                for needle, group in needles.items():
+                    automaton.add_word(needle, tuple(group))
+                automaton.make_automaton()
+                bucket.gated.append((target, None if target == KEYWORDS else field_getter(target), automaton))
             self._buckets[dataset] = bucket
         return bucket
 
@@ -116,6 +145,18 @@ class Detector:
         for get, group in bucket.anchored:
             if get(event) is not MISSING:
                 out.extend(group)
+        if bucket.gated:
+            view = event if isinstance(event, EventView) else EventView(event)
+            found: dict[int, CompiledRule] = {}
+            for target, get, automaton in bucket.gated:
+                text = _gate_text(view, target, get)
+                if text:
+                    for _, group in automaton.iter(text):
+                        for rule in group:
+                            found[id(rule)] = rule
+            if found:
+                out.extend(found.values())
+                out.sort(key=lambda r: bucket.order[id(r)])
         return out
 
     def match(self, event: Event) -> list[CompiledRule]:

@@ -15,7 +15,7 @@ from sigma.exceptions import SigmaError
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaRule
 
-from soc.detect.compiler import CompileError, Predicate, compile_condition, required_fields
+from soc.detect.compiler import CompileError, Gate, Predicate, compile_condition, literal_gate, required_fields
 
 BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules"
 ECS_PIPELINE = Path(__file__).with_name("ecs_pipeline.yml")
@@ -50,6 +50,7 @@ class CompiledRule:
     generate: bool = True  # False: only feeds correlations (referenced by one and not marked generate)
     description: str = ""
     sigma: SigmaRule | None = None  # the parsed rule (fields already mapped), for retro-hunts in a store
+    gate: Gate | None = None  # literals the rule needs (see compiler.literal_gate), for the prefilter
 
     @property
     def attack(self) -> tuple[str, ...]:
@@ -135,6 +136,13 @@ def _compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, path: st
     trees = [condition.parsed for condition in rule.detection.parsed_condition]
     predicates = [compile_condition(tree) for tree in trees]
     required = frozenset.intersection(*(required_fields(tree) for tree in trees)) if trees else frozenset()
+    gates = [literal_gate(tree) for tree in trees]
+    gate: Gate | None = None
+    if gates and all(gates):
+        gate = {}
+        for g in gates:
+            for target, needles in g.items():  # type: ignore[union-attr]
+                gate[target] = gate.get(target, frozenset()) | needles
     if len(predicates) == 1:
         predicate = predicates[0]
     else:
@@ -145,7 +153,7 @@ def _compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, path: st
         id=_rule_id(rule), title=rule.title, level=str(rule.level or "medium").lower(),
         tags=tuple(f"{t.namespace}.{t.name}".lower() for t in rule.tags),
         logsource=(ls.product, ls.category, ls.service), predicate=predicate, required=required, path=path,
-        name=rule.name, description=rule.description or "", sigma=rule)
+        name=rule.name, description=rule.description or "", sigma=rule, gate=gate)
 
 
 def _compile_correlation(corr: SigmaCorrelationRule, compiled: dict[int, CompiledRule | CompiledCorrelation],
