@@ -380,6 +380,9 @@ def compile_condition(node: ConditionItem) -> Predicate:
         children = [compile_condition(a) for a in node.args]
         return lambda e: all(c(e) for c in children)
     if isinstance(node, ConditionOR):
+        lookup = _equality_set(node)
+        if lookup is not None:
+            return lookup
         children = [compile_condition(a) for a in node.args]
         return lambda e: any(c(e) for c in children)
     if isinstance(node, ConditionNOT):
@@ -390,6 +393,48 @@ def compile_condition(node: ConditionItem) -> Predicate:
     if isinstance(node, ConditionValueExpression):
         return _keyword_predicate(node.value)
     raise CompileError(f"condition element {type(node).__name__} is not supported")
+
+
+def _plain_key(value: Any) -> str | None:
+    """The set key of a value that plain equality can test: case-folded text of a wildcard-free string or a
+    number's text; None for anything else (wildcards, cased strings, regexes …)."""
+    if isinstance(value, SigmaCasedString):
+        return None
+    if isinstance(value, SigmaString) and not value.contains_special():
+        return value.to_plain().lower()
+    if isinstance(value, SigmaNumber) and not isinstance(value, SigmaTimestampPart) and isinstance(value.number, int):
+        return str(value.number)
+    return None
+
+
+def _equality_set(node: ConditionOR) -> Predicate | None:
+    """``field: [a, b, c, …]`` (an OR of plain equalities on one field) as one set lookup, or None."""
+    args = node.args
+    if len(args) < 4 or not all(isinstance(a, ConditionFieldEqualsValueExpression) for a in args):
+        return None
+    fields = {a.field for a in args}  # type: ignore[attr-defined]
+    keys = [_plain_key(a.value) for a in args]  # type: ignore[attr-defined]
+    if len(fields) != 1 or any(k is None for k in keys):
+        return None
+    get, wanted = field_getter(fields.pop()), frozenset(keys)
+
+    def member(e: Event) -> bool:
+        value = get(e)
+        if value is MISSING or value is None:
+            return False
+        for v in (value if isinstance(value, list) else (value,)):
+            if isinstance(v, bool):
+                continue
+            if isinstance(v, str):
+                if v.lower() in wanted:
+                    return True
+                number = _number(v)  # "22.0" equals 22, as the one-by-one test has it
+            else:
+                number = _number(v)
+            if number is not None and number.is_integer() and str(int(number)) in wanted:
+                return True
+        return False
+    return member
 
 
 def required_fields(node: ConditionItem) -> frozenset[str]:
@@ -417,6 +462,9 @@ def required_fields(node: ConditionItem) -> frozenset[str]:
 # -- literal gates (for the Aho-Corasick prefilter) ----------------------------------------------------------
 
 KEYWORDS = "\x00keywords"  # the gate target of keyword (unbound) values
+# Fields that are (nearly) the same for every event of a log source: literals in them filter nothing.
+_SAME_PER_SOURCE = {"event.dataset", "event.module", "event.kind", "event.category", "event.type", "ecs.version",
+                    "log.syslog.appname", "process.name", "service.name"}
 Gate = dict[str, frozenset[str]]  # target (field or KEYWORDS) → needles; the rule needs at least one of them
 
 
@@ -430,7 +478,7 @@ def _needle(value: Any) -> frozenset[str] | None:
     if isinstance(value, SigmaString) and not any(isinstance(p, Placeholder) for p in value.s):
         literals = [p for p in value.s if isinstance(p, str)]
         longest = max(literals, key=len, default="").lower()
-        return frozenset({longest}) if len(longest) >= 3 else None
+        return frozenset({longest}) if len(longest) >= 2 else None
     return None
 
 
@@ -445,8 +493,10 @@ def literal_gate(node: ConditionItem) -> Gate | None:
         return {KEYWORDS: needles} if needles else None
     if isinstance(node, ConditionAND):
         gates = [g for g in (literal_gate(a) for a in node.args) if g]
-        # any child's gate is necessary; the one whose shortest needle is longest filters best
-        return max(gates, key=lambda g: min(len(n) for ns in g.values() for n in ns), default=None)
+        # any child's gate is necessary; prefer fields whose values differ between events of one source, then
+        # the gate whose shortest needle is longest
+        return max(gates, key=lambda g: (not set(g) & _SAME_PER_SOURCE,
+                                         min(len(n) for ns in g.values() for n in ns)), default=None)
     if isinstance(node, ConditionOR):
         merged: dict[str, frozenset[str]] = {}
         for child in node.args:
