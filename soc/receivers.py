@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
+from soc.deadletter import DeadLetterStore
 from soc.metrics import SocMetrics
 from soc.spool import Spool, source_origin, spool_source
 
@@ -93,8 +95,43 @@ async def _line_rest(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
         return exc.partial, True
 
 
-async def read_frames(reader: asyncio.StreamReader):  # type: ignore[no-untyped-def]
-    """Yield syslog messages from a TCP stream: octet counting (``LEN SP MSG``) or newline framing."""
+Oversize = Callable[[bytes, int], None]  # (the frame's first bytes, its full length)
+KEEP_OF_OVERSIZE = 64 * 1024  # bytes of an oversize frame kept for the dead-letter store
+
+
+async def _drain(reader: asyncio.StreamReader, length: int) -> bytes:
+    """Read and drop ``length`` bytes, returning the first KEEP_OF_OVERSIZE of them."""
+    kept = b""
+    while length > 0:
+        chunk = await reader.readexactly(min(length, 64 * 1024))
+        if len(kept) < KEEP_OF_OVERSIZE:
+            kept += chunk[:KEEP_OF_OVERSIZE - len(kept)]
+        length -= len(chunk)
+    return kept
+
+
+async def _drain_line(reader: asyncio.StreamReader, start: bytes) -> tuple[bytes, int, bool]:
+    """Drop the rest of an over-long newline-framed line; (first bytes, length, stream ended)."""
+    kept, total = start[:KEEP_OF_OVERSIZE], len(start)
+    while True:
+        try:
+            rest = await reader.readuntil(b"\n")
+            return (kept + rest)[:KEEP_OF_OVERSIZE], total + len(rest), False
+        except asyncio.LimitOverrunError as exc:
+            chunk = await reader.readexactly(max(exc.consumed, 1))
+        except asyncio.IncompleteReadError as exc:
+            return (kept + exc.partial)[:KEEP_OF_OVERSIZE], total + len(exc.partial), True
+        if len(kept) < KEEP_OF_OVERSIZE:
+            kept += chunk[:KEEP_OF_OVERSIZE - len(kept)]
+        total += len(chunk)
+
+
+async def read_frames(reader: asyncio.StreamReader, oversize: Oversize | None = None):  # type: ignore[no-untyped-def]
+    """Yield syslog messages from a TCP stream: octet counting (``LEN SP MSG``) or newline framing.
+
+    A frame longer than MAX_FRAME (or a line longer than the reader's limit) raises, unless ``oversize`` is
+    given: then it is read past, reported to ``oversize`` (first bytes, length) and the stream goes on.
+    """
     while True:
         head = await reader.read(1)
         if not head:
@@ -108,7 +145,10 @@ async def read_frames(reader: asyncio.StreamReader):  # type: ignore[no-untyped-
             if nxt == b" ":
                 length = int(head)
                 if length > MAX_FRAME:
-                    raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+                    if oversize is None:
+                        raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+                    oversize(await _drain(reader, length), length)
+                    continue
                 yield await reader.readexactly(length)
                 continue
             head += nxt
@@ -116,7 +156,16 @@ async def read_frames(reader: asyncio.StreamReader):  # type: ignore[no-untyped-
                 ended = True
         line = head
         if not ended and not head.endswith(b"\n"):
-            rest, ended = await _line_rest(reader)
+            try:
+                rest, ended = await _line_rest(reader)
+            except asyncio.LimitOverrunError:
+                if oversize is None:
+                    raise
+                kept, length, ended = await _drain_line(reader, head)
+                oversize(kept, length)
+                if ended:
+                    return
+                continue
             line += rest
         line = line.rstrip(b"\r\n")
         if line:
@@ -128,8 +177,11 @@ async def read_frames(reader: asyncio.StreamReader):  # type: ignore[no-untyped-
 class SyslogReceivers:
     """UDP and TCP listeners on one address."""
 
-    def __init__(self, spool: Spool, metrics: SocMetrics, host: str, port: int):
+    def __init__(self, spool: Spool, metrics: SocMetrics, host: str, port: int,
+                 deadletters: DeadLetterStore | None = None):
         self.writer = SpoolWriter(spool, metrics)
+        self.metrics = metrics
+        self.deadletters = deadletters
         self.host, self.port = host, port
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
@@ -144,10 +196,21 @@ class SyslogReceivers:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")[0]
+        source = spool_source("syslog", f"tcp:{peer}")
+
+        def oversize(kept: bytes, length: int) -> None:
+            """Too big to take: its first bytes and the reason go to the dead-letter store, the stream goes on."""
+            log.warning("syslog tcp frame of %d bytes from %s dead-lettered (limit %d)", length, peer, MAX_FRAME)
+            self.metrics.received.labels(source_origin(source)).inc()
+            self.metrics.dead_lettered.labels(source_origin(source)).inc()
+            if self.deadletters is not None:
+                self.deadletters.add_many([(f"{source}:oversize", f"frame of {length} bytes exceeds the limit of "
+                                            f"{MAX_FRAME}; first {len(kept)} bytes kept", kept)])
+
         try:
             count = 0
-            async for message in read_frames(reader):
-                self.writer.submit(spool_source("syslog", f"tcp:{peer}"), message)
+            async for message in read_frames(reader, oversize if self.deadletters is not None else None):
+                self.writer.submit(source, message)
                 count += 1
                 if count % 500 == 0:
                     await self.writer.durable()  # back-pressure: never more than a batch in memory

@@ -134,7 +134,8 @@ class SocServices:
             self._webhooks.start()
         if self.listeners:
             cfg = self.rt.settings.soc
-            self.receivers = SyslogReceivers(self.spool, self.metrics, cfg.syslog_host, cfg.syslog_port)
+            self.receivers = SyslogReceivers(self.spool, self.metrics, cfg.syslog_host, cfg.syslog_port,
+                                             self.soc.deadletters)
             await self.receivers.start()
 
     async def stop(self) -> None:
