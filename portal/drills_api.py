@@ -18,17 +18,33 @@ from portal.soc_api import services
 from soc.drills.models import Drill, DrillStep
 from soc.drills.replay import replay
 from soc.drills.report import report_html, report_json
-from soc.drills.scenario import scenarios
-from soc.drills.service import DrillError, add_finding, complete, create_drill, link_by_hand, score
+from soc.drills.scenario import Scenario, ScenarioStep, scenarios
+from soc.drills.service import DrillError, add_finding, auto_link, complete, create_drill, link_by_hand, score
 
 router = APIRouter(prefix="/api/soc/drills", tags=["drills"])
 
 
+class StepIn(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    technique: str
+    target: str = Field(min_length=1, max_length=255)
+    expected_rule: str | None = Field(None, max_length=64)
+    offset_seconds: float = Field(0, ge=0)
+
+
 class DrillIn(BaseModel):
-    scenario: str = Field(description="scenario code, e.g. web-to-root")
+    scenario: str | None = Field(None, description="scenario code (e.g. web-to-root), or give type and steps")
     title: str | None = Field(None, max_length=256)
+    type: Literal["attack_defense", "emergency"] | None = None
+    description: str = Field("", max_length=10_000)
+    teams: dict[str, list[str]] = {}
+    steps: list[StepIn] = []
     planned_start: datetime | None = None
     scope: list[str] = []
+
+
+class ExecutedIn(BaseModel):
+    at: datetime | None = Field(None, description="when the red team executed the step (default: now)")
 
 
 class LinkIn(BaseModel):
@@ -66,11 +82,24 @@ def list_drills(session: Session = DB_SESSION, principal: Principal = Depends(re
 @router.post("", status_code=201)
 def new_drill(body: DrillIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
               principal: Principal = Depends(require("soc.drills.manage"))) -> dict[str, Any]:
-    scenario = scenarios().get(body.scenario)
-    if scenario is None:
-        raise HTTPException(422, f"unknown scenario {body.scenario!r}; known: {', '.join(scenarios())}")
+    """From a scenario (replayable), or a drill of the team's own with its planned steps."""
+    if body.scenario is not None:
+        scenario = scenarios().get(body.scenario)
+        if scenario is None:
+            raise HTTPException(422, f"unknown scenario {body.scenario!r}; known: {', '.join(scenarios())}")
+    else:
+        if not (body.title and body.type and body.steps):
+            raise HTTPException(422, "without a scenario give title, type and steps / 请提供标题、类型和步骤")
+        try:
+            scenario = Scenario(code="custom", title=body.title, title_en=body.title, type=body.type,
+                                scenario=body.description, teams=body.teams,
+                                steps=[ScenarioStep(**step.model_dump()) for step in body.steps])
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
     drill = create_drill(session, rt.audit, principal.name, scenario, body.planned_start or datetime.now(UTC),
                          body.scope, body.title)
+    if body.scenario is None:
+        drill.scenario_code = None  # nothing to replay: the steps are carried out for real
     return score(session, drill)
 
 
@@ -106,6 +135,27 @@ def link_alert(drill_id: int, seq: int, body: LinkIn, session: Session = DB_SESS
         link_by_hand(session, rt.audit, principal.name, step, visible_alert(session, principal, body.alert_id))
     except DrillError as exc:
         raise HTTPException(409, str(exc)) from None
+    return score(session, drill)
+
+
+@router.post("/{drill_id}/steps/{seq}/executed")
+def step_executed(drill_id: int, seq: int, body: ExecutedIn, session: Session = DB_SESSION,
+                  rt: Runtime = Depends(runtime), principal: Principal = Depends(require("soc.drills.manage"))
+                  ) -> dict[str, Any]:
+    """Record when a step was actually carried out (the timeline), then link the alerts that followed it."""
+    drill = _drill(session, drill_id)
+    if drill.status == "completed":
+        raise HTTPException(409, f"drill {drill_id} is completed")
+    step = next((s for s in drill.steps if s.seq == seq), None)
+    if step is None:
+        raise HTTPException(404, f"drill {drill_id} has no step {seq}")
+    at = body.at or datetime.now(UTC)
+    step.executed_at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    if drill.status == "planned":
+        drill.status, drill.actual_start = "running", step.executed_at
+    rt.audit.append(session, actor=principal.name, action="drill.step", object_type="drill",
+                    object_id=str(drill_id), payload={"step": seq, "executed_at": step.executed_at.isoformat()})
+    auto_link(session, drill)
     return score(session, drill)
 
 

@@ -42,6 +42,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/soc/drills/{drill_id}/replay"): {"security_analyst", "admin"},
     ("POST", "/api/soc/drills/{drill_id}/steps/{seq}/links"): {"security_analyst", "admin"},
     ("POST", "/api/soc/drills/{drill_id}/findings"): {"security_analyst", "admin"},
+    ("POST", "/api/soc/drills/{drill_id}/steps/{seq}/executed"): {"security_analyst", "admin"},
     ("POST", "/api/soc/drills/{drill_id}/complete"): {"security_analyst", "admin"},
     ("GET", "/api/soc/drills/{drill_id}/report"): ALL - {"resource_approver"},
     ("GET", "/api/soc/alerts"): ALL - {"resource_approver"},

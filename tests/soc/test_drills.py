@@ -93,3 +93,36 @@ def test_cli_drill_run_and_report(tmp_path: Path) -> None:
         "coverage"] == result["coverage"]
     assert _cli(home, "soc", "drill", "run", "no-such").returncode == 2
     assert _cli(home, "soc", "drill", "report", "999").returncode == 2
+
+
+def test_a_real_drill_records_its_timeline_and_links_alerts(soc_portal) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A drill of the team's own (no replay): steps are marked executed as the red team reports them."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.soc.test_ingest import _wait_for
+
+    client, _rt, tokens = soc_portal
+    analyst = {"Authorization": f"Bearer {tokens['security_analyst']}"}
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    body = {"title": "2026 年度应急演练", "type": "emergency", "description": "暴力破解处置",
+            "teams": {"red": ["红队"], "blue": ["蓝队"]}, "planned_start": start.isoformat(),
+            "steps": [{"name": "暴力破解", "technique": "T1110.001", "target": "198.51.100.77"},
+                      {"name": "数据窃取", "technique": "T1041", "target": "db01", "offset_seconds": 600}]}
+    created = client.post("/api/soc/drills", json=body, headers=analyst)
+    assert created.status_code == 201, created.text
+    drill_id = created.json()["drill"]["id"]
+    assert created.json()["drill"]["scenario"] is None
+    assert client.post(f"/api/soc/drills/{drill_id}/replay", headers=analyst).status_code == 422
+
+    events = [{"@timestamp": (start + timedelta(seconds=5 * i)).isoformat(), "message": "Failed password",
+               "event": {"dataset": "system.auth", "action": "ssh_login", "outcome": "failure"},
+               "source": {"ip": "198.51.100.77"}, "host": {"name": "bastion09"}} for i in range(10)]
+    client.post("/api/soc/ingest", content="\n".join(json.dumps(e) for e in events).encode(), headers=analyst)
+    _wait_for(lambda: client.get("/api/soc/alerts", headers=analyst).json()["total"] == 1)
+    marked = client.post(f"/api/soc/drills/{drill_id}/steps/1/executed", json={"at": start.isoformat()},
+                         headers=analyst).json()
+    assert marked["drill"]["status"] == "running" and marked["steps"][0]["detected"] is True
+    assert marked["steps"][0]["mttd_seconds"] == 45.0 and marked["coverage"] == 1.0
+    bad = client.post("/api/soc/drills", json={**body, "steps": [{"name": "x", "technique": "bogus", "target": "h"}]},
+                      headers=analyst)
+    assert bad.status_code == 422 and "ATT&CK" in bad.text
