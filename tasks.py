@@ -1,8 +1,15 @@
-"""invoke tasks: up, test, lint. ``./dev.sh`` bootstraps the venv and system packages, then calls these."""
+"""invoke tasks: up, test, lint, bench. ``./dev.sh`` bootstraps the venv and system packages, then calls these."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+from pathlib import Path
+
 from invoke import Context, task
+
+ROOT = Path(__file__).resolve().parent
 
 
 @task(help={"demo": "load the sample city even if the register is not empty", "port": "listen port"})
@@ -27,3 +34,28 @@ def test(c: Context, k: str = "", workers: int = 2) -> None:
     """The whole test suite: SQLite and a throwaway PostgreSQL, the API, the console in a real browser."""
     select = f" -k '{k}'" if k else ""
     c.run(f"pytest -n {workers} --dist loadfile{select}", pty=False)
+
+
+def _ensure_rsyslog(c: Context) -> None:
+    """rsyslog is the benchmark's peer: install Debian's package when missing and we are root, else say so."""
+    if shutil.which("rsyslogd") or os.access("/usr/sbin/rsyslogd", os.X_OK):
+        return
+    if os.geteuid() != 0:
+        print("rsyslog is not installed and this is not root: the comparison will be reported as not run "
+              "(apt-get install rsyslog)", file=sys.stderr)
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    if c.run("apt-get install -y -q rsyslog", env=env, warn=True, pty=False).failed:
+        c.run("apt-get update -q", env=env, warn=True, pty=False)
+        c.run("apt-get install -y -q rsyslog", env=env, warn=True, pty=False)
+
+
+@task(help={"lines": "corpus size", "repeat": "stage 1 and rsyslog: best of this many runs",
+            "rsyslog": "compare with rsyslog (installed with apt-get when missing and root)"})
+def bench(c: Context, lines: int = 1_000_000, repeat: int = 3, rsyslog: bool = True) -> None:
+    """SOC ingest benchmark (issue 3) → bench/results/ingest.json and ingest.md. Never part of `invoke test`."""
+    if rsyslog:
+        _ensure_rsyslog(c)
+    skip = "" if rsyslog else " --skip-rsyslog"
+    with c.cd(str(ROOT)):
+        c.run(f"{sys.executable} -m bench.ingest_bench --lines {lines} --repeat {repeat}{skip}", pty=False)

@@ -79,6 +79,9 @@ def _canonical_ip(text: str) -> str:
 # --- personal information ---------------------------------------------------------------------------------
 
 _DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]{11,19}[Xx]?(?![0-9A-Za-z])")
+# Eleven digits in a row: the shortest PII candidate. Spelled out, the regex engine scans faster than with {11};
+# most messages fail this quick search and skip the substitution.
+_CANDIDATE = re.compile("[0-9]" * 11)
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"  # GB 11643-1999, ISO 7064 MOD 11-2
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
@@ -127,7 +130,7 @@ def _mask(run: str, kind: str) -> str:
 def scan_pii(text: str, mask: bool) -> tuple[str, set[str]]:
     """The kinds of PII in ``text`` and the text with each occurrence masked (when ``mask``)."""
     kinds: set[str] = set()
-    if not text or not any(c.isdigit() for c in text):
+    if not text or _CANDIDATE.search(text) is None:
         return text, kinds
 
     def replace(match: re.Match[str]) -> str:

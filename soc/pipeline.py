@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from soc.deadletter import DeadLetterStore
@@ -40,6 +43,38 @@ def decode(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("gb18030")
+
+
+# Cyclic-GC thresholds while ingesting. A batch of thousands of events (each a dozen dicts and lists) lives between
+# parse and store write; with the default (700, 10, 10) those objects survive collection after collection and are
+# traversed again and again, which halves ingest throughput. They hold no reference cycles: reference counting frees
+# them, so collecting rarely while a batch is built costs nothing but a little memory.
+INGEST_GC_THRESHOLDS: tuple[int, int, int] = (50_000, 20, 100)
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_saved: tuple[int, int, int] | None = None
+
+
+@contextmanager
+def ingest_gc() -> Iterator[None]:
+    """Raise the GC thresholds to at least INGEST_GC_THRESHOLDS for the duration; the old ones come back after.
+
+    Nested and concurrent uses share one raise; the last to leave restores what was there before the first.
+    """
+    global _gc_users, _gc_saved
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(*(max(old, new) for old, new in zip(_gc_saved, INGEST_GC_THRESHOLDS, strict=True)))
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0 and _gc_saved is not None:
+                gc.set_threshold(*_gc_saved)
+                _gc_saved = None
 
 
 class Pipeline:
@@ -86,16 +121,17 @@ class Pipeline:
         started = time.perf_counter()
         batch: list[tuple[str, Event]] = []
         dead: list[tuple[str, str, bytes]] = []
-        for record in records:
-            stats.read += 1
-            doc_id, result = self.to_event(record, fmt)
-            if doc_id is None:
-                dead.append((record.source_key, str(result), record.raw))
-            else:
-                batch.append((doc_id, result))  # type: ignore[arg-type]
-            if len(batch) >= self.batch_size:
-                self._flush(batch, dead, stats)
-        self._flush(batch, dead, stats)
+        with ingest_gc():
+            for record in records:
+                stats.read += 1
+                doc_id, result = self.to_event(record, fmt)
+                if doc_id is None:
+                    dead.append((record.source_key, str(result), record.raw))
+                else:
+                    batch.append((doc_id, result))  # type: ignore[arg-type]
+                if len(batch) >= self.batch_size:
+                    self._flush(batch, dead, stats)
+            self._flush(batch, dead, stats)
         stats.duration_s = time.perf_counter() - started
         return stats
 

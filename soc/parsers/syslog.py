@@ -144,14 +144,23 @@ def _timestamp_3164(hour_text: str, mon: str, day: str, hour: str, minute: str, 
     return local_iso(ctx.tz, year, month, dd, int(hour), int(minute), int(second), micros)
 
 
+_priorities: dict[str, tuple[int, int, str, int, str]] = {}  # "<PRI>" text → pri, facility, its name, severity, …
+
+
 def _priority(syslog: dict, pri_text: str) -> None:
-    pri = int(pri_text)
-    if pri > 191:
-        raise ParseError(f"syslog priority {pri} out of range 0-191")
-    facility, severity = divmod(pri, 8)
+    known = _priorities.get(pri_text)
+    if known is None:
+        pri = int(pri_text)
+        if pri > 191:
+            raise ParseError(f"syslog priority {pri} out of range 0-191")
+        facility, severity = divmod(pri, 8)
+        known = (pri, facility, FACILITIES[facility], severity, SEVERITIES[severity])
+        if len(_priorities) < 1024:  # one to three digits: at most 1110 texts, almost all never seen
+            _priorities[pri_text] = known
+    pri, facility, facility_name, severity, severity_name = known
     syslog["priority"] = pri
-    syslog["facility"] = {"code": facility, "name": FACILITIES[facility]}
-    syslog["severity"] = {"code": severity, "name": SEVERITIES[severity]}
+    syslog["facility"] = {"code": facility, "name": facility_name}
+    syslog["severity"] = {"code": severity, "name": severity_name}
 
 
 def program_name(tag: str) -> str | None:
@@ -289,15 +298,15 @@ def parse_rfc5424(line: str, ctx: ParseContext, handler: Handler | None = None) 
 
 def parse_syslog(line: str, ctx: ParseContext, handler: Handler | None = None) -> Event:
     """Any syslog line: RFC 5424, RFC 3164 or the RFC 3339 file format, chosen by its first characters."""
-    body = line
+    start = 0  # where the line goes on after "<PRI>"
     if line.startswith("<"):
         close = line.find(">", 1, 5)
         if close < 0:
             raise ParseError("syslog '<PRI>' is not closed")
-        body = line[close + 1:]
-        if body.startswith("1 "):
+        start = close + 1
+        if line.startswith("1 ", start):
             return parse_rfc5424(line, ctx, handler)
-    if body[:1].isdigit():
+    if line[start:start + 1].isdigit():
         return parse_rfc3339_legacy(line, ctx, handler)
     return parse_rfc3164(line, ctx, handler)
 
