@@ -152,8 +152,11 @@ class Enricher:
         self.mask_pii = mask_pii
 
     def __call__(self, event: Event) -> Event:
+        # gov.* is Yunshu's own classification: whatever a sender put there is dropped, or a JSON sender could
+        # file its events under another department's scope
+        event.pop("gov", None)
         tag = self.index.lookup(event)
-        gov = event.setdefault("gov", {})
+        gov = event["gov"] = {}
         if tag:
             gov.update(tag.as_gov())
         message = event.get("message")

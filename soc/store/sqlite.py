@@ -188,6 +188,7 @@ class SQLiteStore:
                 rows.append(self._row(doc_id, event))
             except (KeyError, ValueError, TypeError) as exc:
                 result.rejected.append((doc_id, f"{type(exc).__name__}: {exc}"))
+        unusable = len(result.rejected)  # rejected before the database saw them
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -198,9 +199,30 @@ class SQLiteStore:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise StoreUnavailable(f"embedded store {self.path}: {exc}") from exc
+            except Exception:  # a row the database refuses: store the others one by one, reject that row
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                created = self._write_one_by_one(rows, result)
             result.created = max(created, 0)
-        result.duplicates = len(rows) - result.created
+        result.duplicates = len(rows) - result.created - (len(result.rejected) - unusable)
         return result
+
+    def _write_one_by_one(self, rows: list[tuple[Any, ...]], result: WriteResult) -> int:
+        created = 0
+        for row in rows:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                created += max(self._db.execute(self._insert, row).rowcount, 0)
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreUnavailable(f"embedded store {self.path}: {exc}") from exc
+            except Exception as exc:  # whatever the row's fault, the rest of the batch goes on
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                result.rejected.append((row[0], f"refused by the embedded store: {type(exc).__name__}: {exc}"))
+        return created
 
     # --- reading --------------------------------------------------------------------------------------
     def _where(self, q: SearchQuery) -> tuple[str, list[Any]]:

@@ -51,6 +51,23 @@ def test_unknown_host_gets_no_gov(index: RegisterIndex) -> None:
     assert "gov" not in Enricher(index)(event)
 
 
+def test_senders_cannot_set_gov_themselves(sample_rt: Runtime, index: RegisterIndex) -> None:
+    """A JSON sender's own gov.* is dropped: only the register decides department scope and classification."""
+    forged = {"host": {"name": "nobody-here"}, "gov": {"department": "GAJ", "mlps_level": 4}}
+    assert "gov" not in Enricher(index)(forged)
+    host, system = _host(sample_rt, with_v6=False)
+    known = {"host": {"name": host.name}, "gov": {"department": "SOMEONE-ELSE", "pii": ["id_card"]}}
+    assert Enricher(index)(known)["gov"]["department"] == system.department_code
+    assert "pii" not in known["gov"]
+
+
+def test_network_type_from_the_source_address(index: RegisterIndex) -> None:
+    assert Enricher(index)({"source": {"ip": "2001:db8::1"}})["network"] == {"type": "ipv6"}
+    assert Enricher(index)({"source": {"ip": "198.18.0.1"}, "network": {"transport": "tcp"}})["network"] == {
+        "transport": "tcp", "type": "ipv4"}
+    assert Enricher(index)({"source": {"ip": "::1"}, "network": {"type": "ipv4"}})["network"]["type"] == "ipv4"
+
+
 def test_check_digits() -> None:
     assert valid_id_card("11010519491231002X")
     assert not valid_id_card("110105194912310021")

@@ -158,3 +158,20 @@ def test_hunt_translates_rules_into_the_store_query(filled: EventStore) -> None:
     assert filled.hunt(negated, SearchQuery()).total == 2
     assert filled.hunt(negated, SearchQuery(departments={"RSJ"})).total == 0  # the scope still applies
     assert filled.hunt(root_in_range, SearchQuery(start=T0 + timedelta(minutes=1))).total == 1
+
+
+def test_sqlite_refused_row_is_rejected_and_the_batch_goes_on(tmp_path: Path) -> None:
+    """A row the database refuses (here: a trigger) is rejected with the reason; the other rows are stored."""
+    from soc.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "events.db")
+    store._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON events WHEN new.message = 'poison' "
+                      "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END")
+    docs = [(f"id{i}", {"@timestamp": "2026-11-20T00:00:00Z", "message": "poison" if i == 1 else f"ok {i}"})
+            for i in range(3)]
+    result = store.write(docs)
+    assert (result.created, result.duplicates) == (2, 0)
+    assert [doc_id for doc_id, _ in result.rejected] == ["id1"] and "poisoned row" in result.rejected[0][1]
+    again = store.write(docs[:1])
+    assert (again.created, again.duplicates, again.rejected) == (0, 1, [])
+    store.close()
