@@ -15,10 +15,9 @@ each node the meaning the Sigma specification defines, evaluated in memory:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sigma.conditions import (
@@ -49,6 +48,8 @@ from sigma.types import (
     SpecialChars,
     TimestampPart,
 )
+
+from soc.detect.values import TIME_PARTS, as_number, as_timestamp, in_network
 
 Event = dict[str, Any]
 Predicate = Callable[[Event], bool]
@@ -202,19 +203,6 @@ def _regex_matcher(value: SigmaRegularExpression) -> Callable[[str], bool]:
     return lambda s: regex.search(s) is not None
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
 _COMPARE = {
     CompareOperators.LT: lambda a, b: a < b,
     CompareOperators.LTE: lambda a, b: a <= b,
@@ -223,26 +211,8 @@ _COMPARE = {
 }
 
 
-def _timestamp(value: Any) -> datetime | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 1e11 else value  # epoch milliseconds or seconds
-        return datetime.fromtimestamp(seconds, UTC)
-    if isinstance(value, str):
-        try:
-            ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-    return None
-
-
 _PARTS: dict[TimestampPart, Callable[[datetime], int]] = {
-    TimestampPart.MINUTE: lambda t: t.minute,
-    TimestampPart.HOUR: lambda t: t.hour,
-    TimestampPart.DAY: lambda t: t.day,
-    TimestampPart.WEEK: lambda t: t.isocalendar().week,
-    TimestampPart.MONTH: lambda t: t.month,
-    TimestampPart.YEAR: lambda t: t.year,
+    part: TIME_PARTS[part.name.lower()] for part in TimestampPart
 }
 
 
@@ -259,27 +229,19 @@ def _scalar_test(value: Any) -> Callable[[Any], bool]:
         return lambda v: (t := scalar_text(v)) is not None and search(t)
     if isinstance(value, SigmaTimestampPart):
         part, wanted = _PARTS[value.timestamp_part], value.number
-        return lambda v: (t := _timestamp(v)) is not None and part(t) == wanted
+        return lambda v: (t := as_timestamp(v)) is not None and part(t) == wanted
     if isinstance(value, SigmaBool):
         wanted_bool = value.boolean
         return lambda v: v is wanted_bool or (isinstance(v, str) and v.lower() == str(wanted_bool).lower())
     if isinstance(value, SigmaNumber):
         number, text = float(value.number), str(value.number)
-        return lambda v: _number(v) == number if not isinstance(v, str) else v.strip() == text or _number(v) == number
+        return lambda v: (v.strip() == text if isinstance(v, str) else False) or as_number(v) == number
     if isinstance(value, SigmaCompareExpression):
         op, bound = _COMPARE[value.op], float(value.number.number)
-        return lambda v: (n := _number(v)) is not None and op(n, bound)
+        return lambda v: (n := as_number(v)) is not None and op(n, bound)
     if isinstance(value, SigmaCIDRExpression):
         network = value.network
-
-        def in_network(v: Any) -> bool:
-            if not isinstance(v, str):
-                return False
-            try:
-                return ipaddress.ip_address(v.strip().split("%")[0]) in network
-            except ValueError:
-                return False
-        return in_network
+        return lambda v: in_network(v, network)
     if isinstance(value, SigmaQueryExpression):
         raise CompileError(f"query expression {value.expr!r} is for query backends, not for in-memory matching")
     raise CompileError(f"value type {type(value).__name__} is not supported")
@@ -428,9 +390,9 @@ def _equality_set(node: ConditionOR) -> Predicate | None:
             if isinstance(v, str):
                 if v.lower() in wanted:
                     return True
-                number = _number(v)  # "22.0" equals 22, as the one-by-one test has it
+                number = as_number(v)  # "22.0" equals 22, as the one-by-one test has it
             else:
-                number = _number(v)
+                number = as_number(v)
             if number is not None and number.is_integer() and str(int(number)) in wanted:
                 return True
         return False

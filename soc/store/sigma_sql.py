@@ -15,7 +15,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import sqlite3
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -48,10 +47,11 @@ from sigma.types import (
     TimestampPart,
 )
 
+from soc.detect.values import TIME_PARTS, as_number, as_timestamp, in_network
+
 Sql = tuple[str, list[Any]]
 _OPS = {CompareOperators.LT: "<", CompareOperators.LTE: "<=", CompareOperators.GT: ">", CompareOperators.GTE: ">="}
-_PARTS = {TimestampPart.MINUTE: "minute", TimestampPart.HOUR: "hour", TimestampPart.DAY: "day",
-          TimestampPart.WEEK: "week", TimestampPart.MONTH: "month", TimestampPart.YEAR: "year"}
+_PARTS = {part: part.name.lower() for part in TimestampPart}
 
 
 class UnsupportedInSql(ValueError):
@@ -72,46 +72,19 @@ def _sql_regexp(pattern: str, value: Any) -> int:
 
 
 def _sql_cidr(value: Any, network: str) -> int:
-    if not isinstance(value, str):
-        return 0
-    try:
-        return int(ipaddress.ip_address(value.strip().split("%")[0]) in ipaddress.ip_network(network))
-    except ValueError:
-        return 0
-
-
-def _sql_number(value: Any) -> float | None:
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
+    return int(in_network(value, ipaddress.ip_network(network)))
 
 
 def _sql_timepart(value: Any, part: str) -> int | None:
-    if isinstance(value, (int, float)):
-        ts = datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
-    elif isinstance(value, str):
-        try:
-            ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-        ts = ts.astimezone(UTC)
-    else:
-        return None
-    return {"minute": ts.minute, "hour": ts.hour, "day": ts.day, "week": ts.isocalendar().week,
-            "month": ts.month, "year": ts.year}[part]
+    ts = as_timestamp(value)
+    return None if ts is None else TIME_PARTS[part](ts)
 
 
 def register_functions(db: sqlite3.Connection) -> None:
     """The helpers the generated SQL calls (REGEXP, CIDR membership, numbers, timestamp parts)."""
     db.create_function("regexp", 2, _sql_regexp, deterministic=True)
     db.create_function("sigma_cidr", 2, _sql_cidr, deterministic=True)
-    db.create_function("sigma_number", 1, _sql_number, deterministic=True)
+    db.create_function("sigma_number", 1, as_number, deterministic=True)
     db.create_function("sigma_timepart", 2, _sql_timepart, deterministic=True)
 
 

@@ -1,0 +1,55 @@
+"""How Sigma compares event values, shared by the in-memory matcher and the SQL translation of rules."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+# Timestamp modifiers (minute … year) → the part of a UTC time they compare.
+TIME_PARTS: dict[str, Callable[[datetime], int]] = {
+    "minute": lambda t: t.minute,
+    "hour": lambda t: t.hour,
+    "day": lambda t: t.day,
+    "week": lambda t: t.isocalendar().week,
+    "month": lambda t: t.month,
+    "year": lambda t: t.year,
+}
+
+
+def as_number(value: Any) -> float | None:
+    """A number from an event value (numbers, numeric text); None for anything else, booleans included."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def as_timestamp(value: Any) -> datetime | None:
+    """A UTC time from ISO-8601 text (no zone: UTC) or an epoch number (seconds, or milliseconds when large)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+    if isinstance(value, str):
+        try:
+            ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
+    return None
+
+
+def in_network(value: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Whether an event value is an address (a zone suffix ignored) inside ``network``."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return ipaddress.ip_address(value.strip().split("%")[0]) in network
+    except ValueError:
+        return False
