@@ -156,11 +156,9 @@ class Enricher:
         # file its events under another department's scope
         event.pop("gov", None)
         tag = self.index.lookup(event)
-        gov = event["gov"] = {}
-        if tag:
-            gov.update(tag.as_gov())
+        gov = tag.as_gov() if tag else {}
         message = event.get("message")
-        if isinstance(message, str):
+        if isinstance(message, str) and _CANDIDATE.search(message) is not None:  # the common case: nothing to scan
             masked, kinds = scan_pii(message, self.mask_pii)
             if kinds:
                 gov["pii"] = sorted(kinds)
@@ -168,8 +166,8 @@ class Enricher:
                 original = event.get("event", {}).get("original")
                 if isinstance(original, str):
                     event["event"]["original"] = scan_pii(original, self.mask_pii)[0]
-        if not gov:
-            del event["gov"]
+        if gov:
+            event["gov"] = gov
         _network_type(event)
         return event
 

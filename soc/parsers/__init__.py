@@ -27,7 +27,7 @@ from soc.parsers.auditd import parse_auditd
 from soc.parsers.common import DEFAULT_CONTEXT, MONTHS, ParseContext, ParseError
 from soc.parsers.jsonlog import parse_json
 from soc.parsers.openstack import parse_openstack
-from soc.parsers.syslog import parse_any_syslog, parse_rfc3164, parse_sshd
+from soc.parsers.syslog import parse_any_syslog, parse_rfc3164, parse_sshd, parse_syslog
 from soc.parsers.web import (
     parse_apache_access,
     parse_apache_error,
@@ -68,7 +68,7 @@ def _auto_parser(line: str) -> tuple[str, Parser] | None:
     """(format name, the concrete parser) for one line, judged from its first characters."""
     first = line[:1]
     if first == "<":
-        return "syslog", parse_any_syslog
+        return "syslog", parse_syslog  # = parse_any_syslog, one call less
     if first == "{":
         return "json", parse_json
     if first == "[":

@@ -155,7 +155,7 @@ def _priority(syslog: dict, pri_text: str) -> None:
             raise ParseError(f"syslog priority {pri} out of range 0-191")
         facility, severity = divmod(pri, 8)
         known = (pri, facility, FACILITIES[facility], severity, SEVERITIES[severity])
-        if len(_priorities) < 1024:  # one to three digits: at most 1110 texts, almost all never seen
+        if len(_priorities) < 1024:  # valid texts are few: "0" … "191", also zero-padded ("07", "007")
             _priorities[pri_text] = known
     pri, facility, facility_name, severity, severity_name = known
     syslog["priority"] = pri
