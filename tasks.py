@@ -53,9 +53,11 @@ def _ensure_rsyslog(c: Context) -> None:
 @task(help={"lines": "corpus size", "repeat": "stage 1 and rsyslog: best of this many runs",
             "rsyslog": "compare with rsyslog (installed with apt-get when missing and root)"})
 def bench(c: Context, lines: int = 1_000_000, repeat: int = 3, rsyslog: bool = True) -> None:
-    """SOC ingest benchmark (issue 3) → bench/results/ingest.json and ingest.md. Never part of `invoke test`."""
+    """SOC benchmarks → bench/results/ingest.{json,md} (issue 3) and detect.{json,md} (issue 4); never run by tests."""
     if rsyslog:
         _ensure_rsyslog(c)
     skip = "" if rsyslog else " --skip-rsyslog"
     with c.cd(str(ROOT)):
         c.run(f"{sys.executable} -m bench.ingest_bench --lines {lines} --repeat {repeat}{skip}", pty=False)
+        # issue 4: the same corpus through the rules, and receipt → alert latency at 20k events/s
+        c.run(f"{sys.executable} -m bench.detect_bench --lines {lines}", pty=False)

@@ -1,0 +1,235 @@
+"""SOC detection benchmark (issue 4): events/s per core with the rules loaded, the slowdown against none, and the
+time from receipt to alert.
+
+Stage A: the seeded corpus (sshd, firewall, nginx) parsed and enriched in memory, then timed on one core three ways:
+parse + enrich alone, the same plus detection with Yunshu's rules and SigmaHQ's linux/web/network rules (mapped to
+ECS), and detection alone. Stage B: a real ``SocServices`` (spool, consumer, store, rules, alerts in SQLite) receives
+syslog over TCP at a fixed rate; brute-force bursts from fresh addresses are mixed in, and each alert's latency is
+its creation time minus the send time of the line that completed the burst.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.corpus import generate
+from bench.ingest_bench import register_index
+from core.runtime import open_runtime
+from core.settings import Settings
+from soc.detect.engine import Detector
+from soc.detect.loader import BUILTIN_RULES, ecs_pipeline, load_rules
+from soc.enrich import Enricher, RegisterIndex
+from soc.parsers import ParseContext, parse
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SIGMA = Path(os.environ.get("YUNSHU_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")) / "data" / "sigma"
+TARGET_RATE = 100_000
+TARGET_P99_S = 1.0
+
+
+def ruleset():  # type: ignore[no-untyped-def]
+    """Yunshu's rules plus SigmaHQ linux, web and network rules."""
+    rules = load_rules([BUILTIN_RULES])
+    community = load_rules([SIGMA / "rules" / d for d in ("linux", "web", "network")], ecs_pipeline())
+    rules.rules += community.rules
+    rules.correlations += community.correlations
+    return rules
+
+
+def stage_a(lines: list[str], index: RegisterIndex, repeat: int) -> dict[str, Any]:
+    ctx, enrich = ParseContext(), Enricher(index)
+    rules = ruleset()
+
+    def parse_enrich() -> float:
+        started = time.perf_counter()
+        for line in lines:
+            enrich(parse(line, "auto", ctx))
+        return time.perf_counter() - started
+
+    def with_detection() -> float:
+        detector = Detector(rules)
+        started = time.perf_counter()
+        for line in lines:
+            detector.process(enrich(parse(line, "auto", ctx)))
+        return time.perf_counter() - started
+
+    events = [enrich(parse(line, "auto", ctx)) for line in lines]
+
+    def detection_only() -> float:
+        detector = Detector(rules)
+        started = time.perf_counter()
+        for event in events:
+            detector.process(event)
+        return time.perf_counter() - started
+
+    base = min(parse_enrich() for _ in range(repeat))
+    full = min(with_detection() for _ in range(repeat))
+    alone = min(detection_only() for _ in range(repeat))
+    n = len(lines)
+    return {
+        "rules": len(rules.rules), "correlations": len(rules.correlations), "rules_not_loaded": len(rules.errors),
+        "events": n, "parse_enrich_per_s": round(n / base), "with_detection_per_s": round(n / full),
+        "detection_only_per_s": round(n / alone), "slowdown": round(full / base, 2),
+        "pass": n / full >= TARGET_RATE,
+    }
+
+
+def _send_at_rate(port: int, lines: list[str], rate: int, marks: dict[int, float]) -> float:
+    """Newline-framed TCP at ``rate`` lines/s; ``marks`` gets the send time of the lines whose index it holds."""
+    chunk = max(1, rate // 100)  # every 10 ms
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        for i in range(0, len(lines), chunk):
+            due = started + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            now = time.time()
+            for j in range(i, min(i + chunk, len(lines))):
+                if j in marks:
+                    marks[j] = now
+            sock.sendall("".join(line + "\n" for line in lines[i:i + chunk]).encode())
+    return time.monotonic() - started
+
+
+def stage_b(rate: int, seconds: int, workdir: Path) -> dict[str, Any]:
+    """Receipt → alert latency through the running services (see the module docstring)."""
+    from sqlalchemy import select
+
+    from soc.alerts.models import Alert
+    from soc.metrics import SocMetrics
+    from soc.service import SocServices
+
+    port = _free_port()
+    settings = Settings(home=workdir / "var", soc={"syslog_port": port})  # type: ignore[arg-type]
+    rt = open_runtime(settings)
+    background = [line for _, line in generate(rate * seconds, seed=7)]
+    lines: list[str] = []
+    marks: dict[int, float] = {}
+    bursts = 0
+    for i, line in enumerate(background):
+        lines.append(line)
+        if i % (rate // 2) == rate // 4:  # two brute-force bursts a second, each from a new address
+            bursts += 1
+            ip = f"203.0.{bursts // 250}.{bursts % 250 + 1}"
+            stamp = datetime.now(UTC).astimezone().strftime("%b %d %H:%M:%S")
+            for k in range(10):
+                lines.append(f"<38>{stamp} bench-bastion sshd[7]: Failed password for root from {ip} port "
+                             f"{40000 + k} ssh2")
+            marks[len(lines) - 1] = 0.0  # the tenth failure completes the burst
+    services = SocServices(rt, SocMetrics(), listeners=True)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(services.start(), loop).result(30)
+    try:
+        sent_for = _send_at_rate(port, lines, rate, marks)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with rt.sessions() as session:
+                alerts = list(session.scalars(select(Alert).where(Alert.host_name == "bench-bastion")))
+            if len(alerts) >= bursts and services.spool.backlog_bytes() == 0:
+                break
+            time.sleep(0.2)
+    finally:
+        asyncio.run_coroutine_threadsafe(services.stop(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        rt.close()
+    by_ip = {a.source_ip: a for a in alerts}
+    latencies = []
+    for index, sent in marks.items():
+        ip = lines[index].split(" from ")[1].split(" ")[0]
+        alert = by_ip.get(ip)
+        if alert is not None:
+            created = alert.created_at if alert.created_at.tzinfo else alert.created_at.replace(tzinfo=UTC)
+            latencies.append(created.timestamp() - sent)
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else None
+    return {
+        "rate_target": rate, "lines": len(lines), "send_seconds": round(sent_for, 2),
+        "achieved_rate": round(len(lines) / sent_for), "bursts": bursts, "alerts": len(latencies),
+        "latency_p50_s": round(statistics.median(latencies), 3) if latencies else None,
+        "latency_p99_s": round(p99, 3) if p99 is not None else None,
+        "latency_max_s": round(latencies[-1], 3) if latencies else None,
+        "pass": p99 is not None and p99 < TARGET_P99_S and len(latencies) == bursts,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    a, b = result["stage_a"], result.get("stage_b")
+    rows = [
+        "| Measurement | Value | Target | Result |", "|---|---:|---:|---|",
+        f"| rules loaded (Yunshu + SigmaHQ linux/web/network) | {a['rules']} + {a['correlations']} correlations "
+        f"| ≥ 100 | {'PASS' if a['rules'] >= 100 else 'FAIL'} |",
+        f"| parse + enrich, no rules, 1 core | {a['parse_enrich_per_s']:,} events/s | | |",
+        f"| parse + enrich + detection, 1 core | {a['with_detection_per_s']:,} events/s | ≥ {TARGET_RATE:,} "
+        f"| {'PASS' if a['pass'] else 'FAIL'} |",
+        f"| slowdown with the rules | {a['slowdown']}× | | |",
+        f"| detection alone, 1 core | {a['detection_only_per_s']:,} events/s | | |",
+    ]
+    if b:
+        rows.append(f"| receipt → alert p99 at {b['rate_target']:,} events/s (achieved {b['achieved_rate']:,}) | "
+                    f"{b['latency_p99_s']} s (p50 {b['latency_p50_s']} s, {b['alerts']}/{b['bursts']} alerts) | "
+                    f"< {TARGET_P99_S} s | {'PASS' if b['pass'] else 'FAIL'} |")
+    m = result["machine"]
+    rows += ["", f"Corpus: {a['events']:,} seeded lines (sshd, firewall, nginx). Machine: {m['cpu']}, "
+             f"{m['cpus']} CPUs, Python {m['python']}; {result['date']}."]
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.detect_bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--rate", type=int, default=20_000, help="stage B: lines per second sent")
+    ap.add_argument("--seconds", type=int, default=15, help="stage B: how long to send")
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        index = register_index(workdir / "home")  # the sample city, loaded into its own home
+        lines = [line for _, line in generate(args.lines)]
+        result: dict[str, Any] = {"stage_a": stage_a(lines, index, args.repeat)}
+        print(json.dumps(result["stage_a"]), flush=True)
+        result["stage_b"] = stage_b(args.rate, args.seconds, workdir)
+        print(json.dumps(result["stage_b"]), flush=True)
+    result["machine"] = {"cpu": _cpu(), "cpus": os.cpu_count(), "python": platform.python_version()}
+    result["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "detect.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (args.results / "detect.md").write_text(markdown(result), encoding="utf-8")
+    print(markdown(result))
+    return 0
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
