@@ -78,6 +78,25 @@ class SocSettings(BaseModel):
         return self
 
 
+class NetSettings(BaseModel):
+    """The e-Government extranet: the city's IPv6 block and how it is carved (IPAM)."""
+
+    ipv6_block: str = "2001:db8::/32"  # documentation range (RFC 3849) until the city's block is configured
+    department_prefix_len: int = Field(48, ge=16, le=64)
+    subnet_prefix_len: int = Field(64, ge=48, le=124)
+
+    @model_validator(mode="after")
+    def _nested(self) -> NetSettings:
+        import ipaddress
+
+        block = ipaddress.ip_network(self.ipv6_block)
+        if block.version != 6:
+            raise ValueError(f"net.ipv6_block must be an IPv6 prefix, not {self.ipv6_block}")
+        if not block.prefixlen <= self.department_prefix_len <= self.subnet_prefix_len:
+            raise ValueError("net: block ≤ department_prefix_len ≤ subnet_prefix_len is required")
+        return self
+
+
 class Settings(BaseSettings):
     """Process-wide settings; build with :func:`load_settings`."""
 
@@ -88,6 +107,7 @@ class Settings(BaseSettings):
     admin_password: str | None = None
     portal: PortalSettings = PortalSettings()
     soc: SocSettings = SocSettings()
+    net: NetSettings = NetSettings()
 
     @classmethod
     def settings_customise_sources(

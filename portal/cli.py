@@ -192,6 +192,29 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_net_plan(args: argparse.Namespace) -> int:
+    from inventory.ipam import IpamAllocation, IpamExhausted, plan_ipv6
+
+    rt = _runtime()
+    net = rt.settings.net
+    try:
+        with rt.transaction() as session:
+            before = session.scalar(select(func.count(IpamAllocation.id)))
+            plan = plan_ipv6(session, net.ipv6_block, set(args.scope) or None, net.department_prefix_len,
+                             net.subnet_prefix_len)
+            added = session.scalar(select(func.count(IpamAllocation.id))) - before
+            if added:
+                rt.audit.append(session, actor=args.actor, action="ipam.allocate", object_type="ipam",
+                                object_id=net.ipv6_block, payload={"allocations": added})
+    except (ValueError, IpamExhausted) as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    for department in plan:
+        print(json.dumps(department, ensure_ascii=False))
+    err.print(f"{len(plan)} departments in {net.ipv6_block}; {added} new allocations")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yunshu", description="云枢 Yunshu — government cloud control plane")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -234,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(func=cmd_user_add)
 
     add_soc_commands(sub)
+    net = sub.add_parser("net", help="the e-Government extranet").add_subparsers(dest="sub", required=True)
+    plan = net.add_parser("plan-ipv6", help="the IPv6 address plan (allocates what is missing; JSON lines)")
+    plan.add_argument("--scope", action="append", default=[], metavar="DEPARTMENT", help="only these departments")
+    plan.add_argument("--actor", default=os.environ.get("USER", "cli"))
+    plan.set_defaults(func=cmd_net_plan)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="sub", required=True)
     tc = token.add_parser("create", help="create a token (shown once)")
