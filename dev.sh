@@ -36,6 +36,14 @@ ensure_test_packages() {
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v runuser >/dev/null || missing+=(util-linux)
   dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
+  # the network lab (issue 5): hosts in namespaces with sshd, dnsmasq for the zone, nginx as the web site
+  [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+  command -v ssh >/dev/null || missing+=(openssh-client)
+  [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
+  [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+  command -v dig >/dev/null || missing+=(dnsutils)
+  command -v ping >/dev/null || missing+=(iputils-ping)
+  command -v ip >/dev/null || missing+=(iproute2)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from invoke import Context, task
+from invoke import Collection, Context, task
 
 ROOT = Path(__file__).resolve().parent
 
@@ -61,3 +61,30 @@ def bench(c: Context, lines: int = 1_000_000, repeat: int = 3, rsyslog: bool = T
         c.run(f"{sys.executable} -m bench.ingest_bench --lines {lines} --repeat {repeat}{skip}", pty=False)
         # issue 4: the same corpus through the rules, and receipt → alert latency at 20k events/s
         c.run(f"{sys.executable} -m bench.detect_bench --lines {lines}", pty=False)
+
+
+def _lab_home() -> Path:
+    from core.settings import load_settings
+
+    return load_settings(create_home=True).home
+
+
+@task(help={"hosts": "how many lab hosts (network namespaces with sshd)"})
+def lab_up(c: Context, hosts: int = 5) -> None:
+    """Network lab (issue 5, needs root): hosts in namespaces on a bridge, sshd each, dnsmasq, nginx."""
+    from infra.lab import Lab
+
+    for host in Lab(_lab_home()).up(hosts):
+        print(f"{host.name:10} {host.ipv4:15} {host.namespace}{'  nginx' if host.web else ''}")
+
+
+@task
+def lab_down(c: Context) -> None:
+    """Remove the network lab (idempotent)."""
+    from infra.lab import Lab
+
+    Lab(_lab_home()).down()
+
+
+ns = Collection(up, lint, test, bench)
+ns.add_collection(Collection("lab", up=lab_up, down=lab_down))
