@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from core.runtime import Runtime
 from inventory.models import Department
@@ -91,13 +92,21 @@ async def _csrf_ok(request: Request, ws: WebSession) -> bool:
 async def _resolve(request: Request, session: Session) -> Principal | None:
     settings = runtime(request).settings.portal
     auth = request.headers.get("authorization", "")
+    # The database calls run in the thread pool: a blocking wait for SQLite's write lock on the event loop would
+    # stall the very requests that hold the lock (their commits need the loop) until the busy timeout.
     if auth.lower().startswith("bearer "):
-        user = resolve_token(session, auth[7:].strip())
+        user = await run_in_threadpool(resolve_token, session, auth[7:].strip())
         return Principal(user, "token") if user else None
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
-    ws = resolve_session(session, settings, cookie)
+    def load() -> WebSession | None:
+        found = resolve_session(session, settings, cookie)
+        if found is not None:
+            _ = found.user  # load the user here too, not lazily on the event loop
+        return found
+
+    ws = await run_in_threadpool(load)
     if ws is None:
         return None
     if request.method in UNSAFE_METHODS and not await _csrf_ok(request, ws):

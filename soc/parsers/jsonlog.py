@@ -146,6 +146,34 @@ def parse_json(line: str, ctx: ParseContext) -> Event:
         raise ParseError("JSON nested too deeply") from exc
 
 
+_IP_OBJECTS = ("source", "destination", "client", "server", "host")
+
+
+def _clean_addresses(event: Event) -> None:
+    """ECS address fields keep only valid addresses (an ``ip`` field that is not one would make Elasticsearch
+    refuse the whole document); what was dropped is tagged."""
+    dropped = False
+    for name in _IP_OBJECTS:
+        node = event.get(name)
+        if isinstance(node, dict) and "ip" in node:
+            values = node["ip"] if isinstance(node["ip"], list) else [node["ip"]]
+            good = [a for a in (as_ip(v) if isinstance(v, str) else None for v in values) if a is not None]
+            dropped |= len(good) != len(values)
+            if not good:
+                del node["ip"]
+            else:
+                node["ip"] = good if isinstance(node["ip"], list) else good[0]
+    related = event.get("related")
+    if isinstance(related, dict) and "ip" in related:
+        values = related["ip"] if isinstance(related["ip"], list) else [related["ip"]]
+        good = [a for a in (as_ip(v) if isinstance(v, str) else None for v in values) if a is not None]
+        dropped |= len(good) != len(values)
+        related["ip"] = good
+    if dropped:
+        tags = event.get("tags")
+        event["tags"] = [*tags, "invalid_ip_dropped"] if isinstance(tags, list) else ["invalid_ip_dropped"]
+
+
 def _ecs_document(obj: dict, line: str, ctx: ParseContext) -> Event:
     event = expand_dotted(obj)
     if not all(isinstance(event[key], dict) for key in _ECS_OBJECTS.intersection(event)):
@@ -159,6 +187,7 @@ def _ecs_document(obj: dict, line: str, ctx: ParseContext) -> Event:
         else:
             event["tags"] = ["timestamp_unparsed"]
     event["@timestamp"] = ts
+    _clean_addresses(event)
     node = event.setdefault("event", {})
     node.setdefault("kind", "event")
     if not isinstance(node.get("category"), list):
