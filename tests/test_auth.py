@@ -250,13 +250,14 @@ def test_second_factor_enrolment_and_login(mfa_app) -> None:  # type: ignore[no-
     sneaky = client.post("/account/mfa", data={"secret": forged, "code": pyotp.TOTP(forged).now(), "csrf_token": csrf})
     assert sneaky.status_code == 422
     totp = pyotp.TOTP(secret)
-    ok = client.post("/account/mfa", data={"code": totp.now(), "csrf_token": csrf}, follow_redirects=False)
+    enrolled_at = time.time()  # codes derived from one instant: a step boundary mid-test cannot change them
+    ok = client.post("/account/mfa", data={"code": totp.at(enrolled_at), "csrf_token": csrf}, follow_redirects=False)
     assert ok.status_code == 303
     assert client.get("/systems").status_code == 200
     client.post("/logout", data={"csrf_token": page_csrf(client)})
     assert login(client).status_code == 401  # password alone is no longer enough
-    assert _login_with_code(client, totp.now()).status_code == 401  # the enrolment code cannot be replayed
-    next_code = totp.at(time.time() + 30)  # the next time step (one step of drift is allowed)
+    assert _login_with_code(client, totp.at(enrolled_at)).status_code == 401  # the enrolment code cannot be replayed
+    next_code = totp.at(enrolled_at + 30)  # the next time step (one step of drift is allowed)
     assert _login_with_code(client, next_code).status_code == 303
     client.post("/logout", data={"csrf_token": page_csrf(client)})
     assert _login_with_code(client, next_code).status_code == 401  # nor a login code
