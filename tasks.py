@@ -71,11 +71,19 @@ def _lab_home() -> Path:
 
 @task(help={"hosts": "how many lab hosts (network namespaces with sshd)"})
 def lab_up(c: Context, hosts: int = 5) -> None:
-    """Network lab (issue 5, needs root): hosts in namespaces on a bridge, sshd each, dnsmasq, nginx."""
-    from infra.lab import Lab
+    """Network lab (issue 5, needs root): hosts in namespaces on a bridge, sshd each, dnsmasq, nginx; written into
+    the register as department LAB (its IPv6 /64 from IPAM on the router and the DNS server)."""
+    from core.runtime import open_runtime
+    from infra.lab import Lab, lab_hosts
+    from infra.lab_register import register_lab
 
-    for host in Lab(_lab_home()).up(hosts):
+    rt = open_runtime()
+    lab = Lab(rt.settings.home)
+    with rt.transaction() as session:
+        result, lan = register_lab(session, rt.audit, lab, lab_hosts(hosts), rt.settings.net.ipv6_block)
+    for host in lab.up(hosts, lan):
         print(f"{host.name:10} {host.ipv4:15} {host.namespace}{'  nginx' if host.web else ''}")
+    print(f"IPv6 /64 (IPAM, department LAB): {lan}; register: {result.as_dict()}")
 
 
 @task
