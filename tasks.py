@@ -74,16 +74,15 @@ def lab_up(c: Context, hosts: int = 5) -> None:
     """Network lab (issue 5, needs root): hosts in namespaces on a bridge, sshd each, dnsmasq, nginx; written into
     the register as department LAB (its IPv6 /64 from IPAM on the router and the DNS server)."""
     from core.runtime import open_runtime
-    from infra.lab import Lab, lab_hosts
-    from infra.lab_register import register_lab
+    from infra.lab_register import start_registered_lab
 
     rt = open_runtime()
-    lab = Lab(rt.settings.home)
-    with rt.transaction() as session:
-        result, lan = register_lab(session, rt.audit, lab, lab_hosts(hosts), rt.settings.net.ipv6_block)
-    for host in lab.up(hosts, lan):
+    lab = start_registered_lab(rt, hosts)
+    for host in lab.hosts():
         print(f"{host.name:10} {host.ipv4:15} {host.namespace}{'  nginx' if host.web else ''}")
-    print(f"IPv6 /64 (IPAM, department LAB): {lan}; register: {result.as_dict()}")
+    state = lab.state()
+    print(f"IPv6 /64 (IPAM, department LAB): {state['ipv6_lan']}; router {state['gateway']['ipv6']}, "
+          f"DNS {state['dns']['ipv6']}")
 
 
 @task

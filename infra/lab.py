@@ -159,10 +159,12 @@ class Lab:
         base = ipv6_lan.network_address
         return str(base + IPV6_GATEWAY_OFFSET), str(base + IPV6_DNS_OFFSET)
 
-    def up(self, count: int, ipv6_lan: ipaddress.IPv6Network | str | None = None) -> list[LabHost]:
+    def up(self, count: int, ipv6_lan: ipaddress.IPv6Network | str | None = None,
+           dns_ipv6: str | None = None) -> list[LabHost]:
         """Create (or complete) a lab of ``count`` hosts; running parts are left as they are.
 
-        ``ipv6_lan``: the lab's IPv6 /64 from IPAM; the router and the DNS server get ``::1`` and ``::2`` in it."""
+        ``ipv6_lan``: the lab's IPv6 /64 from IPAM; the router gets ``::1`` in it and the DNS server ``dns_ipv6``
+        (its IPAM address; ``::2`` when not given)."""
         _require_root_and_tools()
         hosts = lab_hosts(count, self.lab_id)
         lan = ipaddress.IPv6Network(ipv6_lan) if ipv6_lan is not None else None
@@ -185,8 +187,12 @@ class Lab:
         self._attach("", str(self.controller), 32, self.ctl, f"{self.ctl}-br")
         _run("ip", "route", "replace", str(self.subnet), "dev", self.ctl)
         self._attach(self.dns_ns, str(self.dns), self.subnet.prefixlen, "eth0", f"{self.dns_ns}-br")
+        dns6 = None
         if lan is not None:
             router6, dns6 = self.ipv6_addresses(lan)
+            dns6 = dns_ipv6 or dns6
+            if ipaddress.IPv6Address(dns6) not in lan:
+                raise ValueError(f"the DNS server's IPv6 address {dns6} is outside the lab network {lan}")
             _ns(self.core, "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
             _ns(self.core, "ip", "-6", "addr", "replace", f"{router6}/64", "dev", "br0", "nodad")
             _ns(self.dns_ns, "ip", "-6", "addr", "replace", f"{dns6}/64", "dev", "eth0", "nodad")
@@ -195,11 +201,11 @@ class Lab:
             self._attach(host.namespace, host.ipv4, self.subnet.prefixlen, "eth0", f"{host.namespace}-br")
             _ns(host.namespace, "ip", "route", "replace", "default", "via", str(self.gateway))
             self._start_machine(host.name, host.namespace, str(host.ipv4), web=host.web)
-        self._start_machine(DNS_NAME, self.dns_ns, str(self.dns), dns_hosts=hosts, ipv6_lan=lan)
+        self._start_machine(DNS_NAME, self.dns_ns, str(self.dns), dns_hosts=hosts, dns_ipv6=dns6)
         self.state_file.write_text(json.dumps({
             "lab_id": self.lab_id, "hosts": [asdict(h) for h in hosts], "ipv6_lan": str(lan) if lan else None,
             "dns": {"name": DNS_NAME, "namespace": self.dns_ns, "ipv4": str(self.dns),
-                    "ipv6": self.ipv6_addresses(lan)[1] if lan else None},
+                    "ipv6": dns6},
             "gateway": {"ipv4": str(self.gateway), "ipv6": self.ipv6_addresses(lan)[0] if lan else None},
         }, indent=2))
         self._wait_for_ssh([str(self.dns), *(h.ipv4 for h in hosts)])
@@ -265,7 +271,7 @@ http {
         return hdir
 
     def _start_machine(self, name: str, namespace: str, ipv4: str, web: bool = False,
-                       dns_hosts: list[LabHost] | None = None, ipv6_lan: ipaddress.IPv6Network | None = None) -> None:
+                       dns_hosts: list[LabHost] | None = None, dns_ipv6: str | None = None) -> None:
         """sshd (and nginx or dnsmasq) in the machine's private mount namespace with its own /run, /etc, /var/log."""
         hdir = self._seed_etc(name, ipv4, web, dns_hosts)
         if dns_hosts is not None:  # hosts added by a larger `up`: their A records
@@ -289,8 +295,8 @@ http {
             steps += ["mkdir -p /var/log/nginx", "/usr/sbin/nginx -c /etc/nginx/yunshu-lab.conf"]
         if dns_hosts is not None:
             listen = [f"--listen-address={self.dns}"]
-            if ipv6_lan is not None:
-                listen.append(f"--listen-address={self.ipv6_addresses(ipv6_lan)[1]}")
+            if dns_ipv6 is not None:
+                listen.append(f"--listen-address={dns_ipv6}")
             steps.append(" ".join([
                 "/usr/sbin/dnsmasq", "--user=root", "--pid-file=/run/dnsmasq.pid", *listen, "--bind-interfaces",
                 "--no-resolv", "--no-hosts", "--addn-hosts=/etc/dnsmasq.hosts.d", f"--local=/{ZONE}/",

@@ -16,7 +16,8 @@ import yaml
 from sqlalchemy.orm import Session
 
 from core.audit import AuditChain
-from infra.lab import DNS_NAME, Lab, LabHost
+from core.runtime import Runtime
+from infra.lab import DNS_NAME, Lab, LabHost, lab_hosts
 from inventory.ipam import Ipam
 from inventory.register import ImportResult, import_file
 
@@ -35,9 +36,12 @@ def _system(system_id: str, name: str) -> dict[str, Any]:
             "hosting": "gov_cloud", "network_stack": "ipv4", "network_zone": "egov_extranet", "status": "live"}
 
 
-def lab_document(lab: Lab, hosts: list[LabHost]) -> dict[str, list[dict[str, Any]]]:
-    """The register records of a lab: department, network with its IPv4 prefix, systems, hosts (IPv4 only)."""
+def lab_document(lab: Lab, hosts: list[LabHost], dns_ipv6: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The register records of a lab: department, network with its IPv4 prefix, systems, hosts (IPv4 only; the
+    DNS server dual stack when ``dns_ipv6`` is given)."""
     systems = [_system(CORE_SYSTEM, "实验网络核心服务（DNS） / Lab network services")]
+    if dns_ipv6:
+        systems[0]["network_stack"] = "dual"
     if any(h.web for h in hosts):
         systems.append(_system(WEB_SYSTEM, "示例市政务网站（实验） / Lab government web site"))
     if any(not h.web for h in hosts):
@@ -48,19 +52,34 @@ def lab_document(lab: Lab, hosts: list[LabHost]) -> dict[str, list[dict[str, Any
                       "department": DEPARTMENT,
                       "prefixes": [{"cidr": str(lab.subnet), "purpose": "实验网络IPv4地址 / lab IPv4"}]}],
         "systems": systems,
-        "hosts": [{"name": DNS_NAME, "system": CORE_SYSTEM, "ipv4": str(lab.dns), "os": LAB_OS, "role": "dns"}]
+        "hosts": [{"name": DNS_NAME, "system": CORE_SYSTEM, "ipv4": str(lab.dns), "ipv6": dns_ipv6, "os": LAB_OS,
+                   "role": "dns"}]
         + [{"name": h.name, "system": WEB_SYSTEM if h.web else APP_SYSTEM, "ipv4": h.ipv4, "os": LAB_OS,
             "role": "web" if h.web else "app"} for h in hosts],
     }
 
 
 def register_lab(session: Session, audit: AuditChain, lab: Lab, hosts: list[LabHost], ipv6_block: str,
-                 actor: str = "lab") -> tuple[ImportResult, ipaddress.IPv6Network]:
-    """Write the lab into the register (idempotent) and return the import result and the lab's IPv6 /64."""
+                 actor: str = "lab") -> tuple[ImportResult, ipaddress.IPv6Network, str]:
+    """Write the lab into the register (idempotent): returns the import result, the lab's IPv6 /64 (the LAB
+    department LAN from IPAM) and the DNS server's IPv6 address (its IPAM host address, dual stack from the start)."""
+    ipam = Ipam(session, ipaddress.IPv6Network(ipv6_block))
+    lan = ipam.network(f"{DEPARTMENT}-LAN", DEPARTMENT)
+    dns6 = str(ipam.host(DNS_NAME, lan))
     path = lab.dir / "register.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(lab_document(lab, hosts), allow_unicode=True, sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(lab_document(lab, hosts, dns6), allow_unicode=True, sort_keys=False),
+                    encoding="utf-8")
     result = import_file(session, Path(path), audit, actor, fmt="yaml")
-    lan = Ipam(session, ipaddress.IPv6Network(ipv6_block)).network(f"{DEPARTMENT}-LAN", DEPARTMENT)
     session.flush()
-    return result, lan
+    return result, lan, dns6
+
+
+def start_registered_lab(rt: Runtime, count: int, lab_id: int = 0) -> Lab:
+    """Register lab ``lab_id`` of ``count`` hosts (committed) and bring it up with its IPv6 plan on the router/DNS."""
+    lab = Lab(rt.settings.home, lab_id)
+    hosts = lab_hosts(count, lab_id)
+    with rt.transaction() as session:
+        _, lan, dns6 = register_lab(session, rt.audit, lab, hosts, rt.settings.net.ipv6_block)
+    lab.up(count, lan, dns6)
+    return lab

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from core.runtime import Runtime
 from infra.lab import DNS, ZONE, Lab, LabError, lab_hosts, namespaces
-from infra.lab_register import DEPARTMENT, register_lab
+from infra.lab_register import DEPARTMENT, register_lab, start_registered_lab
 from inventory.ansible_inventory import build_inventory
 from inventory.models import Host
 from tests.conftest import make_runtime
@@ -28,11 +28,8 @@ def lab_rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Runt
         pytest.fail("the lab tests need root (CI runs as root): network namespaces and bridges")
     home = tmp_path_factory.mktemp("lab-home")
     rt = make_runtime(home)
-    lab = Lab(home)
-    lab.down()  # a lab left over by an interrupted run
-    with rt.transaction() as session:
-        _, lan = register_lab(session, rt.audit, lab, lab_hosts(HOSTS), rt.settings.net.ipv6_block)
-    lab.up(HOSTS, lan)
+    Lab(home).down()  # a lab left over by an interrupted run
+    lab = start_registered_lab(rt, HOSTS)
     yield lab, rt
     lab.down()
     rt.close()
@@ -91,7 +88,7 @@ def test_web_sites_dns_and_isolation(lab: Lab) -> None:
 def test_router_and_dns_have_the_ipam_ipv6_plan(lab: Lab) -> None:
     state = lab.state()
     lan, router6, dns6 = state["ipv6_lan"], state["gateway"]["ipv6"], state["dns"]["ipv6"]
-    assert lan.endswith("::/64") and router6.endswith("::1") and dns6.endswith("::2")
+    assert lan.endswith("::/64") and router6.endswith("::1") and dns6.endswith("::10")  # IPAM: lab-dns first
     ping = lab.run_in(lab.dns_ns, "ping", "-6", "-c", "1", "-W", "2", router6, check=False)
     assert ping.returncode == 0, ping.stderr
     # dnsmasq answers on its IPv6 address too (queried from the DNS namespace, where the route exists)
@@ -105,7 +102,7 @@ def test_lab_is_in_the_register_and_the_inventory(lab_rt: tuple[Lab, Runtime]) -
         names = set(session.scalars(select(Host.name).where(Host.name.like("lab-%"))))
         inventory = build_inventory(session)
         # registering again changes nothing
-        result, _ = register_lab(session, rt.audit, lab, lab_hosts(HOSTS), rt.settings.net.ipv6_block)
+        result, _, _ = register_lab(session, rt.audit, lab, lab_hosts(HOSTS), rt.settings.net.ipv6_block)
         session.rollback()
     assert names == {"lab-dns", *(h.name for h in lab.hosts())}
     assert set(inventory[f"dept_{DEPARTMENT.lower()}"]["hosts"]) == names
@@ -116,7 +113,7 @@ def test_lab_is_in_the_register_and_the_inventory(lab_rt: tuple[Lab, Runtime]) -
 
 def test_up_again_changes_nothing(lab: Lab) -> None:
     pids = sorted(p.read_text() for p in Path(lab.dir).glob("*/init.pid"))
-    lab.up(HOSTS, lab.state()["ipv6_lan"])
+    lab.up(HOSTS, lab.state()["ipv6_lan"], lab.state()["dns"]["ipv6"])
     assert sorted(p.read_text() for p in Path(lab.dir).glob("*/init.pid")) == pids
 
 
