@@ -44,6 +44,9 @@ ensure_test_packages() {
   command -v dig >/dev/null || missing+=(dnsutils)
   command -v ping >/dev/null || missing+=(iputils-ping)
   command -v ip >/dev/null || missing+=(iproute2)
+  command -v nft >/dev/null || missing+=(nftables)       # lab hosts' inet firewall (dual-stack playbook)
+  [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)        # forwarding from on-boarded hosts; benchmark peer
+  command -v curl >/dev/null || missing+=(curl)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
