@@ -97,6 +97,15 @@ class NetSettings(BaseModel):
         return self
 
 
+class JobSettings(BaseModel):
+    """Automation jobs (ansible-runner): how many run at once, how long one may take, parallel SSH connections."""
+
+    max_concurrent: int = Field(4, ge=1, le=64)
+    timeout_s: int = Field(3600, ge=10)
+    forks: int = Field(50, ge=1, le=500)
+    queue_wait_s: int = Field(600, ge=0)  # how long a job waits for a free slot before it is refused
+
+
 class Settings(BaseSettings):
     """Process-wide settings; build with :func:`load_settings`."""
 
@@ -108,6 +117,7 @@ class Settings(BaseSettings):
     portal: PortalSettings = PortalSettings()
     soc: SocSettings = SocSettings()
     net: NetSettings = NetSettings()
+    jobs: JobSettings = JobSettings()
 
     @classmethod
     def settings_customise_sources(
