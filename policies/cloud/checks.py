@@ -71,9 +71,39 @@ def _open_to_any(props: Mapping[str, Any]) -> str | None:
     return str(net) if net.prefixlen == 0 else None
 
 
+def _sensitive_in(low: int, high: int, params: Mapping[str, Any]) -> str | None:
+    ports: Mapping[Any, str] = params.get("ports", {})
+    hits = sorted(int(p) for p in ports if low <= int(p) <= high)
+    return ", ".join(f"{p} ({ports.get(p, ports.get(str(p), ''))})" for p in hits) or None
+
+
+def _open_network_policy_ingress(resource: PlannedResource, params: Mapping[str, Any]) -> list[str]:
+    """NetworkPolicy ingress rules admitting any address (ipBlock /0, or no ``from`` at all) to sensitive ports."""
+    found = []
+    for rule in (resource.props.get("spec") or {}).get("ingress") or []:
+        peers = rule.get("from") or []
+        open_cidrs = [p["ipBlock"]["cidr"] for p in peers if (p.get("ipBlock") or {}).get("cidr", "").endswith("/0")]
+        if peers and not open_cidrs:
+            continue
+        source = ", ".join(open_cidrs) or "any"
+        for port in rule.get("ports") or [{}]:
+            number = port.get("port")
+            if number is not None and not isinstance(number, int | float):
+                continue  # a named port: its number is not known here
+            low = int(number) if number is not None else 1
+            high = int(port.get("endPort") or (low if number is not None else 65535))
+            named = _sensitive_in(low, high, params)
+            if named:
+                found.append(f"NetworkPolicy {resource.name} 对 {source} 开放了 {named} / NetworkPolicy "
+                             f"{resource.name} opens {named} to {source}")
+    return found
+
+
 def no_open_admin_or_database_ingress(resource: PlannedResource, params: Mapping[str, Any]) -> list[str]:
-    """Ingress security-group rules open to any source must not cover a sensitive port."""
+    """Ingress security-group rules and NetworkPolicy ingress open to any source must not cover a sensitive port."""
     props = resource.props
+    if resource.type == NETWORK_POLICY:
+        return _open_network_policy_ingress(resource, params)
     if resource.type != SECGROUP_RULE or props.get("direction") != "ingress":
         return []
     source = _open_to_any(props)
@@ -82,11 +112,9 @@ def no_open_admin_or_database_ingress(resource: PlannedResource, params: Mapping
         return []
     low = int(props.get("portRangeMin") or 1)
     high = int(props.get("portRangeMax") or (low if props.get("portRangeMin") else 65535))
-    ports: Mapping[Any, str] = params.get("ports", {})
-    hits = sorted(int(p) for p in ports if low <= int(p) <= high)
-    if not hits:
+    named = _sensitive_in(low, high, params)
+    if named is None:
         return []
-    named = ", ".join(f"{p} ({ports.get(p, ports.get(str(p), ''))})" for p in hits)
     return [f"安全组规则 {resource.name} 对 {source} 开放了 {named} / security-group rule {resource.name} opens "
             f"{named} to {source}"]
 

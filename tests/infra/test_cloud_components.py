@@ -304,6 +304,14 @@ def test_plan_reports_policy_violations() -> None:
     assert any("5432 (PostgreSQL)" in v["message"] for v in rule["violations"])
 
 
+def test_plan_flags_an_open_kubernetes_allow() -> None:
+    allow = {"name": "allow-db", "pod_selector": {"app": "db"}, "cidrs": ["0.0.0.0/0"], "ports": [{"port": 5432}]}
+    out = plan({"k8s": [namespace(allows=[allow])]})
+    (rule,) = [r for r in out["policy"]["results"] if r["rule_id"] == "YS-CLOUD-001"]
+    assert [v["resource"] for v in rule["violations"]] == ["k8s-gaj-apps-allow-db"]
+    assert out["admissible"] is False
+
+
 def test_plans_are_independent_and_repeatable() -> None:
     first = plan({"tenant": tenant()})
     other = plan({"k8s": [namespace(department="RSJ", namespace="rsj-apps")]})
@@ -313,6 +321,18 @@ def test_plans_are_independent_and_repeatable() -> None:
     assert all("urn:pulumi:rsj::" in r["urn"] for r in other["resources"])
     one_system = plan({"systems": [system(project_id="p", network_id="n")]})
     assert one_system["stack"] == "gaj-sys-gaj-001"
+
+
+def test_concurrent_plans_do_not_mix() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = [{"tenant": tenant()}, {"k8s": [namespace(department="RSJ", namespace="rsj-apps")]}] * 3
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outs = list(pool.map(plan, requests))
+    for request, out in zip(requests, outs, strict=True):
+        expected = "gaj" if "tenant" in request else "rsj"
+        assert out["stack"] == expected and all(f"urn:pulumi:{expected}::" in r["urn"] for r in out["resources"])
+    assert outs[0]["resources"] == outs[2]["resources"] == outs[4]["resources"]
 
 
 def test_program_failure_is_a_plan_error(monkeypatch: pytest.MonkeyPatch) -> None:
