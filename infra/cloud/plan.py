@@ -165,6 +165,7 @@ def plan(request: CloudRequest | Mapping[str, Any], catalog: RuleCatalog | None 
         "project": PROJECT,
         "stack": stack,
         "department": spec.department,
+        "request": spec.model_dump(mode="json"),
         "resources": [{"type": r.type, "name": r.name, "urn": r.urn, "custom": r.custom,
                        "parent": names.get(r.parent) if r.parent else None, "properties": r.props}
                       for r in resources],

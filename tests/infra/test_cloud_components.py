@@ -4,6 +4,7 @@ only with approved exposure, Kubernetes default deny; the plan output; the Autom
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +284,8 @@ def test_plan_output_is_labelled_and_shaped() -> None:
     assert out["mode"] == "plan" and out["notice"] == NOTICE and out["applied"] is False
     assert "nothing applied" in out["notice"] and "未实际执行" in out["notice"]
     assert out["stack"] == "gaj" and out["department"] == "GAJ"
+    assert json.loads(json.dumps(out, ensure_ascii=False)) == out  # the CLI prints it as JSON
+    assert out["request"]["systems"][0]["system_id"] == "SYS-GAJ-001"
     assert out["summary"]["resources"] == sum(1 for r in out["resources"] if r["custom"])
     assert out["summary"]["by_type"]["openstack:networking/subnet:Subnet"] == 2
     first = out["resources"][0]
