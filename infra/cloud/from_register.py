@@ -20,7 +20,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.settings import NetSettings
-from infra.cloud.specs import CloudRequest, IngressRule, InstanceSpec, SystemSpec, TenantSpec, VolumeSpec
+from infra.cloud.specs import (
+    CloudRequest,
+    IngressRule,
+    InstanceSpec,
+    K8sSpec,
+    SystemSpec,
+    TenantSpec,
+    VolumeSpec,
+)
 from inventory.ipam import Ipam
 from inventory.models import Department, Prefix, System
 
@@ -63,28 +71,43 @@ def management_prefixes(session: Session) -> list[str]:
     return [p.cidr for p in rows if p.purpose and MANAGEMENT_PURPOSE.search(p.purpose)]
 
 
-def tenant_spec(session: Session, department: str, ticket_id: str, ipv4_cidr: str,
-                net: NetSettings | None = None, **overrides: Any) -> TenantSpec:
-    """The department's TenantSpec. ``ipv4_cidr`` (from the ticket) must lie inside a registered IPv4 prefix;
-    ``overrides`` set any other TenantSpec field (dns_nameservers, soc_collectors, quota …)."""
+def _highest(session: Session, department: str, overrides: Mapping[str, Any]) -> tuple[Department, int, str]:
     dept = _department(session, department)
-    net = net or NetSettings()
-    _registered_prefix(session, ipv4_cidr)
     systems = [s for s in dept.systems if s.status != "decommissioned"]
     cloud = [s for s in systems if s.hosting == CLOUD_HOSTING] or systems
     if not cloud and "mlps_level" not in overrides:
         raise ValueError(f"department {department} has no systems in the register; give mlps_level and data_class")
+    return (dept, max((s.mlps_level for s in cloud), default=1),
+            max((s.data_class for s in cloud), key=DATA_CLASS_ORDER.index, default="general"))
+
+
+def tenant_spec(session: Session, department: str, ticket_id: str, ipv4_cidr: str,
+                net: NetSettings | None = None, **overrides: Any) -> TenantSpec:
+    """The department's TenantSpec. ``ipv4_cidr`` (from the ticket) must lie inside a registered IPv4 prefix;
+    ``overrides`` set any other TenantSpec field (dns_nameservers, soc_collectors, quota …)."""
+    dept, level, data_class = _highest(session, department, overrides)
+    net = net or NetSettings()
+    _registered_prefix(session, ipv4_cidr)
     ipam = Ipam(session, ipaddress.IPv6Network(net.ipv6_block), net.department_prefix_len, net.subnet_prefix_len)
     values: dict[str, Any] = {
         "department": dept.code, "ticket_id": ticket_id,
-        "mlps_level": max((s.mlps_level for s in cloud), default=1),
-        "data_class": max((s.data_class for s in cloud), key=DATA_CLASS_ORDER.index, default="general"),
+        "mlps_level": level, "data_class": data_class,
         "description": f"{dept.name} 政务云租户 / {dept.name_en or dept.code} government-cloud tenant",
         "ipv4_cidr": ipv4_cidr, "ipv6_cidr": str(ipam.network(cloud_network_code(dept.code), dept.code)),
         "management_cidrs": management_prefixes(session),
     }
     session.flush()
     return TenantSpec.model_validate({**values, **overrides})
+
+
+def k8s_spec(session: Session, department: str, ticket_id: str, **overrides: Any) -> K8sSpec:
+    """The department's namespace ``ys-<dept>`` for group ``dept-<dept>``, at the level and class of its cloud
+    systems; ``overrides`` from the ticket (namespace, quota, allows …)."""
+    dept, level, data_class = _highest(session, department, overrides)
+    code = dept.code.lower()
+    values = {"department": dept.code, "ticket_id": ticket_id, "mlps_level": level, "data_class": data_class,
+              "namespace": f"ys-{code}", "group": f"dept-{code}"}
+    return K8sSpec.model_validate({**values, **overrides})
 
 
 def system_spec(session: Session, system_id: str, ticket_id: str, ingress: Sequence[IngressRule | Mapping] = (),

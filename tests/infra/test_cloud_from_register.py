@@ -10,7 +10,14 @@ from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
 from core.settings import NetSettings
-from infra.cloud.from_register import cloud_network_code, image_name, request_for_system, system_spec, tenant_spec
+from infra.cloud.from_register import (
+    cloud_network_code,
+    image_name,
+    k8s_spec,
+    request_for_system,
+    system_spec,
+    tenant_spec,
+)
 from infra.cloud.plan import plan
 from inventory.ipam import IpamAllocation
 from tests.conftest import load_sample, make_runtime
@@ -86,3 +93,12 @@ def test_migrating_system_raises_the_tenant_baseline(session: Session) -> None:
     out = plan(request)
     (baseline,) = [r for r in out["resources"] if r["type"].endswith(":SecGroup") and r["name"].endswith("baseline")]
     assert baseline["properties"]["deleteDefaultRules"] is True  # the level-3 baseline
+
+
+def test_k8s_spec_from_the_register(session: Session) -> None:
+    spec = k8s_spec(session, "GAJ", TICKET)
+    assert (spec.namespace, spec.group, spec.mlps_level) == ("ys-gaj", "dept-gaj", 3)
+    assert spec.pod_security == "restricted"
+    out = plan({"k8s": [spec.model_dump()]})
+    assert out["admissible"] is True and out["stack"] == "gaj"
+    assert k8s_spec(session, "GAJ", TICKET, namespace="gaj-video").namespace == "gaj-video"
