@@ -1,6 +1,6 @@
-"""The IPv4/IPv6 dual-stack migration as a job: scope → inventory with the IPAM plan → ipv6_dualstack.yml →
-the register updated for every host the playbook verified (address recorded, system dual stack once all its hosts
-are), each change in the audit chain."""
+"""Playbooks run as jobs on a scope of the register: department codes and system ids become an Ansible limit, the
+inventory is written from the register (with the lab's connection variables when a lab is up, and the IPAM IPv6
+plan per host)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
-from infra.ansible_run import PlaybookResult, ipv6_plan_vars, write_inventory
+from infra.ansible_run import PlaybookResult, write_inventory
 from infra.jobs import JobEventView, Jobs
 from infra.lab import Lab
 from inventory.models import Department, Host, System
-
-PLAYBOOK = "ipv6_dualstack.yml"
 
 
 def _group(prefix: str, value: str) -> str:
@@ -44,60 +42,27 @@ def current_lab(rt: Runtime) -> Lab | None:
     return lab if lab.state_file.exists() else None
 
 
-def verified_hosts(outcome: PlaybookResult) -> list[str]:
-    """Hosts the playbook finished without failure (it verifies before it succeeds, rolls back when it cannot)."""
-    return sorted(h for h, s in outcome.stats.items() if not s.get("failures") and not s.get("dark"))
+def run_scoped(rt: Runtime, kind: str, playbook: str, scope: list[str], actor: str, *, check: bool = False,
+               extravars: dict[str, Any] | None = None,
+               on_event: Callable[[JobEventView, dict[str, Any]], None] | None = None,
+               on_created: Callable[[int, int], None] | None = None,
+               summarise: Callable[[int, PlaybookResult], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run ``playbook`` as a job on ``scope`` (department codes / system ids); returns the finished job record.
 
-
-def record_migration(rt: Runtime, hosts: list[str], actor: str, job_id: int) -> dict[str, Any]:
-    """Write the planned IPv6 addresses of verified hosts into the register; systems whose hosts all have one
-    become dual stack."""
-    updated_hosts, dual_systems = [], []
-    with rt.transaction() as session:
-        rows = session.scalars(select(Host).where(Host.name.in_(hosts))).all()
-        plan = ipv6_plan_vars(session, rt.settings.net.ipv6_block, {h.system.department_code for h in rows})
-        for host in rows:
-            address = plan[host.name]["address"]
-            if host.ipv6 != address:
-                rt.audit.append(session, actor=actor, action="inventory.host.ipv6_migrated", object_type="host",
-                                object_id=host.name, payload={"ipv6": address, "was": host.ipv6, "job": job_id})
-                host.ipv6 = address
-                updated_hosts.append(host.name)
-        session.flush()
-        for system in {h.system for h in rows}:
-            if system.network_stack == "ipv4" and all(h.ipv6 for h in system.hosts):
-                rt.audit.append(session, actor=actor, action="inventory.system.dual_stack", object_type="system",
-                                object_id=system.id, payload={"was": system.network_stack, "job": job_id})
-                system.network_stack = "dual"
-                dual_systems.append(system.id)
-    return {"hosts_updated": sorted(updated_hosts), "systems_dual_stack": sorted(dual_systems)}
-
-
-def migrate_ipv6(rt: Runtime, scope: list[str], actor: str, *, check: bool = False,
-                 extravars: dict[str, Any] | None = None,
-                 on_event: Callable[[JobEventView, dict[str, Any]], None] | None = None,
-                 on_created: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run the dual-stack migration on ``scope`` (department codes / system ids) as a job; returns the job record.
-
-    ``on_created(job_id, host_count)`` is called once the job exists (for progress bars)."""
+    The inventory is the register (with the lab's connection variables when a lab is up and the IPAM IPv6 plan);
+    ``on_created(job_id, host_count)`` is called once the job exists (for progress bars); ``summarise(job_id,
+    outcome)`` gives the job's result."""
     jobs = Jobs(rt)
     with rt.sessions() as session:
         limit, departments, systems = resolve_scope(session, scope)
         host_count = len(session.scalars(select(Host.name).join(System).where(
             (System.department_code.in_(departments)) | (System.id.in_(systems)))).all())
-    job_id = jobs.create("ipv6_migration", PLAYBOOK, {"departments": departments, "systems": systems}, actor,
+    job_id = jobs.create(kind, playbook, {"departments": departments, "systems": systems}, actor,
                          limit=limit, check=check)
     if on_created is not None:
         on_created(job_id, host_count)
     with rt.transaction() as session:
         inventory = write_inventory(session, Path(jobs.dir / str(job_id) / "inventory.yml"), lab=current_lab(rt),
                                     ipv6_block=rt.settings.net.ipv6_block)
-
-    def summarise(outcome: PlaybookResult) -> dict[str, Any]:
-        verified = verified_hosts(outcome)
-        summary: dict[str, Any] = {"verified": verified, "failed": outcome.failed_hosts(), "changed": outcome.changed}
-        if not check:
-            summary.update(record_migration(rt, verified, actor, job_id))
-        return summary
-
-    return jobs.run(job_id, inventory, extravars=extravars, on_event=on_event, summarise=summarise)
+    return jobs.run(job_id, inventory, extravars=extravars, on_event=on_event,
+                    summarise=(lambda outcome: summarise(job_id, outcome)) if summarise else None)

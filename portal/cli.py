@@ -22,6 +22,7 @@ from inventory.files import FileFormatError
 from inventory.models import System
 from inventory.register import ImportRejected, export_text, import_file
 from portal.cli_common import err, open_configured_runtime
+from portal.cli_jobs import add_job_commands
 from portal.cli_soc import add_soc_commands
 from portal.models import ROLES, User
 from portal.security import create_token, create_user
@@ -262,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--scope", action="append", default=[], metavar="DEPARTMENT", help="only these departments")
     plan.add_argument("--actor", default=os.environ.get("USER", "cli"))
     plan.set_defaults(func=cmd_net_plan)
+    add_job_commands(sub, net)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="sub", required=True)
     tc = token.add_parser("create", help="create a token (shown once)")

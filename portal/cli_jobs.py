@@ -1,0 +1,181 @@
+"""``yunshu net migrate-ipv6``, ``yunshu onboard`` and ``yunshu jobs …``: automation jobs from the command line, with a
+live progress display on the terminal (stderr) and JSON on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import threading
+from collections import Counter
+from typing import Any
+
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from infra.jobs import JobEventView, JobRefused, Jobs
+from portal.cli_common import err, open_configured_runtime
+from portal.job_events import forward_to_soc
+
+EXIT = {"successful": 0, "failed": 1, "timeout": 3, "canceled": 4, "error": 5}
+
+
+class JobProgress:
+    """A rich progress display: hosts finished (bar), the task running, ok/changed/failed counts."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[job]}"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total} hosts"), TextColumn("{task.fields[counts]}"),
+                                 TextColumn("[dim]{task.fields[current]}"), TimeElapsedColumn(), console=err,
+                                 transient=False)
+        self.task: Any = None
+        self.counts: Counter[str] = Counter()
+        self.hosts_seen: set[str] = set()
+        self.lock = threading.Lock()
+
+    def created(self, job_id: int, hosts: int) -> None:
+        self.task = self.progress.add_task("job", total=hosts or None, job=f"job {job_id}", counts="", current="")
+
+    def event(self, view: JobEventView, _raw: dict[str, Any]) -> None:
+        if self.task is None:
+            return
+        with self.lock:
+            if view.event == "playbook_on_task_start":
+                self.progress.update(self.task, current=(view.task or "")[:60])
+                return
+            if view.event == "playbook_on_stats":
+                self.progress.update(self.task, completed=self.progress.tasks[0].total or 0, current="done")
+                return
+            kind = ("failed" if view.failed else "changed" if view.changed
+                    else "skipped" if view.event == "runner_on_skipped" else "ok")
+            self.counts[kind] += 1
+            if view.host:
+                self.hosts_seen.add(view.host)
+            counts = " ".join(f"{k}={self.counts[k]}" for k in ("ok", "changed", "failed", "skipped") if self.counts[k])
+            # a host counts as finished once every host has been seen on the current task (rough but monotone)
+            self.progress.update(self.task, counts=counts, completed=min(len(self.hosts_seen),
+                                                                        self.progress.tasks[0].total or 0))
+
+
+def _run_with_progress(args: argparse.Namespace, start: Any) -> int:
+    """Run a job with the progress display; Ctrl-C asks the job to cancel instead of killing it."""
+    rt = open_configured_runtime()
+    progress = JobProgress()
+    created: dict[str, int] = {}
+    soc_sink = forward_to_soc(rt) if not getattr(args, "no_soc", False) else None
+
+    def on_created(job_id: int, hosts: int) -> None:
+        created["id"] = job_id
+        progress.created(job_id, hosts)
+
+    def on_event(view: JobEventView, raw: dict[str, Any]) -> None:
+        progress.event(view, raw)
+        if soc_sink is not None and "id" in created:
+            soc_sink(created["id"], view, raw)
+
+    def interrupt(_sig: int, _frame: Any) -> None:
+        if "id" in created:
+            err.print(f"[yellow]cancelling job {created['id']} …[/]")
+            Jobs(rt).cancel(created["id"], args.actor)
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        with progress.progress:
+            record = start(rt, on_event=on_event, on_created=on_created)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    except JobRefused as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT["error"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if soc_sink is not None:
+            soc_sink.close()  # type: ignore[attr-defined]
+        rt.close()
+    record.pop("events", None)
+    print(json.dumps(record, ensure_ascii=False))
+    colour = "green" if record["status"] == "successful" else "red"
+    err.print(f"[{colour}]job {record['id']}: {record['status']}[/] (rc {record['rc']}, {record['duration_s']} s)")
+    return EXIT.get(record["status"], 1)
+
+
+def cmd_migrate_ipv6(args: argparse.Namespace) -> int:
+    from infra.ipv6_migration import migrate_ipv6
+
+    return _run_with_progress(args, lambda rt, **kw: migrate_ipv6(rt, args.scope, args.actor, check=args.check,
+                                                                   **kw))
+
+
+def cmd_onboard(args: argparse.Namespace) -> int:
+    from infra.scoped_jobs import run_scoped
+
+    return _run_with_progress(args, lambda rt, **kw: run_scoped(rt, "onboard", "onboard.yml", args.system,
+                                                                 args.actor, check=args.check, **kw))
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    rt = open_configured_runtime()
+    try:
+        for job in Jobs(rt).list(limit=args.limit, status=args.status):
+            print(json.dumps(job, ensure_ascii=False))
+    finally:
+        rt.close()
+    return 0
+
+
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    rt = open_configured_runtime()
+    try:
+        print(json.dumps(Jobs(rt).show(args.id), ensure_ascii=False))
+    except JobRefused as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    finally:
+        rt.close()
+    return 0
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    rt = open_configured_runtime()
+    try:
+        status = Jobs(rt).cancel(args.id, args.actor)
+    except JobRefused as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    finally:
+        rt.close()
+    err.print(f"job {args.id} ({status}): cancellation requested")
+    return 0
+
+
+def add_job_commands(sub: Any, net: Any) -> None:
+    """Register ``net migrate-ipv6``, ``onboard`` and ``jobs list|show|cancel``."""
+    actor = os.environ.get("USER", "cli")
+    mig = net.add_parser("migrate-ipv6", help="dual-stack migration of departments or systems (an Ansible job)")
+    mig.add_argument("--scope", action="append", required=True, metavar="DEPARTMENT|SYSTEM",
+                     help="department code or system id (repeatable)")
+    mig.add_argument("--check", action="store_true", help="check mode: report what would change, change nothing")
+    mig.add_argument("--no-soc", action="store_true", help="do not send job events to the SOC")
+    mig.add_argument("--actor", default=actor)
+    mig.set_defaults(func=cmd_migrate_ipv6)
+
+    onboard = sub.add_parser("onboard", help="等保 baseline hardening of a system's hosts (an Ansible job)")
+    onboard.add_argument("system", nargs="+", metavar="SYSTEM", help="system id (or department code)")
+    onboard.add_argument("--check", action="store_true")
+    onboard.add_argument("--no-soc", action="store_true")
+    onboard.add_argument("--actor", default=actor)
+    onboard.set_defaults(func=cmd_onboard)
+
+    jobs = sub.add_parser("jobs", help="automation jobs").add_subparsers(dest="sub", required=True)
+    ls = jobs.add_parser("list", help="recent jobs, newest first (JSON lines)")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--status", choices=[*sorted(EXIT), "queued", "running"])
+    ls.set_defaults(func=cmd_jobs_list)
+    show = jobs.add_parser("show", help="one job with its events (JSON)")
+    show.add_argument("id", type=int)
+    show.set_defaults(func=cmd_jobs_show)
+    cancel = jobs.add_parser("cancel", help="ask a queued or running job to stop")
+    cancel.add_argument("id", type=int)
+    cancel.add_argument("--actor", default=actor)
+    cancel.set_defaults(func=cmd_jobs_cancel)
