@@ -1,65 +1,248 @@
-"""Drains the spool into the store through the pipeline, committing only what is stored."""
+"""Drains the spool: detection first, then the store, each with its own durable place in the spool.
+
+Without detection one thread reads a batch, parses, enriches and stores it, then moves the checkpoint.
+
+With detection, alerts never wait for the store. Two threads share the work:
+
+- the **detection reader** reads from the ``detected`` cursor, parses and enriches, evaluates the rules, records the
+  alerts, moves the cursor, then offers the parsed batch to the store writer (a bounded hand-off: when the store
+  lags and the hand-off is full the batch is dropped, and the writer parses those records again from the spool);
+- the **store writer** stores everything before the detected cursor (the hand-off's batch when it holds the one
+  starting where the writer stands, else records read from the spool) and then moves the checkpoint.
+
+Crash and replay: the checkpoint never passes the detected cursor, so a segment is dropped only once both are past
+it. Each event is detected once: before recording a batch's alerts the reader saves, with the cursor, the batch's
+end and its first detection; on restart, if that detection is in the alert database the record committed and the
+batch is skipped, otherwise it is evaluated again (and rule hits are keyed by event id besides). Correlation windows
+live in memory: a restart starts them empty.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from collections import deque
+from dataclasses import dataclass
 from itertools import groupby
+from typing import TYPE_CHECKING
 
 from soc.metrics import SocMetrics
-from soc.pipeline import Pipeline, RawRecord
-from soc.spool import Spool, SpooledRecord, source_format, source_origin
+from soc.pipeline import Pipeline, Prepared, RawRecord
+from soc.spool import Position, Spool, SpooledRecord, source_format, source_origin
 from soc.store.base import StoreUnavailable
 
+if TYPE_CHECKING:
+    from soc.alerts.service import Detection
+    from soc.alerts.stage import DetectionStage
+
 log = logging.getLogger("yunshu.soc.consumer")
+DETECTED = "detected"  # the spool cursor of the detection reader
+
+
+@dataclass
+class ParsedBatch:
+    """Spool records [start, end) parsed and enriched, grouped by source in spool order."""
+
+    start: Position
+    end: Position
+    groups: list[tuple[str, Prepared]]
+
+    @property
+    def records(self) -> int:
+        return sum(prepared.read for _, prepared in self.groups)
+
+
+class Handoff:
+    """Parsed batches on their way from the detection reader to the store writer, bounded by records held."""
+
+    def __init__(self, max_records: int):
+        self.max_records = max_records
+        self._lock = threading.Lock()
+        self._batches: deque[ParsedBatch] = deque()
+        self._held = 0
+
+    def offer(self, batch: ParsedBatch) -> bool:
+        """Hold the batch unless that would exceed the bound (then the writer reads the spool instead)."""
+        with self._lock:
+            if self._held + batch.records > self.max_records and self._batches:
+                return False
+            self._batches.append(batch)
+            self._held += batch.records
+            return True
+
+    def take(self, start: Position) -> tuple[ParsedBatch | None, Position | None]:
+        """The held batch starting at ``start`` (older ones are discarded); else None and where the next held
+        batch starts (None when none is held)."""
+        with self._lock:
+            while self._batches and self._batches[0].start < start:
+                self._held -= self._batches.popleft().records
+            if self._batches and self._batches[0].start == start:
+                batch = self._batches.popleft()
+                self._held -= batch.records
+                return batch, None
+            return None, self._batches[0].start if self._batches else None
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+
+def _position(text: str) -> Position:
+    segment, offset = text.split(":")
+    return Position(int(segment), int(offset))
 
 
 class SpoolConsumer:
-    """A background thread: read a batch, parse/enrich/store it, then move the checkpoint."""
+    """Background threads draining the spool into the rules (if any) and the store (see the module docstring)."""
 
     def __init__(self, spool: Spool, pipeline: Pipeline, metrics: SocMetrics | None = None,
-                 batch_records: int = 5000, retry_seconds: float = 1.0):
+                 batch_records: int = 5000, retry_seconds: float = 1.0, detection: DetectionStage | None = None,
+                 handoff_records: int = 50_000):
         self.spool = spool
         self.pipeline = pipeline
         self.metrics = metrics or SocMetrics()
         self.batch_records = batch_records
         self.retry_seconds = retry_seconds
+        self.detection = detection
+        self.handoff = Handoff(handoff_records)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="soc-consumer", daemon=True)
+        self._progress = threading.Condition()
+        self._unrecorded: tuple[ParsedBatch, list[Detection]] | None = None  # detected, alerts not yet committed
+        self._detected = self._resume_detection() if detection is not None else None
+        self._threads = [threading.Thread(target=self._store_loop, name="soc-consumer", daemon=True)]
+        if detection is not None:
+            self._threads.append(threading.Thread(target=self._detect_loop, name="soc-detect", daemon=True))
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self._thread.join(timeout)
+        with self._progress:
+            self._progress.notify_all()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout)
 
-    def drain_once(self) -> int:
-        """Process one batch; returns how many records were consumed (0 when the spool is empty)."""
-        start = self.spool.checkpoint()
+    def _parse(self, records: list[SpooledRecord]) -> list[tuple[str, Prepared]]:
+        return [(source, self.pipeline.prepare((RawRecord(r.key, r.raw) for r in group), source_format(source)))
+                for source, group in groupby(records, key=lambda r: r.source)]
+
+    # --- detection ------------------------------------------------------------------------------------------
+
+    @property
+    def detected(self) -> Position | None:
+        """Everything before this position has been through the rules (None when detection is off)."""
+        return self._detected
+
+    def _resume_detection(self) -> Position:
+        """Where detection goes on after a restart: its cursor, past a batch whose alerts were committed."""
+        checkpoint = self.spool.checkpoint()
+        saved = self.spool.cursor(DETECTED)
+        if saved is None:
+            return checkpoint  # detection newly switched on: it starts where the store stands
+        position, note = saved
+        if note:
+            pending = json.loads(note)
+            assert self.detection is not None
+            if self.detection.recorded(pending["rule_id"], pending["event_id"]):
+                position = _position(pending["end"])
+                log.info("detection resumes after a batch whose alerts were recorded before the restart")
+            self.spool.set_cursor(DETECTED, position)
+        return max(position, checkpoint)
+
+    def detect_once(self) -> int:
+        """Detect on one batch from the detected cursor; returns how many records were consumed."""
+        assert self.detection is not None and self._detected is not None
+        if self._unrecorded is not None:  # recording failed last time: record again, do not detect twice
+            batch, found = self._unrecorded
+            self._record(batch, found)
+            return batch.records
+        start = self._detected
         records, end = self.spool.read(start, self.batch_records)
         if not records:
             if end != start:
-                self.spool.commit(end)  # moved into a newer segment
+                self._advance(ParsedBatch(start, end, []))  # moved into a newer segment
             return 0
-        for source, group in groupby(records, key=lambda r: r.source):
-            self._process(source, list(group))
-        self.spool.commit(end)
-        self.metrics.backlog.set(self.spool.backlog_bytes())
+        batch = ParsedBatch(start, end, self._parse(records))
+        found = self.detection.detect([e for _, prepared in batch.groups for e in prepared.events])
+        self._unrecorded = (batch, found)
+        self._record(batch, found)
         return len(records)
 
-    def _process(self, source: str, group: list[SpooledRecord]) -> None:
+    def _record(self, batch: ParsedBatch, found: list[Detection]) -> None:
+        assert self.detection is not None
+        if found:
+            first = found[0]
+            note = json.dumps({"end": f"{batch.end.segment}:{batch.end.offset}", "rule_id": first.rule_id,
+                               "event_id": first.event_id})
+            self.spool.set_cursor(DETECTED, batch.start, note)
+            self.detection.record(found)
+        self._unrecorded = None
+        self._advance(batch)
+
+    def _advance(self, batch: ParsedBatch) -> None:
+        self.spool.set_cursor(DETECTED, batch.end)
+        if batch.groups:
+            self.handoff.offer(batch)
+        with self._progress:
+            self._detected = batch.end
+            self._progress.notify_all()
+
+    def _detect_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.detect_once() == 0 and self._detected is not None:
+                    self.spool.wait_for_data(self._detected, timeout=0.5)
+            except Exception:  # e.g. the alert database is unavailable: keep the batch and try again
+                log.exception("detection failed; retrying")
+                self._stop.wait(self.retry_seconds)
+
+    # --- storing --------------------------------------------------------------------------------------------
+
+    def drain_once(self) -> int:
+        """Store one batch; returns how many records were consumed (0 when nothing is ready)."""
+        start = self.spool.checkpoint()
+        limit = self._detected
+        if limit is not None and start >= limit:
+            return 0
+        batch, next_held = self.handoff.take(start) if limit is not None else (None, None)
+        if batch is None:
+            until = min((p for p in (limit, next_held) if p is not None), default=None)
+            records, end = self.spool.read(start, self.batch_records, until)
+            if not records:
+                if end != start:
+                    self.spool.commit(end)  # moved into a newer segment
+                return 0
+            batch = ParsedBatch(start, end, self._parse(records))
+        for source, prepared in batch.groups:
+            self._store(source, prepared)
+        self.spool.commit(batch.end)
+        self.metrics.backlog.set(self.spool.backlog_bytes())
+        return batch.records
+
+    def _store(self, source: str, prepared: Prepared) -> None:
         origin = source_origin(source)
-        stats = self.pipeline.run((RawRecord(r.key, r.raw) for r in group), source_format(source))
+        stats = self.pipeline.store_prepared(prepared)
         self.metrics.parsed.labels(origin).inc(stats.read - stats.dead_lettered)
         self.metrics.stored.labels(origin).inc(stats.stored)
         self.metrics.dead_lettered.labels(origin).inc(stats.dead_lettered)
 
-    def _loop(self) -> None:
+    def _wait_for_work(self) -> None:
+        if self._detected is None:
+            self.spool.wait_for_data(self.spool.checkpoint(), timeout=0.5)
+            return
+        with self._progress:
+            if not self._stop.is_set() and self.spool.checkpoint() >= self._detected:
+                self._progress.wait(0.5)
+
+    def _store_loop(self) -> None:
         while not self._stop.is_set():
             try:
                 if self.drain_once() == 0:
-                    self.spool.wait_for_data(self.spool.checkpoint(), timeout=0.5)
+                    self._wait_for_work()
             except StoreUnavailable as exc:  # keep everything in the spool and try again
                 log.warning("event store unavailable, events stay in the spool: %s", exc)
                 self._stop.wait(self.retry_seconds)

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from soc.deadletter import DeadLetterStore
 from soc.ecs import Event, event_id
@@ -77,6 +77,15 @@ def ingest_gc() -> Iterator[None]:
                 _gc_saved = None
 
 
+@dataclass
+class Prepared:
+    """Records parsed and enriched but not yet stored: the events, the dead letters, how many were read."""
+
+    events: list[tuple[str, Event]] = field(default_factory=list)
+    dead: list[tuple[str, str, bytes]] = field(default_factory=list)  # (source key, reason, raw)
+    read: int = 0
+
+
 class Pipeline:
     """Parses, enriches and stores records in batches; retries while the store is unavailable."""
 
@@ -132,6 +141,32 @@ class Pipeline:
                 if len(batch) >= self.batch_size:
                     self._flush(batch, dead, stats)
             self._flush(batch, dead, stats)
+        stats.duration_s = time.perf_counter() - started
+        return stats
+
+    def prepare(self, records: Iterable[RawRecord], fmt: str = "auto") -> Prepared:
+        """Parse and enrich records without storing them (see ``store_prepared``)."""
+        prepared = Prepared()
+        with ingest_gc():
+            for record in records:
+                prepared.read += 1
+                doc_id, result = self.to_event(record, fmt)
+                if doc_id is None:
+                    prepared.dead.append((record.source_key, str(result), record.raw))
+                else:
+                    prepared.events.append((doc_id, result))  # type: ignore[arg-type]
+        return prepared
+
+    def store_prepared(self, prepared: Prepared) -> IngestStats:
+        """Store a prepared batch and dead-letter what could not become events (what ``run`` does after parsing).
+
+        The batch is left as it was, so a caller may retry it after StoreUnavailable.
+        """
+        stats = IngestStats(read=prepared.read)
+        started = time.perf_counter()
+        for at in range(0, len(prepared.events), self.batch_size):
+            self._flush(prepared.events[at:at + self.batch_size], [], stats)
+        self._flush([], list(prepared.dead), stats)
         stats.duration_s = time.perf_counter() - started
         return stats
 

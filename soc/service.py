@@ -36,9 +36,10 @@ class Soc:
     ctx: ParseContext
     detection: DetectionStage | None = None
 
-    def pipeline(self, max_line_bytes: int = 65536, retry_seconds: float = 30.0) -> Pipeline:
+    def pipeline(self, max_line_bytes: int = 65536, retry_seconds: float = 30.0, detect: bool = True) -> Pipeline:
+        """A pipeline into the store; with ``detect`` (and detection on) the rules see each batch once stored."""
         return Pipeline(self.store, self.deadletters, self.enricher, self.ctx, max_line_bytes=max_line_bytes,
-                        retry_seconds=retry_seconds, after_write=self.detection)
+                        retry_seconds=retry_seconds, after_write=self.detection if detect else None)
 
     def close(self) -> None:
         self.store.close()
@@ -96,8 +97,9 @@ class SocServices:
         self.listeners = listeners
         self.soc = open_soc(rt, metrics=metrics)
         self.spool = Spool(rt.settings.home / "soc" / "spool")
-        pipeline = self.soc.pipeline(rt.settings.soc.max_line_bytes, retry_seconds=0)
-        self.consumer = SpoolConsumer(self.spool, pipeline, metrics)
+        # detection runs ahead of the store, on its own spool cursor (see soc.consumer)
+        pipeline = self.soc.pipeline(rt.settings.soc.max_line_bytes, retry_seconds=0, detect=False)
+        self.consumer = SpoolConsumer(self.spool, pipeline, metrics, detection=self.soc.detection)
         self.receivers: SyslogReceivers | None = None
         self._stop = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name="soc-maintenance", daemon=True)

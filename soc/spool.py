@@ -23,6 +23,7 @@ from typing import BinaryIO
 HEADER = struct.Struct(">II")
 SEGMENT_BYTES = 64 * 1024 * 1024
 CHECKPOINT = "checkpoint"
+CURSOR_PREFIX = "cursor-"
 
 
 @dataclass(frozen=True, order=True)
@@ -138,29 +139,51 @@ class Spool:
         segments = self.segments()
         return Position(segments[0] if segments else 1, 0)
 
-    def commit(self, position: Position) -> None:
-        """Record that everything before ``position`` is stored; drop segments wholly behind it."""
-        tmp = self.dir / f"{CHECKPOINT}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(f"{position.segment} {position.offset}\n")
+    def _write_durably(self, name: str, text: str) -> None:
+        tmp = self.dir / f"{name}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, self.dir / CHECKPOINT)
+        os.replace(tmp, self.dir / name)
+
+    def cursor(self, name: str) -> tuple[Position, str] | None:
+        """A named reader's position (e.g. detection's) and the note saved with it; None if never set."""
+        path = self.dir / f"{CURSOR_PREFIX}{name}"
+        if not path.exists():
+            return None
+        first, _, note = path.read_text(encoding="utf-8").partition("\n")
+        segment, offset = first.split()
+        return Position(int(segment), int(offset)), note.strip()
+
+    def set_cursor(self, name: str, position: Position, note: str = "") -> None:
+        """Save a named reader's position durably, with a one-line note (e.g. the work in flight).
+
+        A named cursor does not protect segments: the store's checkpoint must not pass it (see ``commit``).
+        """
+        if "\n" in note:
+            raise ValueError("a cursor note is one line")
+        self._write_durably(f"{CURSOR_PREFIX}{name}", f"{position.segment} {position.offset}\n{note}\n")
+
+    def commit(self, position: Position) -> None:
+        """Record that everything before ``position`` is stored; drop segments wholly behind it."""
+        self._write_durably(CHECKPOINT, f"{position.segment} {position.offset}\n")
         for number in self.segments():
             if number < position.segment:
                 (self.dir / _segment_name(number)).unlink(missing_ok=True)
 
-    def read(self, start: Position, max_records: int = 5000) -> tuple[list[SpooledRecord], Position]:
-        """Up to ``max_records`` complete records from ``start``, and the position after them."""
+    def read(self, start: Position, max_records: int = 5000,
+             until: Position | None = None) -> tuple[list[SpooledRecord], Position]:
+        """Up to ``max_records`` complete records from ``start`` (and before ``until``), and the position after."""
         records: list[SpooledRecord] = []
         position = start
-        while len(records) < max_records:
+        while len(records) < max_records and (until is None or position < until):
             path = self.dir / _segment_name(position.segment)
             if not path.exists():
                 break
             with open(path, "rb") as fh:
                 fh.seek(position.offset)
-                while len(records) < max_records:
+                while len(records) < max_records and (until is None or position < until):
                     offset = fh.tell()
                     payload = _read_record(fh)
                     if payload is None:

@@ -8,8 +8,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from soc.alerts.models import AlertEvent
 from soc.alerts.service import AlertService, Detection, detections
 from soc.detect.engine import Detector
 from soc.detect.loader import BUILTIN_RULES, RuleSet, ecs_pipeline, load_rules
@@ -32,7 +34,11 @@ def load_configured_rules(extra_dirs: list[Path]) -> RuleSet:
 
 
 class DetectionStage:
-    """Called with each batch the store accepted; records alerts for the rules that fire."""
+    """Evaluates batches of events against the rules and records alerts for those that fire.
+
+    Called with a batch (``stage(batch)``) it does both; the spool consumer calls ``detect`` and ``record``
+    separately, so it can note the work in flight before the alerts are committed.
+    """
 
     def __init__(self, detector: Detector, transaction: Callable[[], AbstractContextManager[Session]],
                  alerts: AlertService, metrics: SocMetrics | None = None):
@@ -43,16 +49,25 @@ class DetectionStage:
 
     def evaluate(self, batch: list[tuple[str, dict[str, Any]]]) -> Iterator[Detection]:
         for event_id, event in batch:
-            matched, correlated = self.detector.process(event)
+            try:
+                matched, correlated = self.detector.process(event)
+            except Exception:  # a rule that breaks on one odd event must not stop detection for the rest
+                log.exception("detection failed on event %s; skipped", event_id)
+                continue
             if matched or correlated:
                 yield from detections(event_id, event, matched, correlated)
 
-    def __call__(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+    def detect(self, batch: list[tuple[str, dict[str, Any]]]) -> list[Detection]:
+        """The detections in a batch (rule and correlation state advance; nothing is recorded yet)."""
         before = self.detector.eval_seconds
         found = list(self.evaluate(batch))
         if self.metrics is not None:
             self.metrics.rule_seconds.inc(self.detector.eval_seconds - before)
             self.metrics.correlation_state.set(self.detector.correlator.state_size)
+        return found
+
+    def record(self, found: list[Detection]) -> None:
+        """Record detections as alerts in one transaction (an event already behind its rule's alert adds nothing)."""
         if not found:
             return
         with self.transaction() as session:
@@ -62,3 +77,12 @@ class DetectionStage:
                     self.metrics.detections.labels(d.rule_id).inc()
                 for alert in recorded.created.values():
                     self.metrics.alerts.labels(alert.severity, alert.rule_id).inc()
+
+    def recorded(self, rule_id: str, event_id: str) -> bool:
+        """Whether the alerts hold this rule's hit on this event (a committed ``record`` call leaves one)."""
+        with self.transaction() as session:
+            return session.scalar(select(AlertEvent.id).where(AlertEvent.rule_id == rule_id,
+                                                              AlertEvent.event_id == event_id)) is not None
+
+    def __call__(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        self.record(self.detect(batch))
