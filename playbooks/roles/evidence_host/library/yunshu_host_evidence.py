@@ -68,7 +68,7 @@ def key_values(text: str | None, sep: str = "=") -> dict[str, str]:
         if sep == "=":
             key, _, value = line.partition("=")
         else:
-            key, value = line.split(None, 1)[0], (line.split(None, 1) + [""])[1]
+            key, value = ([*line.split(None, 1), ""])[:2]
         out[key.strip()] = value.strip()
     return out
 
@@ -284,7 +284,8 @@ def rsyslog_targets(text: str, path: str) -> list[dict]:
                     "protocol": params.get("protocol", "udp").lower(), "framing": params.get("TCP_Framing"),
                     "queue_type": params.get("queue.type"), "queue_file": params.get("queue.filename")})
     for line in text.splitlines():  # legacy  *.* @@host:port  (TCP)  /  @host:port  (UDP)
-        match = re.match(r"^[^#\s]\S*\s+(@@?)\(?[^)]*\)?([\w.:\[\]-]+?)(?::(\d+))?\s*(;.*)?$", line.strip())
+        match = re.match(r"^[^#\s$]\S*\s+(@@?)(?:\([^)]*\))?(\[[^\]]+\]|[^:;\s]+)(?::(\d+))?\s*(;\S*)?$",
+                         line.strip())
         if match:
             out.append({"file": path, "target": match.group(2).strip("[]"), "port": as_int(match.group(3) or "514"),
                         "protocol": "tcp" if match.group(1) == "@@" else "udp", "framing": None,
@@ -386,7 +387,7 @@ def main() -> None:
     errors = {k: v for k, v in (("listening", ports_error), ("packages", packages_error)) if v}
     evidence = {
         "schema_version": SCHEMA_VERSION,
-        "collected_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "collected_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),  # noqa: UP017 (remote Python < 3.11)
         "hostname": (read("/etc/hostname") or os.uname().nodename).strip(),
         "password": password_facts(arch),
         "faillock": faillock_facts(arch),

@@ -1,0 +1,231 @@
+"""Host evidence from ``playbooks/evidence.yml`` for the 等保 collectors: the documented shape and how to read it.
+
+``evidence.yml`` runs the read-only module ``yunshu_host_evidence`` (role ``evidence_host``) on every host and
+returns the facts through ``set_stats`` as ``yunshu_evidence: {host: facts}``; ansible-runner puts that mapping in
+the ``artifact_data`` of the ``playbook_on_stats`` event. :func:`evidence_from_events` reads it from
+``PlaybookResult.events`` (falling back to the module's own ``runner_on_ok`` results, e.g. when the run stopped
+before the stats), and :class:`HostEvidence` is the shape, one model per section:
+
+* ``password`` — pwquality.conf values, whether PAM enforces them, history, hashing, login.defs expiry (8.1.4.1 a)
+* ``faillock`` — faillock.conf values and whether PAM counts failures; ``pam_nullok`` (8.1.4.1 a, b)
+* ``session`` — shell TMOUT and whether it is readonly (8.1.4.1 b)
+* ``sshd`` — the effective configuration from ``sshd -T`` with the weak algorithms still allowed (8.1.4.1 a–c)
+* ``auditd`` — rule files and rule families present, whether rules are loaded (8.1.4.3 a–c)
+* ``rsyslog`` — forwarding targets (8.1.4.3 c, 8.1.5.4 d)
+* ``listening`` — listening sockets from ``ss -Htlnup`` (8.1.4.4 b)
+* ``mac`` — AppArmor / SELinux (8.1.4.2 g)
+* ``accounts`` — UID 0 and empty-password accounts (8.1.4.1 a, 8.1.4.2 b/c)
+* ``time_sync`` — time daemons running and configured (8.1.4.3 b: trustworthy timestamps)
+* ``insecure_packages`` — installed packages from the insecure list (8.1.4.4 a)
+
+Unknown values are ``None`` (e.g. a key missing from a file); ``errors`` names the parts that could not be read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+STATS_KEY = "yunshu_evidence"
+MODULE = "yunshu_host_evidence"
+SCHEMA_VERSION = 1
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PasswordPolicy(_Section):
+    pwquality_conf: bool
+    minlen: int | None
+    minclass: int | None
+    dcredit: int | None
+    ucredit: int | None
+    lcredit: int | None
+    ocredit: int | None
+    maxrepeat: int | None
+    difok: int | None
+    dictcheck: int | None
+    enforce_for_root: bool
+    pam_pwquality_configured: bool  # pam_pwquality.so on the common-password stack
+    pam_pwquality_module: bool  # the module is installed
+    complexity_enforced: bool  # both of the above
+    pam_unix_minlen: int | None
+    remember: int | None  # pam_pwhistory (or pam_unix) remember=
+    hashing: str | None
+    max_days: int | None  # login.defs PASS_MAX_DAYS
+    min_days: int | None
+    warn_age: int | None
+
+
+class Faillock(_Section):
+    faillock_conf: bool
+    deny: int | None
+    unlock_time: int | None
+    fail_interval: int | None
+    even_deny_root: bool
+    audit: bool
+    pam_preauth: bool
+    pam_authfail: bool
+    pam_account: bool
+    pam_module: bool
+    enforced: bool  # preauth + authfail on the stack, module installed, deny > 0
+    pam_nullok: bool  # pam_unix nullok on common-auth: empty passwords authenticate
+
+
+class Session(_Section):
+    tmout: int | None
+    tmout_readonly: bool
+    tmout_files: list[str]
+
+
+class Sshd(_Section):
+    installed: bool
+    effective: bool  # sshd -T succeeded; the other fields are empty otherwise
+    error: str | None
+    permit_root_login: str | None = None  # yes | prohibit-password | forced-commands-only | no
+    root_password_login: bool | None = None
+    password_authentication: bool | None = None
+    kbd_interactive_authentication: bool | None = None
+    permit_empty_passwords: bool | None = None
+    pubkey_authentication: bool | None = None
+    max_auth_tries: int | None = None
+    log_level: str | None = None
+    client_alive_interval: int | None = None
+    client_alive_count_max: int | None = None
+    login_grace_time: int | None = None
+    x11_forwarding: bool | None = None
+    use_pam: bool | None = None
+    ciphers: list[str] = []
+    macs: list[str] = []
+    kex_algorithms: list[str] = []
+    weak_ciphers: list[str] = []
+    weak_macs: list[str] = []
+    weak_kex: list[str] = []
+
+
+class AuditRulesPresent(_Section):
+    identity: bool
+    sudoers: bool
+    sshd_config: bool
+    time_change: bool
+    logins: bool
+
+
+class Auditd(_Section):
+    installed: bool  # auditctl present
+    daemon_running: bool
+    rules_files: list[str]
+    rules_count: int
+    rules_present: AuditRulesPresent
+    loaded: bool | None  # None: cannot tell (auditctl missing)
+    loaded_rules: int | None
+    error: str | None
+
+
+class ForwardTarget(_Section):
+    file: str
+    target: str | None
+    port: int | None
+    protocol: str
+    framing: str | None
+    queue_type: str | None
+    queue_file: str | None
+
+
+class Rsyslog(_Section):
+    installed: bool
+    running: bool
+    forwarding: list[ForwardTarget]
+
+
+class ListeningSocket(_Section):
+    proto: str  # tcp | udp
+    address: str
+    port: int | None
+    process: str | None
+
+
+class AppArmor(_Section):
+    enabled: bool
+    profiles: int
+    enforce: int
+
+
+class SELinux(_Section):
+    enabled: bool
+    mode: str | None
+
+
+class Mac(_Section):
+    apparmor: AppArmor
+    selinux: SELinux
+    active: bool  # AppArmor enforcing profiles, or SELinux enforcing
+
+
+class Accounts(_Section):
+    uid0: list[str]
+    empty_password: list[str]
+    shadow_readable: bool
+
+
+class TimeSync(_Section):
+    running: list[str]
+    configured: list[str]
+    servers: list[str]
+    synchronised: bool  # a time daemon is running (not a measurement of the offset)
+
+
+class HostEvidence(_Section):
+    """Everything ``evidence.yml`` returns for one host (schema_version 1)."""
+
+    schema_version: int
+    collected_at: str  # UTC, ISO 8601 with Z
+    hostname: str
+    password: PasswordPolicy
+    faillock: Faillock
+    session: Session
+    sshd: Sshd
+    auditd: Auditd
+    rsyslog: Rsyslog
+    listening: list[ListeningSocket]
+    mac: Mac
+    accounts: Accounts
+    time_sync: TimeSync
+    insecure_packages: list[str]
+    errors: dict[str, str]
+
+
+def _from_module_results(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.get("event") != "runner_on_ok":
+            continue
+        data = event.get("event_data") or {}
+        if str(data.get("task_action", "")).rsplit(".", 1)[-1] != MODULE:
+            continue
+        evidence = (data.get("res") or {}).get("evidence")
+        if isinstance(evidence, dict):
+            out[data["host"]] = evidence
+    return out
+
+
+def evidence_from_events(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per host the evidence facts of an ``evidence.yml`` run (validated against :class:`HostEvidence`)."""
+    events = list(events)
+    found: dict[str, dict[str, Any]] = _from_module_results(events)
+    for event in events:
+        if event.get("event") == "playbook_on_stats":
+            stats = ((event.get("event_data") or {}).get("artifact_data") or {}).get(STATS_KEY) or {}
+            found.update({host: facts for host, facts in stats.items() if isinstance(facts, dict)})
+    return {host: HostEvidence.model_validate(facts).model_dump() for host, facts in sorted(found.items())}
+
+
+def parse_evidence(events: Iterable[dict[str, Any]]) -> dict[str, HostEvidence]:
+    """Like :func:`evidence_from_events`, as models."""
+    return {host: HostEvidence.model_validate(facts) for host, facts in evidence_from_events(events).items()}
+
+
+__all__ = ["HostEvidence", "evidence_from_events", "parse_evidence"]
