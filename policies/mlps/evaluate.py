@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -45,7 +46,7 @@ class Answer(BaseModel):
         return value.astimezone(UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: cheaper to build by the hundred thousand; treat as read-only
 class HighRiskFinding:
     unit: str
     item_id: str
@@ -56,7 +57,7 @@ class HighRiskFinding:
     result: Result
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: cheaper to build by the hundred thousand; treat as read-only
 class RequirementResult:
     requirement: Requirement
     result: Result
@@ -136,6 +137,21 @@ def _scope_applies(hr: HighRisk, level: int, system: RegisterFacts, cloud_role: 
     }[hr.scope]
 
 
+@cache
+def combine_cached(results: tuple[Result, ...]) -> Result:
+    """:func:`combine` memoised on the tuple of results (few distinct tuples occur)."""
+    return combine(results)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    requirements: tuple[Requirement, ...]
+    check_ids: tuple[str, ...]  # every check the requirements link (scored or advisory), once
+    check_sets: tuple[tuple[str, ...], ...]  # the distinct scored check lists
+    unanswered: dict[str, RequirementResult]  # manual requirements without an answer: the same result everywhere
+    units: frozenset[str]
+
+
 class Evaluator:
     """Evaluates systems against a catalog with fixed parameters and scoring rules (reuse it for many systems)."""
 
@@ -145,6 +161,23 @@ class Evaluator:
         self.catalog = catalog or default_catalog()
         self.params = params or default_params()
         self.scoring = scoring or default_scoring()
+        self._high_risk_results = frozenset(self.scoring.high_risk_results)
+        self._plans: dict[tuple[int, str | None], _Plan] = {}
+
+    def _plan(self, level: int, cloud_role: str | None) -> _Plan:
+        key = (level, cloud_role)
+        if key not in self._plans:
+            reqs = self.catalog.for_system(level, cloud_role)
+            ids = tuple(dict.fromkeys(c for r in reqs for c in (*r.checks, *r.advisory_checks)))
+            unanswered = {
+                r.unit: RequirementResult(r, Result.PENDING, "pending", (), (), None, ())
+                for r in reqs
+                if r.kind == "manual" and not r.advisory_checks
+            }
+            self._plans[key] = _Plan(
+                reqs, ids, tuple(dict.fromkeys(r.checks for r in reqs)), unanswered, frozenset(r.unit for r in reqs)
+            )
+        return self._plans[key]
 
     def evaluate(
         self, evidence: Evidence | Mapping[str, Any], answers: Iterable[Answer] = (), as_of: datetime | None = None
@@ -154,40 +187,42 @@ class Evaluator:
         system = ev.system
         as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
         cloud_role = system.effective_cloud_role
-        requirements = self.catalog.for_system(system.mlps_level, cloud_role)
-        by_unit = {r.unit for r in requirements}
+        plan = self._plan(system.mlps_level, cloud_role)
         answered: dict[str, Answer] = {}
         for answer in answers:
-            if answer.unit not in by_unit:
+            if answer.unit not in plan.units:
                 raise ValueError(
                     f"answer for {answer.unit}: no such requirement for level {system.mlps_level} "
                     f"system {system.system_id}"
                 )
             answered[answer.unit] = answer  # the last answer for a unit wins
         ctx = CheckContext(level=system.mlps_level, as_of=as_of, params=self.params)
-        cache: dict[str, CheckResult] = {}
-
-        def run(check_id: str) -> CheckResult:
-            if check_id not in cache:
-                cache[check_id] = REGISTRY[check_id].fn(ev, ctx)
-            return cache[check_id]
-
-        scored_for_high_risk = set(self.scoring.high_risk_results)
+        ran = {cid: REGISTRY[cid].fn(ev, ctx) for cid in plan.check_ids}  # each check once per system
+        combined: dict[tuple[str, ...], tuple[tuple[CheckResult, ...], Result]] = {}
+        for ids in plan.check_sets:
+            got = tuple(ran[c] for c in ids)
+            combined[ids] = (got, combine_cached(tuple(c.result for c in got)))
+        high_risk_results = self._high_risk_results
         results: list[RequirementResult] = []
+        append = results.append
         high_risks: list[HighRiskFinding] = []
-        for req in requirements:
-            checks = tuple(run(c) for c in req.checks)
-            advisory = tuple(run(c) for c in req.advisory_checks)
-            answer = answered.get(req.unit)
+        unanswered = plan.unanswered
+        for req in plan.requirements:
+            unit = req.unit
+            if unit in unanswered and unit not in answered:
+                append(unanswered[unit])
+                continue
+            checks, value = combined[req.checks]
+            advisory = tuple(ran[c] for c in req.advisory_checks) if req.advisory_checks else ()
+            answer = answered.get(unit)
             if answer is not None:
                 value, decided_by = answer.result, "auditor"
             elif req.kind == "manual":
                 value, decided_by = Result.PENDING, "pending"
             else:
-                value = combine(c.result for c in checks)
                 decided_by = "pending" if value is Result.PENDING else "checks"
             findings: tuple[HighRiskFinding, ...] = ()
-            if req.high_risk and value in scored_for_high_risk and not (answer and answer.mitigated):
+            if req.high_risk and value in high_risk_results and not (answer and answer.mitigated):
                 findings = tuple(
                     HighRiskFinding(
                         req.unit, req.id, req.control_point, hr.case, hr.condition.zh, hr.condition.en, value
@@ -196,10 +231,10 @@ class Evaluator:
                     if _scope_applies(hr, system.mlps_level, system, cloud_role)
                 )
                 high_risks.extend(findings)
-            results.append(RequirementResult(req, value, decided_by, checks, advisory, answer, findings))
+            append(RequirementResult(req, value, decided_by, checks, advisory, answer, findings))
 
         counts = Counter(r.result for r in results)
-        rate = self.scoring.rate(r.result for r in results)
+        rate = self.scoring.rate_from_counts(counts)
         majors = tuple(high_risks) if self.scoring.major_hazard.from_high_risk else ()
         rule = self.scoring.conclude(rate, len(majors)) if rate is not None else None
         return SystemEvaluation(

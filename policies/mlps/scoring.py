@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -65,6 +65,13 @@ class ScoringRules(_Strict):
         """符合率 over the scored results (None when nothing is scored yet)."""
         scored = [self.weights[r] for r in results if r in self.weights]
         return sum(scored) / len(scored) if scored else None
+
+    def rate_from_counts(self, counts: Mapping[Result, int]) -> float | None:
+        """符合率 from a count per result (same as :meth:`rate`)."""
+        scored = sum(n for r, n in counts.items() if r in self.weights)
+        if not scored:
+            return None
+        return sum(self.weights[r] * n for r, n in counts.items() if r in self.weights) / scored
 
     def conclude(self, rate: float, major_hazards: int) -> ConclusionRule:
         """The first conclusion rule that matches."""

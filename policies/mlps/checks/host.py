@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
 
 from policies.mlps.checks import CheckContext, Verdict, check, per_host
 from policies.mlps.evidence import Evidence, HostFacts
@@ -11,6 +15,23 @@ from policies.mlps.results import CheckResult
 
 ANY_SOURCE = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
 CRYPTO_METHODS = {"publickey", "gssapi-with-mic", "hostbased"}
+
+
+@lru_cache(maxsize=4096)
+def _source_problem(sources: tuple[str, ...]) -> tuple[str, str] | None:
+    """Why a list of allowed ssh sources does not limit admin access (None when it does); hosts share lists."""
+    try:
+        nets = [ipaddress.ip_network(s, strict=False) for s in sources]
+    except ValueError as exc:
+        return f"来源地址无效：{exc}", f"invalid source: {exc}"
+    if not nets or any(n in ANY_SOURCE for n in nets):
+        return "ssh 未限制来源地址", "ssh not limited to set source addresses"
+    return None
+
+
+def _facts(model: BaseModel) -> dict[str, Any]:
+    """A flat facts model as a dict (cheaper than model_dump; the values are only read)."""
+    return dict(model.__dict__)
 
 
 def _is_loopback(address: str) -> bool:
@@ -28,7 +49,7 @@ def password_complexity(ev: Evidence, ctx: CheckContext) -> CheckResult:
         pw = h.password
         if pw is None:
             return None
-        facts = pw.model_dump()
+        facts = _facts(pw)
         problems = []
         if pw.minlen is None or pw.minlen < p.min_length:
             problems.append((f"最小长度 {pw.minlen} < {p.min_length}", f"minlen {pw.minlen} < {p.min_length}"))
@@ -72,7 +93,7 @@ def login_failure_lockout(ev: Evidence, ctx: CheckContext) -> CheckResult:
         f = h.faillock
         if f is None:
             return None
-        facts = f.model_dump()
+        facts = _facts(f)
         if not f.enabled or f.deny is None:
             return Verdict(False, "未启用 faillock", "faillock not enabled", facts)
         if f.deny > p.max_attempts:
@@ -234,8 +255,8 @@ def mac_enforcing(ev: Evidence, ctx: CheckContext) -> CheckResult:
             h.mac.kind == "apparmor" and h.mac.mode == "enabled"
         )
         if not ok:
-            return Verdict(False, f"{h.mac.kind} 为 {h.mac.mode}", f"{h.mac.kind} is {h.mac.mode}", h.mac.model_dump())
-        return Verdict(True, facts=h.mac.model_dump())
+            return Verdict(False, f"{h.mac.kind} 为 {h.mac.mode}", f"{h.mac.kind} is {h.mac.mode}", _facts(h.mac))
+        return Verdict(True, facts=_facts(h.mac))
 
     return per_host("host.mac_enforcing", ev, ctx, judge)
 
@@ -250,9 +271,9 @@ def auditd_enabled(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 False,
                 f"auditd 运行={h.auditd.running}，规则 {h.auditd.rules} 条",
                 f"auditd running={h.auditd.running}, {h.auditd.rules} rules",
-                h.auditd.model_dump(),
+                _facts(h.auditd),
             )
-        return Verdict(True, facts=h.auditd.model_dump())
+        return Verdict(True, facts=_facts(h.auditd))
 
     return per_host("host.auditd_enabled", ev, ctx, judge)
 
@@ -267,7 +288,7 @@ def audit_immutable(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 False,
                 "审计规则未锁定（auditctl -e 2）",
                 "audit rules not locked (auditctl -e 2)",
-                h.auditd.model_dump(),
+                _facts(h.auditd),
             )
         return Verdict(True)
 
@@ -280,8 +301,8 @@ def log_forwarding(ev: Evidence, ctx: CheckContext) -> CheckResult:
         if h.rsyslog is None:
             return None
         if not (h.rsyslog.forwarding and h.rsyslog.targets):
-            return Verdict(False, "rsyslog 未转发日志", "rsyslog does not forward logs", h.rsyslog.model_dump())
-        return Verdict(True, facts=h.rsyslog.model_dump())
+            return Verdict(False, "rsyslog 未转发日志", "rsyslog does not forward logs", _facts(h.rsyslog))
+        return Verdict(True, facts=_facts(h.rsyslog))
 
     return per_host("host.log_forwarding", ev, ctx, judge)
 
@@ -307,14 +328,9 @@ def admin_source_restricted(ev: Evidence, ctx: CheckContext) -> CheckResult:
         if h.sshd is None:
             return None
         sources = h.sshd.allowed_sources
-        try:
-            nets = [ipaddress.ip_network(s, strict=False) for s in sources]
-        except ValueError as exc:
-            return Verdict(False, f"来源地址无效：{exc}", f"invalid source: {exc}", {"allowed_sources": sources})
-        if not nets or any(n in ANY_SOURCE for n in nets):
-            return Verdict(
-                False, "ssh 未限制来源地址", "ssh not limited to set source addresses", {"allowed_sources": sources}
-            )
+        problem = _source_problem(tuple(sources))
+        if problem:
+            return Verdict(False, problem[0], problem[1], {"allowed_sources": sources})
         return Verdict(True, facts={"allowed_sources": sources})
 
     return per_host("host.admin_source_restricted", ev, ctx, judge)
@@ -355,16 +371,16 @@ def antimalware(ev: Evidence, ctx: CheckContext) -> CheckResult:
             return None
         if not (a.installed and a.running):
             return Verdict(
-                False, "未安装或未运行防恶意代码软件", "anti-malware not installed or not running", a.model_dump()
+                False, "未安装或未运行防恶意代码软件", "anti-malware not installed or not running", _facts(a)
             )
         if a.signatures_age_days is None or a.signatures_age_days > max_age:
             return Verdict(
                 False,
                 f"特征库 {a.signatures_age_days} 天未更新",
                 f"signatures {a.signatures_age_days} days old",
-                a.model_dump(),
+                _facts(a),
             )
-        return Verdict(True, facts=a.model_dump())
+        return Verdict(True, facts=_facts(a))
 
     return per_host("host.antimalware", ev, ctx, judge)
 
