@@ -16,6 +16,8 @@ before the stats), and :class:`HostEvidence` is the shape, one model per section
 * ``mac`` — AppArmor / SELinux (8.1.4.2 g)
 * ``accounts`` — UID 0 and empty-password accounts (8.1.4.1 a, 8.1.4.2 b/c)
 * ``time_sync`` — time daemons running and configured (8.1.4.3 b: trustworthy timestamps)
+* ``sudo_nopasswd_all`` — who may run anything through sudo without a password (8.1.4.2 d)
+* ``baseline`` — the marker onboard.yml leaves (playbook, level, when it last changed)
 * ``insecure_packages`` — installed packages from the insecure list (8.1.4.4 a)
 
 Unknown values are ``None`` (e.g. a key missing from a file); ``errors`` names the parts that could not be read.
@@ -98,6 +100,9 @@ class Sshd(_Section):
     login_grace_time: int | None = None
     x11_forwarding: bool | None = None
     use_pam: bool | None = None
+    authentication_methods: str | None = None  # "any" unless AuthenticationMethods is set
+    allow_users: list[str] = []
+    allow_groups: list[str] = []
     ciphers: list[str] = []
     macs: list[str] = []
     kex_algorithms: list[str] = []
@@ -120,6 +125,7 @@ class Auditd(_Section):
     rules_files: list[str]
     rules_count: int
     rules_present: AuditRulesPresent
+    immutable: bool  # the rule files end with -e 2
     loaded: bool | None  # None: cannot tell (auditctl missing)
     loaded_rules: int | None
     error: str | None
@@ -178,6 +184,14 @@ class TimeSync(_Section):
     synchronised: bool  # a time daemon is running (not a measurement of the offset)
 
 
+class BaselineMarker(_Section):
+    applied: bool  # /etc/yunshu/baseline.json exists (written by onboard.yml)
+    playbook: str | None
+    level: int | None  # 等保 level the baseline was applied for
+    version: int | None
+    changed_at: str | None  # the marker's mtime, UTC
+
+
 class HostEvidence(_Section):
     """Everything ``evidence.yml`` returns for one host (schema_version 1)."""
 
@@ -194,6 +208,8 @@ class HostEvidence(_Section):
     mac: Mac
     accounts: Accounts
     time_sync: TimeSync
+    sudo_nopasswd_all: list[str] | None  # users / %groups with NOPASSWD: ALL; None when sudoers is unreadable
+    baseline: BaselineMarker
     insecure_packages: list[str]
     errors: dict[str, str]
 
@@ -228,4 +244,47 @@ def parse_evidence(events: Iterable[dict[str, Any]]) -> dict[str, HostEvidence]:
     return {host: HostEvidence.model_validate(facts) for host, facts in evidence_from_events(events).items()}
 
 
-__all__ = ["HostEvidence", "evidence_from_events", "parse_evidence"]
+def host_facts_for_checks(host: str, evidence: HostEvidence | dict[str, Any]) -> dict[str, Any]:
+    """The evidence in the flat vocabulary of the 等保 host checks (``policies.mlps.evidence.HostFacts``), as plain
+    data. Only what the host really enforces counts: complexity not enforced by PAM reports pam_unix's length and
+    no classes; forwarding counts only while rsyslog runs; audit rules only once loaded."""
+    ev = evidence if isinstance(evidence, HostEvidence) else HostEvidence.model_validate(evidence)
+    pw, ssh = ev.password, ev.sshd
+    mac_kind, mac_mode = "none", "disabled"
+    if ev.mac.selinux.enabled:
+        mac_kind, mac_mode = "selinux", ev.mac.selinux.mode or "disabled"
+    elif ev.mac.apparmor.enabled:
+        mac_kind, mac_mode = "apparmor", "enabled" if ev.mac.apparmor.enforce else "disabled"
+    targets = [f"{t.target}:{t.port}" if t.target and ":" not in t.target else f"[{t.target}]:{t.port}"
+               for t in ev.rsyslog.forwarding]
+    return {
+        "name": host,
+        "collected_at": ev.collected_at,
+        "password": {"minlen": pw.minlen if pw.complexity_enforced else pw.pam_unix_minlen,
+                     "minclass": pw.minclass if pw.complexity_enforced else None, "max_days": pw.max_days},
+        "empty_password_accounts": ev.accounts.empty_password if ev.accounts.shadow_readable else None,
+        "faillock": {"enabled": ev.faillock.enforced, "deny": ev.faillock.deny,
+                     "unlock_time": ev.faillock.unlock_time},
+        "tmout": ev.session.tmout,
+        "sshd": None if not ssh.effective else {
+            "permit_root_login": ssh.permit_root_login, "permit_empty_passwords": ssh.permit_empty_passwords,
+            "password_authentication": ssh.password_authentication,
+            "authentication_methods": None if ssh.authentication_methods in (None, "any")
+            else ssh.authentication_methods,
+            "client_alive_interval": ssh.client_alive_interval,
+            "client_alive_count_max": ssh.client_alive_count_max,
+            "allow_users": list(ssh.allow_users), "allow_groups": list(ssh.allow_groups)},
+        "uid0_accounts": list(ev.accounts.uid0),
+        "sudo_nopasswd_all": ev.sudo_nopasswd_all,
+        "mac": {"kind": mac_kind, "mode": mac_mode},
+        "auditd": {"running": ev.auditd.daemon_running, "rules": ev.auditd.loaded_rules or 0,
+                   "immutable": ev.auditd.immutable and bool(ev.auditd.loaded)},
+        "rsyslog": {"forwarding": bool(targets) and ev.rsyslog.running, "targets": targets},
+        "listening": [{"proto": s.proto, "port": s.port, "address": s.address, "process": s.process}
+                      for s in ev.listening if s.proto in ("tcp", "udp") and s.port is not None],
+        "baseline": {"playbook": ev.baseline.playbook, "applied_at": ev.baseline.changed_at}
+        if ev.baseline.applied else None,
+    }
+
+
+__all__ = ["HostEvidence", "evidence_from_events", "host_facts_for_checks", "parse_evidence"]

@@ -8,9 +8,12 @@ import hashlib
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +22,8 @@ from typing import Any
 import pytest
 
 from infra.ansible_run import PLAYBOOKS, PlaybookResult, run_playbook, write_inventory
-from infra.evidence_facts import HostEvidence, evidence_from_events, parse_evidence
+from infra.evidence_facts import HostEvidence, evidence_from_events, host_facts_for_checks, parse_evidence
+from policies.mlps.evidence import HostFacts
 from tests.infra.lab_env import LabEnv, lab_env
 
 LAB_ID = 7
@@ -47,12 +51,58 @@ def own_etc_digest() -> dict[str, str | None]:
     return {rel: tree_digest(Path("/etc", rel)) if Path("/etc", rel).exists() else None for rel in OWN_ETC}
 
 
+class SyslogReceiver:
+    """A TCP listener on the lab's controller address standing in for Yunshu's receiver (keeps what arrives)."""
+
+    def __init__(self, address: str):
+        self.sock = socket.create_server((address, 0))
+        self.sock.settimeout(0.5)
+        self.address, self.port = self.sock.getsockname()[:2]
+        self.data = bytearray()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        conn.settimeout(0.5)
+        with conn:
+            while not self.stopped.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    return
+                self.data.extend(chunk)
+
+    def wait_for(self, marker: bytes, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if marker in self.data:
+                return True
+            time.sleep(0.2)
+        return marker in self.data
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
 @dataclass
 class Onboarded:
     env: LabEnv
     inventory: Path
     work: Path
-    target: str
+    receiver: SyslogReceiver
     before: dict[str, dict[str, Any]] = field(default_factory=dict)
     weak_mac_login_before: int = -1
     own_etc_before: dict[str, str | None] = field(default_factory=dict)
@@ -84,15 +134,20 @@ def onboarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Onboarded]:
         with env.rt.transaction() as session:
             inventory = write_inventory(session, home / "inventory.yml", lab=env.lab,
                                         hostvars={"lab-h02": {"gov_mlps_level": 3}})
-        state = Onboarded(env, inventory, home / "runs", target=f"{env.lab.controller}:5514")
+        receiver = SyslogReceiver(str(env.lab.controller))
+        state = Onboarded(env, inventory, home / "runs", receiver)
+        target = f"{receiver.address}:{receiver.port}"
         before = state.run("evidence.yml", "evidence-before")
         assert before.status == "successful", before.stats
         state.before = evidence_from_events(before.events)
         state.weak_mac_login_before = state.ssh("lab-h01", "true", options=WEAK_MAC).returncode
         state.own_etc_before = own_etc_digest()
-        state.first = state.run("onboard.yml", "onboard-1", extravars={"yunshu_syslog_target": state.target})
-        state.second = state.run("onboard.yml", "onboard-2", extravars={"yunshu_syslog_target": state.target})
-        yield state
+        state.first = state.run("onboard.yml", "onboard-1", extravars={"yunshu_syslog_target": target})
+        state.second = state.run("onboard.yml", "onboard-2", extravars={"yunshu_syslog_target": target})
+        try:
+            yield state
+        finally:
+            receiver.close()
 
 
 def test_evidence_before_onboarding_shows_weak_defaults(onboarded: Onboarded) -> None:
@@ -110,6 +165,8 @@ def test_evidence_before_onboarding_shows_weak_defaults(onboarded: Onboarded) ->
         assert {(s.port, s.process) for s in ev.listening} >= {(22, "sshd")}
         assert ev.accounts.uid0 == ["root"]
     assert onboarded.weak_mac_login_before == 0  # SHA-1 MACs accepted before hardening
+    facts = HostFacts.model_validate(host_facts_for_checks("lab-h01", onboarded.before["lab-h01"]))
+    assert facts.faillock is not None and not facts.faillock.enabled and facts.tmout is None
 
 
 def test_onboard_changes_then_rerun_reports_nothing_changed(onboarded: Onboarded) -> None:
@@ -157,9 +214,17 @@ def test_evidence_after_onboarding_shows_every_item_hardened(onboarded: Onboarde
         assert all(audit.rules_present.model_dump().values())
         assert audit.installed is False and audit.loaded is None  # written, not loadable in the lab
         assert [(t.target, t.port, t.protocol, t.framing, t.queue_type) for t in ev.rsyslog.forwarding] == [
-            (str(onboarded.env.lab.controller), 5514, "tcp", "octet-counted", "LinkedList")]
-        assert ev.insecure_packages == [] and ev.accounts.empty_password == []
+            (str(onboarded.env.lab.controller), onboarded.receiver.port, "tcp", "octet-counted", "LinkedList")]
+        assert ev.insecure_packages == [] and ev.accounts.empty_password == [] and ev.sudo_nopasswd_all == []
+        assert ev.baseline.applied and ev.baseline.playbook == "onboard.yml"
+        assert ev.baseline.level == (3 if level3 else 2)
         assert ev.errors == {}
+        # the same facts in the vocabulary of the 等保 host checks (issue 7)
+        facts = HostFacts.model_validate(host_facts_for_checks(host, ev))
+        assert facts.faillock is not None and facts.faillock.enabled and facts.tmout == ev.session.tmout
+        assert facts.password is not None and facts.password.minclass is None  # not enforced without pam_pwquality
+        assert facts.sshd is not None and facts.sshd.permit_root_login == "prohibit-password"
+        assert facts.rsyslog is not None and not facts.rsyslog.forwarding  # configured, but no rsyslogd runs yet
 
 
 def test_evidence_in_check_mode_changes_nothing(onboarded: Onboarded) -> None:
@@ -177,6 +242,38 @@ def test_sshd_still_accepts_the_lab_key_and_refuses_weak_macs(onboarded: Onboard
         assert done.returncode == 0 and done.stdout.strip() == host, done.stderr
     refused = onboarded.ssh("lab-h01", "true", options=WEAK_MAC)
     assert refused.returncode != 0 and "no matching MAC" in refused.stderr
+
+
+LAB_RSYSLOG = """# lab only: this host's own socket and state (/dev and the kernel log are the controller's)
+global(workDirectory="/run")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="/run/yunshu-log.sock" CreatePath="on")
+include(file="/etc/rsyslog.d/*.conf" mode="optional")
+"""
+
+
+def test_logs_are_forwarded_to_the_receiver(onboarded: Onboarded) -> None:
+    host = "lab-h01"
+    write = onboarded.ssh(host, "sh", "-c", f"cat > /etc/rsyslog-lab.conf <<'EOF'\n{LAB_RSYSLOG}EOF")
+    assert write.returncode == 0, write.stderr
+    started = onboarded.ssh(host, "/usr/sbin/rsyslogd", "-f", "/etc/rsyslog-lab.conf", "-i", "/run/rsyslogd.pid")
+    assert started.returncode == 0, started.stderr
+    marker = f"yunshu-forwarding-{time.time_ns()}"
+    for _ in range(50):  # the socket appears once rsyslogd is up
+        if onboarded.ssh(host, "test", "-S", "/run/yunshu-log.sock").returncode == 0:
+            break
+        time.sleep(0.2)
+    sent = onboarded.ssh(host, "logger", "-u", "/run/yunshu-log.sock", "-t", "yunshu-test", marker)
+    assert sent.returncode == 0, sent.stderr
+    assert onboarded.receiver.wait_for(marker.encode(), timeout=60), bytes(onboarded.receiver.data[-500:])
+    frame = bytes(onboarded.receiver.data)
+    assert frame.split(b" ", 1)[0].isdigit() and b"yunshu-test" in frame  # octet-counted RFC 5424 frame
+    result = onboarded.run("evidence.yml", "evidence-forwarding", limit=host)
+    ev = parse_evidence(result.events)[host]
+    assert ev.rsyslog.running
+    facts = HostFacts.model_validate(host_facts_for_checks(host, ev))
+    assert facts.rsyslog is not None and facts.rsyslog.forwarding
+    assert facts.rsyslog.targets == [f"{onboarded.receiver.address}:{onboarded.receiver.port}"]
 
 
 def test_the_machines_own_etc_is_untouched(onboarded: Onboarded) -> None:

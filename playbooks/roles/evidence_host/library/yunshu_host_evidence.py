@@ -7,6 +7,7 @@ safe in check mode. The shape is documented in ``infra/evidence_facts.py`` (``Ho
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shlex
@@ -194,9 +195,11 @@ def sshd_facts(module: AnsibleModule, config: str) -> dict:
     if rc != 0:
         return {"installed": True, "effective": False, "error": (err or out).strip()[-500:]}
     eff: dict[str, str] = {}
+    repeated: dict[str, list[str]] = {}
     for line in out.splitlines():
         key, _, value = line.partition(" ")
         eff.setdefault(key.lower(), value.strip())
+        repeated.setdefault(key.lower(), []).extend(value.split())
 
     def listed(key: str) -> list[str]:
         return [v for v in eff.get(key, "").split(",") if v]
@@ -216,6 +219,8 @@ def sshd_facts(module: AnsibleModule, config: str) -> dict:
         "client_alive_count_max": as_int(eff.get("clientalivecountmax")),
         "login_grace_time": as_int(eff.get("logingracetime")),
         "x11_forwarding": eff.get("x11forwarding") == "yes", "use_pam": eff.get("usepam") == "yes",
+        "authentication_methods": eff.get("authenticationmethods"),
+        "allow_users": repeated.get("allowusers", []), "allow_groups": repeated.get("allowgroups", []),
         "ciphers": ciphers, "macs": macs, "kex_algorithms": kex,
         "weak_ciphers": [c for c in ciphers if WEAK_CIPHER.search(c)],
         "weak_macs": [m for m in macs if WEAK_MAC.search(m)],
@@ -271,6 +276,7 @@ def audit_facts(module: AnsibleModule) -> dict:
         error = "auditctl not installed"
     return {"installed": bool(auditctl), "daemon_running": pid_running("/run/auditd.pid", ("auditd",)),
             "rules_files": files, "rules_count": len(rules), "rules_present": present,
+            "immutable": any(re.match(r"^-e\s+2\b", rule) for rule in rules),
             "loaded": loaded, "loaded_rules": loaded_rules, "error": error}
 
 
@@ -343,6 +349,39 @@ def account_facts() -> dict:
     return {"uid0": sorted(uid0), "empty_password": sorted(empty), "shadow_readable": shadow is not None}
 
 
+def sudo_nopasswd_all() -> list[str] | None:
+    """Users or %groups granted ``NOPASSWD: ALL`` in sudoers (None when sudoers cannot be read)."""
+    files = ["/etc/sudoers", *sorted(glob.glob("/etc/sudoers.d/*"))]
+    texts = [read(path) for path in files]
+    if texts[0] is None and not os.path.exists("/etc/sudoers"):
+        return []
+    if texts[0] is None:
+        return None
+    found = set()
+    for text in texts:
+        for raw in (text or "").splitlines():
+            line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("#include") else ""
+            match = re.match(r"^(\S+)\s+\S+\s*=\s*(\([^)]*\))?\s*NOPASSWD\s*:\s*ALL\s*$", line)
+            if match:
+                found.add(match.group(1))
+    return sorted(found)
+
+
+def baseline_marker() -> dict:
+    """What onboard.yml recorded in /etc/yunshu/baseline.json (the file's mtime is when it last changed)."""
+    path = "/etc/yunshu/baseline.json"
+    text = read(path)
+    if text is None:
+        return {"applied": False, "playbook": None, "level": None, "version": None, "changed_at": None}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = {}
+    changed = datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: UP017
+    return {"applied": True, "playbook": data.get("playbook"), "level": as_int(data.get("level")),
+            "version": as_int(data.get("version")), "changed_at": changed}
+
+
 def time_facts() -> dict:
     daemons = {"chronyd": "/etc/chrony/chrony.conf", "ntpd": "/etc/ntpsec/ntp.conf",
                "systemd-timesyncd": "/etc/systemd/timesyncd.conf"}
@@ -399,6 +438,8 @@ def main() -> None:
         "mac": mac_facts(),
         "accounts": account_facts(),
         "time_sync": time_facts(),
+        "sudo_nopasswd_all": sudo_nopasswd_all(),
+        "baseline": baseline_marker(),
         "insecure_packages": packages,
         "errors": errors,
     }
