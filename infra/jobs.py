@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
 from infra.ansible_run import PlaybookResult, run_playbook
@@ -177,6 +178,7 @@ class Jobs:
         seq = 0
         pending: list[JobEventView] = []
         last_poll = [0.0, False]
+        last_store = [0.0]
 
         def handle(event: dict[str, Any]) -> None:
             nonlocal seq
@@ -186,8 +188,12 @@ class Jobs:
             seq += 1
             view = JobEventView(seq, view.event, view.host, view.task, view.changed, view.failed, view.message)
             pending.append(view)
-            if len(pending) >= 50 or view.event == "playbook_on_stats":
+            now = time.monotonic()
+            # stored at least once a second (and at each new task), so the console can follow the job live
+            if len(pending) >= 50 or now - last_store[0] >= 1.0 or view.event in (
+                    "playbook_on_task_start", "playbook_on_stats"):
                 self._store_events(job_id, pending)
+                last_store[0] = now
             if on_event is not None:
                 on_event(view, event)
 
@@ -225,21 +231,31 @@ class Jobs:
     def show(self, job_id: int, events: bool = True) -> dict[str, Any]:
         """One job with (optionally) its events."""
         with self.rt.sessions() as session:
-            job = session.get(Job, job_id)
-            if job is None:
-                raise JobRefused(f"job {job_id} does not exist")
-            out = job_dict(job)
-            if events:
-                rows = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.seq))
-                out["events"] = [{"seq": e.seq, "ts": e.ts.isoformat(), "event": e.event, "host": e.host,
-                                  "task": e.task, "changed": e.changed, "failed": e.failed, "message": e.message}
-                                 for e in rows]
-            return out
+            return show_job(session, job_id, events)
 
     def list(self, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
         """The most recent jobs, newest first."""
         with self.rt.sessions() as session:
-            query = select(Job).order_by(Job.id.desc()).limit(limit)
-            if status:
-                query = query.where(Job.status == status)
-            return [job_dict(j) for j in session.scalars(query)]
+            return list_jobs(session, limit, status)
+
+
+def show_job(session: Session, job_id: int, events: bool = True, after: int = 0) -> dict[str, Any]:
+    """One job read in ``session``, with its events (those after sequence number ``after``)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobRefused(f"job {job_id} does not exist")
+    out = job_dict(job)
+    if events:
+        rows = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after)
+                               .order_by(JobEvent.seq))
+        out["events"] = [{"seq": e.seq, "ts": e.ts.isoformat(), "event": e.event, "host": e.host, "task": e.task,
+                          "changed": e.changed, "failed": e.failed, "message": e.message} for e in rows]
+    return out
+
+
+def list_jobs(session: Session, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
+    """The most recent jobs read in ``session``, newest first."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if status:
+        query = query.where(Job.status == status)
+    return [job_dict(j) for j in session.scalars(query)]

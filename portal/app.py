@@ -17,7 +17,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.runtime import Runtime
-from portal import alerts_api, api, drills_api, soc_api, web, web_alerts
+from portal import alerts_api, api, drills_api, net_api, soc_api, web, web_alerts, web_net
 from portal.deps import LoginRequired, MfaEnrollmentRequired, PasswordChangeRequired
 from portal.i18n import check_catalogs
 from portal.metrics import Metrics, MetricsMiddleware
@@ -120,4 +120,6 @@ def create_app(rt: Runtime, *, soc_listeners: bool = False) -> FastAPI:
     app.include_router(drills_api.router)
     app.include_router(web.router)
     app.include_router(web_alerts.router)
+    app.include_router(net_api.router)
+    app.include_router(web_net.router)
     return app

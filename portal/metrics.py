@@ -38,6 +38,34 @@ class RegisterCollector(Collector):
                 yield family
 
 
+class MigrationKpiCollector(Collector):
+    """上云率 / 双栈率 / 专网整合率 per department and city-wide (department="_city"), read at scrape time."""
+
+    def __init__(self, sessions: sessionmaker[Session]):
+        self.sessions = sessions
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from infra.migration_kpis import migration_kpis
+
+        families = {
+            "cloud_rate": GaugeMetricFamily("yunshu_cloud_adoption_ratio",
+                                            "上云率: systems on 政务云 / all systems", labels=["department"]),
+            "dual_stack_rate": GaugeMetricFamily("yunshu_dual_stack_ratio",
+                                                 "双栈率: dual-stack or IPv6 systems / all systems",
+                                                 labels=["department"]),
+            "consolidation_rate": GaugeMetricFamily("yunshu_private_network_consolidation_ratio",
+                                                    "专网整合率: systems on the 电子政务外网 / all systems",
+                                                    labels=["department"]),
+        }
+        with self.sessions() as session:
+            for kpi in migration_kpis(session):
+                for attr, family in families.items():
+                    value = getattr(kpi, attr)
+                    if value is not None:
+                        family.add_metric([kpi.department], value)
+        yield from families.values()
+
+
 class Metrics:
     """A registry per app (so several apps can live in one process, as in tests)."""
 
@@ -48,6 +76,7 @@ class Metrics:
         self.latency = Histogram("yunshu_http_request_duration_seconds", "HTTP request latency",
                                  ["method", "route"], registry=self.registry)
         self.registry.register(RegisterCollector(sessions))
+        self.registry.register(MigrationKpiCollector(sessions))
 
 
 def _route_template(request: Request) -> str:

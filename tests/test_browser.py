@@ -45,11 +45,17 @@ def _count(text: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The running server's YUNSHU_HOME (tests may open its database, as a CLI on the same machine would)."""
+    return tmp_path_factory.mktemp("yunshu-home")
+
+
+@pytest.fixture(scope="module")
+def server(server_home: Path) -> Iterator[str]:
     """Run ``yunshu up --demo`` on a free port with a fresh home; yield its base URL."""
     env = {"YUNSHU_ADMIN_PASSWORD": ADMIN_PASSWORD, "YUNSHU_SOC__SYSLOG_PORT": str(SYSLOG_PORT),
            "YUNSHU_PORTAL__MFA_REQUIRED_ROLES": "[]"}  # the second factor has its own test in test_auth.py
-    with live_server(tmp_path_factory.mktemp("yunshu-home"), env, ["--demo"]) as base:
+    with live_server(server_home, env, ["--demo"]) as base:
         yield base
 
 
@@ -292,3 +298,70 @@ def test_drill_replayed_and_listed_with_its_report(page: Page, server: str) -> N
     report = popup.value
     expect(report.locator("#coverage")).to_contain_text("86%")
     expect(report.locator("body")).to_contain_text("T1021.004")
+
+
+JOB_PLAY = """
+- name: Slow local job
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: First step
+      ansible.builtin.command: sleep 3
+      changed_when: false
+    - name: Wait for the browser
+      ansible.builtin.command: sleep 4
+      changed_when: false
+    - name: Last step
+      ansible.builtin.command: "true"
+      changed_when: true
+"""
+
+
+def test_network_page_kpis_and_a_job_followed_live(page: Page, server: str, server_home: Path,
+                                                  tmp_path: Path) -> None:
+    """网络迁移: KPIs agree with the API; a job started from the command line streams into its page as it runs."""
+    import sys
+    import threading
+
+    from core.runtime import open_runtime
+    from core.settings import Settings
+    from infra.jobs import Jobs
+
+    _login(page, "admin", ADMIN_PASSWORD)
+    kpis = page.request.get(f"{server}/api/net/kpis").json()
+    page.goto("/net")
+    expect(page.locator("#kpi-dual")).to_have_text(f"{100 * kpis[-1]['dual_stack_rate']:.1f}%")
+    expect(page.locator("#kpi-table tbody tr")).to_have_count(len(kpis) - 1)
+    expect(page.locator("#waves tbody tr").first).to_contain_text("1")
+
+    (tmp_path / "play.yml").write_text(JOB_PLAY)
+    (tmp_path / "inv.yml").write_text("all:\n  hosts:\n    local-a:\n      ansible_connection: local\n"
+                                      f"      ansible_python_interpreter: {sys.executable}\n")
+    rt = open_runtime(Settings(home=server_home))
+    try:
+        jobs = Jobs(rt)
+        job_id = jobs.create("playbook", str(tmp_path / "play.yml"), {"hosts": ["local-a"]}, "browser-test")
+        worker = threading.Thread(target=jobs.run, args=(job_id, tmp_path / "inv.yml"))
+        worker.start()
+        deadline = time.monotonic() + 30
+        while jobs.show(job_id, events=False)["status"] != "running":
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.1)
+        page.goto(f"/net/jobs/{job_id}")
+        expect(page.locator("#job-status")).to_have_attribute("data-status", "running")
+        page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+        assert "Wait for the browser" not in page.locator("#job-events").inner_text()  # not there yet
+        # the sleeping task's start arrives while the page is open (no reload) and the job still runs
+        expect(page.locator("#job-events")).to_contain_text("Wait for the browser", timeout=15_000)
+        assert page.evaluate("window.__sameDocument === true")
+        assert page.locator("#job-status").get_attribute("data-status") == "running"
+        # then the finished record replaces the live view
+        expect(page.locator("#job-events")).to_contain_text("Last step", timeout=30_000)
+        expect(page.locator("#job-status")).to_have_attribute("data-status", "successful", timeout=30_000)
+        expect(page.locator("#job-status")).to_have_text("成功")
+        expect(page.locator("#job-stats")).to_contain_text("local-a")
+        worker.join(30)
+        page.goto("/net")
+        expect(page.locator(f'#jobs a[href="/net/jobs/{job_id}"]')).to_have_count(1)
+    finally:
+        rt.close()
