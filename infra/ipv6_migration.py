@@ -18,9 +18,21 @@ from inventory.models import Host
 PLAYBOOK = "ipv6_dualstack.yml"
 
 
+def host_outcomes(outcome: PlaybookResult) -> dict[str, dict[str, Any]]:
+    """The playbook's per-host outcome (custom stats ``ipv6_dualstack``: ipv6, verified, rolled_back, reason)."""
+    for event in reversed(outcome.events):
+        if event.get("event") == "playbook_on_stats":
+            data = (event.get("event_data") or {}).get("artifact_data") or {}
+            found = data.get("ipv6_dualstack")
+            return found if isinstance(found, dict) else {}
+    return {}
+
+
 def verified_hosts(outcome: PlaybookResult) -> list[str]:
-    """Hosts the playbook finished without failure (it verifies before it succeeds, rolls back when it cannot)."""
-    return sorted(h for h, s in outcome.stats.items() if not s.get("failures") and not s.get("dark"))
+    """Hosts the playbook verified over IPv6 (not rolled back, no failure or unreachability in the stats)."""
+    failed = set(outcome.failed_hosts())
+    return sorted(h for h, o in host_outcomes(outcome).items()
+                  if o.get("verified") and not o.get("rolled_back") and h not in failed)
 
 
 def record_migration(rt: Runtime, hosts: list[str], actor: str, job_id: int) -> dict[str, Any]:
@@ -55,7 +67,10 @@ def migrate_ipv6(rt: Runtime, scope: list[str], actor: str, *, check: bool = Fal
 
     def summarise(job_id: int, outcome: PlaybookResult) -> dict[str, Any]:
         verified = verified_hosts(outcome)
-        summary: dict[str, Any] = {"verified": verified, "failed": outcome.failed_hosts(), "changed": outcome.changed}
+        outcomes = host_outcomes(outcome)
+        summary: dict[str, Any] = {
+            "verified": verified, "failed": outcome.failed_hosts(), "changed": outcome.changed,
+            "rolled_back": {h: o.get("reason") for h, o in sorted(outcomes.items()) if o.get("rolled_back")}}
         if not check:
             summary.update(record_migration(rt, verified, actor, job_id))
         return summary

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from core.runtime import Runtime
 from infra.ansible_run import PlaybookResult, write_inventory
 from infra.jobs import JobEventView, Jobs
-from infra.lab import Lab
+from infra.lab import MAX_LAB_ID, Lab
 from inventory.models import Department, Host, System
 
 
@@ -38,8 +38,11 @@ def resolve_scope(session: Session, scope: list[str]) -> tuple[str, list[str], l
 
 def current_lab(rt: Runtime) -> Lab | None:
     """The lab of this control plane, when one is up (its hosts get the lab's connection variables)."""
-    lab = Lab(rt.settings.home)
-    return lab if lab.state_file.exists() else None
+    for lab_id in range(MAX_LAB_ID + 1):
+        lab = Lab(rt.settings.home, lab_id)
+        if lab.state_file.exists():
+            return lab
+    return None
 
 
 def run_scoped(rt: Runtime, kind: str, playbook: str, scope: list[str], actor: str, *, check: bool = False,
