@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from policies.mlps.catalog import Catalog, HighRisk, Requirement, default_catalog
 from policies.mlps.checks import REGISTRY, CheckContext
@@ -27,11 +27,11 @@ from policies.mlps.scoring import CONCLUSION_EN, ScoringRules, default_scoring
 
 
 class Answer(BaseModel):
-    """An auditor's result for one requirement (by test-unit id, e.g. ``L3-PSS1-01``)."""
+    """An auditor's result for one requirement, named by its test-unit id (``unit`` or ``item``: ``L3-PSS1-01``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    unit: str = Field(pattern=r"^L[1-4]-[A-Z]{3}[1-5]-\d{2}$")
+    unit: str = Field(pattern=r"^L[1-4]-[A-Z]{3}[1-5]-\d{2}$", validation_alias=AliasChoices("unit", "item"))
     result: Result
     auditor: str = Field(min_length=1)
     answered_at: datetime

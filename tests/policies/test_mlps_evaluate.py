@@ -156,6 +156,8 @@ def test_answer_for_unknown_requirement_is_refused() -> None:
     bad = Answer(unit="L3-CES1-16", result=C, auditor="x", answered_at=AS_OF)
     with pytest.raises(ValueError, match="L3-CES1-16"):
         evaluate(good(), answers=[bad], as_of=AS_OF)
+    from_form = Answer.model_validate({"item": "L3-PSS1-01", "result": "符合", "auditor": "x", "answered_at": AS_OF})
+    assert from_form.unit == "L3-PSS1-01" and from_form.result is C
     with pytest.raises(ValidationError, match="time zone"):
         Answer(unit="L3-CES1-01", result=C, auditor="x", answered_at=AS_OF.replace(tzinfo=None))
 
