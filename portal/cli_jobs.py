@@ -107,6 +107,50 @@ def cmd_migrate_ipv6(args: argparse.Namespace) -> int:
                                                                    **kw))
 
 
+def cmd_waves(args: argparse.Namespace) -> int:
+    from infra.waves import plan_waves
+
+    rt = open_configured_runtime()
+    try:
+        with rt.sessions() as session:
+            waves = plan_waves(session, args.size, set(args.scope) or None)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    finally:
+        rt.close()
+    for wave in waves:
+        print(json.dumps(wave.as_dict(), ensure_ascii=False))
+    err.print(f"{len(waves)} waves, {sum(len(w.systems) for w in waves)} systems")
+    return 0
+
+
+def cmd_wave_run(args: argparse.Namespace) -> int:
+    """Dual-stack migration of one wave's systems that still need it (moving to 政务云 goes through tickets)."""
+    from infra.ipv6_migration import migrate_ipv6
+    from infra.waves import plan_waves
+
+    rt = open_configured_runtime()
+    try:
+        with rt.sessions() as session:
+            waves = plan_waves(session, args.size, set(args.scope) or None)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 2
+    finally:
+        rt.close()
+    wave = next((w for w in waves if w.number == args.number), None)
+    if wave is None:
+        err.print(f"[red]there is no wave {args.number} (the plan has {len(waves)} waves)[/]")
+        return 2
+    systems = [s["id"] for s in wave.systems if "dual_stack" in s["steps"]]
+    if not systems:
+        err.print(f"wave {args.number}: no system needs the dual-stack migration (the others move through tickets)")
+        return 0
+    err.print(f"wave {args.number}: dual-stack migration of {', '.join(systems)}")
+    return _run_with_progress(args, lambda rt, **kw: migrate_ipv6(rt, systems, args.actor, check=args.check, **kw))
+
+
 def cmd_onboard(args: argparse.Namespace) -> int:
     from infra.scoped_jobs import run_scoped
 
@@ -159,6 +203,19 @@ def add_job_commands(sub: Any, net: Any) -> None:
     mig.add_argument("--no-soc", action="store_true", help="do not send job events to the SOC")
     mig.add_argument("--actor", default=actor)
     mig.set_defaults(func=cmd_migrate_ipv6)
+
+    waves = net.add_parser("waves", help="migration waves planned from the register (JSON lines)")
+    waves.add_argument("--size", type=int, default=10, help="systems per wave (default 10)")
+    waves.add_argument("--scope", action="append", default=[], metavar="DEPARTMENT")
+    waves.set_defaults(func=cmd_waves)
+    wave_run = net.add_parser("wave-run", help="run the dual-stack migration of one wave (an Ansible job)")
+    wave_run.add_argument("number", type=int)
+    wave_run.add_argument("--size", type=int, default=10)
+    wave_run.add_argument("--scope", action="append", default=[], metavar="DEPARTMENT")
+    wave_run.add_argument("--check", action="store_true")
+    wave_run.add_argument("--no-soc", action="store_true")
+    wave_run.add_argument("--actor", default=actor)
+    wave_run.set_defaults(func=cmd_wave_run)
 
     onboard = sub.add_parser("onboard", help="等保 baseline hardening of a system's hosts (an Ansible job)")
     onboard.add_argument("system", nargs="+", metavar="SYSTEM", help="system id (or department code)")

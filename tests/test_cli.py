@@ -42,3 +42,28 @@ def test_user_add_and_token_create(tmp_path: Path) -> None:
     rt.close()
     unknown = cli("token", "create", "--user", "nobody", "--name", "x")
     assert unknown.returncode == 1 and "unknown user" in unknown.stderr
+
+
+def test_net_waves_and_wave_run_errors(tmp_path: Path) -> None:
+    """`yunshu net waves` prints the plan; `wave-run` names a wave that does not exist; `jobs list` starts empty."""
+    import json
+
+    home = tmp_path / "var"
+    rt = make_runtime(home)
+    load_sample(rt)
+    rt.close()
+    env = {"YUNSHU_HOME": str(home), "PATH": "/usr/bin"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "portal.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    waves = [json.loads(line) for line in cli("net", "waves", "--size", "4").stdout.splitlines()]
+    assert waves and [w["wave"] for w in waves] == list(range(1, len(waves) + 1))
+    assert all(1 <= len(w["systems"]) <= 4 for w in waves)
+    assert [w["mlps_level"] for w in waves] == sorted(w["mlps_level"] for w in waves)
+    missing = cli("net", "wave-run", str(len(waves) + 1), "--size", "4")
+    assert missing.returncode == 2 and f"there is no wave {len(waves) + 1}" in missing.stderr
+    assert cli("jobs", "list").stdout == ""
+    bad = cli("net", "waves", "--size", "0")
+    assert bad.returncode == 2 and "wave size must be at least 1" in bad.stderr
