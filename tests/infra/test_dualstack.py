@@ -64,7 +64,7 @@ def _ns(env: LabEnv, namespace: str, *args: str) -> subprocess.CompletedProcess[
 
 def _global_ipv6(env: LabEnv, namespace: str) -> list[str]:
     out = _ns(env, namespace, "ip", "-j", "-6", "addr", "show", "dev", "eth0", "scope", "global").stdout
-    return [a["local"] for link in json.loads(out or "[]") for a in link.get("addr_info", [])]
+    return [a["local"] for link in json.loads(out or "[]") for a in link.get("addr_info", []) if "local" in a]
 
 
 def _curl6(env: LabEnv, namespace: str, address: str, port: int = 80) -> subprocess.CompletedProcess[str]:
