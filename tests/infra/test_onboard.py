@@ -8,6 +8,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -114,10 +115,12 @@ class Onboarded:
         return run_playbook(playbook, self.inventory, self.work / name, timeout=900, **kwargs)
 
     def ssh(self, host: str, *command: str, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-        address = next(h.ipv4 for h in self.env.lab.hosts() if h.name == host)
+        address = str(self.env.lab.dns) if host == "lab-dns" else next(
+            h.ipv4 for h in self.env.lab.hosts() if h.name == host)
         return subprocess.run(
             ["ssh", "-i", str(self.env.lab.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-             "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", *options, f"root@{address}", *command],
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", *options, f"root@{address}",
+             shlex.join(command)],  # ssh hands the remote shell one string
             capture_output=True, text=True, timeout=60)
 
     def upper(self, host: str) -> Path:
@@ -293,6 +296,11 @@ def test_decommission_needs_confirmation_then_archives_and_cleans_up(onboarded: 
     assert onboarded.ssh("lab-h02", "test", "-f", "/etc/rsyslog.d/90-yunshu.conf").returncode == 0
     assert not artifacts.exists()
 
+    # an AAAA record as the dual-stack migration writes it (one file per host on the DNS server)
+    aaaa = "/etc/dnsmasq.hosts.d/lab-h02"
+    written = onboarded.ssh("lab-dns", "sh", "-c", "printf '# Managed by Yunshu (dns_records) for lab-h02\\n"
+                            f"fd00:7::12 lab-h02.lab.yunshu.example lab-h02\\n' > {aaaa}")
+    assert written.returncode == 0, written.stderr
     done = onboarded.run("decommission.yml", "decommission", limit="lab-h02",
                          extravars={"yunshu_artifacts_dir": str(artifacts), "yunshu_confirm_decommission": True})
     assert done.status == "successful", done.stats
@@ -312,7 +320,8 @@ def test_decommission_needs_confirmation_then_archives_and_cleans_up(onboarded: 
     stats = next(e for e in done.events if e.get("event") == "playbook_on_stats")["event_data"]["artifact_data"]
     report = stats["yunshu_decommission"]["lab-h02"]
     assert report["done"] is True and "/etc/rsyslog.d/90-yunshu.conf" in report["removed"]
-    assert report["dns_files_changed"] == ["/etc/dnsmasq.hosts.d/lab-ipv4"]
+    assert onboarded.ssh("lab-dns", "test", "-e", aaaa).returncode == 1
+    assert report["dns_files_changed"] == [aaaa, "/etc/dnsmasq.hosts.d/lab-ipv4"]
     assert onboarded.ssh("lab-h01", "test", "-f", "/etc/rsyslog.d/90-yunshu.conf").returncode == 0  # others stay
 
 
