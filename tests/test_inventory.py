@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 import infra.jobs_models  # noqa: F401 - the automation job tables
 import inventory.ipam  # noqa: F401 - and the IPAM table
 import portal.models  # noqa: F401 - registers the portal tables on the metadata
+import portal.tickets.models  # noqa: F401 - and the ticket tables
 import soc.alerts.models  # the alert tables (soc.* imports also register them on the metadata)
 import soc.drills.models  # noqa: F401 - and the drill tables
 from core.audit import AuditEntry
