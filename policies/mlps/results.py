@@ -30,7 +30,7 @@ _EN = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: tens of thousands are built per run; treat as read-only
 class CheckResult:
     """One automatic check's verdict on one system, with the facts it looked at and why."""
 

@@ -23,6 +23,7 @@ class CheckContext:
     level: int
     as_of: datetime = field(default_factory=lambda: datetime.now(UTC))
     params: CheckParams = field(default_factory=default_params)
+    memo: dict[str, Any] = field(default_factory=dict)  # per-system scratch space shared by the checks
 
 
 CheckFn = Callable[[Evidence, CheckContext], CheckResult]
@@ -79,15 +80,17 @@ def not_applicable(check_id: str, zh: str, en: str) -> CheckResult:
     return CheckResult(check_id, Result.NOT_APPLICABLE, zh, en)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per host and check; treat as read-only
 class Verdict:
-    """One host's verdict: ``ok`` and, when not ok, what is wrong."""
+    """One host's verdict: ``ok`` and, when not ok, what is wrong (with the facts that show it)."""
 
     ok: bool
     zh: str = ""
     en: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
 
+
+PASS = Verdict(True)  # the verdict of a passing host (the facts of passing hosts are not kept)
 
 HostJudge = Callable[[HostFacts, CheckContext], Verdict | None]
 
@@ -100,12 +103,16 @@ def per_host(check_id: str, evidence: Evidence, ctx: CheckContext, judge: HostJu
     """
     if evidence.hosts is None:
         return missing(check_id, "主机配置证据", "host facts")
-    registered = {h.name for h in evidence.system.hosts}
-    if not evidence.hosts and not registered:
+    without_facts = ctx.memo.get("hosts_without_facts")
+    if without_facts is None:  # the same for every host check of this system: work it out once
+        registered = {h.name for h in evidence.system.hosts}
+        without_facts = ctx.memo["hosts_without_facts"] = sorted(registered - {h.name for h in evidence.hosts})
+        ctx.memo["no_hosts"] = not evidence.hosts and not registered
+    if ctx.memo["no_hosts"]:
         return not_applicable(check_id, "系统无主机（不涉及主机层面）", "the system has no hosts")
     passed: list[str] = []
     failed: dict[str, Verdict] = {}
-    unknown = sorted(registered - {h.name for h in evidence.hosts})
+    unknown = list(without_facts)
     for facts in evidence.hosts:
         verdict = judge(facts, ctx)
         if verdict is None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from policies.mlps.checks import CheckContext, Verdict, check, per_host
+from policies.mlps.checks import PASS, CheckContext, Verdict, check, per_host
 from policies.mlps.evidence import Evidence, HostFacts
 from policies.mlps.results import CheckResult
 
@@ -49,7 +49,6 @@ def password_complexity(ev: Evidence, ctx: CheckContext) -> CheckResult:
         pw = h.password
         if pw is None:
             return None
-        facts = _facts(pw)
         problems = []
         if pw.minlen is None or pw.minlen < p.min_length:
             problems.append((f"最小长度 {pw.minlen} < {p.min_length}", f"minlen {pw.minlen} < {p.min_length}"))
@@ -60,8 +59,8 @@ def password_complexity(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 (f"口令有效期 {pw.max_days} 天 > {p.max_age_days}", f"max_days {pw.max_days} > {p.max_age_days}")
             )
         if problems:
-            return Verdict(False, "，".join(z for z, _ in problems), ", ".join(e for _, e in problems), facts)
-        return Verdict(True, facts=facts)
+            return Verdict(False, "，".join(z for z, _ in problems), ", ".join(e for _, e in problems), _facts(pw))
+        return PASS
 
     return per_host("host.password_complexity", ev, ctx, judge)
 
@@ -80,7 +79,7 @@ def no_empty_passwords(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 f"empty-password accounts: {accounts}" + ("; sshd permits empty passwords" if sshd_empty else ""),
                 {"accounts": h.empty_password_accounts, "sshd_permit_empty": sshd_empty},
             )
-        return Verdict(True)
+        return PASS
 
     return per_host("host.no_empty_passwords", ev, ctx, judge)
 
@@ -105,7 +104,7 @@ def login_failure_lockout(ev: Evidence, ctx: CheckContext) -> CheckResult:
             )
         if f.unlock_time is not None and 0 < f.unlock_time < p.min_unlock_seconds:
             return Verdict(False, f"锁定仅 {f.unlock_time} 秒", f"locked for only {f.unlock_time}s", facts)
-        return Verdict(True, facts=facts)
+        return PASS
 
     return per_host("host.login_failure_lockout", ev, ctx, judge)
 
@@ -129,7 +128,7 @@ def session_timeout(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 f"idle timeout {min(values) if values else 'unset'}s > {limit}s",
                 facts,
             )
-        return Verdict(True, facts=facts)
+        return PASS
 
     return per_host("host.session_timeout", ev, ctx, judge)
 
@@ -146,7 +145,7 @@ def remote_admin_encrypted(ev: Evidence, ctx: CheckContext) -> CheckResult:
             return Verdict(
                 False, f"明文管理端口在监听：{open_}", f"clear-text admin ports listening: {open_}", {"ports": open_}
             )
-        return Verdict(True)
+        return PASS
 
     return per_host("host.remote_admin_encrypted", ev, ctx, judge)
 
@@ -169,7 +168,7 @@ def multi_factor(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 f"sshd AuthenticationMethods={h.sshd.authentication_methods or 'unset'} is not two-factor",
                 {"authentication_methods": h.sshd.authentication_methods},
             )
-        return Verdict(True, facts={"authentication_methods": h.sshd.authentication_methods})
+        return PASS
 
     return per_host("host.multi_factor", ev, ctx, judge)
 
@@ -206,7 +205,7 @@ def default_accounts(ev: Evidence, ctx: CheckContext) -> CheckResult:
         }
         if problems:
             return Verdict(False, "；".join(z for z, _ in problems), "; ".join(e for _, e in problems), facts)
-        return Verdict(True, facts=facts)
+        return PASS
 
     return per_host("host.default_accounts", ev, ctx, judge)
 
@@ -224,7 +223,7 @@ def stale_accounts(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 f"surplus/expired/shared accounts: {', '.join(bad)}",
                 {"accounts": bad},
             )
-        return Verdict(True)
+        return PASS
 
     return per_host("host.stale_accounts", ev, ctx, judge)
 
@@ -241,7 +240,7 @@ def sudo_least_privilege(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 f"NOPASSWD: ALL for {', '.join(h.sudo_nopasswd_all)}",
                 {"nopasswd_all": h.sudo_nopasswd_all},
             )
-        return Verdict(True)
+        return PASS
 
     return per_host("host.sudo_least_privilege", ev, ctx, judge)
 
@@ -256,7 +255,7 @@ def mac_enforcing(ev: Evidence, ctx: CheckContext) -> CheckResult:
         )
         if not ok:
             return Verdict(False, f"{h.mac.kind} 为 {h.mac.mode}", f"{h.mac.kind} is {h.mac.mode}", _facts(h.mac))
-        return Verdict(True, facts=_facts(h.mac))
+        return PASS
 
     return per_host("host.mac_enforcing", ev, ctx, judge)
 
@@ -273,7 +272,7 @@ def auditd_enabled(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 f"auditd running={h.auditd.running}, {h.auditd.rules} rules",
                 _facts(h.auditd),
             )
-        return Verdict(True, facts=_facts(h.auditd))
+        return PASS
 
     return per_host("host.auditd_enabled", ev, ctx, judge)
 
@@ -290,7 +289,7 @@ def audit_immutable(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 "audit rules not locked (auditctl -e 2)",
                 _facts(h.auditd),
             )
-        return Verdict(True)
+        return PASS
 
     return per_host("host.audit_immutable", ev, ctx, judge)
 
@@ -302,7 +301,7 @@ def log_forwarding(ev: Evidence, ctx: CheckContext) -> CheckResult:
             return None
         if not (h.rsyslog.forwarding and h.rsyslog.targets):
             return Verdict(False, "rsyslog 未转发日志", "rsyslog does not forward logs", _facts(h.rsyslog))
-        return Verdict(True, facts=_facts(h.rsyslog))
+        return PASS
 
     return per_host("host.log_forwarding", ev, ctx, judge)
 
@@ -317,7 +316,7 @@ def no_high_risk_ports(ev: Evidence, ctx: CheckContext) -> CheckResult:
         open_ = sorted({x.port for x in h.listening if x.port in risky and not _is_loopback(x.address)})
         if open_:
             return Verdict(False, f"高危端口在监听：{open_}", f"high-risk ports listening: {open_}", {"ports": open_})
-        return Verdict(True, facts={"listening": sorted({x.port for x in h.listening})})
+        return PASS
 
     return per_host("host.no_high_risk_ports", ev, ctx, judge)
 
@@ -331,7 +330,7 @@ def admin_source_restricted(ev: Evidence, ctx: CheckContext) -> CheckResult:
         problem = _source_problem(tuple(sources))
         if problem:
             return Verdict(False, problem[0], problem[1], {"allowed_sources": sources})
-        return Verdict(True, facts={"allowed_sources": sources})
+        return PASS
 
     return per_host("host.admin_source_restricted", ev, ctx, judge)
 
@@ -356,7 +355,7 @@ def patches_current(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 f"{h.pending_security_updates} security updates pending",
                 facts,
             )
-        return Verdict(True, facts=facts)
+        return PASS
 
     return per_host("host.patches_current", ev, ctx, judge)
 
@@ -380,7 +379,7 @@ def antimalware(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 f"signatures {a.signatures_age_days} days old",
                 _facts(a),
             )
-        return Verdict(True, facts=_facts(a))
+        return PASS
 
     return per_host("host.antimalware", ev, ctx, judge)
 
@@ -392,7 +391,7 @@ def baseline_applied(ev: Evidence, ctx: CheckContext) -> CheckResult:
             return None
         if not (h.baseline.playbook and h.baseline.applied_at):
             return Verdict(False, "未执行加固基线", "hardening baseline never applied")
-        return Verdict(True, facts={"playbook": h.baseline.playbook, "applied_at": h.baseline.applied_at.isoformat()})
+        return PASS
 
     return per_host("host.baseline_applied", ev, ctx, judge)
 
@@ -410,6 +409,6 @@ def facts_recent(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 f"facts collected {age.days} days ago",
                 {"collected_at": h.collected_at.isoformat()},
             )
-        return Verdict(True, facts={"collected_at": h.collected_at.isoformat()})
+        return PASS
 
     return per_host("host.facts_recent", ev, ctx, judge)
