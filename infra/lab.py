@@ -12,8 +12,9 @@ Layout of lab ``N`` (prefix ``ys`` for lab 0, ``ysN`` otherwise; nothing is rout
 * the controller (this machine's root namespace) reaches the bridge through ``<prefix>-ctl`` at .254 (IPv4 only:
   Ansible connects over IPv4, IPv6 is verified from inside the lab).
 
-Every lab machine (hosts and DNS) runs in a private mount namespace of its own: a tmpfs ``/run`` and copy-on-write
-overlays of ``/etc`` and ``/var/log`` whose upper layers live under ``$YUNSHU_HOME/lab/<name>/``. Playbooks can
+Every lab machine (hosts and DNS) runs in a private mount namespace of its own: a tmpfs ``/run``, copy-on-write
+overlays of ``/etc`` and ``/var/log`` whose upper layers live under ``$YUNSHU_HOME/lab/<name>/``, and an empty
+``/root`` of its own (so this machine's shell start-up files never run in lab sessions). Playbooks can
 therefore harden sshd, PAM, sysctl, nftables or rsyslog on a lab host without touching this machine's files;
 sshd reads ``/etc/ssh/sshd_config`` (with ``Include /etc/ssh/sshd_config.d/*.conf``), nginx
 ``/etc/nginx/yunshu-lab.conf`` (sites in ``/etc/nginx/yunshu-lab.d/``); pid files are in ``/run``. ``up`` and
@@ -234,8 +235,9 @@ class Lab:
         etc = hdir / "etc.upper"
         if etc.exists():
             return hdir
-        for sub in ("etc.work", "log.upper", "log.work", "www"):
+        for sub in ("etc.work", "log.upper", "log.work", "www", "root"):
             (hdir / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(hdir / "root", 0o700)  # the machine's own root home: this machine's dotfiles never run there
         (etc / "ssh" / "sshd_config.d").mkdir(parents=True)
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(etc / "ssh" / "ssh_host_ed25519_key"))
         (etc / "ssh" / "lab_authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
@@ -290,6 +292,7 @@ http {
             f"mount -t overlay overlay -o lowerdir=/etc,upperdir={hdir}/etc.upper,workdir={hdir}/etc.work /etc",
             f"mount -t overlay overlay -o lowerdir=/var/log,upperdir={hdir}/log.upper,workdir={hdir}/log.work "
             "/var/log",
+            f"mount --bind {hdir}/root /root",
         ]
         if web:
             steps += ["mkdir -p /var/log/nginx", "/usr/sbin/nginx -c /etc/nginx/yunshu-lab.conf"]

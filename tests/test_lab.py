@@ -65,6 +65,9 @@ def test_each_machine_has_its_own_etc(lab: Lab) -> None:
     assert _ssh(lab, second.ipv4, f"test -e {probe}").returncode != 0
     assert _ssh(lab, first.ipv4, f"rm {probe}").returncode == 0
     assert "Include /etc/ssh/sshd_config.d/*.conf" in _ssh(lab, first.ipv4, "cat /etc/ssh/sshd_config").stdout
+    # root's home is the machine's own (this machine's shell start-up files, e.g. pyenv's, never run there)
+    assert _ssh(lab, first.ipv4, "touch /root/.lab-probe && ls -A /root").stdout.split() == [".lab-probe"]
+    assert not Path("/root/.lab-probe").exists()
 
 
 def test_web_sites_dns_and_isolation(lab: Lab) -> None:
