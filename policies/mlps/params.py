@@ -27,6 +27,10 @@ class Lockout(_Group):
     min_unlock_seconds: int = Field(ge=0)
 
 
+class Accounts(_Group):
+    root_ssh_login_allowed: list[str] = Field(min_length=1)  # sshd PermitRootLogin values that pass
+
+
 class Session(_Group):
     max_idle_seconds: int = Field(ge=1)
 
@@ -81,6 +85,7 @@ class CheckParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     password: Password
     lockout: Lockout
+    accounts: Accounts
     session: Session
     ports: Ports
     patching: Patching

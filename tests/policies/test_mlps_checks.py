@@ -243,6 +243,36 @@ def test_level_dependent_checks() -> None:
     assert evaluate("infra.platform_level", data) is NA
 
 
+def test_partial_account_facts_can_fail_but_not_pass() -> None:
+    data = good()
+    for h in data["hosts"]:
+        h["default_accounts_enabled"] = None
+    assert evaluate("host.default_accounts", data) is Result.PENDING
+    data["hosts"][0]["sshd"]["permit_root_login"] = "yes"
+    assert evaluate("host.default_accounts", data) is N  # a known failure; the other hosts are unknown
+
+
+def test_root_login_policy_is_a_parameter() -> None:
+    data = good()
+    for h in data["hosts"]:
+        h["sshd"]["permit_root_login"] = "prohibit-password"
+    ev = Evidence.model_validate(data)
+    strict = CheckContext(level=3, as_of=AS_OF)
+    assert run_check("host.default_accounts", ev, strict).result is N
+    lenient = CheckContext(
+        level=3,
+        as_of=AS_OF,
+        params=strict.params.model_copy(
+            update={
+                "accounts": strict.params.accounts.model_copy(
+                    update={"root_ssh_login_allowed": ["no", "prohibit-password"]}
+                )
+            }
+        ),
+    )
+    assert run_check("host.default_accounts", ev, lenient).result is C
+
+
 def test_check_reports_reason_and_evidence_used() -> None:
     data = good()
     data["hosts"][1]["password"]["minlen"] = 6

@@ -18,7 +18,7 @@ from policies.mlps.results import CheckResult, Result
 
 @dataclass(frozen=True, slots=True)
 class CheckContext:
-    """What a check may use besides the evidence: the level being assessed, 'now' and the parameters."""
+    """What a check may use besides the evidence: level, "now", parameters and a memo (one context per system)."""
 
     level: int
     as_of: datetime = field(default_factory=lambda: datetime.now(UTC))

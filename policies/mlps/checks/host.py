@@ -176,7 +176,7 @@ def multi_factor(ev: Evidence, ctx: CheckContext) -> CheckResult:
 @check("host.default_accounts", "默认账户处理", "Default accounts disabled or renamed", "hosts")
 def default_accounts(ev: Evidence, ctx: CheckContext) -> CheckResult:
     def judge(h: HostFacts, _: CheckContext) -> Verdict | None:
-        if h.default_accounts_enabled is None or h.sshd is None:
+        if h.sshd is None:
             return None
         problems = []
         if h.default_accounts_enabled:
@@ -191,7 +191,7 @@ def default_accounts(ev: Evidence, ctx: CheckContext) -> CheckResult:
             problems.append(
                 (f"root 以外的 UID 0 账户：{', '.join(extra_uid0)}", f"UID 0 besides root: {', '.join(extra_uid0)}")
             )
-        if (h.sshd.permit_root_login or "yes") != "no":
+        if (h.sshd.permit_root_login or "yes") not in ctx.params.accounts.root_ssh_login_allowed:
             problems.append(
                 (
                     f"允许 root 远程登录（{h.sshd.permit_root_login or '默认'}）",
@@ -205,6 +205,8 @@ def default_accounts(ev: Evidence, ctx: CheckContext) -> CheckResult:
         }
         if problems:
             return Verdict(False, "；".join(z for z, _ in problems), "; ".join(e for _, e in problems), facts)
+        if h.default_accounts_enabled is None or h.uid0_accounts is None:
+            return None  # nothing wrong so far, but the account list was not gathered
         return PASS
 
     return per_host("host.default_accounts", ev, ctx, judge)
