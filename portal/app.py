@@ -22,6 +22,8 @@ from portal.deps import LoginRequired, MfaEnrollmentRequired, PasswordChangeRequ
 from portal.i18n import check_catalogs
 from portal.metrics import Metrics, MetricsMiddleware
 from portal.rbac import policy
+from portal.tickets import api as tickets_api
+from portal.tickets import web as tickets_web
 from soc.metrics import SocMetrics
 from soc.service import SocServices
 
@@ -122,4 +124,6 @@ def create_app(rt: Runtime, *, soc_listeners: bool = False) -> FastAPI:
     app.include_router(web_alerts.router)
     app.include_router(net_api.router)
     app.include_router(web_net.router)
+    app.include_router(tickets_api.router)
+    app.include_router(tickets_web.router)
     return app

@@ -26,6 +26,7 @@ from portal.cli_jobs import add_job_commands
 from portal.cli_soc import add_soc_commands
 from portal.models import ROLES, User
 from portal.security import create_token, create_user
+from portal.tickets.cli import add_ticket_commands
 
 SAMPLE_CITY = Path(__file__).resolve().parent.parent / "inventory" / "samples" / "city.yaml"
 _runtime = open_configured_runtime
@@ -264,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--actor", default=os.environ.get("USER", "cli"))
     plan.set_defaults(func=cmd_net_plan)
     add_job_commands(sub, net)
+    add_ticket_commands(sub)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="sub", required=True)
     tc = token.add_parser("create", help="create a token (shown once)")

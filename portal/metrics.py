@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from inventory.queries import count_by
+from portal.tickets.metrics import TicketLeadTimeCollector
 
 
 class RegisterCollector(Collector):
@@ -77,6 +78,7 @@ class Metrics:
                                  ["method", "route"], registry=self.registry)
         self.registry.register(RegisterCollector(sessions))
         self.registry.register(MigrationKpiCollector(sessions))
+        self.registry.register(TicketLeadTimeCollector(sessions))  # submitted → delivered, per ticket type
 
 
 def _route_template(request: Request) -> str:
