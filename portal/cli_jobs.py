@@ -152,10 +152,36 @@ def cmd_wave_run(args: argparse.Namespace) -> int:
 
 
 def cmd_onboard(args: argparse.Namespace) -> int:
+    """等保 baseline (onboard.yml), then the hosts' evidence read back and stored (evidence.yml, check mode)."""
     from infra.scoped_jobs import run_scoped
 
-    return _run_with_progress(args, lambda rt, **kw: run_scoped(rt, "onboard", "onboard.yml", args.system,
+    code = _run_with_progress(args, lambda rt, **kw: run_scoped(rt, "onboard", "onboard.yml", args.system,
                                                                  args.actor, check=args.check, **kw))
+    if code != 0 or args.check or args.no_evidence:
+        return code
+    return cmd_evidence(args)
+
+
+def cmd_evidence(args: argparse.Namespace) -> int:
+    from infra.host_evidence import collect_evidence
+
+    return _run_with_progress(args, lambda rt, **kw: collect_evidence(rt, args.system, args.actor, **kw))
+
+
+def cmd_evidence_show(args: argparse.Namespace) -> int:
+    from infra.host_evidence import latest_evidence
+
+    rt = open_configured_runtime()
+    try:
+        with rt.sessions() as session:
+            found = latest_evidence(session, args.host)
+    finally:
+        rt.close()
+    if found is None:
+        err.print(f"[red]no evidence stored for host '{args.host}' (run: yunshu evidence collect SYSTEM)[/]")
+        return 2
+    print(json.dumps(found, ensure_ascii=False))
+    return 0
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
@@ -220,9 +246,20 @@ def add_job_commands(sub: Any, net: Any) -> None:
     onboard = sub.add_parser("onboard", help="等保 baseline hardening of a system's hosts (an Ansible job)")
     onboard.add_argument("system", nargs="+", metavar="SYSTEM", help="system id (or department code)")
     onboard.add_argument("--check", action="store_true")
+    onboard.add_argument("--no-evidence", action="store_true", help="do not collect evidence afterwards")
     onboard.add_argument("--no-soc", action="store_true")
     onboard.add_argument("--actor", default=actor)
     onboard.set_defaults(func=cmd_onboard)
+
+    evidence = sub.add_parser("evidence", help="等保 host evidence").add_subparsers(dest="sub", required=True)
+    collect = evidence.add_parser("collect", help="read the hosts' evidence (evidence.yml, check mode) and store it")
+    collect.add_argument("system", nargs="+", metavar="SYSTEM", help="system id (or department code)")
+    collect.add_argument("--no-soc", action="store_true")
+    collect.add_argument("--actor", default=actor)
+    collect.set_defaults(func=cmd_evidence)
+    show = evidence.add_parser("show", help="the newest stored evidence of a host (JSON)")
+    show.add_argument("host")
+    show.set_defaults(func=cmd_evidence_show)
 
     jobs = sub.add_parser("jobs", help="automation jobs").add_subparsers(dest="sub", required=True)
     ls = jobs.add_parser("list", help="recent jobs, newest first (JSON lines)")

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
-import infra.jobs_models  # noqa: F401 - the automation job tables
+import infra.host_evidence  # noqa: F401 - the automation job and host evidence tables
 import inventory.ipam  # noqa: F401 - and the IPAM table
 import portal.models  # noqa: F401 - registers the portal tables on the metadata
 import portal.tickets.models  # noqa: F401 - and the ticket tables

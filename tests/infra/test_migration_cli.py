@@ -75,3 +75,28 @@ def test_unknown_scope_and_job_are_named(env: LabEnv) -> None:
     assert bad.returncode == 2 and "unknown department(s) or system(s) in scope: NOPE" in bad.stderr
     missing = _yunshu(env, "jobs", "show", "4242")
     assert missing.returncode == 2 and "job 4242 does not exist" in missing.stderr
+
+
+def test_onboard_then_evidence_stored_with_its_digest(env: LabEnv) -> None:
+    """`yunshu onboard SYSTEM` hardens the hosts, reads their evidence back and stores it for the 等保 collectors."""
+    import hashlib
+
+    from infra.host_evidence import canonical
+
+    app = sorted(h.name for h in env.lab.hosts() if not h.web)
+    done = _yunshu(env, "onboard", "SYS-LAB-APP")
+    assert done.returncode == 0, done.stderr[-3000:]
+    onboard, evidence = (json.loads(line) for line in done.stdout.splitlines())
+    assert onboard["kind"] == "onboard" and onboard["status"] == "successful"
+    assert evidence["kind"] == "evidence" and evidence["check"] and evidence["result"]["hosts"] == app
+    assert evidence["result"]["changed"] == 0
+    shown = _yunshu(env, "evidence", "show", app[0])
+    assert shown.returncode == 0, shown.stderr
+    stored = json.loads(shown.stdout)
+    facts = stored["facts"]
+    assert stored["sha256"] == hashlib.sha256(canonical(facts).encode("utf-8")).hexdigest()
+    assert stored["sha256"] == evidence["result"]["sha256"][app[0]] and stored["job_id"] == evidence["id"]
+    assert facts["faillock"]["deny"] and facts["session"]["tmout"] and facts["session"]["tmout_readonly"]
+    assert facts["sshd"]["root_password_login"] is False and facts["sshd"]["weak_ciphers"] == []
+    never = _yunshu(env, "evidence", "show", "no-such-host")
+    assert never.returncode == 2 and "no evidence stored for host 'no-such-host'" in never.stderr

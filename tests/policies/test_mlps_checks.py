@@ -253,24 +253,25 @@ def test_partial_account_facts_can_fail_but_not_pass() -> None:
 
 
 def test_root_login_policy_is_a_parameter() -> None:
+    """The shipped baseline accepts key-only root logins (what onboard.yml sets); a stricter parameter refuses them,
+    and a root password login is refused either way."""
     data = good()
     for h in data["hosts"]:
         h["sshd"]["permit_root_login"] = "prohibit-password"
     ev = Evidence.model_validate(data)
-    strict = CheckContext(level=3, as_of=AS_OF)
-    assert run_check("host.default_accounts", ev, strict).result is N
-    lenient = CheckContext(
+    shipped = CheckContext(level=3, as_of=AS_OF)
+    assert run_check("host.default_accounts", ev, shipped).result is C
+    strict = CheckContext(
         level=3,
         as_of=AS_OF,
-        params=strict.params.model_copy(
-            update={
-                "accounts": strict.params.accounts.model_copy(
-                    update={"root_ssh_login_allowed": ["no", "prohibit-password"]}
-                )
-            }
+        params=shipped.params.model_copy(
+            update={"accounts": shipped.params.accounts.model_copy(update={"root_ssh_login_allowed": ["no"]})}
         ),
     )
-    assert run_check("host.default_accounts", ev, lenient).result is C
+    assert run_check("host.default_accounts", ev, strict).result is N
+    for h in data["hosts"]:
+        h["sshd"]["permit_root_login"] = "yes"
+    assert run_check("host.default_accounts", Evidence.model_validate(data), shipped).result is N
 
 
 def test_check_reports_reason_and_evidence_used() -> None:
