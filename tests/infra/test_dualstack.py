@@ -93,6 +93,10 @@ def _assert_dual_stack(env: LabEnv, name: str, address: str, web: bool, peer_ns:
         assert page.returncode == 0 and name in page.stdout, (name, page.returncode, page.stderr)
         # the inet table drops what the policy does not allow: no refusal, the connection just times out
         assert _curl6(env, peer_ns, address, 8080).returncode == 28
+    ssh = _ns(env, peer_ns, "ssh", "-6", "-i", str(env.lab.key), "-o", "StrictHostKeyChecking=no", "-o",
+              "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", f"root@{address}",
+              "hostname")
+    assert ssh.returncode == 0 and ssh.stdout.strip() == name, ssh.stderr  # sshd answers over IPv6 as well
 
 
 def test_check_mode_changes_nothing_on_fresh_hosts(env: LabEnv) -> None:
@@ -167,6 +171,22 @@ def test_rerun_completes_the_rolled_back_host_then_changes_nothing(env: LabEnv, 
     third = _run(env, "third", _inventory(env, "ok.yml"))
     assert third.status == "successful" and third.changed == 0, {h: s for h, s in third.stats.items() if s["changed"]}
     assert _global_ipv6(env, host.namespace) == [_plans(env)[FAILING]]
+
+
+def test_failed_batch_stops_the_later_batches(env: LabEnv, first_run: PlaybookResult) -> None:
+    """serial 2 with max_fail_percentage 0: lab-h01 fails in the first batch, so lab-h03..h05 are never run."""
+    inventory = _inventory(env, "batches.yml", {"lab-h01": {"ipv6_dualstack_verify_fail": True}})
+    result = run_playbook(PLAYBOOK, inventory, env.home / "runs" / "batches", forks=10, timeout=600,
+                          extravars={"yunshu_ipv6_scope": "dept_lab:!role_dns", "yunshu_ipv6_serial": 2,
+                                     "yunshu_ipv6_max_fail_percentage": 0})
+    assert result.status == "failed" and "lab-h01" in result.failed_hosts()
+    assert set(result.stats) == {"lab-h01", "lab-h02"}, result.stats
+    assert _outcome(result)["lab-h01"]["rolled_back"]
+    h01 = next(h for h in env.lab.hosts() if h.name == "lab-h01")
+    assert _global_ipv6(env, h01.namespace) == []  # back to its preflight record: IPv4 only
+    for later in ("lab-h03", "lab-h04", "lab-h05"):  # untouched: still dual stack from the earlier runs
+        ns = next(h for h in env.lab.hosts() if h.name == later).namespace
+        assert _global_ipv6(env, ns) == [_plans(env)[later]]
 
 
 def test_playbook_passes_ansible_lint_production_profile() -> None:

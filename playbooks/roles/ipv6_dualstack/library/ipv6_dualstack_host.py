@@ -24,9 +24,11 @@ description:
     result is saved there (never overwritten) and returned as RV(preflight).
   - C(present) sets the sysctls, adds the address (waiting for duplicate address detection) and the default route,
     writes the persistent configuration files that differ, loads the nftables table when its file changed or it is
-    missing and adds the include line to the boot-time nftables configuration.
+    missing, adds the include line to the boot-time nftables configuration and an IPv6 twin after every IPv4
+    listen line of the nginx sites (reloading nginx when a site changed).
   - C(absent) restores a preflight record: planned address and route removed, sysctls back to their old values,
-    the table deleted, the files removed and the include line taken out again (unless the record had them).
+    the table deleted, the files removed, the include line and the nginx twins taken out again (unless the record
+    had them).
 options:
   state: {type: str, choices: [query, present, absent], default: query, description: What to do.}
   interface: {type: str, required: true, description: The interface.}
@@ -49,6 +51,14 @@ options:
   remove_files: {type: list, elements: path, default: [], description: Files to remove (absent).}
   nft_file: {type: path, description: "nftables file to load (present) when written or its table is missing."}
   nft_table: {type: str, description: "The inet table nft_file defines; deleted on absent unless in preflight."}
+  nginx_reload: {type: str, description: "Shell command line that reloads nginx after its site files changed."}
+  checks:
+    type: list
+    elements: dict
+    default: []
+    description: "Commands (name, argv) that must succeed: after the query, or after present/absent."
+  require_ipv6: {type: bool, default: true, description: "query fails when the kernel has no IPv6."}
+  ipv4_gateway_check: {type: bool, default: false, description: "Ping the IPv4 default gateway (if any) first."}
 author: Yunshu platform team
 """
 
@@ -186,6 +196,53 @@ def _wait_for_dad(module: AnsibleModule, iface: str, address: str) -> None:
         time.sleep(0.1)
 
 
+def _edit_nginx(module: AnsibleModule, mirror: list[dict], add: bool, keep: dict[str, list[str]],
+                actions: list[str]) -> bool:
+    """Add each missing IPv6 twin after its IPv4 listen line (``add``), or remove the twins ``keep`` (the preflight
+    listen directives per file) does not list; then reload nginx. True when a site file changed."""
+    by_file: dict[str, list[dict]] = {}
+    for item in mirror:
+        by_file.setdefault(item["path"], []).append(item)
+    changed = False
+    for path, items in by_file.items():
+        lines = (_read_raw(path) or "").splitlines(keepends=True)
+        out = []
+        for line in lines:
+            match = LISTEN.match(line)
+            directive = match.group(1).strip() if match else None
+            if not add and any(directive == i["ipv6"] and i["ipv6"] not in keep.get(path, []) for i in items):
+                continue
+            out.append(line)
+            if add and directive is not None:
+                for item in items:
+                    if item["ipv4"] == directive and not item["present"]:
+                        indent = line[:len(line) - len(line.lstrip())]
+                        out.append(f"{indent}listen {item['ipv6']};\n")
+        if out != lines:
+            changed = True
+            _write_file(module, {"path": path, "content": "".join(out), "mode": "0644"}, actions)
+    if changed and module.params["nginx_reload"]:
+        _run(module, ["/bin/sh", "-c", module.params["nginx_reload"]], actions)
+    return changed
+
+
+def _run_checks(module: AnsibleModule, current: dict, actions: list[str]) -> list[dict]:
+    """Ping the IPv4 default gateway (with ``ipv4_gateway_check``, where there is one), then run each check
+    (``name``, ``argv``); the first that fails fails the module with its output."""
+    done, checks = [], list(module.params["checks"])
+    if module.params["ipv4_gateway_check"] and current["ipv4_gateway"]:
+        gateway = current["ipv4_gateway"]
+        checks.insert(0, {"name": f"IPv4 gateway {gateway} answers ping",
+                          "argv": ["ping", "-4", "-c", "1", "-W", "2", gateway]})
+    for check in checks:
+        rc, out, err = module.run_command(check["argv"])
+        done.append({"name": check["name"], "rc": rc, "stdout": out.strip()})
+        if rc != 0:
+            module.fail_json(msg=f"{check['name']}: {(err or out).strip() or f'exit {rc}'}", checks=done,
+                             actions=actions)
+    return done
+
+
 def _same(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and ipaddress.ip_address(a) == ipaddress.ip_address(b)
 
@@ -217,6 +274,7 @@ def present(module: AnsibleModule) -> list[str]:
         if conf and include and state["nft_conf_exists"] and not state["nft_include_present"]:
             _write_file(module, {"path": conf, "content": (_read_raw(conf) or "").rstrip("\n") + f"\n{include}\n",
                                  "mode": "0644"}, actions)
+    _edit_nginx(module, state["nginx_mirror"], True, {}, actions)
     return actions
 
 
@@ -288,6 +346,7 @@ def absent(module: AnsibleModule) -> list[str]:
         text = _read_raw(conf) or ""
         kept = [line for line in text.splitlines() if line != include]
         _write_file(module, {"path": conf, "content": "\n".join(kept) + "\n", "mode": "0644"}, actions)
+    _edit_nginx(module, state["nginx_mirror"], False, before.get("nginx_listens") or {}, actions)
     return actions
 
 
@@ -311,17 +370,24 @@ def main() -> None:
             "remove_files": {"type": "list", "elements": "path", "default": []},
             "nft_file": {"type": "path"},
             "nft_table": {"type": "str"},
+            "nginx_reload": {"type": "str"},
+            "checks": {"type": "list", "elements": "dict", "default": []},
+            "require_ipv6": {"type": "bool", "default": True},
+            "ipv4_gateway_check": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
     p = module.params
-    if p["state"] == "present":
-        actions = present(module)
-        module.exit_json(changed=bool(actions), actions=actions, current=query(module))
-    if p["state"] == "absent":
-        actions = absent(module)
-        module.exit_json(changed=bool(actions), actions=actions, current=query(module))
+    if p["state"] in ("present", "absent"):
+        actions = present(module) if p["state"] == "present" else absent(module)
+        current = query(module)
+        checks = _run_checks(module, current, actions) if not module.check_mode else []
+        module.exit_json(changed=bool(actions), actions=actions, current=current, checks=checks,
+                         address=p["address"], prefixlen=p["prefixlen"],
+                         nginx_ports=sorted({m["port"] for m in current["nginx_mirror"]}))
     current = query(module)
+    if p["require_ipv6"] and not current["ipv6_kernel"]:
+        module.fail_json(msg="IPv6 is disabled in the kernel (no /proc/sys/net/ipv6): boot without ipv6.disable=1")
     result: dict = {"changed": False, "actions": [], "current": current}
     if p["record"]:
         saved = _read(p["record"])
@@ -337,6 +403,7 @@ def main() -> None:
                     json.dump(record, handle, indent=2)
                 os.chmod(tmp, 0o600)
                 os.replace(tmp, p["record"])
+    result["checks"] = _run_checks(module, current, result["actions"])  # read-only: also in check mode
     module.exit_json(**result)
 
 
