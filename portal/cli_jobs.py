@@ -107,18 +107,25 @@ def cmd_migrate_ipv6(args: argparse.Namespace) -> int:
                                                                    **kw))
 
 
-def cmd_waves(args: argparse.Namespace) -> int:
+def _planned_waves(args: argparse.Namespace) -> list[Any] | None:
+    """The waves for ``--size``/``--scope``; None (after saying why) when the request is invalid."""
     from infra.waves import plan_waves
 
     rt = open_configured_runtime()
     try:
         with rt.sessions() as session:
-            waves = plan_waves(session, args.size, set(args.scope) or None)
+            return plan_waves(session, args.size, set(args.scope) or None)
     except ValueError as exc:
         err.print(f"[red]{exc}[/]")
-        return 2
+        return None
     finally:
         rt.close()
+
+
+def cmd_waves(args: argparse.Namespace) -> int:
+    waves = _planned_waves(args)
+    if waves is None:
+        return 2
     for wave in waves:
         print(json.dumps(wave.as_dict(), ensure_ascii=False))
     err.print(f"{len(waves)} waves, {sum(len(w.systems) for w in waves)} systems")
@@ -128,17 +135,10 @@ def cmd_waves(args: argparse.Namespace) -> int:
 def cmd_wave_run(args: argparse.Namespace) -> int:
     """Dual-stack migration of one wave's systems that still need it (moving to 政务云 goes through tickets)."""
     from infra.ipv6_migration import migrate_ipv6
-    from infra.waves import plan_waves
 
-    rt = open_configured_runtime()
-    try:
-        with rt.sessions() as session:
-            waves = plan_waves(session, args.size, set(args.scope) or None)
-    except ValueError as exc:
-        err.print(f"[red]{exc}[/]")
+    waves = _planned_waves(args)
+    if waves is None:
         return 2
-    finally:
-        rt.close()
     wave = next((w for w in waves if w.number == args.number), None)
     if wave is None:
         err.print(f"[red]there is no wave {args.number} (the plan has {len(waves)} waves)[/]")
