@@ -112,10 +112,11 @@ def idle_systems(session: Session = DB_SESSION, principal: Principal = Depends(r
 
 
 @router.post("/maintenance")
-def maintenance(rt: Runtime = Depends(runtime),
+def maintenance(session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                 principal: Principal = Depends(require("tickets.operate"))) -> dict[str, list[str]]:
-    """Escalate overdue approvals, remind before expiry, reclaim after the grace period (also run by a timer)."""
-    return svc.maintain(rt)
+    """Escalate overdue approvals, remind before expiry, reclaim after the grace period (``yunshu tickets
+    maintain`` does the same from a timer)."""
+    return svc.maintain_in(session, rt.audit)
 
 
 @router.get("/{ref}")

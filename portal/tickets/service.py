@@ -600,58 +600,63 @@ def maintain(rt: Runtime, now: datetime | None = None) -> dict[str, list[str]]:
     """Escalate overdue approvals, send expiry reminders, start reclaiming expired tickets and reclaim those past
     their grace period (a ``resource_decommission`` destroy plan, then closed). Each step audited; safe to run
     concurrently (conditional updates)."""
+    with rt.transaction() as session:
+        return maintain_in(session, rt.audit, now)
+
+
+def maintain_in(session: Session, audit: AuditChain, now: datetime | None = None) -> dict[str, list[str]]:
+    """:func:`maintain` inside the caller's transaction (an API request's session)."""
     now = now or utcnow()
     rules = ticket_policy().expiry
     done: dict[str, list[str]] = {"escalated": [], "reminded": [], "reclaiming": [], "closed": []}
-    with rt.transaction() as session:
-        for ticket in session.scalars(select(Ticket).where(Ticket.state.in_(APPROVAL_STATES),
-                                                           Ticket.escalated_at.is_(None),
-                                                           Ticket.stage_deadline < now)).all():
-            hit = session.execute(update(Ticket).where(Ticket.id == ticket.id, Ticket.escalated_at.is_(None),
-                                                       Ticket.state == ticket.state)
-                                  .values(escalated_at=now, version=Ticket.version + 1)
-                                  .execution_options(synchronize_session=False))
-            if hit.rowcount == 1:  # type: ignore[attr-defined]
-                overdue = now - (aware(ticket.stage_deadline) or now)
-                _record(session, rt.audit, ticket, "system:maintenance", "escalate", ticket.state, ticket.state,
-                        note=f"approval overdue by {overdue.total_seconds() / 3600:.1f} h / 审批超时已升级",
-                        payload={"deadline": aware(ticket.stage_deadline).isoformat()}, now=now)  # type: ignore[union-attr]
-                done["escalated"].append(ticket.ref)
-        remind_before = now + timedelta(days=rules.reminder_days)
-        for ticket in session.scalars(select(Ticket).where(Ticket.state.in_(ACTIVE_STATES),
-                                                           Ticket.reminded_at.is_(None),
-                                                           Ticket.expires_at <= remind_before,
-                                                           Ticket.expires_at > now)).all():
-            hit = session.execute(update(Ticket).where(Ticket.id == ticket.id, Ticket.reminded_at.is_(None))
-                                  .values(reminded_at=now).execution_options(synchronize_session=False))
-            if hit.rowcount == 1:  # type: ignore[attr-defined]
-                _record(session, rt.audit, ticket, "system:maintenance", "expiry_reminder", ticket.state, ticket.state,
-                        note=f"expires {aware(ticket.expires_at).date()}: renew or it is reclaimed / 即将到期，请续期",  # type: ignore[union-attr]
-                        now=now)
-                done["reminded"].append(ticket.ref)
-        for ticket in session.scalars(select(Ticket).where(Ticket.state.in_(ACTIVE_STATES),
-                                                           Ticket.expires_at <= now)).all():
-            try:
-                _move(session, rt.audit, ticket, ACTIVE_STATES, "reclaiming", "system:maintenance", "expire", now=now,
-                      grace_until=aware(ticket.expires_at) + timedelta(days=rules.grace_days),  # type: ignore[operator]
-                      note=f"expired; reclaimed after {rules.grace_days} days unless renewed / 已到期，宽限期后回收")
-            except TicketConflict:
-                continue  # renewed or moved by a concurrent run
-            done["reclaiming"].append(ticket.ref)
-        for ticket in session.scalars(select(Ticket).where(Ticket.state == "reclaiming",
-                                                           Ticket.grace_until <= now)).all():
-            try:
-                with session.begin_nested():
-                    session.add(TicketJob(ticket_id=ticket.id, kind="resource_decommission", mode="plan",
-                                          status="planned", requested_by="system:maintenance",
-                                          result=_dump(destroy_plan(session, ticket)), created_at=now,
-                                          finished_at=now))
-                    session.flush()
-                    _move(session, rt.audit, ticket, ("reclaiming",), "closed", "system:maintenance", "reclaim",
-                          now=now, closed_at=now, note=DESTROY_NOTICE)
-            except (IntegrityError, TicketConflict):
-                continue  # reclaimed or renewed by a concurrent caller
-            done["closed"].append(ticket.ref)
+    for ticket in session.scalars(select(Ticket).where(Ticket.state.in_(APPROVAL_STATES),
+                                                       Ticket.escalated_at.is_(None),
+                                                       Ticket.stage_deadline < now)).all():
+        hit = session.execute(update(Ticket).where(Ticket.id == ticket.id, Ticket.escalated_at.is_(None),
+                                                   Ticket.state == ticket.state)
+                              .values(escalated_at=now, version=Ticket.version + 1)
+                              .execution_options(synchronize_session=False))
+        if hit.rowcount == 1:  # type: ignore[attr-defined]
+            overdue = now - (aware(ticket.stage_deadline) or now)
+            _record(session, audit, ticket, "system:maintenance", "escalate", ticket.state, ticket.state,
+                    note=f"approval overdue by {overdue.total_seconds() / 3600:.1f} h / 审批超时已升级",
+                    payload={"deadline": aware(ticket.stage_deadline).isoformat()}, now=now)  # type: ignore[union-attr]
+            done["escalated"].append(ticket.ref)
+    remind_before = now + timedelta(days=rules.reminder_days)
+    for ticket in session.scalars(select(Ticket).where(Ticket.state.in_(ACTIVE_STATES),
+                                                       Ticket.reminded_at.is_(None),
+                                                       Ticket.expires_at <= remind_before,
+                                                       Ticket.expires_at > now)).all():
+        hit = session.execute(update(Ticket).where(Ticket.id == ticket.id, Ticket.reminded_at.is_(None))
+                              .values(reminded_at=now).execution_options(synchronize_session=False))
+        if hit.rowcount == 1:  # type: ignore[attr-defined]
+            _record(session, audit, ticket, "system:maintenance", "expiry_reminder", ticket.state, ticket.state,
+                    note=f"expires {aware(ticket.expires_at).date()}: renew or it is reclaimed / 即将到期，请续期",  # type: ignore[union-attr]
+                    now=now)
+            done["reminded"].append(ticket.ref)
+    for ticket in session.scalars(select(Ticket).where(Ticket.state.in_(ACTIVE_STATES),
+                                                       Ticket.expires_at <= now)).all():
+        try:
+            _move(session, audit, ticket, ACTIVE_STATES, "reclaiming", "system:maintenance", "expire", now=now,
+                  grace_until=aware(ticket.expires_at) + timedelta(days=rules.grace_days),  # type: ignore[operator]
+                  note=f"expired; reclaimed after {rules.grace_days} days unless renewed / 已到期，宽限期后回收")
+        except TicketConflict:
+            continue  # renewed or moved by a concurrent run
+        done["reclaiming"].append(ticket.ref)
+    for ticket in session.scalars(select(Ticket).where(Ticket.state == "reclaiming",
+                                                       Ticket.grace_until <= now)).all():
+        try:
+            with session.begin_nested():
+                session.add(TicketJob(ticket_id=ticket.id, kind="resource_decommission", mode="plan",
+                                      status="planned", requested_by="system:maintenance",
+                                      result=_dump(destroy_plan(session, ticket)), created_at=now,
+                                      finished_at=now))
+                session.flush()
+                _move(session, audit, ticket, ("reclaiming",), "closed", "system:maintenance", "reclaim",
+                      now=now, closed_at=now, note=DESTROY_NOTICE)
+        except (IntegrityError, TicketConflict):
+            continue  # reclaimed or renewed by a concurrent caller
+        done["closed"].append(ticket.ref)
     return done
 
 
