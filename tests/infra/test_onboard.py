@@ -112,7 +112,7 @@ class Onboarded:
 
     def run(self, playbook: str, name: str, **kwargs: Any) -> PlaybookResult:
         kwargs.setdefault("limit", LIMIT)
-        return run_playbook(playbook, self.inventory, self.work / name, timeout=900, **kwargs)
+        return run_playbook(playbook, self.inventory, self.work / name, timeout=1800, **kwargs)
 
     def ssh(self, host: str, *command: str, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
         address = str(self.env.lab.dns) if host == "lab-dns" else next(
