@@ -4,7 +4,8 @@
    ``parse(line) → Enricher(event)`` is timed (best of ``--repeat`` runs), once handing each event on at once and
    once holding batches of 2000 as the pipeline does. Every line must parse.
 2. **end to end**: ``soc.service.ingest_files`` reads the corpus file into the embedded SQLite store (with the dead-
-   letter store beside it); the store must then hold one event per line.
+   letter store beside it); the store must then hold one event per line. Run pinned to one CPU, then on all CPUs
+   (the pipeline parses in one thread while another writes; SQLite runs without the GIL).
 3. **rsyslog** (see :mod:`bench.rsyslog`) parses the same corpus to a file, pinned to the same core; the ratios of
    Yunshu's rates to rsyslog's are reported.
 
@@ -41,7 +42,7 @@ from soc.parsers import ParseContext, ParseError, parse
 from soc.pipeline import ingest_gc
 from soc.service import Soc, ingest_files
 from soc.store.base import SearchQuery, WriteResult
-from soc.store.sqlite import EVENT_STORE_PRAGMAS, SCHEMA, SQLiteStore, open_wal_database
+from soc.store.sqlite import EVENT_STORE_PRAGMAS, SCHEMA, SQLiteStore, insert_rows, open_wal_database
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -157,8 +158,22 @@ class _TimedWrites:
         return getattr(self.store, name)
 
 
-def stage2(corpus: Path, lines: int, index: RegisterIndex, ctx: ParseContext, workdir: Path) -> dict[str, Any]:
-    """``ingest_files`` from the corpus file into a fresh embedded store; the store must hold every line."""
+def stage2(corpus: Path, lines: int, index: RegisterIndex, ctx: ParseContext, workdir: Path,
+           cpus: set[int] | None = None) -> dict[str, Any]:
+    """``ingest_files`` from the corpus file into a fresh embedded store; the store must hold every line.
+
+    ``cpus``: the CPUs to run on meanwhile (the pipeline parses in one thread and writes in another).
+    """
+    mine = os.sched_getaffinity(0)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    try:
+        return _stage2(corpus, lines, index, ctx, workdir) | {"cpus": sorted(os.sched_getaffinity(0))}
+    finally:
+        os.sched_setaffinity(0, mine)
+
+
+def _stage2(corpus: Path, lines: int, index: RegisterIndex, ctx: ParseContext, workdir: Path) -> dict[str, Any]:
     store = SQLiteStore(workdir / "soc" / "events.db")
     timed = _TimedWrites(store)
     soc = Soc(store=timed, deadletters=DeadLetterStore(workdir / "soc" / "deadletter.db"),  # type: ignore[arg-type]
@@ -188,10 +203,11 @@ def store_anatomy(lines: list[str], index: RegisterIndex, ctx: ParseContext, wor
     probe.close()
     no_fts = SCHEMA.split("CREATE VIRTUAL TABLE")[0]
     indexes = SCHEMA.count("CREATE INDEX")
-    variants = [(f"as shipped: table, {indexes} indexes, FTS5 trigram on message (filled per batch)", SCHEMA),
+    full_fts = SCHEMA.replace(", detail=none, columnsize=0", "")
+    variants = [(f"as shipped: table, {indexes} indexes, FTS5 trigram (detail=none) on message, per batch", SCHEMA),
+                ("the same with a positional FTS5 index (detail=full, as before)", full_fts),
                 ("without the FTS5 index", no_fts),
                 ("without FTS5 and the secondary indexes", re.sub(r"CREATE INDEX[^;]*;", "", no_fts))]
-    insert = probe._insert
     out = []
     for i, (label, schema) in enumerate(variants):
         db = open_wal_database(workdir / f"anatomy{i}.db", schema)
@@ -201,7 +217,7 @@ def store_anatomy(lines: list[str], index: RegisterIndex, ctx: ParseContext, wor
         for at in range(0, len(rows), BATCH):
             db.execute("BEGIN IMMEDIATE")
             last = db.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
-            db.executemany(insert, rows[at:at + BATCH])
+            insert_rows(db, rows[at:at + BATCH])
             if "events_fts" in schema:  # as SQLiteStore.write does
                 db.execute("INSERT INTO events_fts(rowid, message) SELECT rowid, message FROM events WHERE rowid > ?",
                            (last,))
@@ -249,6 +265,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--skip-rsyslog", action="store_true", help="leave out the rsyslog comparison")
     ap.add_argument("--workdir", type=Path, default=None, help="where the corpus and stores go (default: a temp dir)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="results directory")
+    ap.add_argument("--note", default="", help="a sentence for the results (e.g. which of several runs this is)")
     return ap.parse_args(argv)
 
 
@@ -280,8 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         lines = corpus.read_text(encoding="utf-8").splitlines()
         with console.status(f"stage 1: parse + normalise + enrich, best of {args.repeat}"):
             s1 = stage1(lines, Enricher(index), ctx, kinds, args.repeat)
-        with console.status("stage 2: file → embedded store"):
-            s2 = stage2(corpus, args.lines, index, ctx, workdir / "var")
+        with console.status("stage 2: file → embedded store, 1 CPU"):
+            s2 = stage2(corpus, args.lines, index, ctx, workdir / "var-1cpu")
+        with console.status(f"stage 2: file → embedded store, {len(all_cpus)} CPUs"):
+            s2_all = stage2(corpus, args.lines, index, ctx, workdir / "var-all", all_cpus)
         anatomy = None
         if args.anatomy_lines:
             with console.status("store anatomy"):
@@ -297,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
             "corpus": {"lines": args.lines, "seed": args.seed, "bytes": corpus.stat().st_size, "kinds": dict(kinds),
                        "generate_seconds": round(generated, 2), "nginx_host": ctx.hostname},
             "targets": {"stage1_events_per_s": TARGET_STAGE1, "stage2_events_per_s": TARGET_STAGE2},
-            "stage1": s1, "stage2": s2, "store_anatomy": anatomy, "rsyslog": peer,
-            "notes": {"rsyslog": RSYSLOG_NOTE},
+            "stage1": s1, "stage2": s2, "stage2_all_cpus": s2_all, "store_anatomy": anatomy, "rsyslog": peer,
+            "notes": {"rsyslog": RSYSLOG_NOTE, "run": args.note},
         }
         write_json(args.results / "ingest.json", results)
         (args.results / "ingest.md").write_text(markdown(results), encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -125,12 +126,16 @@ class Pipeline:
         return event_id(record.source_key, record.raw), self.enrich(event)
 
     def run(self, records: Iterable[RawRecord], fmt: str = "auto") -> IngestStats:
-        """Process every record; returns the counts. Raises StoreUnavailable if the store stays down."""
+        """Process every record; returns the counts. Raises StoreUnavailable if the store stays down.
+
+        Batches are written by a thread of their own while this one parses the next (the store's drivers release
+        the GIL while they wait on SQLite or the network), at most two batches behind.
+        """
         stats = IngestStats()
         started = time.perf_counter()
         batch: list[tuple[str, Event]] = []
         dead: list[tuple[str, str, bytes]] = []
-        with ingest_gc():
+        with ingest_gc(), _BatchWriter(self, stats) as writer:
             for record in records:
                 stats.read += 1
                 doc_id, result = self.to_event(record, fmt)
@@ -139,8 +144,9 @@ class Pipeline:
                 else:
                     batch.append((doc_id, result))  # type: ignore[arg-type]
                 if len(batch) >= self.batch_size:
-                    self._flush(batch, dead, stats)
-            self._flush(batch, dead, stats)
+                    writer.submit(batch, dead)
+                    batch, dead = [], []
+            writer.submit(batch, dead)
         stats.duration_s = time.perf_counter() - started
         return stats
 
@@ -198,6 +204,42 @@ class Pipeline:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+class _BatchWriter:
+    """A thread writing a pipeline's batches in order; the first error is raised to the submitting thread."""
+
+    def __init__(self, pipeline: Pipeline, stats: IngestStats, depth: int = 2):
+        self.pipeline = pipeline
+        self.stats = stats
+        self.queue: queue.Queue[tuple[list[tuple[str, Event]], list[tuple[str, str, bytes]]] | None] = \
+            queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="ingest-writer", daemon=True)
+
+    def __enter__(self) -> _BatchWriter:
+        self.thread.start()
+        return self
+
+    def submit(self, batch: list[tuple[str, Event]], dead: list[tuple[str, str, bytes]]) -> None:
+        if self.error is not None:
+            raise self.error
+        if batch or dead:
+            self.queue.put((batch, dead))
+
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:  # after an error, only drain what is submitted meanwhile
+                try:
+                    self.pipeline._flush(*item, self.stats)
+                except BaseException as exc:  # handed to the submitting thread
+                    self.error = exc
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if kind is None and self.error is not None:
+            raise self.error
 
 
 def file_records(path: str) -> Iterable[RawRecord]:

@@ -340,12 +340,18 @@ def compile_condition(node: ConditionItem) -> Predicate:
     """A predicate for a parsed condition (``rule.detection.parsed_condition[i].parsed``)."""
     if isinstance(node, ConditionAND):
         children = [compile_condition(a) for a in node.args]
+        if len(children) == 2:  # the common case, without a generator per call
+            first, second = children
+            return lambda e: first(e) and second(e)
         return lambda e: all(c(e) for c in children)
     if isinstance(node, ConditionOR):
-        lookup = _equality_set(node)
+        lookup = _equality_set(node) or _keyword_set(node)
         if lookup is not None:
             return lookup
         children = [compile_condition(a) for a in node.args]
+        if len(children) == 2:
+            first, second = children
+            return lambda e: first(e) or second(e)
         return lambda e: any(c(e) for c in children)
     if isinstance(node, ConditionNOT):
         inner = compile_condition(node.args[0])
@@ -397,6 +403,20 @@ def _equality_set(node: ConditionOR) -> Predicate | None:
                 return True
         return False
     return member
+
+
+def _keyword_set(node: ConditionOR) -> Predicate | None:
+    """An OR of plain keywords (no wildcards, not cased) as one scan of the keyword texts, or None."""
+    needles: list[str] = []
+    for arg in node.args:
+        value = getattr(arg, "value", None) if isinstance(arg, ConditionValueExpression) else None
+        if not isinstance(value, SigmaString) or isinstance(value, SigmaCasedString) or value.contains_special():
+            return None
+        needles.append(value.to_plain().lower())
+    if len(needles) < 2:
+        return None
+    unique = tuple(dict.fromkeys(needles))
+    return lambda e: any(n in t for t in lowered_texts(e) for n in unique)
 
 
 def required_fields(node: ConditionItem) -> frozenset[str]:

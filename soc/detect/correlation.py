@@ -25,16 +25,25 @@ _OPS = {
 }
 
 
+_TIMES: dict[str, float] = {}  # timestamp text → epoch seconds (events of one second share their text)
+
+
 def event_time(event: Event) -> float:
     """Epoch seconds of ``@timestamp`` (ISO-8601 or epoch number); 0.0 when the event has none."""
     value = event.get("@timestamp", event.get("timestamp"))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value / 1000 if value > 1e11 else float(value)
     if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return 0.0
+        seconds = _TIMES.get(value)
+        if seconds is None:
+            try:
+                seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                seconds = 0.0
+            if len(_TIMES) >= 4096:
+                _TIMES.clear()
+            _TIMES[value] = seconds
+        return seconds
     return 0.0
 
 

@@ -78,7 +78,10 @@ class _Bucket:
 def _gate_text(view: EventView, target: str, get: Any) -> str | None:
     """The lowercased text a literal gate looks at: the keyword texts, or the field's value(s)."""
     if target == KEYWORDS:
-        return "\x00".join(lowered_texts(view))
+        texts = lowered_texts(view)
+        if len(texts) == 2 and texts[1] in texts[0]:  # the message is part of the raw line: search that once
+            return texts[0]
+        return "\x00".join(texts)
     value = get(view)
     if value is MISSING or value is None:
         return None
@@ -140,22 +143,24 @@ class Detector:
         """The rules worth evaluating on this event (see the module docstring)."""
         inner = event.get("event")
         dataset = inner.get("dataset") if isinstance(inner, dict) else event.get("event.dataset")
-        bucket = self._bucket(dataset if isinstance(dataset, str) else None)
+        bucket = self._buckets.get(dataset) if isinstance(dataset, str) else None
+        if bucket is None:
+            bucket = self._bucket(dataset if isinstance(dataset, str) else None)
         out = list(bucket.always)
         for get, group in bucket.anchored:
             if get(event) is not MISSING:
                 out.extend(group)
         if bucket.gated:
             view = event if isinstance(event, EventView) else EventView(event)
-            found: dict[int, CompiledRule] = {}
+            groups: set[tuple[CompiledRule, ...]] = set()
             for target, get, automaton in bucket.gated:
                 text = _gate_text(view, target, get)
                 if text:
-                    for _, group in automaton.iter(text):
-                        for rule in group:
-                            found[id(rule)] = rule
-            if found:
-                out.extend(found.values())
+                    groups.update(group for _, group in automaton.iter(text))
+            if len(groups) == 1 and not out:
+                return list(groups.pop())  # one group: already in rule order
+            if groups:
+                out.extend({id(rule): rule for group in groups for rule in group}.values())
                 out.sort(key=lambda r: bucket.order[id(r)])
         return out
 
