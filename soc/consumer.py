@@ -28,7 +28,7 @@ from itertools import groupby
 from typing import TYPE_CHECKING
 
 from soc.metrics import SocMetrics
-from soc.pipeline import Pipeline, Prepared, RawRecord
+from soc.pipeline import Pipeline, Prepared, RawRecord, ingest_gc
 from soc.spool import Position, Spool, SpooledRecord, source_format, source_origin
 from soc.store.base import StoreUnavailable
 
@@ -194,7 +194,9 @@ class SpoolConsumer:
     def _detect_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                if self.detect_once() == 0 and self._detected is not None:
+                with ingest_gc():  # a batch of events is held across parsing, the rules and the hand-off
+                    consumed = self.detect_once()
+                if consumed == 0 and self._detected is not None:
                     self.spool.wait_for_data(self._detected, timeout=0.5)
             except Exception:  # e.g. the alert database is unavailable: keep the batch and try again
                 log.exception("detection failed; retrying")
