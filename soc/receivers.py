@@ -1,8 +1,8 @@
 """Syslog receivers (UDP and TCP, RFC 3164/5424; TCP framing per RFC 6587) feeding the spool.
 
-Records are appended to the spool in groups (one fsync per group, at most ``flush_ms`` apart); a TCP
-connection waits for its records to be durable before reading more, so a slow disk slows senders
-down instead of losing their messages.
+Records are appended to the spool in groups (one fsync per group, at most ``flush_ms`` apart); once
+MAX_UNDURABLE records are waiting for their fsync, a TCP connection waits for them to be durable before
+reading more, so a slow disk slows senders down instead of losing their messages.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from soc.spool import Spool, source_origin, spool_source
 
 log = logging.getLogger("yunshu.soc.receivers")
 MAX_FRAME = 256 * 1024
+# Records a TCP connection may have read ahead of the spool's fsync before it waits: deep enough that the group
+# commit's round trip (fsync, then the event loop taking the GIL back from busy consumer threads) does not cap a
+# sender's rate, small enough to bound memory (a few MiB).
+MAX_UNDURABLE = 10_000
 # what read_frames raises on a stream it cannot frame (truncated, oversize, over the reader's limit); the
 # connection is then closed after what was read so far is made durable
 FRAMING_ERRORS = (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
@@ -35,9 +39,15 @@ class SpoolWriter:
         self._flushed = asyncio.Event()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._writing = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def undurable(self) -> int:
+        """Records submitted but not yet on disk (pending, or being written)."""
+        return len(self._pending) + self._writing
 
     def submit(self, source: str, raw: bytes) -> None:
         self._pending.append((source, raw))
@@ -64,7 +74,11 @@ class SpoolWriter:
             return
         batch, self._pending = self._pending, []
         done, self._flushed = self._flushed, asyncio.Event()
-        await asyncio.get_running_loop().run_in_executor(None, self.spool.append, batch)
+        self._writing = len(batch)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.spool.append, batch)
+        finally:
+            self._writing = 0
         for source, _ in batch:
             self.metrics.spooled.labels(source_origin(source)).inc()
         done.set()
@@ -212,8 +226,8 @@ class SyslogReceivers:
             async for message in read_frames(reader, oversize if self.deadletters is not None else None):
                 self.writer.submit(source, message)
                 count += 1
-                if count % 500 == 0:
-                    await self.writer.durable()  # back-pressure: never more than a batch in memory
+                if count % 500 == 0 and self.writer.undurable >= MAX_UNDURABLE:
+                    await self.writer.durable()  # back-pressure: a bounded number of records in memory
             await self.writer.durable()
         except (*FRAMING_ERRORS, ConnectionError) as exc:
             log.warning("syslog tcp connection from %s closed: %s", peer, exc)
