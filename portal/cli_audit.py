@@ -41,7 +41,7 @@ def cmd_audit_report(args: argparse.Namespace) -> int:
             err.print(f"[yellow]{unsupported_message(args.system, level)}[/]")
         else:
             _, data = run_evaluation(rt, args.system, args.actor, include_portal=args.probe_portal,
-                                     probe_timeout=args.probe_timeout)
+                                     probe_timeout=args.probe_timeout, probe_targets=[] if args.no_probe else None)
         manifest = write_report(out, data, load_or_create_report_key(rt.settings.keys_dir))
     finally:
         rt.close()
@@ -81,6 +81,7 @@ def add_audit_report_commands(audit: argparse._SubParsersAction) -> None:  # typ
     rep.add_argument("--out", required=True, help="a new (or empty) directory for the report")
     rep.add_argument("--actor", default=os.environ.get("USER", "cli"))
     rep.add_argument("--probe-portal", action="store_true", help="also probe this portal's TLS endpoint")
+    rep.add_argument("--no-probe", action="store_true", help="do not connect to endpoints (TLS evidence stays 待人工)")
     rep.add_argument("--probe-timeout", type=float, default=2.0, help="seconds per TLS/HTTP connection attempt")
     rep.set_defaults(func=cmd_audit_report)
     ver = audit.add_parser("verify-report", help="check a report's signature and every file's SHA-256")

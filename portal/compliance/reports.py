@@ -211,6 +211,9 @@ def verify_report(directory: Path | str, trusted_key: Ed25519PublicKey | None = 
         sig = json.loads((root / SIGNATURE).read_text(encoding="utf-8"))
         raw = base64.b64decode(sig["signature"], validate=True)
         claimed = sig["manifest_sha256"]
+        if sig.get("algorithm") != "Ed25519" or sig.get("signed_file") != MANIFEST:
+            raise ValueError(f"algorithm {sig.get('algorithm')!r} / signed_file {sig.get('signed_file')!r} are not "
+                             f"'Ed25519' / {MANIFEST!r}")
     except FileNotFoundError:
         out.problems.append((SIGNATURE, "missing / 缺失"))
         return out
