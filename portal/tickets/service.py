@@ -47,6 +47,7 @@ FLAVOR = re.compile(r"(\d+)c(\d+)g", re.IGNORECASE)
 HOLDING_STATES = ("security_review", "resource_approval", "provisioning", "onboarding", "delivered", "renewed",
                   "reclaiming")
 WITHDRAWABLE = ("draft", "security_review", "resource_approval")
+APPROVED_STATES = ("provisioning", "onboarding", "delivered", "renewed", "reclaiming", "closed")
 LABEL_KEYS = ("department", "ticket_id", "mlps_level", "data_class")
 
 
@@ -262,7 +263,7 @@ def approve(session: Session, audit: AuditChain, actor: Actor, ticket: Ticket, *
         raise TicketForbidden(f"{actor.name} did the security review of {ticket.ref}; resource approval needs "
                               "someone else / 安全审核与资源审批须由不同人员完成")
     now = now or utcnow()
-    if approve and ticket.state != "resource_approval" and ticket.resource_approver == actor.name:
+    if approve and ticket.state in APPROVED_STATES and ticket.resource_approver == actor.name:
         return ticket  # asked again for what already happened
     if not approve:
         if not note:
@@ -274,7 +275,7 @@ def approve(session: Session, audit: AuditChain, actor: Actor, ticket: Ticket, *
         _move(session, audit, ticket, ("resource_approval",), "provisioning", actor.name, "approve", note=note,
               now=now, resource_approver=actor.name, stage_deadline=None)
     except TicketConflict:
-        if ticket.resource_approver == actor.name and ticket.state not in ("rejected", "withdrawn"):
+        if ticket.resource_approver == actor.name and ticket.state in APPROVED_STATES:
             return ticket  # a concurrent duplicate of our own approval
         raise
     kind = "resource_decommission" if ticket.type == "decommission" else "provision"

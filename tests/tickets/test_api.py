@@ -116,3 +116,18 @@ def test_withdraw_only_by_the_requester(portal: Portal) -> None:
     out = post(portal, f"/api/tickets/{ref}/withdraw", "department_user", {"note": "不再需要"})
     assert out.status_code == 200 and out.json()["state"] == "withdrawn"
     assert post(portal, f"/api/tickets/{ref}/withdraw", "department_user").status_code == 409
+
+
+def test_draft_then_submit(portal: Portal) -> None:
+    draft = portal.client.post("/api/tickets?draft=true", headers=portal.as_role("department_user"),
+                               json=body("ipv6")).json()
+    assert draft["state"] == "draft" and draft["admission"] is None
+    ref = draft["id"]
+    assert post(portal, f"/api/tickets/{ref}/submit", "department_user_rsj").status_code == 404
+    assert post(portal, f"/api/tickets/{ref}/submit", "platform_engineer").status_code == 403  # not the requester
+    submitted = post(portal, f"/api/tickets/{ref}/submit", "department_user")
+    assert submitted.status_code == 200 and submitted.json()["state"] == "security_review"
+    assert post(portal, f"/api/tickets/{ref}/submit", "department_user").status_code == 409
+    rejected = post(portal, f"/api/tickets/{ref}/review", "security_reviewer", {"approve": False, "note": "来源过宽"})
+    assert rejected.json()["state"] == "rejected" and rejected.json()["history"][-1]["note"] == "来源过宽"
+    assert post(portal, f"/api/tickets/{ref}/approve", "resource_approver").status_code == 409
