@@ -125,7 +125,7 @@ class Auditd(_Section):
     rules_files: list[str]
     rules_count: int
     rules_present: AuditRulesPresent
-    immutable: bool  # the rule files end with -e 2
+    immutable: bool = False  # the rule files end with -e 2
     loaded: bool | None  # None: cannot tell (auditctl missing)
     loaded_rules: int | None
     error: str | None
@@ -208,8 +208,10 @@ class HostEvidence(_Section):
     mac: Mac
     accounts: Accounts
     time_sync: TimeSync
-    sudo_nopasswd_all: list[str] | None  # users / %groups with NOPASSWD: ALL; None when sudoers is unreadable
-    baseline: BaselineMarker
+    # added after the first collections: defaults keep earlier stored facts readable
+    sudo_nopasswd_all: list[str] | None = None  # users / %groups with NOPASSWD: ALL; None when sudoers is unreadable
+    baseline: BaselineMarker = BaselineMarker(applied=False, playbook=None, level=None, version=None,
+                                              changed_at=None)
     insecure_packages: list[str]
     errors: dict[str, str]
 

@@ -110,6 +110,8 @@ class Onboarded:
     before: dict[str, dict[str, Any]] = field(default_factory=dict)
     weak_mac_login_before: int = -1
     own_etc_before: dict[str, str | None] = field(default_factory=dict)
+    dry_run: PlaybookResult | None = None
+    dry_run_untouched: bool = False
     first: PlaybookResult | None = None
     second: PlaybookResult | None = None
 
@@ -148,6 +150,10 @@ def onboarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Onboarded]:
         state.before = evidence_from_events(before.events)
         state.weak_mac_login_before = state.ssh("lab-h01", "true", options=WEAK_MAC).returncode
         state.own_etc_before = own_etc_digest()
+        uppers = {h: tree_digest(state.upper(h)) for h in HOSTS}
+        state.dry_run = state.run("onboard.yml", "onboard-check", check=True,
+                                  extravars={"yunshu_syslog_target": target})
+        state.dry_run_untouched = {h: tree_digest(state.upper(h)) for h in HOSTS} == uppers
         state.first = state.run("onboard.yml", "onboard-1", extravars={"yunshu_syslog_target": target})
         state.second = state.run("onboard.yml", "onboard-2", extravars={"yunshu_syslog_target": target})
         try:
@@ -173,6 +179,12 @@ def test_evidence_before_onboarding_shows_weak_defaults(onboarded: Onboarded) ->
     assert onboarded.weak_mac_login_before == 0  # SHA-1 MACs accepted before hardening
     facts = HostFacts.model_validate(host_facts_for_checks("lab-h01", onboarded.before["lab-h01"]))
     assert facts.faillock is not None and not facts.faillock.enabled and facts.tmout is None
+
+
+def test_onboard_in_check_mode_reports_changes_and_writes_nothing(onboarded: Onboarded) -> None:
+    dry = onboarded.dry_run
+    assert dry is not None and dry.status == "successful", dry.stats
+    assert all(dry.stats[h]["changed"] >= 8 for h in HOSTS) and onboarded.dry_run_untouched
 
 
 def test_onboard_changes_then_rerun_reports_nothing_changed(onboarded: Onboarded) -> None:
