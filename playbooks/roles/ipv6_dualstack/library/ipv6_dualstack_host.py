@@ -383,7 +383,7 @@ def main() -> None:
         current = query(module)
         checks = _run_checks(module, current, actions) if not module.check_mode else []
         module.exit_json(changed=bool(actions), actions=actions, current=current, checks=checks,
-                         address=p["address"], prefixlen=p["prefixlen"],
+                         address=p["address"], prefixlen=p["prefixlen"], gateway=p["gateway"],
                          nginx_ports=sorted({m["port"] for m in current["nginx_mirror"]}))
     current = query(module)
     if p["require_ipv6"] and not current["ipv6_kernel"]:
