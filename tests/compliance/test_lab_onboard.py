@@ -1,0 +1,75 @@
+"""A lab host before and after onboard.yml (lab 9, CI runs as root): evidence.yml read before hardening turns the
+host checks 不符合, the same checks are 符合 once `yunshu onboard` has run; the collectors also probe the lab web
+server (clear-text HTTP, no TLS) and store evaluations whose trend shows the improvement."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from policies.mlps.checks import REGISTRY, CheckContext
+from policies.mlps.results import Result
+from portal.compliance.collect import collect
+from portal.compliance.store import run_evaluation, trend
+from tests.infra.lab_env import LabEnv, lab_env
+
+SYSTEM = "SYS-LAB-WEB"
+PWQUALITY = Path(f"/usr/lib/{os.uname().machine}-linux-gnu/security/pam_pwquality.so")
+HOST_CHECKS = sorted(c for c, spec in REGISTRY.items() if spec.source == "hosts")
+# What onboard.yml's baseline sets and evidence.yml reads back (password complexity only counts once PAM enforces
+# it, i.e. where pam_pwquality is installed: lab hosts share this machine's /usr).
+FLIPPED = {"host.login_failure_lockout", "host.session_timeout"} | (
+    {"host.password_complexity"} if PWQUALITY.exists() else set())
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabEnv]:
+    with lab_env(tmp_path_factory.mktemp("mlps-lab"), hosts=1, lab_id=9) as env:
+        yield env
+
+
+def _yunshu(env: LabEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "YUNSHU_HOME": str(env.home), "USER": "ops-engineer"}
+    return subprocess.run([sys.executable, "-m", "portal.cli", *args], capture_output=True, text=True,
+                          env=environ, timeout=900)
+
+
+def _host_results(env: LabEnv) -> tuple[dict[str, Result], dict]:
+    collected = collect(env.rt, SYSTEM, probe_timeout=2.0)
+    ev = collected.evidence
+    assert ev.hosts and [h.name for h in ev.hosts] == ["lab-h01"]
+    ctx = CheckContext(level=ev.system.mlps_level)
+    return {cid: REGISTRY[cid].fn(ev, ctx).result for cid in HOST_CHECKS}, collected.details
+
+
+def test_host_checks_turn_compliant_after_onboard(env: LabEnv) -> None:
+    before_run = _yunshu(env, "evidence", "collect", SYSTEM)
+    assert before_run.returncode == 0, before_run.stderr[-3000:]
+    job = json.loads(before_run.stdout.splitlines()[-1])
+    before, details = _host_results(env)
+    assert details["hosts"]["hosts"]["lab-h01"]["job_id"] == job["id"]
+    assert details["hosts"]["without_evidence"] == []
+    (probe,) = details["crypto"]["probes"]
+    assert probe["name"] == "lab-h01" and probe["plaintext_http"] is True  # nginx on :80, no TLS yet
+    first, _ = run_evaluation(env.rt, SYSTEM, "auditor")
+
+    onboard = _yunshu(env, "onboard", SYSTEM)
+    assert onboard.returncode == 0, onboard.stderr[-3000:]
+    after, _ = _host_results(env)
+    second, _ = run_evaluation(env.rt, SYSTEM, "auditor")
+
+    flipped = {c for c in HOST_CHECKS if before[c] is Result.NON_COMPLIANT and after[c] is Result.COMPLIANT}
+    assert flipped >= FLIPPED, {c: (before[c].value, after[c].value) for c in sorted(FLIPPED - flipped)}
+    assert (before["host.baseline_applied"], after["host.baseline_applied"]) == (Result.PENDING, Result.COMPLIANT)
+    assert not [c for c in HOST_CHECKS if before[c] is Result.COMPLIANT and after[c] is Result.NON_COMPLIANT]
+    with env.rt.sessions() as session:
+        runs = trend(session, SYSTEM)
+    assert [r["id"] for r in runs] == [first.id, second.id]
+    assert runs[1]["counts"]["符合"] > runs[0]["counts"]["符合"]
+    assert runs[1]["evidence_digests"]["hosts:lab-h01"] != runs[0]["evidence_digests"]["hosts:lab-h01"]
