@@ -10,11 +10,13 @@ in a throwaway home; the lab is taken down afterwards. Needs root (network names
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +38,25 @@ def _outcome(result: PlaybookResult) -> dict[str, dict[str, Any]]:
     return stats[-1]["event_data"].get("artifact_data", {}).get("ipv6_dualstack", {}) if stats else {}
 
 
+def _phases(result: PlaybookResult) -> list[dict[str, Any]]:
+    """Seconds from each task's start to the next one's (per-host tasks run for the whole batch at once)."""
+    starts = [(datetime.fromisoformat(e["created"]), e["event_data"].get("task", "?")) for e in result.events
+              if e.get("event") in ("playbook_on_task_start", "playbook_on_handler_task_start") and e.get("created")]
+    ends = [datetime.fromisoformat(e["created"]) for e in result.events
+            if e.get("event") == "playbook_on_stats" and e.get("created")]
+    marks = [*starts, (ends[-1], "end")] if ends else starts
+    merged: dict[str, float] = {}
+    for (t0, name), (t1, _) in itertools.pairwise(marks):
+        merged[name] = merged.get(name, 0.0) + (t1 - t0).total_seconds()
+    return [{"task": k, "s": round(v, 1)} for k, v in merged.items() if v >= 0.5]
+
+
 def _summary(result: PlaybookResult) -> dict[str, Any]:
     outcome = _outcome(result)
     return {"wall_s": result.duration_s, "status": result.status, "rc": result.rc, "changed": result.changed,
             "changed_hosts": sorted(h for h, s in result.stats.items() if s.get("changed")),
             "failed_hosts": result.failed_hosts(), "hosts": len(result.stats),
-            "verified": sum(1 for v in outcome.values() if v.get("verified"))}
+            "verified": sum(1 for v in outcome.values() if v.get("verified")), "phases": _phases(result)}
 
 
 def _reachable_from_dns(lab: Lab, outcome: dict[str, dict[str, Any]]) -> int:
@@ -116,7 +131,12 @@ def markdown(r: dict[str, Any]) -> str:
         f"Machine: {m['cpu_model']}, {m['cpus']} CPUs, Python {m['python']}, {m['os']}; {m['date']}, commit "
         f"{m['git'] or 'n/a'}. Load average (1/5/15 min) before the first run {r['load_average']['before']}, "
         f"after it {r['load_average']['after_first']} — the machine is shared, other jobs' load is included.",
+        "",
+        "Where the first run's time goes (seconds per task, all hosts of the batch together):",
+        "",
+        "| Task | s |", "|---|---:|",
     ]
+    lines += [f"| {p['task']} | {p['s']:.1f} |" for p in one.get("phases", [])]
     return "\n".join(lines) + "\n"
 
 
