@@ -1,6 +1,7 @@
 """ipv6_dualstack.yml on a lab of five hosts (lab 5), checked from other namespaces: check mode changes nothing; an
 induced verification failure rolls one host back while the others migrate; a rerun completes it; a third run
-changes nothing; the playbook passes ansible-lint's production profile.
+changes nothing; a failed host in the first of several serial batches stops the later ones (max_fail_percentage);
+the playbook passes ansible-lint's production profile.
 
 The tests run in file order and build on each other's lab state (one lab per module, as CI runs it as root).
 """
