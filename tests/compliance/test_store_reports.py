@@ -208,3 +208,25 @@ def test_level_one_system_gets_a_signed_report_that_says_it_is_not_covered(
     data = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert data["requirements"] == [] and data["unsupported"]["en"].endswith("evaluate it by hand")
     assert verify_report(out).ok
+
+
+def test_remediation_ticket_fields_and_the_hook(city: Runtime, report: dict) -> None:
+    from portal.compliance.remediation import (
+        RemediationTicketUnavailable,
+        open_remediation_ticket,
+        remediation_ticket_fields,
+    )
+    from portal.tickets.service import Actor
+
+    failed = next(r for r in report["requirements"] if r["result"] == "不符合")
+    fields = remediation_ticket_fields(report, failed["unit"])
+    assert fields["system"] == SYSTEM and failed["unit"] in fields["title"]
+    assert failed["remediation"]["zh"] in fields["justification"]
+    passed = next(r for r in report["requirements"] if r["result"] == "符合")
+    with pytest.raises(ValueError, match="only 不符合 / 部分符合 items are remediated"):
+        remediation_ticket_fields(report, passed["unit"])
+    with pytest.raises(ValueError, match="not a requirement"):
+        remediation_ticket_fields(report, "L3-ZZZ1-01")
+    with city.transaction() as session, pytest.raises(RemediationTicketUnavailable, match="ticket type in portal"):
+        open_remediation_ticket(session, city.audit, Actor("eng", "platform_engineer", None), report,
+                                failed["unit"])
