@@ -112,6 +112,7 @@ def test_signed_report_verifies_and_names_every_tampered_file(city: Runtime, rep
     assert result.ok and result.system == SYSTEM and result.key_sha256 == manifest["public_key_sha256"]
     html = (out / "report.html").read_text(encoding="utf-8")
     assert SYSTEM in html and report["conclusion"]["zh"] in html and "整改建议" in html
+    assert f"测评项 / Items: {report['items']} ·" in html and "built-in method" not in html
     assert json.loads((out / "report.json").read_text(encoding="utf-8"))["system"]["id"] == SYSTEM
     csv_text = (out / "report.csv").read_text(encoding="utf-8-sig")
     assert "整改建议" in csv_text.splitlines()[0] and MANUAL in csv_text
