@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request
@@ -16,6 +16,7 @@ from core.runtime import Runtime
 from portal.deps import DB_SESSION, Principal, require, runtime
 from portal.tickets import service as svc
 from portal.tickets.models import STATES, Ticket
+from portal.tickets.schema import start_of_day
 
 router = APIRouter(prefix="/api/tickets", tags=["tickets"])
 
@@ -61,7 +62,7 @@ def onboarder(request: Request) -> svc.Onboarder | None:
 def to_datetime(value: date | datetime) -> datetime:
     if isinstance(value, datetime):
         return svc.aware(value) or value
-    return datetime.combine(value, time(0, 0), tzinfo=UTC)
+    return start_of_day(value)
 
 
 def _act(session: Session, principal: Principal, ref: str,

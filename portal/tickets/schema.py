@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, time
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -15,6 +16,12 @@ from inventory.vocabulary import vocabulary
 from portal.tickets.models import TICKET_TYPES
 
 POLICY_FILE = Path(__file__).with_name("policy.yaml")
+LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
+
+
+def start_of_day(day: date) -> datetime:
+    """A date in a ticket means the start of that day in Asia/Shanghai (as a UTC datetime)."""
+    return datetime.combine(day, time(0, 0), tzinfo=LOCAL_ZONE).astimezone(UTC)
 
 
 class TypeRule(BaseModel):
@@ -176,4 +183,4 @@ class TicketIn(BaseModel):
         if isinstance(self.expires, datetime):
             value = self.expires
             return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return datetime.combine(self.expires, time(0, 0), tzinfo=UTC)
+        return start_of_day(self.expires)
