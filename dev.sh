@@ -47,6 +47,7 @@ ensure_test_packages() {
   command -v nft >/dev/null || missing+=(nftables)       # lab hosts' inet firewall (dual-stack playbook)
   [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)        # forwarding from on-boarded hosts; benchmark peer
   command -v curl >/dev/null || missing+=(curl)
+  [ -e /usr/share/pam-configs/pwquality ] || missing+=(libpam-pwquality)  # lab hosts enforce password complexity
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

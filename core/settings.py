@@ -59,6 +59,9 @@ class SocSettings(BaseModel):
 
     syslog_host: str = "127.0.0.1"
     syslog_port: int = Field(5514, ge=1, le=65535)
+    # where on-boarded hosts forward their logs ("host:port", "[v6]:port"); None: the listener's address, or for
+    # lab hosts the lab's controller address when the listener is on loopback (then listen on 0.0.0.0 too)
+    syslog_forward_target: str | None = None
     store_url: str | None = None  # None: the embedded SQLite store under $YUNSHU_HOME/soc/events.db
     mask_pii: bool = True
     timezone: str = "Asia/Shanghai"

@@ -153,10 +153,9 @@ def cmd_wave_run(args: argparse.Namespace) -> int:
 
 def cmd_onboard(args: argparse.Namespace) -> int:
     """等保 baseline (onboard.yml), then the hosts' evidence read back and stored (evidence.yml, check mode)."""
-    from infra.scoped_jobs import run_scoped
+    from infra.onboarding import onboard
 
-    code = _run_with_progress(args, lambda rt, **kw: run_scoped(rt, "onboard", "onboard.yml", args.system,
-                                                                 args.actor, check=args.check, **kw))
+    code = _run_with_progress(args, lambda rt, **kw: onboard(rt, args.system, args.actor, check=args.check, **kw))
     if code != 0 or args.check or args.no_evidence:
         return code
     return cmd_evidence(args)
