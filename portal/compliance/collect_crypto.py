@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +44,9 @@ def _try_version(host: str, port: int, version: ssl.TLSVersion, timeout: float) 
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
-        ctx.minimum_version = ctx.maximum_version = version
+        with warnings.catch_warnings():  # offering TLS 1.0/1.1 is the point here: does the server still accept them?
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ctx.maximum_version = version
         if version < ssl.TLSVersion.TLSv1_2:
             ctx.set_ciphers("ALL:@SECLEVEL=0")  # let the client offer old versions so that the server decides
     except (ValueError, ssl.SSLError):
