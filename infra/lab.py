@@ -12,7 +12,8 @@ Layout of lab ``N`` (prefix ``ys`` for lab 0, ``ysN`` otherwise; nothing is rout
 * the controller (this machine's root namespace) reaches the bridge through ``<prefix>-ctl`` at .254 (IPv4 only:
   Ansible connects over IPv4, IPv6 is verified from inside the lab).
 
-Every lab machine (hosts and DNS) runs in a private mount namespace of its own: a tmpfs ``/run``, copy-on-write
+Every lab machine (hosts and DNS) runs in a private mount and UTS namespace of its own (its own host name): a tmpfs
+``/run``, copy-on-write
 overlays of ``/etc`` and ``/var/log`` whose upper layers live under ``$YUNSHU_HOME/lab/<name>/``, and an empty
 ``/root`` of its own (so this machine's shell start-up files never run in lab sessions). Playbooks can
 therefore harden sshd, PAM, sysctl, nftables or rsyslog on a lab host without touching this machine's files;
@@ -293,6 +294,7 @@ http {
             f"mount -t overlay overlay -o lowerdir=/var/log,upperdir={hdir}/log.upper,workdir={hdir}/log.work "
             "/var/log",
             f"mount --bind {hdir}/root /root",
+            f"hostname {name}",
         ]
         if web:
             steps += ["mkdir -p /var/log/nginx", "/usr/sbin/nginx -c /etc/nginx/yunshu-lab.conf"]
@@ -308,7 +310,7 @@ http {
         steps += [f"echo $$ > {pidfile}", "exec /usr/sbin/sshd -D -f /etc/ssh/sshd_config -E /var/log/sshd.log"]
         log = open(hdir / "init.log", "ab")  # noqa: SIM115 — handed to the daemon, closed below
         try:
-            subprocess.Popen(["ip", "netns", "exec", namespace, "unshare", "-m", "--propagation", "private",
+            subprocess.Popen(["ip", "netns", "exec", namespace, "unshare", "-m", "-u", "--propagation", "private",
                               "sh", "-ec", " && ".join(steps)], stdout=log, stderr=log, start_new_session=True)
         finally:
             log.close()
