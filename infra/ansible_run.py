@@ -44,6 +44,15 @@ class PlaybookResult:
     def changed(self) -> int:
         return sum(h.get("changed", 0) for h in self.stats.values())
 
+    @property
+    def custom_stats(self) -> dict[str, Any]:
+        """What the playbook published with ``set_stats`` (ansible-runner: ``artifact_data`` of the final stats)."""
+        for event in reversed(self.events):
+            if event.get("event") == "playbook_on_stats":
+                data = (event.get("event_data") or {}).get("artifact_data")
+                return data if isinstance(data, dict) else {}
+        return {}
+
     def failed_hosts(self) -> list[str]:
         return sorted(h for h, s in self.stats.items() if s.get("failures") or s.get("dark"))
 

@@ -20,12 +20,8 @@ PLAYBOOK = "ipv6_dualstack.yml"
 
 def host_outcomes(outcome: PlaybookResult) -> dict[str, dict[str, Any]]:
     """The playbook's per-host outcome (custom stats ``ipv6_dualstack``: ipv6, verified, rolled_back, reason)."""
-    for event in reversed(outcome.events):
-        if event.get("event") == "playbook_on_stats":
-            data = (event.get("event_data") or {}).get("artifact_data") or {}
-            found = data.get("ipv6_dualstack")
-            return found if isinstance(found, dict) else {}
-    return {}
+    found = outcome.custom_stats.get("ipv6_dualstack")
+    return found if isinstance(found, dict) else {}
 
 
 def verified_hosts(outcome: PlaybookResult) -> list[str]:
