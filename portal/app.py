@@ -17,7 +17,18 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.runtime import Runtime
-from portal import alerts_api, api, drills_api, net_api, soc_api, web, web_alerts, web_net
+from portal import (
+    alerts_api,
+    api,
+    compliance_api,
+    drills_api,
+    net_api,
+    soc_api,
+    web,
+    web_alerts,
+    web_compliance,
+    web_net,
+)
 from portal.deps import LoginRequired, MfaEnrollmentRequired, PasswordChangeRequired
 from portal.i18n import check_catalogs
 from portal.metrics import Metrics, MetricsMiddleware
@@ -126,4 +137,6 @@ def create_app(rt: Runtime, *, soc_listeners: bool = False) -> FastAPI:
     app.include_router(web_net.router)
     app.include_router(tickets_api.router)
     app.include_router(tickets_web.router)
+    app.include_router(compliance_api.router)
+    app.include_router(web_compliance.router)
     return app

@@ -21,6 +21,7 @@ from inventory.ansible_inventory import build_inventory, host_inventory
 from inventory.files import FileFormatError
 from inventory.models import System
 from inventory.register import ImportRejected, export_text, import_file
+from portal.cli_audit import add_audit_report_commands
 from portal.cli_common import err, open_configured_runtime
 from portal.cli_jobs import add_job_commands
 from portal.cli_soc import add_soc_commands
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="the audit chain").add_subparsers(dest="sub", required=True)
     audit.add_parser("verify", help="recompute hashes and signatures").set_defaults(func=cmd_audit_verify)
+    add_audit_report_commands(audit)
 
     user = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
     add = user.add_parser("add", help="create a user")
