@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 
 import infra.host_evidence  # noqa: F401 - the automation job and host evidence tables
 import inventory.ipam  # noqa: F401 - and the IPAM table
-import portal.compliance.models  # noqa: F401 - and the 等保 evaluation tables
-import portal.models  # noqa: F401 - registers the portal tables on the metadata
+import portal.compliance.models
+import portal.models
 import portal.tickets.models  # noqa: F401 - and the ticket tables
 import soc.alerts.models  # the alert tables (soc.* imports also register them on the metadata)
 import soc.drills.models  # noqa: F401 - and the drill tables
