@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ from portal import (
 )
 from portal.deps import LoginRequired, MfaEnrollmentRequired, PasswordChangeRequired
 from portal.i18n import check_catalogs
+from portal.maintenance import maintenance_loop
 from portal.metrics import Metrics, MetricsMiddleware
 from portal.rbac import policy
 from portal.tickets import api as tickets_api
@@ -65,9 +67,13 @@ def create_app(rt: Runtime, *, soc_listeners: bool = False) -> FastAPI:
         services = SocServices(rt, app.state.soc_metrics, listeners=soc_listeners)
         await services.start()
         app.state.soc = services
+        # the running service (`yunshu up`) also escalates, reminds and reclaims tickets on a timer
+        maintenance = asyncio.create_task(maintenance_loop(rt)) if soc_listeners else None
         try:
             yield
         finally:
+            if maintenance is not None:
+                maintenance.cancel()
             await services.stop()
 
     app = FastAPIOffline(title="云枢 Yunshu", version="0.1.0", lifespan=lifespan,
