@@ -19,7 +19,7 @@ from core.runtime import Runtime
 from inventory.models import System
 from portal.compliance.collect import SUPPORTED_LEVELS, UnsupportedLevel, unsupported_message
 from portal.compliance.models import EvaluationRun
-from portal.compliance.remediation import RemediationTicketUnavailable, open_remediation_ticket
+from portal.compliance.remediation import open_remediation_ticket
 from portal.compliance.reports import load_or_create_report_key, unsupported_report, write_report
 from portal.compliance.store import (
     AnswerRejected,
@@ -54,7 +54,8 @@ class AnswerIn(BaseModel):
 
 
 class RemediationIn(BaseModel):
-    unit: str
+    unit: str = Field(description="test-unit id of a 不符合 / 部分符合 item of the latest evaluation")
+    submit: bool = Field(False, description="submit at once (admission → security review) instead of a draft")
 
 
 def system_or_404(session: Session, system_id: str) -> System:
@@ -181,10 +182,9 @@ def download_report(system_id: str, evaluation: int | None = None, session: Sess
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@router.post("/systems/{system_id}/remediation", status_code=201)
-def remediation_ticket(system_id: str, body: RemediationIn, request: Request, session: Session = DB_SESSION,
-                       principal: Principal = Depends(require("tickets.submit"))) -> dict[str, Any]:
-    """Open a draft remediation ticket for a 不符合 item of the latest evaluation."""
+def open_remediation(session: Session, rt: Runtime, principal: Principal, system_id: str, unit: str,
+                     submit: bool) -> Any:
+    """Open a 等保整改 ticket for a failed item of the system's latest evaluation (HTTP errors: 404 / 422 / 403)."""
     from portal.tickets.service import Actor, TicketForbidden
 
     system_or_404(session, system_id)
@@ -194,11 +194,20 @@ def remediation_ticket(system_id: str, body: RemediationIn, request: Request, se
     scope = principal.departments(session)
     actor = Actor(principal.name, principal.user.role, None if scope is None else frozenset(scope))
     try:
-        ticket = open_remediation_ticket(session, request.app.state.runtime.audit, actor, run_report(run), body.unit)
+        return open_remediation_ticket(session, rt.audit, actor, run_report(run), unit.strip(), submit=submit)
     except ValueError as exc:  # includes TicketError
         raise HTTPException(422, str(exc)) from None
     except TicketForbidden as exc:
         raise HTTPException(403, str(exc)) from None
-    except RemediationTicketUnavailable as exc:
-        raise HTTPException(409, str(exc)) from None
-    return {"ticket": ticket.id, "state": ticket.state}
+
+
+@router.post("/systems/{system_id}/remediation", status_code=201)
+def remediation_ticket(system_id: str, body: RemediationIn, request: Request, session: Session = DB_SESSION,
+                       principal: Principal = Depends(require("tickets.submit"))) -> dict[str, Any]:
+    """Open a 等保整改 ticket (draft, or submitted with ``submit``) for a 不符合 item of the latest evaluation."""
+    ticket = open_remediation(session, request.app.state.runtime, principal, system_id, body.unit, body.submit)
+    from portal.tickets.service import compliance_ref
+
+    session.flush()
+    return {"ticket": ticket.ref, "number": ticket.id, "state": ticket.state, "url": f"/tickets/{ticket.ref}",
+            "compliance": compliance_ref(ticket)}

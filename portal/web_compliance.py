@@ -14,7 +14,16 @@ from core.runtime import Runtime
 from policies.mlps.results import Result
 from portal.compliance.collect import SUPPORTED_LEVELS, unsupported_message
 from portal.compliance.store import AnswerRejected, answer_rows, latest_run, record_answer, run_report, trend
-from portal.compliance_api import ANSWER, READ, REPORT, evaluate_now, overview, report_zip, system_or_404
+from portal.compliance_api import (
+    ANSWER,
+    READ,
+    REPORT,
+    evaluate_now,
+    open_remediation,
+    overview,
+    report_zip,
+    system_or_404,
+)
 from portal.deps import DB_SESSION, Principal, require, runtime
 from portal.web import language, render
 
@@ -54,6 +63,7 @@ def compliance_system_page(system_id: str, request: Request, session: Session = 
         "unsupported": None if system.mlps_level in SUPPORTED_LEVELS
         else unsupported_message(system_id, system.mlps_level),
         "can_answer": principal.can(ANSWER), "can_report": principal.can(REPORT),
+        "can_ticket": principal.can("tickets.submit"),
         "error": request.query_params.get("error")})
 
 
@@ -87,3 +97,13 @@ def compliance_report(system_id: str, evaluation: int | None = None, session: Se
     body, name = report_zip(rt, session, system_id, evaluation)
     return Response(body, media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.post("/compliance/{system_id}/remediation")
+def compliance_remediation(system_id: str, request: Request, unit: str = Form(...), submit: str = Form(""),
+                           session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+                           principal: Principal = Depends(require("tickets.submit", web=True))) -> Response:
+    """开整改工单: a 等保整改 ticket for a failed item of the latest evaluation (CSRF-checked); on to the ticket."""
+    with session.begin_nested():
+        ticket = open_remediation(session, rt, principal, system_id, unit, bool(submit))
+    return RedirectResponse(f"/tickets/{ticket.ref}", status_code=303)

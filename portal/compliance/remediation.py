@@ -1,5 +1,5 @@
 """Remediation for 不符合 / 部分符合 requirements: suggestions kept as data (remediation.yaml), and a remediation
-ticket opened from a failed item (portal.tickets, type ``change``)."""
+ticket opened from a failed item (portal.tickets, type ``remediation``, 等保整改)."""
 
 from __future__ import annotations
 
@@ -63,12 +63,24 @@ def add_suggestions(report: dict[str, Any]) -> dict[str, Any]:
 REMEDIATION_TICKET_TYPE = "remediation"
 
 
-class RemediationTicketUnavailable(RuntimeError):
-    """The ticket policy has no remediation ticket type yet."""
+def stored_requirement(session: Any, system_id: str, evaluation_id: int, unit: str) -> dict[str, Any]:
+    """The requirement ``unit`` of the stored evaluation ``evaluation_id`` of ``system_id`` (LookupError if none)."""
+    from portal.compliance.models import EvaluationRun
+    from portal.compliance.store import run_report
+
+    run = session.get(EvaluationRun, evaluation_id)
+    if run is None or run.system_id != system_id:
+        raise LookupError(f"no evaluation #{evaluation_id} of {system_id} / 无此测评记录")
+    for req in run_report(run)["requirements"]:
+        if req["unit"] == unit:
+            return req
+    raise LookupError(f"unit {unit} is not a requirement of evaluation #{evaluation_id} of {system_id}")
 
 
 def remediation_ticket_fields(report: dict[str, Any], unit: str) -> dict[str, Any]:
-    """The ticket (portal.tickets ``TicketIn`` shape) that asks for one failed requirement to be remediated."""
+    """The ticket (portal.tickets ``TicketIn`` shape, type ``remediation``) that asks for one failed requirement of
+    a stored evaluation to be remediated; ``compliance`` carries the evaluation, unit, clause, finding and
+    suggestion."""
     system = report["system"]
     found = [r for r in report["requirements"] if r["unit"] == unit]
     if not found:
@@ -77,30 +89,35 @@ def remediation_ticket_fields(report: dict[str, Any], unit: str) -> dict[str, An
     if req["result"] not in FAILED:
         raise ValueError(f"unit {unit} is {req['result']} ({req['result_en']}): only 不符合 / 部分符合 items are "
                          "remediated")
+    evaluation_id = (report.get("report") or {}).get("evaluation_id")
+    if not evaluation_id:
+        raise ValueError("the report is not a stored evaluation (no evaluation_id): evaluate the system first")
     hint = req.get("remediation") or suggestion_for(req) or {"zh": "", "en": ""}
-    reasons = "；".join(f"{c['check']}: {c['reason_zh']}" for c in req.get("checks", []) if c["result"] in FAILED)
+    failed = [c for c in req.get("checks", []) if c["result"] in FAILED]
+    reasons = "；".join(f"{c['check']}: {c['reason_zh']}" for c in failed)
+    if req.get("answer") and not failed:
+        reasons = f"测评人员 {req['answer']['auditor']}：{req['answer']['note'] or req['result']}"
+    finding = f"{req['clause']} {req['control_point']}：{req['result']}。{reasons}".strip()
     return {
         "type": REMEDIATION_TICKET_TYPE,
         "title": f"等保整改 {unit} {req['control_point']} / MLPS remediation {unit}"[:200],
         "system": system["id"],
-        "justification": (f"{req['clause']} {req['control_point']}：{req['result']}。{reasons}\n"
-                          f"建议 / Suggestion: {hint['zh']} / {hint['en']}")[:10_000],
+        "justification": (f"{finding}\n建议 / Suggestion: {hint['zh']} / {hint['en']}")[:10_000],
         "data_catalog_id": f"mlps-{unit}",
+        "compliance": {"evaluation_id": int(evaluation_id), "unit": unit, "clause": str(req.get("clause") or "")[:64],
+                       "control_point": str(req.get("control_point") or "")[:128], "result": req["result"],
+                       "finding": finding[:4000], "suggestion_zh": hint["zh"][:2000],
+                       "suggestion_en": hint["en"][:2000],
+                       "checks": [c["check"] for c in req.get("checks", [])][:64]},
     }
 
 
-def open_remediation_ticket(session: Any, audit: Any, actor: Any, report: dict[str, Any], unit: str) -> Any:
-    """Open a remediation ticket for a 不符合 item (draft, for the department to complete and submit).
-
-    Hook: portal/tickets/policy.yaml has no ``remediation`` type yet; until it does this raises
-    :class:`RemediationTicketUnavailable` naming the line to add."""
-    from portal.tickets.schema import ticket_policy
+def open_remediation_ticket(session: Any, audit: Any, actor: Any, report: dict[str, Any], unit: str, *,
+                            submit: bool = False) -> Any:
+    """Open a 等保整改 ticket for a 不符合 / 部分符合 item of a stored evaluation: a draft for the department to
+    complete and submit, or submitted at once (admission → security review) when ``submit``."""
     from portal.tickets.service import create
 
     fields = remediation_ticket_fields(report, unit)
-    if REMEDIATION_TICKET_TYPE not in ticket_policy().types:
-        raise RemediationTicketUnavailable(
-            "no 'remediation' ticket type in portal/tickets/policy.yaml; add under types: "
-            "remediation: {zh: 等保整改, en: MLPS remediation, system: existing, resources: false, expiry: false}")
     department = report["system"].get("department")
-    return create(session, audit, actor, {**fields, "department": department}, submit=False)
+    return create(session, audit, actor, {**fields, "department": department}, submit=submit)

@@ -30,6 +30,11 @@ class NoteIn(BaseModel):
     note: str | None = Field(None, max_length=10_000)
 
 
+class CompleteIn(BaseModel):
+    evaluation_id: int = Field(ge=1, description="a later evaluation of the system in which the unit is 符合")
+    note: str | None = Field(None, max_length=10_000)
+
+
 class RenewIn(BaseModel):
     expires: date | datetime
     note: str | None = Field(None, max_length=10_000)
@@ -136,11 +141,24 @@ def submit_draft(ref: str, session: Session = DB_SESSION, rt: Runtime = Depends(
 
 
 @router.post("/{ref}/review")
-def review(ref: str, body: DecisionIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
-           principal: Principal = Depends(require("tickets.review"))) -> dict[str, Any]:
-    """Security review (not by the requester): approve → resource approval; reject (with a note) → rejected."""
-    return _act(session, principal, ref,
-                lambda a, t: svc.review(session, rt.audit, a, t, approve=body.approve, note=body.note))
+def review(ref: str, body: DecisionIn, request: Request, background: BackgroundTasks, session: Session = DB_SESSION,
+           rt: Runtime = Depends(runtime), principal: Principal = Depends(require("tickets.review"))) -> dict[str, Any]:
+    """Security review (not by the requester): approve → resource approval (a 等保整改 ticket: → remediation work,
+    with onboard.yml queued for a host baseline item); reject (with a note) → rejected."""
+    out = _act(session, principal, ref,
+               lambda a, t: svc.review(session, rt.audit, a, t, approve=body.approve, note=body.note))
+    if out["state"] == "onboarding" and any(j["status"] == "queued" for j in out["jobs"]):
+        background.add_task(svc.run_pipeline, rt, out["number"], onboarder(request))
+    return out
+
+
+@router.post("/{ref}/complete")
+def complete(ref: str, body: CompleteIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+             principal: Principal = Depends(require("tickets.operate"))) -> dict[str, Any]:
+    """Mark a 等保整改 ticket done (platform engineers, neither the requester nor the reviewer), naming the later
+    evaluation that shows the unit 符合: → delivered."""
+    return _act(session, principal, ref, lambda a, t: svc.complete_remediation(
+        session, rt.audit, a, t, evaluation_id=body.evaluation_id, note=body.note))
 
 
 @router.post("/{ref}/approve")

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.db import Base
 from inventory.models import utcnow
 
-TICKET_TYPES = ("cloud_resources", "cloud_migration", "ipv6", "change", "internet_exposure", "decommission")
+TICKET_TYPES = ("cloud_resources", "cloud_migration", "ipv6", "change", "internet_exposure", "decommission",
+                "remediation")
 STATES = ("draft", "submitted", "admission", "security_review", "resource_approval", "provisioning", "onboarding",
           "delivered", "renewed", "reclaiming", "closed", "rejected", "withdrawn")
 APPROVAL_STATES = ("security_review", "resource_approval")
@@ -39,7 +40,8 @@ class Ticket(Base):
     mlps_level: Mapped[int] = mapped_column(Integer)
     grading: Mapped[str | None] = mapped_column(Text)  # JSON: the GB/T 22240 answers when given
     data_class: Mapped[str] = mapped_column(String(16))
-    resources: Mapped[str] = mapped_column(Text)  # JSON: the CloudRequest-shaped spec as submitted
+    # JSON: the CloudRequest-shaped spec as submitted; a 等保整改 ticket keeps {"compliance": {…finding…}} here
+    resources: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     justification: Mapped[str] = mapped_column(Text)
     data_catalog_id: Mapped[str] = mapped_column(String(64))

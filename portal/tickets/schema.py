@@ -32,6 +32,8 @@ class TypeRule(BaseModel):
     system: Literal["existing", "any", "none"]
     resources: bool
     expiry: bool
+    compliance: bool = False
+    crypto_plan: bool = True
 
 
 class Quota(BaseModel):
@@ -109,6 +111,22 @@ class NewSystem(BaseModel):
     description: str = Field("", max_length=2000)
 
 
+class ComplianceRef(BaseModel):
+    """The 等保 finding a remediation ticket fixes: the evaluation, the test unit and what was found."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    evaluation_id: int = Field(ge=1)
+    unit: str = Field(pattern=r"^L[1-4]-[A-Z]{3,4}\d-\d{2}$")
+    clause: str = Field("", max_length=64)
+    control_point: str = Field("", max_length=128)
+    result: Literal["不符合", "部分符合"]
+    finding: str = Field(min_length=1, max_length=4000)
+    suggestion_zh: str = Field("", max_length=2000)
+    suggestion_en: str = Field("", max_length=2000)
+    checks: list[str] = Field(default_factory=list, max_length=64)  # the automatic checks linked to the unit
+
+
 class TicketIn(BaseModel):
     """A ticket as written in a file or posted to the API (see README "工单文件 / Ticket files")."""
 
@@ -127,6 +145,7 @@ class TicketIn(BaseModel):
     justification: str = Field(min_length=1, max_length=10_000)
     data_catalog_id: str = Field(min_length=1, max_length=64)
     crypto_plan: str | None = Field(None, max_length=128)
+    compliance: ComplianceRef | None = None
 
     @field_validator("type")
     @classmethod
@@ -160,6 +179,12 @@ class TicketIn(BaseModel):
             raise ValueError(f"a {rule.zh} ticket needs resources (tenant / systems / k8s)")
         if not rule.resources and self.resources:
             raise ValueError(f"a {rule.zh} ticket takes no resources")
+        if rule.compliance and self.compliance is None:
+            raise ValueError(f"a {rule.zh} ticket needs compliance (evaluation_id, unit, result, finding)")
+        if not rule.compliance and self.compliance is not None:
+            raise ValueError(f"a {rule.zh} ticket takes no compliance reference")
+        if rule.compliance and self.expires is not None:
+            raise ValueError(f"a {rule.zh} ticket takes no expiry")
         if rule.expiry and self.expires is None:
             raise ValueError(f"a {rule.zh} ticket needs expires (a date)")
         if self.grading is not None:

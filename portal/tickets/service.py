@@ -8,6 +8,11 @@ transaction (one per request / CLI command); :func:`run_pipeline` and :func:`mai
 Provisioning runs the cloud program in plan mode only: the job records the plan, labelled "plan — nothing
 applied"; nothing is created. On-boarding runs the Ansible ``onboard.yml`` job where a lab (or automation
 connection) exists; elsewhere the job records honestly that it did not run.
+
+A 等保整改 (``remediation``) ticket fixes one 不符合 item of an evaluation of a registered system: no resources, no
+plan, no expiry. submitted → admission (schema and the system) → security_review (the reviewer accepts the
+remediation) → onboarding (the remediation work; ``onboard.yml`` runs again when the finding is a host baseline
+item) → delivered when a platform engineer marks it done naming a later evaluation in which the unit is 符合.
 """
 
 from __future__ import annotations
@@ -180,7 +185,15 @@ def create(session: Session, audit: AuditChain, actor: Actor, data: TicketIn | M
                               f"{spec.system}")
         level, data_class = system.mlps_level, system.data_class
     assert level is not None and data_class is not None
-    if level >= 3 and not spec.crypto_plan:
+    rule = ticket_policy().types[spec.type]
+    if rule.compliance and spec.compliance is not None:
+        assert spec.system is not None  # the type's rule: an existing system
+        req = _check_finding(session, spec.system, spec.compliance.evaluation_id, spec.compliance.unit)
+        spec.compliance = spec.compliance.model_copy(update={  # the stored evaluation's word, not the caller's
+            "result": req["result"], "clause": str(req.get("clause") or "")[:64],
+            "control_point": str(req.get("control_point") or "")[:128],
+            "checks": [c["check"] for c in req.get("checks", [])][:64]})
+    if rule.crypto_plan and level >= 3 and not spec.crypto_plan:
         raise TicketError(f"crypto_plan: level {level} systems need a 密码应用方案 reference (required at level ≥ 3)")
     expires_at = spec.expires_at
     if expires_at is not None:
@@ -192,7 +205,7 @@ def create(session: Session, audit: AuditChain, actor: Actor, data: TicketIn | M
     ticket = Ticket(type=spec.type, state="draft", title=spec.title, department_code=spec.department,
                     system_id=spec.system, new_system=_dump(spec.new_system.model_dump()) if spec.new_system else None,
                     mlps_level=level, grading=_dump(spec.grading.model_dump()) if spec.grading else None,
-                    data_class=data_class, resources=_dump(spec.resources or {}), expires_at=expires_at,
+                    data_class=data_class, resources=_dump(_resources_of(spec)), expires_at=expires_at,
                     justification=spec.justification, data_catalog_id=spec.data_catalog_id,
                     crypto_plan_ref=spec.crypto_plan, requester=actor.name, renewals=0, version=0,
                     created_at=now, updated_at=now)
@@ -203,6 +216,34 @@ def create(session: Session, audit: AuditChain, actor: Actor, data: TicketIn | M
     if submit:
         submit_ticket(session, audit, actor, ticket, net=net, now=now)
     return ticket
+
+
+def _resources_of(spec: TicketIn) -> dict[str, Any]:
+    """What the ``resources`` column keeps: the spec, or a remediation ticket's compliance reference."""
+    if spec.compliance is not None:
+        return {"compliance": spec.compliance.model_dump()}
+    return spec.resources or {}
+
+
+def compliance_ref(ticket: Ticket) -> dict[str, Any] | None:
+    """The 等保 finding of a remediation ticket (with its completion once done); None for other types."""
+    if ticket.type != "remediation":
+        return None
+    return (_load(ticket.resources) or {}).get("compliance")
+
+
+def _check_finding(session: Session, system_id: str, evaluation_id: int, unit: str) -> dict[str, Any]:
+    """The requirement ``unit`` of a stored evaluation of ``system_id``, which must be 不符合 / 部分符合."""
+    from portal.compliance.remediation import FAILED, stored_requirement
+
+    try:
+        req = stored_requirement(session, system_id, evaluation_id, unit)
+    except LookupError as exc:
+        raise TicketError(f"compliance: {exc}") from None
+    if req["result"] not in FAILED:
+        raise TicketError(f"compliance: unit {unit} is {req['result']} in evaluation #{evaluation_id}: only "
+                          "不符合 / 部分符合 items are remediated")
+    return req
 
 
 def submit_ticket(session: Session, audit: AuditChain, actor: Actor, ticket: Ticket, *,
@@ -240,7 +281,18 @@ def review(session: Session, audit: AuditChain, actor: Actor, ticket: Ticket, *,
     actor.require("tickets.review")
     _forbid_self(actor, ticket, "review")
     now = now or utcnow()
-    if approve:
+    if approve and ticket.type == "remediation":
+        ref = compliance_ref(ticket) or {}
+        baseline = any(str(c).startswith("host.") for c in ref.get("checks", []))
+        _move(session, audit, ticket, ("security_review",), "onboarding", actor.name, "review", note=note,
+              now=now, security_reviewer=actor.name, stage_deadline=None, escalated_at=None,
+              payload={"unit": ref.get("unit"), "evaluation_id": ref.get("evaluation_id"),
+                       "onboard": baseline})
+        if baseline:  # a host baseline item: onboard.yml runs again (run_pipeline)
+            session.add(TicketJob(ticket_id=ticket.id, kind="onboard", mode="ansible", status="queued",
+                                  requested_by=actor.name, created_at=now))
+            session.flush()
+    elif approve:
         _move(session, audit, ticket, ("security_review",), "resource_approval", actor.name, "review", note=note,
               now=now, security_reviewer=actor.name, stage_deadline=_deadline("resource_approval", now),
               escalated_at=None)
@@ -293,6 +345,46 @@ def withdraw(session: Session, audit: AuditChain, actor: Actor, ticket: Ticket, 
     now = now or utcnow()
     _move(session, audit, ticket, WITHDRAWABLE, "withdrawn", actor.name, "withdraw", note=note, now=now,
           stage_deadline=None, closed_at=now)
+    return ticket
+
+
+def complete_remediation(session: Session, audit: AuditChain, actor: Actor, ticket: Ticket, *, evaluation_id: int,
+                         note: str | None = None, now: datetime | None = None) -> Ticket:
+    """A platform engineer marks a 等保整改 ticket done: onboarding → delivered, naming the later evaluation of the
+    system in which the unit is 符合. Neither the requester nor the security reviewer may do it."""
+    actor.require("tickets.operate")
+    _forbid_self(actor, ticket, "complete")
+    if ticket.security_reviewer == actor.name:
+        raise TicketForbidden(f"{actor.name} accepted the remediation of {ticket.ref}; marking it done needs someone "
+                              "else / 审核与整改确认须由不同人员完成")
+    if ticket.type != "remediation":
+        raise TicketConflict(f"ticket {ticket.ref} is not a 等保整改 ticket: nothing to mark done")
+    ref = compliance_ref(ticket) or {}
+    if ticket.state != "onboarding":
+        raise TicketConflict(f"ticket {ticket.ref} is {ticket.state}, not onboarding: cannot complete / 工单状态已变化")
+    busy = session.scalar(select(TicketJob.status).where(TicketJob.ticket_id == ticket.id,
+                                                         TicketJob.kind == "onboard"))
+    if busy in ("queued", "running"):
+        raise TicketConflict(f"ticket {ticket.ref}: the on-boarding (onboard.yml) is still {busy} / 上线加固尚未完成")
+    if evaluation_id <= int(ref["evaluation_id"]):
+        raise TicketError(f"evaluation_id: #{evaluation_id} is not later than the evaluation of the finding "
+                          f"(#{ref['evaluation_id']}); evaluate the system again / 请重新测评")
+    from portal.compliance.remediation import stored_requirement
+
+    try:
+        req = stored_requirement(session, ticket.system_id or "", evaluation_id, ref["unit"])
+    except LookupError as exc:
+        raise TicketError(f"evaluation_id: {exc}") from None
+    if req["result"] != "符合":
+        raise TicketError(f"evaluation_id: unit {ref['unit']} is still {req['result']} in evaluation "
+                          f"#{evaluation_id}; it must be 符合 / 复测仍未符合")
+    now = now or utcnow()
+    done = {**ref, "completion": {"by": actor.name, "at": now.isoformat(), "evaluation_id": evaluation_id,
+                                  "result": req["result"], "note": note}}
+    _move(session, audit, ticket, ("onboarding",), "delivered", actor.name, "remediate", note=note, now=now,
+          payload={"unit": ref["unit"], "evaluation_id": ref["evaluation_id"], "confirmed_by_evaluation": evaluation_id,
+                   "result": req["result"]},
+          delivered_at=now, resources=_dump({"compliance": done}))
     return ticket
 
 
@@ -428,6 +520,15 @@ def admission(session: Session, ticket: Ticket, net: NetSettings) -> dict[str, A
         checks.append({"check": "schema", "passed": True, "messages": []})
         result["passed"] = True
         return result
+    if ticket.type == "remediation":  # no resources, no plan: the schema and the system only
+        ref = compliance_ref(ticket)
+        checks.append({"check": "schema", "passed": bool(ref), "messages": [] if ref else ["no compliance reference"]})
+        system = session.get(System, ticket.system_id) if ticket.system_id else None
+        problems = ([] if system is not None and system.status != "decommissioned"
+                    else [f"system {ticket.system_id} is not a live system of the register"])
+        checks.append({"check": "system", "passed": not problems, "messages": problems})
+        result["passed"] = all(c["passed"] for c in checks)
+        return result
     try:
         request = build_request(session, ticket, net)
         request_usage = usage(request)
@@ -476,7 +577,8 @@ def destroy_plan(session: Session, ticket: Ticket) -> dict[str, Any]:
     source, plan_ = ticket, _load(ticket.plan)
     if ticket.type == "decommission":
         source = session.scalar(select(Ticket).where(
-            Ticket.system_id == ticket.system_id, Ticket.type != "decommission", Ticket.plan.is_not(None),
+            Ticket.system_id == ticket.system_id, Ticket.type.not_in(("decommission", "remediation")),
+            Ticket.plan.is_not(None),
             Ticket.state.in_((*ACTIVE_STATES, "reclaiming"))).order_by(Ticket.id.desc()))
         plan_ = _load(source.plan) if source is not None else None
     if plan_:
@@ -519,7 +621,7 @@ def run_pipeline(rt: Runtime, ticket_id: int, onboarder: Onboarder | None = None
         if ticket is None:
             raise TicketNotFound(f"no ticket {ticket_ref(ticket_id)}")
         kind = "resource_decommission" if ticket.type == "decommission" else "provision"
-        job = _claim(session, ticket_id, kind)
+        job = _claim(session, ticket_id, kind) if ticket.type != "remediation" else None
         if job is not None:
             try:
                 if kind == "provision":
@@ -553,7 +655,8 @@ def run_pipeline(rt: Runtime, ticket_id: int, onboarder: Onboarder | None = None
                   **values)
             session.add(TicketJob(ticket_id=ticket.id, kind="onboard", mode="ansible", status="queued",
                                   requested_by="system:provisioning", created_at=now))
-        info = {"ticket": ticket.ref, "system_id": ticket.system_id, "actor": ticket.resource_approver or "system"}
+        info = {"ticket": ticket.ref, "system_id": ticket.system_id,
+                "actor": ticket.resource_approver or ticket.security_reviewer or "system"}
     with rt.transaction() as session:
         job = _claim(session, ticket_id, "onboard")
     if job is None:
@@ -580,6 +683,10 @@ def run_pipeline(rt: Runtime, ticket_id: int, onboarder: Onboarder | None = None
             return ticket.state
         note = ("on-boarding successful" if status == "successful"
                 else f"on-boarding did not run: {outcome.get('reason')}")
+        if ticket.type == "remediation":  # done only when an evaluation confirms it (complete_remediation)
+            _record(session, rt.audit, ticket, "system:onboarding", "remediation_onboard", ticket.state,
+                    ticket.state, note=note, now=done, payload={"job": job.id, "onboarding": status})
+            return ticket.state
         _move(session, rt.audit, ticket, ("onboarding",), "delivered", "system:onboarding", "deliver", now=done,
               note=f"{PLAN_NOTICE}; {note}", payload={"job": job.id, "onboarding": status}, delivered_at=done)
         return ticket.state
@@ -718,6 +825,7 @@ def ticket_dict(session: Session, ticket: Ticket, *, detail: bool = False) -> di
         "grace_until": _iso(ticket.grace_until), "renewals": ticket.renewals,
         "created_at": _iso(ticket.created_at), "submitted_at": _iso(ticket.submitted_at),
         "delivered_at": _iso(ticket.delivered_at), "closed_at": _iso(ticket.closed_at),
+        "compliance": compliance_ref(ticket),
     }
     if detail:
         jobs = session.scalars(select(TicketJob).where(TicketJob.ticket_id == ticket.id).order_by(TicketJob.id))
@@ -725,7 +833,8 @@ def ticket_dict(session: Session, ticket: Ticket, *, detail: bool = False) -> di
                                   .order_by(TicketHistory.id))
         out.update({
             "justification": ticket.justification, "grading": _load(ticket.grading),
-            "resources": _load(ticket.resources), "admission": _load(ticket.admission), "plan": _load(ticket.plan),
+            "resources": {} if ticket.type == "remediation" else _load(ticket.resources),
+            "admission": _load(ticket.admission), "plan": _load(ticket.plan),
             "jobs": [{"id": j.id, "kind": j.kind, "mode": j.mode, "status": j.status, "requested_by": j.requested_by,
                       "result": _load(j.result), "error": j.error, "infra_job_id": j.infra_job_id,
                       "created_at": _iso(j.created_at), "finished_at": _iso(j.finished_at)} for j in jobs],

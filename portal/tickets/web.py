@@ -130,6 +130,8 @@ def _detail_page(request: Request, session: Session, principal: Principal, ticke
         "withdraw": ticket.state in svc.WITHDRAWABLE and (mine or principal.user.role == "admin"),
         "renew": ticket.state in ("delivered", "renewed", "reclaiming") and ticket.expires_at is not None
         and principal.can("tickets.submit"),
+        "complete": ticket.type == "remediation" and ticket.state == "onboarding"
+        and principal.can("tickets.operate") and not mine and ticket.security_reviewer != principal.name,
     }
     return render(request, "tickets_detail.html", {"me": principal, "tk": t, "can": can, "error": error,
                                                    "nav": "tickets", "type_rule": ticket_policy().types[ticket.type],
@@ -145,10 +147,10 @@ def ticket_page(ticket_ref: str, request: Request, session: Session = DB_SESSION
 @router.post("/tickets/{ticket_ref}/{action}")
 def ticket_action(ticket_ref: str, action: str, request: Request, background: BackgroundTasks,
                   decision: str = Form("approve"), note: str = Form(""), expires: str = Form(""),
-                  session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+                  evaluation_id: str = Form(""), session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                   principal: Principal = Depends(require("tickets.read", web=True))) -> Response:
-    """review | approve | withdraw | renew, from the detail page's buttons."""
-    if action not in ("review", "approve", "withdraw", "renew"):
+    """review | approve | withdraw | renew | complete (等保整改), from the detail page's buttons."""
+    if action not in ("review", "approve", "withdraw", "renew", "complete"):
         raise HTTPException(404, f"no ticket action '{action}'")
     actor = actor_of(principal, session)
     try:
@@ -161,6 +163,11 @@ def ticket_action(ticket_ref: str, action: str, request: Request, background: Ba
                 svc.approve(session, rt.audit, actor, ticket, approve=yes, note=text)
             elif action == "withdraw":
                 svc.withdraw(session, rt.audit, actor, ticket, note=text)
+            elif action == "complete":
+                if not evaluation_id.strip().isdigit():
+                    raise svc.TicketError(f"evaluation_id: '{evaluation_id}' is not an evaluation number")
+                svc.complete_remediation(session, rt.audit, actor, ticket, evaluation_id=int(evaluation_id),
+                                         note=text)
             else:
                 try:
                     when = to_datetime(date.fromisoformat(expires))
@@ -172,6 +179,6 @@ def ticket_action(ticket_ref: str, action: str, request: Request, background: Ba
     except (svc.TicketError, svc.TicketForbidden, svc.TicketConflict) as exc:
         code = 403 if isinstance(exc, svc.TicketForbidden) else 409 if isinstance(exc, svc.TicketConflict) else 422
         return _detail_page(request, session, principal, ticket_ref, str(exc), status_code=code)
-    if ticket.state == "provisioning":
+    if ticket.state == "provisioning" or (action == "review" and ticket.state == "onboarding"):
         background.add_task(svc.run_pipeline, rt, ticket.id, onboarder(request))
     return RedirectResponse(f"/tickets/{ticket.ref}", status_code=303)
