@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("yunshu.soc.consumer")
 DETECTED = "detected"  # the spool cursor of the detection reader
+DETECTION_LAG_BYTES = 2 * 1024 * 1024  # the store writer pauses while detection is further behind the spool's end
 
 
 @dataclass
@@ -240,8 +241,20 @@ class SpoolConsumer:
             if not self._stop.is_set() and self.spool.checkpoint() >= self._detected:
                 self._progress.wait(0.5)
 
+    def detection_lag_bytes(self) -> int:
+        """Spooled bytes not yet through the rules (0 when detection is off)."""
+        detected = self._detected
+        if detected is None:
+            return 0
+        end = self.spool.end()
+        return end.offset - detected.offset if end.segment == detected.segment else self.spool.segment_bytes
+
     def _store_loop(self) -> None:
         while not self._stop.is_set():
+            if self.detection_lag_bytes() > DETECTION_LAG_BYTES:
+                # alerts first: while detection is behind, the store leaves it the GIL (the spool holds the rest)
+                self._stop.wait(0.05)
+                continue
             try:
                 if self.drain_once() == 0:
                     self._wait_for_work()
