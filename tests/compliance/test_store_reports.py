@@ -211,23 +211,31 @@ def test_level_one_system_gets_a_signed_report_that_says_it_is_not_covered(
     assert verify_report(out).ok
 
 
-def test_remediation_ticket_fields_and_the_hook(city: Runtime, report: dict) -> None:
-    from portal.compliance.remediation import (
-        RemediationTicketUnavailable,
-        open_remediation_ticket,
-        remediation_ticket_fields,
-    )
-    from portal.tickets.service import Actor
+def test_remediation_ticket_fields_and_opening(city: Runtime, report: dict) -> None:
+    from portal.compliance.remediation import open_remediation_ticket, remediation_ticket_fields
+    from portal.tickets.service import Actor, compliance_ref, ticket_dict
 
     failed = next(r for r in report["requirements"] if r["result"] == "不符合")
     fields = remediation_ticket_fields(report, failed["unit"])
-    assert fields["system"] == SYSTEM and failed["unit"] in fields["title"]
+    assert fields["type"] == "remediation" and fields["system"] == SYSTEM and failed["unit"] in fields["title"]
     assert failed["remediation"]["zh"] in fields["justification"]
+    assert fields["compliance"]["evaluation_id"] == report["report"]["evaluation_id"]
+    assert fields["compliance"]["unit"] == failed["unit"] and fields["compliance"]["clause"] == failed["clause"]
     passed = next(r for r in report["requirements"] if r["result"] == "符合")
     with pytest.raises(ValueError, match="only 不符合 / 部分符合 items are remediated"):
         remediation_ticket_fields(report, passed["unit"])
     with pytest.raises(ValueError, match="not a requirement"):
         remediation_ticket_fields(report, "L3-ZZZ1-01")
-    with city.transaction() as session, pytest.raises(RemediationTicketUnavailable, match="ticket type in portal"):
-        open_remediation_ticket(session, city.audit, Actor("eng", "platform_engineer", None), report,
-                                failed["unit"])
+    with pytest.raises(ValueError, match="not a stored evaluation"):
+        remediation_ticket_fields({**report, "report": {}}, failed["unit"])
+    with city.transaction() as session:
+        ticket = open_remediation_ticket(session, city.audit, Actor("eng", "platform_engineer", None), report,
+                                         failed["unit"])
+        assert ticket.state == "draft" and ticket.type == "remediation" and ticket.system_id == SYSTEM
+        shown = ticket_dict(session, ticket, detail=True)
+    assert shown["compliance"] == compliance_ref(ticket) and shown["compliance"]["unit"] == failed["unit"]
+    assert shown["compliance"]["finding"].startswith(failed["clause"])
+    with city.transaction() as session:
+        submitted = open_remediation_ticket(session, city.audit, Actor("eng", "platform_engineer", None), report,
+                                            failed["unit"], submit=True)
+        assert submitted.state == "security_review"

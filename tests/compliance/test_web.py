@@ -186,3 +186,52 @@ def test_auditor_is_read_only_everywhere_else(portal: App) -> None:
             allowed.append((method, path, response.status_code))
     assert allowed == [], "\n".join(map(str, allowed))
     assert portal.client.get(f"/api/tickets/{ref}", headers=portal.auth("department_user")).json()["state"] == "draft"
+
+
+def test_remediation_ticket_from_a_failed_item_api_and_console(portal: App) -> None:
+    c, admin = portal.client, portal.auth("admin")
+    run = c.post(f"/api/compliance/systems/{SYSTEM}/evaluate", headers=admin)
+    assert run.status_code == 200, run.text
+    result = c.get(f"/api/compliance/systems/{SYSTEM}", headers=admin).json()
+    failed = [r for r in result["requirements"] if r["result"] == "不符合"]
+    passed = next(r for r in result["requirements"] if r["result"] == "符合")
+    assert len(failed) >= 2
+    url = f"/api/compliance/systems/{SYSTEM}/remediation"
+    opened = c.post(url, headers=admin, json={"unit": failed[0]["unit"], "submit": True})
+    assert opened.status_code == 201, opened.text
+    out = opened.json()
+    assert re.fullmatch(r"TKT-\d{6}", out["ticket"]) and out["state"] == "security_review"
+    assert out["compliance"]["evaluation_id"] == run.json()["id"] and out["compliance"]["unit"] == failed[0]["unit"]
+    ticket = c.get(f"/api/tickets/{out['ticket']}", headers=admin).json()
+    assert ticket["type"] == "remediation" and ticket["system"] == SYSTEM and ticket["crypto_plan"] is None
+    assert ticket["compliance"]["finding"].startswith(failed[0]["clause"])
+    draft = c.post(url, headers=admin, json={"unit": failed[1]["unit"]})
+    assert draft.status_code == 201 and draft.json()["state"] == "draft"
+    refused = c.post(url, headers=admin, json={"unit": passed["unit"]})
+    assert refused.status_code == 422 and "only 不符合 / 部分符合" in refused.json()["detail"]
+    assert c.post(url, headers=portal.auth("department_user"), json={"unit": failed[0]["unit"]}).status_code == 403
+    assert c.post(url, headers=portal.auth("auditor"), json={"unit": failed[0]["unit"]}).status_code == 403
+    assert c.post("/api/compliance/systems/SYS-NOPE-001/remediation", headers=admin,
+                  json={"unit": failed[0]["unit"]}).status_code == 404
+
+    web = TestClient(portal.app)
+    csrf = CSRF_INPUT.search(web.get("/login").text).group(1)  # type: ignore[union-attr]
+    assert web.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": csrf},
+                    follow_redirects=False).status_code == 303
+    page = web.get(f"/compliance/{SYSTEM}")
+    forms = set(re.findall(r'class="inline remediation-form" data-unit="([^"]+)"', page.text))
+    assert {r["unit"] for r in failed} <= forms and passed["unit"] not in forms and "开整改工单" in page.text
+    token = CSRF_INPUT.search(page.text).group(1)  # type: ignore[union-attr]
+    form_url = f"/compliance/{SYSTEM}/remediation"
+    assert web.post(form_url, data={"unit": failed[1]["unit"], "submit": "1"}).status_code == 403  # no CSRF
+    moved = web.post(form_url, data={"unit": failed[1]["unit"], "submit": "1", "csrf_token": token},
+                     follow_redirects=False)
+    assert moved.status_code == 303 and re.fullmatch(r"/tickets/TKT-\d{6}", moved.headers["location"])
+    shown = web.get(moved.headers["location"])
+    assert 'id="ticket-finding"' in shown.text and failed[1]["unit"] in shown.text and "等保整改" in shown.text
+    assert 'data-state="security_review"' in shown.text
+
+    auditor = TestClient(portal.app)
+    csrf = CSRF_INPUT.search(auditor.get("/login").text).group(1)  # type: ignore[union-attr]
+    auditor.post("/login", data={"username": "auditor", "password": PASSWORD, "csrf_token": csrf})
+    assert "remediation-form" not in auditor.get(f"/compliance/{SYSTEM}").text  # auditors file no tickets

@@ -29,16 +29,31 @@ def post(portal: Portal, path: str, role: str, json: dict[str, Any] | None = Non
     return portal.client.post(path, headers=portal.as_role(role), json=json if json is not None else {})
 
 
+def stored_finding(portal: Portal, data: dict[str, Any]) -> dict[str, Any]:
+    """A remediation sample pointed at a real evaluation of its system (the sample's unit must be 不符合 in it)."""
+    from portal.compliance.store import run_evaluation
+
+    run, report = run_evaluation(portal.rt, data["system"], "auditor", probe_targets=[])
+    unit = data["compliance"]["unit"]
+    assert next(r for r in report["requirements"] if r["unit"] == unit)["result"] == "不符合"
+    return {**data, "compliance": {**data["compliance"], "evaluation_id": run.id}}
+
+
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
 def test_every_sample_submits(portal: Portal, path: Path) -> None:
     data = load(path)
+    if path.stem == "remediation":
+        data = stored_finding(portal, data)
     response = post(portal, "/api/tickets", "department_user", data)
     assert response.status_code == 201, response.text
     out = response.json()
     assert out["state"] == "security_review", out["admission"]
     assert out["type"] == path.stem and out["department"] == "GAJ"
     assert all(c["passed"] for c in out["admission"]["checks"])
-    if out["type"] != "decommission":
+    if out["type"] == "remediation":  # no plan; the finding of the evaluation, no 密码应用方案 at level 3
+        assert out["plan"] is None and out["compliance"]["evaluation_id"] == data["compliance"]["evaluation_id"]
+        assert out["mlps_level"] == 3 and out["crypto_plan"] is None and out["expires_at"] is None
+    elif out["type"] != "decommission":
         assert out["plan"]["mode"] == "plan" and out["plan"]["admissible"] is True
     assert out["requester"] == "department-user"
 
@@ -131,3 +146,24 @@ def test_draft_then_submit(portal: Portal) -> None:
     rejected = post(portal, f"/api/tickets/{ref}/review", "security_reviewer", {"approve": False, "note": "来源过宽"})
     assert rejected.json()["state"] == "rejected" and rejected.json()["history"][-1]["note"] == "来源过宽"
     assert post(portal, f"/api/tickets/{ref}/approve", "resource_approver").status_code == 409
+
+
+def test_remediation_ticket_through_the_api(portal: Portal) -> None:
+    data = stored_finding(portal, body("remediation"))
+    created = post(portal, "/api/tickets", "department_user", data)
+    assert created.status_code == 201, created.text
+    ref, evaluation = created.json()["id"], data["compliance"]["evaluation_id"]
+    shown = portal.client.get(f"/api/tickets/{ref}", headers=portal.as_role("department_user")).json()
+    assert shown["compliance"]["unit"] == "L3-MMS1-43" and "应急演练" in shown["compliance"]["suggestion_zh"]
+    assert post(portal, f"/api/tickets/{ref}/complete", "platform_engineer",
+                {"evaluation_id": evaluation + 1}).status_code == 409  # not yet reviewed
+    reviewed = post(portal, f"/api/tickets/{ref}/review", "security_reviewer", {"approve": True})
+    assert reviewed.status_code == 200 and reviewed.json()["state"] == "onboarding"
+    assert reviewed.json()["jobs"] == []  # a drill finding: no onboard.yml
+    assert post(portal, f"/api/tickets/{ref}/complete", "department_user",
+                {"evaluation_id": evaluation}).status_code == 403
+    stale = post(portal, f"/api/tickets/{ref}/complete", "platform_engineer", {"evaluation_id": evaluation})
+    assert stale.status_code == 422 and "not later" in stale.json()["detail"]
+    assert post(portal, f"/api/tickets/{ref}/approve", "resource_approver").status_code == 409
+    listed = portal.client.get("/api/tickets?type=等保整改", headers=portal.as_role("auditor")).json()
+    assert ref in {t["id"] for t in listed["items"]} and {t["type"] for t in listed["items"]} == {"remediation"}

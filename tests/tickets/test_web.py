@@ -32,6 +32,7 @@ TICKET_MATRIX: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/tickets/{ref}/withdraw"): READERS,
     ("POST", "/api/tickets/{ref}/renew"): {"department_user", "platform_engineer", "admin"},
     ("POST", "/api/tickets/{ref}/retry-onboarding"): {"platform_engineer", "admin"},
+    ("POST", "/api/tickets/{ref}/complete"): {"platform_engineer", "admin"},
 }
 
 
