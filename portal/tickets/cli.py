@@ -91,9 +91,9 @@ def _decide(args: argparse.Namespace, approve: bool) -> int:
             svc.approve(session, rt.audit, actor, ticket, approve=approve, note=args.note)
         else:
             raise svc.TicketConflict(f"ticket {ticket.ref} is {ticket.state}: nothing to approve or reject")
-        ticket_id, state = ticket.id, ticket.state
-    if state == "provisioning":
-        svc.run_pipeline(rt, ticket_id)
+        ticket_id, state, type_ = ticket.id, ticket.state, ticket.type
+    if state == "provisioning" or (state == "onboarding" and type_ == "remediation"):
+        svc.run_pipeline(rt, ticket_id)  # a 等保整改 host baseline item: onboard.yml runs again
     out = _show(rt, ticket_id)
     _print(out)
     err.print(f"{out['id']}: {out['state']}")
@@ -128,6 +128,17 @@ def cmd_renew(args: argparse.Namespace) -> int:
         actor = _actor(session, args.as_user)
         ticket = svc.renew(session, rt.audit, actor, svc.visible_ticket(session, actor, args.id), expires,
                            note=args.note)
+        ticket_id = ticket.id
+    _print(_show(rt, ticket_id))
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    rt = open_configured_runtime()
+    with rt.transaction() as session:
+        actor = _actor(session, args.as_user)
+        ticket = svc.complete_remediation(session, rt.audit, actor, svc.visible_ticket(session, actor, args.id),
+                                          evaluation_id=args.evaluation, note=args.note)
         ticket_id = ticket.id
     _print(_show(rt, ticket_id))
     return 0
@@ -209,6 +220,13 @@ def add_ticket_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     rn.add_argument("--expires", required=True, metavar="YYYY-MM-DD")
     rn.add_argument("--note")
     rn.set_defaults(func=_guarded(cmd_renew))
+    done = tickets.add_parser("complete", help="mark a 等保整改 ticket done, naming the later evaluation in which "
+                                               "the unit is 符合 (platform engineers)")
+    done.add_argument("id")
+    done.add_argument("--as", dest="as_user", required=True, metavar="USER")
+    done.add_argument("--evaluation", type=int, required=True, metavar="ID")
+    done.add_argument("--note")
+    done.set_defaults(func=_guarded(cmd_complete))
     show = tickets.add_parser("show", help="one ticket as JSON (plan, checks, jobs, history)")
     show.add_argument("id")
     show.add_argument("--as", dest="as_user", metavar="USER", help="only what this user may see")

@@ -113,3 +113,44 @@ def test_pages_forms_and_csrf(portal: Portal) -> None:
     assert done.status_code == 303
     final = portal.client.get(f"/api/tickets/{ref}", headers=portal.as_role("auditor")).json()
     assert final["state"] == "delivered" and final["resource_approver"] == "resource-approver"
+
+
+def test_remediation_ticket_pages(portal: Portal) -> None:
+    from portal.compliance.store import record_answer, run_evaluation
+
+    data = yaml.safe_load((SAMPLE.parent / "remediation.yaml").read_text(encoding="utf-8"))
+    unit = "L3-CES1-01"  # answered 不符合, then 符合: the re-test confirms the remediation
+    with portal.rt.transaction() as session:
+        record_answer(session, portal.rt, data["system"], unit=unit, result="不符合", auditor="auditor", note="弱口令")
+    first = run_evaluation(portal.rt, data["system"], "auditor", probe_targets=[])[0].id
+    data["compliance"] = {**data["compliance"], "evaluation_id": first, "unit": unit, "finding": "8.1.4.1 a 弱口令"}
+    created = portal.client.post("/api/tickets", headers=portal.as_role("department_user"), json=data)
+    assert created.status_code == 201, created.text
+    ref = created.json()["id"]
+    user = logged_in(portal, "department-user")
+    page = user.get(f"/tickets/{ref}")
+    assert 'id="ticket-finding"' in page.text and "8.1.4.1 a 弱口令" in page.text and unit in page.text
+    assert "等保整改" in page.text and 'id="complete-form"' not in page.text
+    reviewer = logged_in(portal, "security-reviewer")
+    ok = reviewer.post(f"/tickets/{ref}/review", data={"decision": "approve", "csrf_token": csrf_of(
+        reviewer, f"/tickets/{ref}")}, follow_redirects=False)
+    assert ok.status_code == 303
+    shown = portal.client.get(f"/api/tickets/{ref}", headers=portal.as_role("auditor")).json()
+    assert shown["state"] == "onboarding" and shown["jobs"][0]["kind"] == "onboard"
+    assert shown["jobs"][0]["status"] == "not_run"  # no lab here: onboard.yml did not run, and it says so
+    assert shown["history"][-1]["action"] == "remediation_onboard"
+    engineer = logged_in(portal, "platform-engineer")
+    page = engineer.get(f"/tickets/{ref}")
+    assert 'id="complete-form"' in page.text
+    stale = engineer.post(f"/tickets/{ref}/complete", data={"evaluation_id": str(first), "csrf_token": csrf_of(
+        engineer, f"/tickets/{ref}")})
+    assert stale.status_code == 422 and "not later" in stale.text
+    with portal.rt.transaction() as session:
+        record_answer(session, portal.rt, data["system"], unit=unit, result="符合", auditor="auditor", note="已整改")
+    second = run_evaluation(portal.rt, data["system"], "auditor", probe_targets=[])[0].id
+    assert engineer.post(f"/tickets/{ref}/complete", data={"evaluation_id": str(second)}).status_code == 403  # CSRF
+    done = engineer.post(f"/tickets/{ref}/complete", data={"evaluation_id": str(second), "csrf_token": csrf_of(
+        engineer, f"/tickets/{ref}")}, follow_redirects=False)
+    assert done.status_code == 303
+    final = user.get(f"/tickets/{ref}")
+    assert 'data-state="delivered"' in final.text and f"#{second}（符合）" in final.text
