@@ -121,6 +121,9 @@ def runner_env(private_dir: Path) -> dict[str, str]:
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_COLLECTIONS_PATH": str(home / "collections"),
         "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
+        # a busy host (or controller) may take a while to answer: wait longer and retry before calling it unreachable
+        "ANSIBLE_TIMEOUT": "30",
+        "ANSIBLE_SSH_RETRIES": "3",
     }
 
 
