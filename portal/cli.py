@@ -23,6 +23,7 @@ from inventory.models import System
 from inventory.register import ImportRejected, export_text, import_file
 from portal.cli_audit import add_audit_report_commands
 from portal.cli_common import err, open_configured_runtime
+from portal.cli_infra import add_infra_commands
 from portal.cli_jobs import add_job_commands
 from portal.cli_soc import add_soc_commands
 from portal.models import ROLES, User
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=cmd_net_plan)
     add_job_commands(sub, net)
     add_ticket_commands(sub)
+    add_infra_commands(sub)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="sub", required=True)
     tc = token.add_parser("create", help="create a token (shown once)")
