@@ -16,6 +16,7 @@ from inventory.register import import_file
 from portal.app import create_app
 from portal.models import ROLES
 from portal.security import create_token, create_user
+from tests.browser_support import browser, playwright  # noqa: F401 - module-scoped browser fixtures
 from tests.pg import Cluster
 
 SAMPLE = Path(__file__).resolve().parent.parent / "inventory" / "samples" / "city.yaml"

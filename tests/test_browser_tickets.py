@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from portal.security import create_user
 from tests.conftest import PASSWORD, load_sample, make_runtime
@@ -17,9 +17,6 @@ from tests.live_server import free_port, live_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 ADMIN_PASSWORD = "Str0ng-Passw0rd!x"
 USERS = (("gaj-user", "department_user", "GAJ"), ("reviewer", "security_reviewer", None),
          ("approver", "resource_approver", None))
@@ -52,25 +49,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
 
 
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    pw = sync_playwright().start()
-    try:
-        yield pw
-    finally:
-        pw.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    """Headless Debian chromium; fails (never skips) when it is not installed."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: the browser tests need Debian chromium — run `apt-get install chromium`")
-    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-    try:
-        yield browser
-    finally:
-        browser.close()
 
 
 def _as(browser: Browser, server: str, username: str) -> Page:
