@@ -8,9 +8,11 @@ never share state.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,6 +107,15 @@ def write_inventory(session: Session, path: Path, lab: Lab | None = None, ipv6_b
     return path
 
 
+def control_path_dir(private_dir: Path) -> Path:
+    """A short directory for the run's SSH control sockets: a Unix socket path is limited to 108 bytes, which a
+    run directory deep in a home (or a test's temporary tree) exceeds; one per run, private to this user."""
+    digest = hashlib.sha256(str(private_dir.resolve()).encode("utf-8")).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"yscp-{digest}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
 def runner_env(private_dir: Path) -> dict[str, str]:
     """Environment for one run: our interpreter's bin on PATH, Ansible state inside the run's directory."""
     home = private_dir / "ansible"
@@ -113,7 +124,7 @@ def runner_env(private_dir: Path) -> dict[str, str]:
         "ANSIBLE_HOME": str(home),
         "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
         "ANSIBLE_REMOTE_TEMP": "/tmp/.ansible-yunshu",
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(home / "cp"),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_path_dir(private_dir)),
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_FORCE_COLOR": "False",
@@ -140,8 +151,7 @@ def run_playbook(playbook: str | Path, inventory: Path, private_dir: Path, *, ex
         raise FileNotFoundError(f"playbook {path} does not exist")
     private_dir.mkdir(parents=True, exist_ok=True)
     env = runner_env(private_dir)
-    for sub in ("tmp", "cp"):
-        Path(env["ANSIBLE_HOME"], sub).mkdir(parents=True, exist_ok=True)
+    Path(env["ANSIBLE_HOME"], "tmp").mkdir(parents=True, exist_ok=True)
     events: list[dict[str, Any]] = []
 
     def handle(event: dict[str, Any]) -> bool:

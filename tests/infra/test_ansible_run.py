@@ -52,3 +52,15 @@ def test_run_reports_per_host_stats_and_events(env: LabEnv, tmp_path: Path) -> N
 def test_missing_playbook_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"nope\.yml"):
         run_playbook("nope.yml", tmp_path / "inv.yml", tmp_path / "run")
+
+
+def test_control_sockets_live_in_a_short_private_directory(tmp_path: Path) -> None:
+    """SSH refuses a control socket path over 108 bytes; a deep run directory must not push it there."""
+    from infra.ansible_run import control_path_dir
+
+    deep = tmp_path / ("nested-" * 20) / "runs" / "evidence-before"
+    path = control_path_dir(deep)
+    # ansible's socket name: a 10-character hash plus ssh's temporary 17-character suffix
+    assert len(str(path)) + 1 + 10 + 17 < 108
+    assert path.stat().st_mode & 0o777 == 0o700
+    assert control_path_dir(deep) == path and control_path_dir(tmp_path / "other") != path
