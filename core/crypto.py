@@ -29,11 +29,11 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_or_create_signing_key(keys_dir: Path) -> Ed25519PrivateKey:
-    """Load the Ed25519 key under ``keys_dir``, creating it (mode 0600) on first start."""
+def load_or_create_signing_key(keys_dir: Path, name: str = SIGNING_KEY_NAME) -> Ed25519PrivateKey:
+    """Load the Ed25519 key ``name`` under ``keys_dir``, creating it (mode 0600, with its ``.pub``) on first use."""
     keys_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(keys_dir, 0o700)
-    private_path = keys_dir / f"{SIGNING_KEY_NAME}.pem"
+    private_path = keys_dir / f"{name}.pem"
     if private_path.exists():
         key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
@@ -49,7 +49,7 @@ def load_or_create_signing_key(keys_dir: Path) -> Ed25519PrivateKey:
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    (keys_dir / f"{SIGNING_KEY_NAME}.pub").write_bytes(public_pem)
+    (keys_dir / f"{name}.pub").write_bytes(public_pem)
     return key
 
 

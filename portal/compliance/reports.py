@@ -13,7 +13,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from core.crypto import load_or_create_signing_key
 from policies.mlps.report import CSV_COLUMNS, DECIDED_ZH, KIND_ZH
 from policies.mlps.results import Result
 
@@ -40,22 +40,8 @@ _env = Environment(loader=FileSystemLoader(str(Path(__file__).with_name("templat
 
 
 def load_or_create_report_key(keys_dir: Path) -> Ed25519PrivateKey:
-    """The report-signing key under ``keys_dir`` (created with its ``.pub`` on first use)."""
-    keys_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(keys_dir, 0o700)
-    path = keys_dir / f"{REPORT_KEY_NAME}.pem"
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} is not an Ed25519 private key")
-        return key
-    key = Ed25519PrivateKey.generate()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
-    (keys_dir / f"{REPORT_KEY_NAME}.pub").write_bytes(_public_pem(key.public_key()))
-    return key
+    """The report-signing key under ``keys_dir`` (created with its ``.pub`` on first use), apart from the audit key."""
+    return load_or_create_signing_key(keys_dir, REPORT_KEY_NAME)
 
 
 def _public_pem(key: Ed25519PublicKey) -> bytes:
