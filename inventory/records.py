@@ -79,6 +79,15 @@ class Grading(_Record):
         return max(self.business_info.level(), self.system_service.level())
 
 
+def mlps_level_input(value: Any) -> Any:
+    """An 等保 level as given (a number, or a label such as 三级 / 第三级) made ready for integer validation."""
+    if isinstance(value, bool):
+        raise ValueError("must be a level 1–4, not true/false")
+    if isinstance(value, str) and not value.strip().isdigit():
+        return int(vocabulary().normalise("mlps_level", value))
+    return value
+
+
 class SystemRecord(_Record):
     id: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{2,31}$")
     name: str = Field(min_length=1, max_length=128)
@@ -97,11 +106,7 @@ class SystemRecord(_Record):
     @field_validator("mlps_level", mode="before")
     @classmethod
     def _level_label(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("must be a level 1–4, not true/false")
-        if isinstance(value, str) and not value.strip().isdigit():
-            return int(vocabulary().normalise("mlps_level", value))
-        return value
+        return mlps_level_input(value)
 
     @field_validator("last_activity")
     @classmethod

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from inventory.records import Grading
+from inventory.records import Grading, mlps_level_input
 from inventory.vocabulary import vocabulary
 from portal.tickets.models import TICKET_TYPES
 
@@ -155,11 +155,7 @@ class TicketIn(BaseModel):
     @field_validator("mlps_level", mode="before")
     @classmethod
     def _level_label(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("must be a level 1–4, not true/false")
-        if isinstance(value, str) and not value.strip().isdigit():
-            return int(vocabulary().normalise("mlps_level", value))
-        return value
+        return mlps_level_input(value)
 
     @field_validator("crypto_plan")
     @classmethod
