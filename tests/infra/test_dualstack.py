@@ -160,6 +160,9 @@ def test_other_hosts_migrated_and_verified_from_other_namespaces(env: LabEnv, fi
         assert record["ipv6_addresses"] == [] and record["ipv4_addresses"] == [f"{host.ipv4}/24"]
         assert f"Address={plans[host.name]}/64" in _etc(
             env, host.name, "systemd/network/10-eth0.network.d/60-yunshu-ipv6.conf").read_text()
+        # the persistent IPv4 settings come from the preflight's reading of the live interface
+        base = _etc(env, host.name, "systemd/network/10-eth0.network").read_text()
+        assert f"Address={host.ipv4}/24" in base and f"Gateway={env.lab.state()['gateway']['ipv4']}" in base
 
 
 def test_rerun_completes_the_rolled_back_host_then_changes_nothing(env: LabEnv, first_run: PlaybookResult) -> None:

@@ -26,8 +26,11 @@ description:
     writes the persistent configuration files that differ, loads the nftables table when its file changed or it is
     missing, adds the include line to the boot-time nftables configuration and an IPv6 twin after every IPv4
     listen line of the nginx sites (reloading nginx when a site changed).
-  - C(absent) restores a preflight record: planned address and route removed, sysctls back to their old values,
-    the table deleted, the files removed, the include line and the nginx twins taken out again (unless the record
+  - With O(record), C(present) first records the live state there as the preflight record (unless one exists), so
+    the record is taken in the same call, before anything changes.
+  - C(absent) restores a preflight record (O(preflight), or the one saved at O(record)): planned address and route removed, sysctls back to their old values,
+    the table deleted, the files removed (and O(network_config) when the record says the migration created it),
+    the include line and the nginx twins taken out again (unless the record
     had them).
 options:
   state: {type: str, choices: [query, present, absent], default: query, description: What to do.}
@@ -36,8 +39,8 @@ options:
   prefixlen: {type: int, default: 64, description: Its prefix length.}
   gateway: {type: str, description: Planned IPv6 default gateway.}
   sysctls: {type: dict, default: {}, description: "Interface sysctl names (net.ipv6.conf.IFACE.NAME) and values."}
-  record: {type: path, description: Where the preflight record lives (query).}
-  preflight: {type: dict, description: The preflight record to restore (absent).}
+  record: {type: path, description: "Where the preflight record lives (query, present; read by absent)."}
+  preflight: {type: dict, description: "The preflight record to restore (absent); default: the one at O(record)."}
   nginx_sites_dir: {type: path, description: Directory of nginx site files whose listen directives are read.}
   network_config: {type: path, description: The persistent network configuration file (its existence is recorded).}
   nft_conf: {type: path, description: The nftables configuration file that should include O(nft_include).}
@@ -64,7 +67,7 @@ author: Yunshu platform team
 
 RETURN = r"""
 current: {description: The live state (query), type: dict, returned: always}
-preflight: {description: The preflight record (query with record), type: dict, returned: when record is given}
+preflight: {description: "The preflight record (query, present with record)", type: dict, returned: always}
 actions: {description: What was changed, type: list, returned: always}
 """
 
@@ -314,7 +317,9 @@ def _write_file(module: AnsibleModule, spec: dict, actions: list[str]) -> bool:
 def absent(module: AnsibleModule) -> list[str]:
     """Back to the preflight record: addresses and route it did not have removed, sysctls restored."""
     p, actions = module.params, []
-    before = p["preflight"] or {}
+    before = p["preflight"] or _load_record(p["record"])
+    if not before:
+        return actions  # no record: configure failed before it changed anything, nothing to restore
     iface = p["interface"]
     state = query(module)
     keep = {ipaddress.ip_interface(a) for a in before.get("ipv6_addresses", [])}
@@ -336,7 +341,10 @@ def absent(module: AnsibleModule) -> list[str]:
     table = p["nft_table"]
     if table and f"inet {table}" in state["nft_tables"] and f"inet {table}" not in before.get("nft_tables", []):
         _run(module, ["nft", "delete", "table", "inet", table], actions)
-    for path in p["remove_files"]:
+    remove = list(p["remove_files"])
+    if p["network_config"] and before.get("network_config_exists") is False:
+        remove.append(p["network_config"])  # the migration created it
+    for path in remove:
         if os.path.lexists(path):
             actions.append(f"remove {path}")
             if not module.check_mode:
@@ -379,33 +387,48 @@ def main() -> None:
     )
     p = module.params
     if p["state"] in ("present", "absent"):
-        actions = present(module) if p["state"] == "present" else absent(module)
+        preflight, actions = {}, []
+        if p["state"] == "present" and p["record"]:
+            preflight, actions = _record_preflight(module, query(module))
+        actions += present(module) if p["state"] == "present" else absent(module)
         current = query(module)
         checks = _run_checks(module, current, actions) if not module.check_mode else []
         module.exit_json(changed=bool(actions), actions=actions, current=current, checks=checks,
-                         address=p["address"], prefixlen=p["prefixlen"], gateway=p["gateway"],
+                         preflight=preflight, address=p["address"], prefixlen=p["prefixlen"], gateway=p["gateway"],
                          nginx_ports=sorted({m["port"] for m in current["nginx_mirror"]}))
     current = query(module)
     if p["require_ipv6"] and not current["ipv6_kernel"]:
         module.fail_json(msg="IPv6 is disabled in the kernel (no /proc/sys/net/ipv6): boot without ipv6.disable=1")
     result: dict = {"changed": False, "actions": [], "current": current}
     if p["record"]:
-        saved = _read(p["record"])
-        if saved:
-            result["preflight"] = json.loads(saved)
-        else:
-            record = dict(current, recorded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-            result.update(preflight=record, changed=True, actions=[f"record {p['record']}"])
-            if not module.check_mode:
-                os.makedirs(os.path.dirname(p["record"]), mode=0o700, exist_ok=True)
-                tmp = f"{p['record']}.tmp"
-                with open(tmp, "w", encoding="utf-8") as handle:
-                    json.dump(record, handle, indent=2)
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, p["record"])
+        result["preflight"], result["actions"] = _record_preflight(module, current)
+        result["changed"] = bool(result["actions"])
     result["checks"] = _run_checks(module, current, result["actions"])  # read-only: also in check mode
     module.exit_json(**result)
 
+
+def _load_record(path: str | None) -> dict:
+    """The preflight record saved at ``path`` ({} when there is none)."""
+    saved = _read(path) if path else None
+    return json.loads(saved) if saved else {}
+
+
+def _record_preflight(module: AnsibleModule, current: dict) -> tuple[dict, list[str]]:
+    """The preflight record at ``record``: the saved one, or ``current`` saved now (never overwritten, not in
+    check mode); with the action taken."""
+    path = module.params["record"]
+    saved = _load_record(path)
+    if saved:
+        return saved, []
+    record = dict(current, recorded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    if not module.check_mode:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=2)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    return record, [f"record {path}"]
 
 if __name__ == "__main__":
     main()
