@@ -18,6 +18,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.runtime import Runtime
+from infra.onboarding import syslog_listen_addresses
 from portal import (
     alerts_api,
     api,
@@ -64,7 +65,8 @@ def create_app(rt: Runtime, *, soc_listeners: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = SocServices(rt, app.state.soc_metrics, listeners=soc_listeners)
+        services = SocServices(rt, app.state.soc_metrics, listeners=soc_listeners,
+                               syslog_hosts=syslog_listen_addresses(rt) if soc_listeners else None)
         await services.start()
         app.state.soc = services
         # the running service (`yunshu up`) also escalates, reminds and reclaims tickets on a timer

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from core.crypto import ensure_self_signed_certificate
 from core.runtime import AuditKeyMissing, Runtime, open_runtime
 from core.settings import config_path, load_settings
+from infra.onboarding import syslog_listen_addresses
 from inventory.ansible_inventory import build_inventory, host_inventory
 from inventory.files import FileFormatError
 from inventory.models import System
@@ -92,7 +93,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     err.print(f"  audit signing key:  {rt.settings.keys_dir.resolve()}/audit_ed25519.pem")
     err.print(f"  API docs: {scheme}://{host}:{port}/docs   metrics: /metrics   health: /healthz")
     soc = rt.settings.soc
-    err.print(f"  syslog (UDP+TCP):   {soc.syslog_host}:{soc.syslog_port}   HTTP ingest: POST /api/soc/ingest")
+    listen = ", ".join(syslog_listen_addresses(rt))
+    err.print(f"  syslog (UDP+TCP):   {listen} port {soc.syslog_port}   HTTP ingest: POST /api/soc/ingest")
     err.print(f"  event store:        {soc.store_url or rt.settings.home.resolve() / 'soc' / 'events.db'}")
     if demo:
         err.print(f"  sample city loaded: {demo['created']}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from soc.deadletter import DeadLetterStore
 from soc.metrics import SocMetrics
@@ -189,24 +189,27 @@ async def read_frames(reader: asyncio.StreamReader, oversize: Oversize | None = 
 
 
 class SyslogReceivers:
-    """UDP and TCP listeners on one address."""
+    """UDP and TCP listeners on one port of one or more addresses (for example loopback and a lab's bridge)."""
 
-    def __init__(self, spool: Spool, metrics: SocMetrics, host: str, port: int,
+    def __init__(self, spool: Spool, metrics: SocMetrics, host: str | Sequence[str], port: int,
                  deadletters: DeadLetterStore | None = None):
         self.writer = SpoolWriter(spool, metrics)
         self.metrics = metrics
         self.deadletters = deadletters
-        self.host, self.port = host, port
-        self._udp: asyncio.DatagramTransport | None = None
+        self.hosts = [host] if isinstance(host, str) else list(dict.fromkeys(host))
+        self.port = port
+        self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: asyncio.Server | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.writer.start()
-        self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self.writer),
-                                                           local_addr=(self.host, self.port))
-        self._tcp = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_FRAME + 64)
-        log.info("syslog listening on %s:%d (udp and tcp)", self.host, self.port)
+        for host in self.hosts:
+            transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self.writer),
+                                                               local_addr=(host, self.port))
+            self._udp.append(transport)
+        self._tcp = await asyncio.start_server(self._handle, self.hosts, self.port, limit=MAX_FRAME + 64)
+        log.info("syslog listening on %s port %d (udp and tcp)", ", ".join(self.hosts), self.port)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")[0]
@@ -236,8 +239,8 @@ class SyslogReceivers:
             writer.close()
 
     async def stop(self) -> None:
-        if self._udp:
-            self._udp.close()
+        for transport in self._udp:
+            transport.close()
         if self._tcp:
             self._tcp.close()
             await self._tcp.wait_closed()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -91,10 +92,12 @@ def apply_retention(soc: Soc, retention_days: dict[str, int], now: datetime | No
 class SocServices:
     """What ``yunshu up`` runs for the SOC: the spool, its consumer and (optionally) the syslog listeners."""
 
-    def __init__(self, rt: Runtime, metrics: SocMetrics, listeners: bool = False):
+    def __init__(self, rt: Runtime, metrics: SocMetrics, listeners: bool = False,
+                 syslog_hosts: Sequence[str] | None = None):
         self.rt = rt
         self.metrics = metrics
         self.listeners = listeners
+        self.syslog_hosts = list(syslog_hosts or [rt.settings.soc.syslog_host])
         self.soc = open_soc(rt, metrics=metrics)
         self.spool = Spool(rt.settings.home / "soc" / "spool")
         # detection runs ahead of the store, on its own spool cursor (see soc.consumer)
@@ -136,7 +139,7 @@ class SocServices:
             self._webhooks.start()
         if self.listeners:
             cfg = self.rt.settings.soc
-            self.receivers = SyslogReceivers(self.spool, self.metrics, cfg.syslog_host, cfg.syslog_port,
+            self.receivers = SyslogReceivers(self.spool, self.metrics, self.syslog_hosts, cfg.syslog_port,
                                              self.soc.deadletters)
             await self.receivers.start()
 

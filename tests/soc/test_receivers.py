@@ -58,3 +58,34 @@ def test_live_receiver_dead_letters_oversize_frames(tmp_path: Path) -> None:
     assert "exceeds the limit" in letter.reason and letter.raw.startswith(b"<38>zzz")
     spool.close()
     dead.close()
+
+
+def test_receiver_listens_on_every_address_given(tmp_path: Path) -> None:
+    port = free_port()
+    spool = Spool(tmp_path / "spool")
+
+    async def run() -> None:
+        receivers = SyslogReceivers(spool, SocMetrics(), ["127.0.0.1", "127.0.0.2", "127.0.0.1"], port)
+        await receivers.start()
+        try:
+            for n, address in enumerate(["127.0.0.1", "127.0.0.2"]):
+                _, writer = await asyncio.open_connection(address, port)
+                writer.write(f"<38>tcp-{n}\n".encode())
+                await writer.drain()
+                writer.close()
+                await writer.wait_closed()
+                loop = asyncio.get_running_loop()
+                udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=(address, port))
+                udp.sendto(f"<38>udp-{n}".encode())
+                udp.close()
+            for _ in range(100):
+                if len(spool.read(spool.checkpoint(), 10)[0]) == 4:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await receivers.stop()
+
+    asyncio.run(run())
+    records, _ = spool.read(spool.checkpoint(), 10)
+    assert sorted(r.raw for r in records) == [b"<38>tcp-0", b"<38>tcp-1", b"<38>udp-0", b"<38>udp-1"]
+    spool.close()
