@@ -14,6 +14,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(value: datetime | None) -> datetime | None:
+    """A stored datetime as aware UTC (we only ever store UTC; SQLite returns it naive)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
 class Department(Base):
     __tablename__ = "departments"
 

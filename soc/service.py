@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from core.runtime import Runtime
+from soc.activity import mark_active_systems
 from soc.alerts.service import AlertService, WebhookTarget
 from soc.alerts.stage import DetectionStage, load_configured_rules
 from soc.alerts.webhook import deliver_due
@@ -119,12 +120,18 @@ class SocServices:
                 log.exception("webhook delivery failed; will retry")
 
     def _maintain(self, reload_seconds: float = 60.0, retention_seconds: float = 6 * 3600.0) -> None:
-        """Keep the register index fresh and apply retention, until stopped."""
+        """Keep the register index fresh, move systems' last activity forward and apply retention, until
+        stopped."""
         last_retention = 0.0
+        activity_since = datetime.now(UTC) - timedelta(days=1)  # events of the last day count at start
         while not self._stop.wait(reload_seconds if last_retention else 0):
             try:
                 with self.rt.sessions() as session:
                     self.soc.enricher.index = RegisterIndex.load(session)
+                now = datetime.now(UTC)
+                with self.rt.transaction() as session:
+                    mark_active_systems(session, self.soc.store, activity_since, now)
+                activity_since = now
                 if time.monotonic() - last_retention >= retention_seconds or not last_retention:
                     deleted = apply_retention(self.soc, self.rt.settings.soc.retention_days)
                     last_retention = time.monotonic()

@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from core.audit import AuditChain
 from core.runtime import Runtime
 from core.settings import NetSettings
-from inventory.models import Department, System
+from inventory.models import Department, System, aware, utcnow
 from portal.rbac import policy
 from portal.tickets.models import (
     ACTIVE_STATES,
@@ -94,15 +94,6 @@ class Actor:
 Onboarder = Callable[[Runtime, dict[str, Any]], dict[str, Any]]
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """Stored datetimes are UTC; SQLite returns them naive."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _dump(value: Any) -> str:

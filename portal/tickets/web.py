@@ -66,7 +66,28 @@ def _new_page(request: Request, session: Session, principal: Principal, values: 
 def new_ticket_page(request: Request, session: Session = DB_SESSION,
                     principal: Principal = Depends(require("tickets.submit", web=True))) -> HTMLResponse:
     own = principal.user.department_code or ""
-    return _new_page(request, session, principal, {"department": own, "type": "cloud_resources"}, None)
+    values = {"department": own, "type": "cloud_resources"}
+    # a link may prefill the form (e.g. 申请撤销 from the idle-systems report)
+    values.update({k: v for k, v in request.query_params.items() if k in ("type", "department", "system", "title")})
+    return _new_page(request, session, principal, values, None)
+
+
+@router.get("/tickets/idle")
+def idle_page(request: Request, session: Session = DB_SESSION,
+              principal: Principal = Depends(require("tickets.read", web=True))) -> HTMLResponse:
+    """僵尸系统: systems without activity for N days (default from the ticket policy), department-scoped."""
+    error, days = None, ticket_policy().idle_days
+    try:
+        raw = request.query_params.get("days")
+        if raw:
+            days = int(raw)
+            if not 1 <= days <= 3650:
+                raise ValueError
+    except ValueError:
+        error, days = "days must be a whole number from 1 to 3650 / 天数须为 1–3650 的整数", ticket_policy().idle_days
+    rows = svc.idle_systems(session, days, departments=actor_of(principal, session).departments)
+    return render(request, "tickets_idle.html", {"me": principal, "nav": "tickets", "rows": rows, "days": days,
+                                                 "error": error, "can_submit": principal.can("tickets.submit")})
 
 
 def _form_ticket(values: dict[str, str]) -> dict[str, Any]:

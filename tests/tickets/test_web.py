@@ -154,3 +154,25 @@ def test_remediation_ticket_pages(portal: Portal) -> None:
     assert done.status_code == 303
     final = user.get(f"/tickets/{ref}")
     assert 'data-state="delivered"' in final.text and f"#{second}（符合）" in final.text
+
+
+def test_idle_systems_page_scoped_with_a_reclaim_link(portal: Portal) -> None:
+    user = logged_in(portal, "department-user")  # a GAJ user
+    page = user.get("/tickets/idle?days=30")
+    assert page.status_code == 200 and "僵尸系统" in page.text and 'value="30"' in page.text
+    shown = set(re.findall(r'data-department="([A-Z0-9]+)"', page.text))
+    assert shown and shown <= {"GAJ", "GAJJJ", "GAJCRJ"}
+    api = portal.client.get("/api/tickets/idle-systems?days=30", headers=portal.as_role("department_user")).json()
+    assert {m for m in re.findall(r'<tr data-system="([^"]+)"', page.text)} == {r["system"] for r in api["items"]}
+    system = api["items"][0]
+    link = f'/tickets/new?type=decommission&amp;department={system["department"]}&amp;system={system["system"]}'
+    assert link in page.text
+    form = user.get(link.replace("&amp;", "&"))
+    assert form.status_code == 200 and f'value="{system["system"]}"' in form.text
+    approver = logged_in(portal, "resource-approver")  # not tied to a department: sees every one
+    everyone = approver.get("/tickets/idle?days=30")
+    assert len(set(re.findall(r'data-department="([A-Z0-9]+)"', everyone.text))) > len(shown)
+    assert "reclaim" not in everyone.text  # approvers do not file tickets
+    bad = approver.get("/tickets/idle?days=0")
+    assert bad.status_code == 200 and "1–3650" in bad.text  # the default threshold is used instead
+    assert "idle-link" in user.get("/tickets").text

@@ -363,3 +363,37 @@ def test_idle_systems_report(city: Runtime) -> None:
         assert scoped and {r["department"] for r in scoped} == {"RSJ"}
         history = s.scalar(select(func.count()).select_from(TicketHistory))
         assert history == 0
+
+
+def test_soc_events_take_a_system_off_the_idle_list(city: Runtime, tmp_path: Path) -> None:
+    from soc.activity import mark_active_systems
+    from soc.ecs import event_id
+    from soc.store.sqlite import SQLiteStore
+
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    store = SQLiteStore(tmp_path / "events.db")
+
+    def event(system: str, at: datetime) -> tuple[str, dict[str, Any]]:
+        doc = {"@timestamp": at.strftime("%Y-%m-%dT%H:%M:%S.000Z"), "message": f"login on {system}",
+               "event": {"kind": "event", "dataset": "system.auth"}, "gov": {"system": {"id": system}}}
+        return event_id("activity", f"{system}{at.isoformat()}"), doc
+
+    try:
+        store.write([event("SYS-RSJ-005", now - timedelta(minutes=5)),   # within the window
+                     event("SYS-ZFB-003", now - timedelta(days=3))])     # before it: not counted
+        with city.transaction() as s:
+            assert "SYS-RSJ-005" in {r["system"] for r in svc.idle_systems(s, 30, now=now)}
+            updated = mark_active_systems(s, store, now - timedelta(hours=1), now)
+        assert updated == ["SYS-RSJ-005"]
+        with city.sessions() as s:
+            idle = {r["system"] for r in svc.idle_systems(s, 30, now=now)}
+        assert "SYS-RSJ-005" not in idle and "SYS-ZFB-003" in idle
+        with city.transaction() as s:  # an older window: ZFB-003 was active then; RSJ-005 is not moved back
+            assert mark_active_systems(s, store, now - timedelta(days=4), now - timedelta(days=2)) == ["SYS-ZFB-003"]
+            store.write([event("SYS-RSJ-005", now - timedelta(days=3))])
+            assert mark_active_systems(s, store, now - timedelta(days=4), now - timedelta(days=2)) == []
+        with city.sessions() as s:
+            idle = {r["system"]: r for r in svc.idle_systems(s, 1, now=now)}
+        assert "SYS-RSJ-005" not in idle and idle["SYS-ZFB-003"]["idle_days"] == 2
+    finally:
+        store.close()

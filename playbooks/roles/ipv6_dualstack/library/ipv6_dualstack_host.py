@@ -28,10 +28,10 @@ description:
     listen line of the nginx sites (reloading nginx when a site changed).
   - With O(record), C(present) first records the live state there as the preflight record (unless one exists), so
     the record is taken in the same call, before anything changes.
-  - C(absent) restores a preflight record (O(preflight), or the one saved at O(record)): planned address and route removed, sysctls back to their old values,
-    the table deleted, the files removed (and O(network_config) when the record says the migration created it),
-    the include line and the nginx twins taken out again (unless the record
-    had them).
+  - C(absent) restores a preflight record (O(preflight), or the one saved at O(record)): planned address and
+    route removed, sysctls back to their old values, the table deleted, the files removed (and O(network_config)
+    when the record says the migration created it), the include line and the nginx twins taken out again (unless
+    the record had them). Without a record nothing is changed (configure failed before changing anything).
 options:
   state: {type: str, choices: [query, present, absent], default: query, description: What to do.}
   interface: {type: str, required: true, description: The interface.}
