@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from soc.deadletter import DeadLetterStore
@@ -29,6 +30,21 @@ def test_read_frames_reports_oversize_and_continues() -> None:
     assert reported == [(64 * 1024, MAX_FRAME + 10), (64 * 1024, 3 * MAX_FRAME + 5)]
 
 
+async def _send_tcp(address: str, port: int, data: bytes) -> None:
+    _, writer = await asyncio.open_connection(address, port)
+    writer.write(data)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    for _ in range(100):
+        if done():
+            return
+        await asyncio.sleep(0.05)
+
+
 def test_live_receiver_dead_letters_oversize_frames(tmp_path: Path) -> None:
     port = free_port()
     spool = Spool(tmp_path / "spool")
@@ -38,16 +54,9 @@ def test_live_receiver_dead_letters_oversize_frames(tmp_path: Path) -> None:
         receivers = SyslogReceivers(spool, SocMetrics(), "127.0.0.1", port, dead)
         await receivers.start()
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
             big = b"<38>" + b"z" * (MAX_FRAME + 1)
-            writer.write(str(len(big)).encode() + b" " + big + b"9 <38>small")
-            await writer.drain()
-            writer.close()
-            await writer.wait_closed()
-            for _ in range(100):
-                if dead.count() == 1 and spool.backlog_bytes() > 0:
-                    break
-                await asyncio.sleep(0.05)
+            await _send_tcp("127.0.0.1", port, str(len(big)).encode() + b" " + big + b"9 <38>small")
+            await _until(lambda: dead.count() == 1 and spool.backlog_bytes() > 0)
         finally:
             await receivers.stop()
 
@@ -69,19 +78,12 @@ def test_receiver_listens_on_every_address_given(tmp_path: Path) -> None:
         await receivers.start()
         try:
             for n, address in enumerate(["127.0.0.1", "127.0.0.2"]):
-                _, writer = await asyncio.open_connection(address, port)
-                writer.write(f"<38>tcp-{n}\n".encode())
-                await writer.drain()
-                writer.close()
-                await writer.wait_closed()
+                await _send_tcp(address, port, f"<38>tcp-{n}\n".encode())
                 loop = asyncio.get_running_loop()
                 udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=(address, port))
                 udp.sendto(f"<38>udp-{n}".encode())
                 udp.close()
-            for _ in range(100):
-                if len(spool.read(spool.checkpoint(), 10)[0]) == 4:
-                    break
-                await asyncio.sleep(0.05)
+            await _until(lambda: len(spool.read(spool.checkpoint(), 10)[0]) == 4)
         finally:
             await receivers.stop()
 
