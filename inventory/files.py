@@ -20,10 +20,13 @@ CSV_COLUMNS: dict[str, list[str]] = {
         "id", "name", "department", "owner", "mlps_level",
         "grading_info_object", "grading_info_degree", "grading_service_object", "grading_service_degree",
         "data_class", "public_data_level", "hosting", "network_stack", "network_zone", "status", "last_activity",
+        "depends_on",
     ],
     "host": ["name", "system", "ipv4", "ipv6", "os", "role"],
 }
 CSV_HEADER = ["kind", *dict.fromkeys(c for cols in CSV_COLUMNS.values() for c in cols)]
+LIST_SEPARATOR = ";"
+"""Separates the items of a list column in CSV (``depends_on``: ``SYS-A;SYS-B``)."""
 
 
 class FileFormatError(ValueError):
@@ -160,7 +163,7 @@ def parse_csv(text: str) -> list[RawRow]:
         data = {c: _cell(record.get(c)) for c in columns if c in record}
         extra = {k for k, v in record.items() if k not in columns and k != "kind" and _cell(v) is not None}
         data.update({k: record[k] for k in extra})
-        rows.append(RawRow(kind, line, _nest_grading(data) if kind == "system" else data))
+        rows.append(RawRow(kind, line, _system_row(data) if kind == "system" else data))
     return rows
 
 
@@ -179,6 +182,14 @@ def _kind_from_header(header: list[str]) -> str:
         return min(fitting, key=lambda k: len(CSV_COLUMNS[k]))
     raise FileFormatError("the CSV header does not match one record kind; add a 'kind' column or use the columns "
                           "of one kind: " + "; ".join(f"{k}: {','.join(c)}" for k, c in CSV_COLUMNS.items()))
+
+
+def _system_row(data: dict[str, Any]) -> dict[str, Any]:
+    """A CSV system row in the record's shape: the grading nested, ``depends_on`` split into a list."""
+    depends = data.pop("depends_on", None)
+    if isinstance(depends, str):
+        data["depends_on"] = [item.strip() for item in depends.split(LIST_SEPARATOR) if item.strip()]
+    return _nest_grading(data)
 
 
 def _nest_grading(data: dict[str, Any]) -> dict[str, Any]:
@@ -209,5 +220,13 @@ def dump_csv(rows: list[tuple[str, dict[str, Any]]]) -> str:
             flat["grading_info_degree"] = grading["business_info"]["degree"]
             flat["grading_service_object"] = grading["system_service"]["object"]
             flat["grading_service_degree"] = grading["system_service"]["degree"]
-        writer.writerow({"kind": kind, **{k: "" if v is None else v for k, v in flat.items()}})
+        writer.writerow({"kind": kind, **{k: _csv_value(v) for k, v in flat.items()}})
     return out.getvalue()
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return LIST_SEPARATOR.join(str(v) for v in value)
+    return value

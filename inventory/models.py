@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String
+from sqlalchemy import CheckConstraint, Column, DateTime, ForeignKey, Integer, String, Table
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base
@@ -32,6 +32,17 @@ class Department(Base):
     systems: Mapped[list[System]] = relationship(back_populates="department")
 
 
+system_dependencies = Table(
+    "system_dependencies",
+    Base.metadata,
+    Column("system_id", String(32), ForeignKey("systems.id", ondelete="CASCADE"), primary_key=True),
+    Column("depends_on_id", String(32), ForeignKey("systems.id", ondelete="CASCADE"), primary_key=True,
+           index=True),
+    CheckConstraint("system_id <> depends_on_id", name="not_self"),
+)
+"""Which systems a system needs (calls): they migrate in an earlier wave or the same one. Cycles are allowed."""
+
+
 class System(Base):
     __tablename__ = "systems"
     __table_args__ = (CheckConstraint("mlps_level BETWEEN 1 AND 4", name="mlps_level_range"),)
@@ -56,6 +67,16 @@ class System(Base):
 
     department: Mapped[Department] = relationship(back_populates="systems")
     hosts: Mapped[list[Host]] = relationship(back_populates="system", order_by="Host.name")
+    depends_on: Mapped[list[System]] = relationship(
+        secondary=system_dependencies, primaryjoin=lambda: System.id == system_dependencies.c.system_id,
+        secondaryjoin=lambda: System.id == system_dependencies.c.depends_on_id, back_populates="dependents",
+        order_by=lambda: System.id, lazy="selectin", join_depth=1)
+    """Systems this system needs (calls)."""
+    dependents: Mapped[list[System]] = relationship(
+        secondary=system_dependencies, primaryjoin=lambda: System.id == system_dependencies.c.depends_on_id,
+        secondaryjoin=lambda: System.id == system_dependencies.c.system_id, back_populates="depends_on",
+        order_by=lambda: System.id)
+    """Systems that need this one (the read side of ``depends_on``)."""
 
 
 class Host(Base):

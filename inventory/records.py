@@ -88,8 +88,11 @@ def mlps_level_input(value: Any) -> Any:
     return value
 
 
+SystemId = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{2,31}$")]
+
+
 class SystemRecord(_Record):
-    id: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{2,31}$")
+    id: SystemId
     name: str = Field(min_length=1, max_length=128)
     department: Code
     owner: str = Field(min_length=1, max_length=128)
@@ -102,6 +105,8 @@ class SystemRecord(_Record):
     network_zone: Annotated[str, _enum("network_zone")]
     status: Annotated[str, _enum("system_status")]
     last_activity: datetime | None = None
+    depends_on: list[SystemId] = Field(default_factory=list)
+    """Systems this system needs (calls); they migrate in an earlier or the same wave."""
 
     @field_validator("mlps_level", mode="before")
     @classmethod
@@ -117,6 +122,23 @@ class SystemRecord(_Record):
         if value > datetime.now(UTC) + timedelta(days=1):
             raise ValueError(f"{value.isoformat()} is in the future")
         return value
+
+    @field_validator("depends_on", mode="before")
+    @classmethod
+    def _depends_on_list(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):  # "SYS-A;SYS-B", as in a CSV cell
+            return [item.strip() for item in value.split(";") if item.strip()]
+        return value
+
+    @field_validator("depends_on")
+    @classmethod
+    def _depends_on_others(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        own = info.data.get("id")
+        if own is not None and own in value:
+            raise ValueError(f"system {own} cannot depend on itself")
+        return list(dict.fromkeys(value))  # duplicates removed, order kept
 
     @model_validator(mode="after")
     def _level_matches_grading(self) -> SystemRecord:

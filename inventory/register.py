@@ -110,7 +110,8 @@ def validate_rows(session: Session, rows: list[RawRow]) -> dict[str, list[_Parse
 
 def _cascades(error: RowError, rejected: dict[str, set[str]]) -> bool:
     """True for "unknown X" errors whose X is a row of the same file already reported as invalid."""
-    target_kind = {"department": "department", "parent": "department", "system": "system", "network": "network"}
+    target_kind = {"department": "department", "parent": "department", "system": "system", "network": "network",
+                   "depends_on": "system"}
     kind = target_kind.get(error.field or "")
     if kind is None or not error.reason.startswith("unknown "):
         return False
@@ -159,6 +160,10 @@ def _check_references(session: Session, parsed: dict[str, list[_Parsed]]) -> lis
         s: SystemRecord = p.record
         if s.department not in dept_parent:
             errors.append(RowError(p.line, "system", s.id, "department", f"unknown department '{s.department}'"))
+        for needed in s.depends_on:
+            if needed not in stacks:
+                errors.append(RowError(p.line, "system", s.id, "depends_on", f"unknown system '{needed}' (neither "
+                                       "in this file nor in the register)"))
     errors.extend(_check_prefixes(session, parsed["prefix"], networks))
     errors.extend(_check_hosts(session, parsed["host"], stacks))
     return errors
@@ -300,29 +305,44 @@ def apply_rows(session: Session, parsed: dict[str, list[_Parsed]], audit: AuditC
     result = ImportResult()
     parsed = {**parsed, "department": _parents_first(parsed["department"])}
     for kind, model, key_attr, values_of in WRITERS:
+        done: list[tuple[str, str, dict[str, Any]]] = []  # (key, action, changes) in file order
         for p in parsed[kind]:
             key = getattr(p.record, KEY_FIELD[kind])
             values = values_of(p.record)
             obj = session.get(model, key)
             if obj is None:
                 session.add(model(**{key_attr: key}, **values))
-                session.flush()
-                result.created[kind] += 1
-                action, changes = "create", _jsonable(values)
+                done.append((str(key), "create", _jsonable(values)))
             else:
                 changes = {k: _jsonable({"v": v})["v"] for k, v in values.items()
                            if not _same(getattr(obj, k), v)}
-                if not changes:
-                    result.unchanged[kind] += 1
-                    continue
                 for k in changes:
                     setattr(obj, k, values[k])
-                session.flush()
-                result.updated[kind] += 1
-                action = "update"
+                done.append((str(key), "update", changes))
+            session.flush()
+        if kind == "system":  # every system of the file exists now: dependencies may point anywhere in it
+            for p, (_key, action, changes) in zip(parsed[kind], done, strict=True):
+                _apply_dependencies(session, p.record, action, changes)
+        for key, action, changes in done:
+            if not changes:
+                result.unchanged[kind] += 1
+                continue
+            (result.created if action == "create" else result.updated)[kind] += 1
             audit.append(session, actor=actor, action=f"inventory.{kind}.{action}", object_type=kind,
-                         object_id=str(key), payload=changes)
+                         object_id=key, payload=changes)
     return result
+
+
+def _apply_dependencies(session: Session, record: SystemRecord, action: str, changes: dict[str, Any]) -> None:
+    """Replace a system's dependency set with the record's; note the new set in ``changes`` if it differs."""
+    system = session.get_one(System, record.id)
+    wanted = sorted(record.depends_on)
+    current = sorted(d.id for d in system.depends_on)
+    if current != wanted:
+        system.depends_on = [session.get_one(System, i) for i in wanted]
+        session.flush()
+    if action == "create" or current != wanted:
+        changes["depends_on"] = wanted
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
@@ -354,6 +374,7 @@ def system_record(s: System) -> dict[str, Any]:
         "data_class": s.data_class, "public_data_level": s.public_data_level, "hosting": s.hosting,
         "network_stack": s.network_stack, "network_zone": s.network_zone, "status": s.status,
         "last_activity": _iso(s.last_activity),
+        "depends_on": sorted(d.id for d in s.depends_on),
     }
 
 

@@ -88,7 +88,8 @@ def system(system_id: str, session: Session = DB_SESSION,
     s = session.get(System, system_id)
     if s is None or not _visible(principal, session, s.department_code):
         raise HTTPException(404, f"system '{system_id}' not found")
-    return {**system_record(s), "hosts": [host_record(h) for h in s.hosts]}
+    dependents = [d.id for d in s.dependents]  # who needs this system (depends_on is in the record)
+    return {**system_record(s), "dependents": dependents, "hosts": [host_record(h) for h in s.hosts]}
 
 
 @router.get("/hosts", tags=["register"])

@@ -133,7 +133,12 @@ def cmd_waves(args: argparse.Namespace) -> int:
 
 
 def cmd_wave_run(args: argparse.Namespace) -> int:
-    """Dual-stack migration of one wave's systems that still need it (moving to 政务云 goes through tickets)."""
+    """Dual-stack migration of one wave's systems that still need it (moving to 政务云 goes through tickets).
+
+    The plan is made afresh from the register, so a dependency that is done has left it. A system of the wave that
+    needs a system still to migrate in an earlier wave (or outside ``--scope``) makes the run refuse, naming both,
+    unless ``--ignore-dependencies`` (check mode only warns).
+    """
     from infra.ipv6_migration import migrate_ipv6
 
     waves = _planned_waves(args)
@@ -147,8 +152,29 @@ def cmd_wave_run(args: argparse.Namespace) -> int:
     if not systems:
         err.print(f"wave {args.number}: no system needs the dual-stack migration (the others move through tickets)")
         return 0
+    blocking = _blocking(waves, wave, systems)
+    if blocking and not (args.ignore_dependencies or args.check):
+        err.print(f"[red]wave {args.number} refused: {blocking}; migrate those first "
+                  "(or pass --ignore-dependencies)[/]")
+        return 2
+    if blocking:
+        err.print(f"[yellow]wave {args.number}: {blocking}[/]")
     err.print(f"wave {args.number}: dual-stack migration of {', '.join(systems)}")
     return _run_with_progress(args, lambda rt, **kw: migrate_ipv6(rt, systems, args.actor, check=args.check, **kw))
+
+
+def _blocking(waves: list[Any], wave: Any, systems: list[str]) -> str:
+    """Which of ``systems`` need a system that is still to migrate and not in this wave (empty: none)."""
+    where = {s["id"]: w.number for w in waves for s in w.systems}
+    parts = []
+    for system in systems:
+        needs = [f"{d} (wave {where[d]})" if d in where else f"{d} (outside the scope)"
+                 for d in wave.waiting_on.get(system, [])]
+        if needs:
+            parts.append(f"{system} needs {', '.join(needs)}")
+    if not parts:
+        return ""
+    return "dependencies not yet migrated: " + "; ".join(parts)
 
 
 def cmd_onboard(args: argparse.Namespace) -> int:
@@ -238,6 +264,8 @@ def add_job_commands(sub: Any, net: Any) -> None:
     wave_run.add_argument("--size", type=int, default=10)
     wave_run.add_argument("--scope", action="append", default=[], metavar="DEPARTMENT")
     wave_run.add_argument("--check", action="store_true")
+    wave_run.add_argument("--ignore-dependencies", action="store_true",
+                          help="run even if a system of the wave needs one still to migrate in an earlier wave")
     wave_run.add_argument("--no-soc", action="store_true")
     wave_run.add_argument("--actor", default=actor)
     wave_run.set_defaults(func=cmd_wave_run)

@@ -25,7 +25,7 @@ def kpis(session: Session = DB_SESSION,
 @router.get("/net/waves")
 def waves(size: int = Query(10, ge=1, le=500), session: Session = DB_SESSION,
           principal: Principal = Depends(require("register.read"))) -> list[dict[str, Any]]:
-    """The migration waves still ahead, lower 等保 levels first."""
+    """The migration waves still ahead, lower 等保 levels first, no system before the systems it depends on."""
     return [w.as_dict() for w in plan_waves(session, size, principal.departments(session))]
 
 

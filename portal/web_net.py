@@ -1,4 +1,5 @@
-"""Console pages of the network migration: KPIs per department, the waves ahead, jobs and a job's live events."""
+"""Console pages of the network migration: KPIs per department, the waves ahead (with each system's dependencies),
+jobs and a job's live events."""
 
 from __future__ import annotations
 
