@@ -109,6 +109,33 @@ class JobSettings(BaseModel):
     queue_wait_s: int = Field(600, ge=0)  # how long a job waits for a free slot before it is refused
 
 
+class KubernetesSettings(BaseModel):
+    """The Kubernetes cluster the 等保 evidence collector reads (namespaces, network policies, quotas, RBAC).
+
+    Not configured by default: then the collector reports "no cluster configured" and the Kubernetes items stay
+    待人工. Give ``kubeconfig`` (optionally ``context``) or ``in_cluster: true`` (the pod's service account), e.g.
+    ``YUNSHU_KUBERNETES__KUBECONFIG=/etc/yunshu/kubeconfig``. The account needs only list/get on namespaces,
+    networkpolicies, resourcequotas, limitranges, roles, rolebindings, clusterroles and clusterrolebindings.
+    """
+
+    kubeconfig: Path | None = None
+    context: str | None = None  # None: the kubeconfig's current-context
+    in_cluster: bool = False
+    request_timeout_s: float = Field(10.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KubernetesSettings:
+        if self.in_cluster and self.kubeconfig is not None:
+            raise ValueError("kubernetes: give either kubeconfig or in_cluster, not both")
+        if self.context is not None and self.kubeconfig is None:
+            raise ValueError("kubernetes.context needs kubeconfig")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return self.in_cluster or self.kubeconfig is not None
+
+
 class Settings(BaseSettings):
     """Process-wide settings; build with :func:`load_settings`."""
 
@@ -121,6 +148,7 @@ class Settings(BaseSettings):
     soc: SocSettings = SocSettings()
     net: NetSettings = NetSettings()
     jobs: JobSettings = JobSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
 
     @classmethod
     def settings_customise_sources(

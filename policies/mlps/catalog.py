@@ -42,7 +42,7 @@ CloudRole = Literal["platform", "customer"]
 # only critical industries, or cloud platforms / cloud customers / both.
 Scope = Literal["general", "business_continuity", "critical_industry", "cloud_platform", "cloud_customer", "cloud_any"]
 
-CHECK_ID = re.compile(r"^(host|net|soc|infra|register|drills|crypto)\.[a-z0-9_]+$")
+CHECK_ID = re.compile(r"^(host|net|soc|infra|register|drills|crypto|k8s)\.[a-z0-9_]+$")
 UNIT_ID = re.compile(r"^L(?P<level>[1-4])-(?P<family>[A-Z]{3})(?P<scenario>[1-5])-(?P<nn>\d{2})$")
 
 

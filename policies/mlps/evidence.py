@@ -2,7 +2,7 @@
 
 Every section is optional: ``None`` means "not collected", which the checks report as 待人工 (never as a pass or a
 failure). Collectors fill the sections they own — the register, Ansible ``evidence.yml`` host facts, the Pulumi
-plan/state, SOC health, drill records, crypto/TLS probes — and stamp them with :class:`Provenance`.
+plan/state, SOC health, drill records, crypto/TLS probes, the Kubernetes API — and stamp them with :class:`Provenance`.
 Field values use the register's vocabulary codes (inventory/vocabulary.yaml).
 """
 
@@ -251,6 +251,104 @@ class CryptoFacts(_Model):
     certified_products: bool | None = None  # products hold 商用密码产品认证
 
 
+# --- Kubernetes (the cluster's API, read per namespace) ---------------------------------------------------------
+
+
+class K8sPeer(_Model):
+    """One peer of a NetworkPolicy rule. Selectors are ``matchLabels`` with ``matchExpressions`` as ``key op (v…)``.
+
+    A selector of ``None`` was not given; ``{}`` selects everything (every namespace / every pod)."""
+
+    cidr: str | None = None
+    except_cidrs: list[str] = Field(default_factory=list)
+    namespace_selector: dict[str, str] | None = None
+    pod_selector: dict[str, str] | None = None
+
+
+class K8sRule(_Model):
+    """One ingress or egress rule: no peers means any peer, no ports means every port."""
+
+    peers: list[K8sPeer] = Field(default_factory=list)
+    ports: list[str] = Field(default_factory=list)  # "TCP/8080", "UDP/53", "TCP/8000-8100", "TCP/*"
+
+
+class K8sNetworkPolicy(_Model):
+    """A NetworkPolicy with its policy types as Kubernetes applies them (Ingress implied; Egress when it has egress
+    rules, unless policyTypes is given)."""
+
+    name: str
+    pod_selector: dict[str, str] = Field(default_factory=dict)  # {} selects every pod of the namespace
+    policy_types: list[Literal["Ingress", "Egress"]] = Field(default_factory=list)
+    ingress: list[K8sRule] = Field(default_factory=list)
+    egress: list[K8sRule] = Field(default_factory=list)
+
+
+class K8sQuota(_Model):
+    name: str
+    hard: dict[str, str] = Field(default_factory=dict)
+
+
+class K8sLimit(_Model):
+    """One item of a LimitRange (``type`` Container / Pod / PersistentVolumeClaim)."""
+
+    type: str
+    default: dict[str, str] = Field(default_factory=dict)
+    default_request: dict[str, str] = Field(default_factory=dict)
+    max: dict[str, str] = Field(default_factory=dict)
+
+
+class K8sLimitRange(_Model):
+    name: str
+    limits: list[K8sLimit] = Field(default_factory=list)
+
+
+class K8sSubject(_Model):
+    kind: str  # User / Group / ServiceAccount
+    name: str
+    namespace: str | None = None
+
+
+class K8sBinding(_Model):
+    """A RoleBinding of the namespace, or a ClusterRoleBinding (``scope`` cluster: it grants in every namespace)."""
+
+    name: str
+    scope: Literal["namespace", "cluster"] = "namespace"
+    role_kind: str  # Role / ClusterRole
+    role: str
+    subjects: list[K8sSubject] = Field(default_factory=list)
+
+
+class K8sPolicyRule(_Model):
+    api_groups: list[str] = Field(default_factory=list)
+    resources: list[str] = Field(default_factory=list)
+    verbs: list[str] = Field(default_factory=list)
+
+
+class K8sRole(_Model):
+    """A Role of the namespace or a ClusterRole that one of its RoleBindings references."""
+
+    name: str
+    kind: Literal["Role", "ClusterRole"] = "Role"
+    rules: list[K8sPolicyRule] = Field(default_factory=list)
+
+
+class K8sFacts(_Model):
+    """One namespace of the system as the cluster's API shows it. A ``None`` list was not read (see
+    ``unreadable`` for why); an empty list was read and holds nothing."""
+
+    namespace: str
+    cluster: str = ""  # the API server read
+    labels: dict[str, str] = Field(default_factory=dict)
+    shared: bool = False  # the department's shared namespace (system-id label "shared"), not the system's own
+    pod_security_enforce: str | None = None  # pod-security.kubernetes.io/enforce; None: label absent
+    network_policies: list[K8sNetworkPolicy] | None = None
+    quotas: list[K8sQuota] | None = None
+    limit_ranges: list[K8sLimitRange] | None = None
+    bindings: list[K8sBinding] | None = None  # the namespace's RoleBindings and the non-default ClusterRoleBindings
+    roles: list[K8sRole] | None = None  # the namespace's Roles and the ClusterRoles its RoleBindings reference
+    unreadable: dict[str, str] = Field(default_factory=dict)  # what could not be read → why (e.g. "403 Forbidden")
+
+
 class Evidence(_Model):
     """Everything known about one system. Missing sections are ``None``.
 
@@ -265,4 +363,5 @@ class Evidence(_Model):
     soc: SocHealth | None = None
     drills: DrillRecords | None = None
     crypto: CryptoFacts | None = None
+    k8s: list[K8sFacts] | None = None  # the system's Kubernetes namespaces; [] = read, none found
     provenance: dict[str, Provenance] = Field(default_factory=dict)

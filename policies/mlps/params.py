@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 PARAMS_FILE = Path(__file__).with_name("check_params.yaml")
 
@@ -81,6 +82,29 @@ class Location(_Group):
     countries: list[str] = Field(min_length=1)
 
 
+PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
+
+
+class K8s(_Group):
+    """Kubernetes namespaces: accepted Pod Security levels per 等保 level, what quotas and limits must hold, which
+    roles and subjects count as over-privileged."""
+
+    pod_security: dict[int, list[PodSecurityLevel]]
+    require_egress_deny: bool
+    quota_keys: list[str] = Field(min_length=1)  # ResourceQuota hard limits that must be set
+    limit_keys: list[Literal["default", "default_request", "max"]] = Field(min_length=1)  # LimitRange (Container)
+    privileged_roles: list[str] = Field(min_length=1)  # ClusterRoles nobody is bound to outside the platform team
+    broad_groups: list[str]  # groups that mean "everyone": never a binding's subject
+
+    @field_validator("pod_security")
+    @classmethod
+    def _every_level(cls, value: dict[int, list[str]]) -> dict[int, list[str]]:
+        missing = [level for level in (2, 3) if not value.get(level)]
+        if missing:
+            raise ValueError(f"accepted Pod Security levels are needed for 等保 level(s) {missing}")
+        return value
+
+
 class CheckParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     password: Password
@@ -97,6 +121,7 @@ class CheckParams(BaseModel):
     drills: Drills
     tls: Tls
     location: Location
+    k8s: K8s
 
 
 def load_params(path: Path = PARAMS_FILE) -> CheckParams:

@@ -15,6 +15,7 @@ from portal.compliance.collect_crypto import Target, collect_crypto
 from portal.compliance.collect_drills import collect_drills
 from portal.compliance.collect_hosts import collect_hosts
 from portal.compliance.collect_infra import collect_infra
+from portal.compliance.collect_k8s import collect_k8s
 from portal.compliance.collect_soc import collect_soc
 from portal.compliance.system_info import system_info
 
@@ -58,11 +59,12 @@ def collect(rt: Runtime, system_id: str, *, now: datetime | None = None, probe_t
     infra, infra_prov, infra_detail = collect_infra(rt, system, now)
     crypto, crypto_prov, crypto_detail = collect_crypto(rt, system, now, targets=probe_targets,
                                                         include_portal=include_portal, timeout=probe_timeout)
-    evidence = Evidence(system=register, hosts=hosts, infra=infra, soc=soc, drills=drills, crypto=crypto,
+    k8s, k8s_prov, k8s_detail = collect_k8s(rt.settings.kubernetes, system, now)
+    evidence = Evidence(system=register, hosts=hosts, infra=infra, soc=soc, drills=drills, crypto=crypto, k8s=k8s,
                         provenance={"register": reg_prov, **host_prov, **soc_prov, **drill_prov, **infra_prov,
-                                    **crypto_prov})
+                                    **crypto_prov, **k8s_prov})
     details = {"hosts": host_detail, "soc": soc_detail, "drills": drill_detail, "infra": infra_detail,
-               "crypto": crypto_detail}
+               "crypto": crypto_detail, "k8s": k8s_detail}
     return Collected(evidence, details)
 
 

@@ -46,6 +46,33 @@ def host(name: str) -> dict[str, Any]:
     }
 
 
+def k8s_namespace(name: str = "dsj-apps", department: str = "DSJ", level: int = 3) -> dict[str, Any]:
+    """A namespace as the Kubernetes collector reads what K8sTenant creates (infra/cloud/k8s.py)."""
+    return {
+        "namespace": name,
+        "cluster": "https://k8s.gov.example:6443",
+        "labels": {"yunshu/system-id": "SYS-TEST-01", "yunshu/department": department},
+        "pod_security_enforce": "restricted" if level >= 3 else "baseline",
+        "network_policies": [
+            {"name": "default-deny", "policy_types": ["Ingress", "Egress"]},
+            {"name": "allow-dns", "policy_types": ["Egress"], "egress": [{
+                "peers": [{"namespace_selector": {"kubernetes.io/metadata.name": "kube-system"},
+                           "pod_selector": {"k8s-app": "kube-dns"}}], "ports": ["UDP/53", "TCP/53"]}]},
+            {"name": "allow-web", "pod_selector": {"app": "web"}, "policy_types": ["Ingress"], "ingress": [{
+                "peers": [{"namespace_selector": {"kubernetes.io/metadata.name": "ingress"}}], "ports": ["TCP/8080"]}]},
+        ],
+        "quotas": [{"name": "yunshu-quota", "hard": {"requests.cpu": "4", "requests.memory": "8Gi", "limits.cpu": "8",
+                                                     "limits.memory": "16Gi", "pods": "50"}}],
+        "limit_ranges": [{"name": "yunshu-limits", "limits": [{
+            "type": "Container", "default": {"cpu": "500m", "memory": "512Mi"},
+            "default_request": {"cpu": "100m", "memory": "128Mi"}, "max": {"cpu": "4", "memory": "8Gi"}}]}],
+        "bindings": [{"name": "yunshu-group-edit", "role_kind": "ClusterRole", "role": "edit",
+                      "subjects": [{"kind": "Group", "name": "dept-dsj"}]}],
+        "roles": [{"name": "edit", "kind": "ClusterRole", "rules": [
+            {"api_groups": ["", "apps"], "resources": ["pods", "deployments"], "verbs": ["get", "list", "create"]}]}],
+    }
+
+
 def good(level: int = 3, cloud_role: str | None = "customer") -> dict[str, Any]:
     """Plain evidence mapping (as a collector would produce) for a level-``level`` system on the government cloud."""
     return {
@@ -125,4 +152,5 @@ def good(level: int = 3, cloud_role: str | None = "customer") -> dict[str, Any]:
             "sm_algorithms_in_use": ["SM2", "SM3", "SM4"],
             "certified_products": True,
         },
+        "k8s": [k8s_namespace(level=level)],
     }

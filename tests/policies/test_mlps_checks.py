@@ -170,6 +170,11 @@ FAILING: list[tuple[str, Mutation, Result]] = [
     ("drills.annual_emergency_drill", at("drills.drills.0.kind", "attack_defense"), N),
     ("drills.findings_closed", at("drills.drills.0.findings_open", 1), P),
     ("drills.findings_closed", at("drills.drills", []), N),
+    ("k8s.network_default_deny", lambda d: d["k8s"][0]["network_policies"].pop(0), N),
+    ("k8s.network_allows_specific", at("k8s.0.network_policies.2.ingress.0.ports", []), P),
+    ("k8s.namespace_isolation", at("k8s.0.quotas", []), N),
+    ("k8s.rbac_least_privilege", at("k8s.0.bindings.0.subjects", [{"kind": "User", "name": "zhang.san"}]), P),
+    ("k8s.pod_security", at("k8s.0.pod_security_enforce", "privileged"), N),
 ]
 
 # Changes that look suspicious but must not fail the check.
@@ -216,7 +221,7 @@ def test_harmless_changes_do_not_fail(check_id: str, change: Mutation) -> None:
     assert evaluate(check_id, data) in (C, NA)
 
 
-@pytest.mark.parametrize("section", ["hosts", "infra", "soc", "drills", "crypto"])
+@pytest.mark.parametrize("section", ["hosts", "infra", "soc", "drills", "crypto", "k8s"])
 def test_missing_evidence_is_pending_never_pass_or_fail(section: str) -> None:
     data = good()
     data[section] = None

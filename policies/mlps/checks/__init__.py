@@ -35,7 +35,7 @@ class CheckSpec:
     fn: CheckFn
     title_zh: str
     title_en: str
-    source: str  # evidence section it reads: register / hosts / infra / soc / drills / crypto
+    source: str  # evidence section it reads: register / hosts / infra / soc / drills / crypto / k8s
 
 
 REGISTRY: dict[str, CheckSpec] = {}
@@ -158,4 +158,4 @@ def names(items: Iterable[str], limit: int = 5) -> str:
 
 
 # Register the checks (imports at the end so the modules can use the helpers above).
-from policies.mlps.checks import crypto, drills, host, infra, network, register, soc  # noqa: E402, F401
+from policies.mlps.checks import crypto, drills, host, infra, k8s, network, register, soc  # noqa: E402, F401
