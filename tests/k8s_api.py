@@ -62,7 +62,7 @@ def _matches(labels: dict[str, str], selector: str) -> bool:
 
 class KubeApi:
     """The server's state: objects by (kind, namespace, name), the token it accepts, kinds that answer 403, and a
-    log of the requests (method, path, authorised)."""
+    log of the requests (method, path with query, authorised)."""
 
     def __init__(self, token: str, objects: Iterable[dict[str, Any]] = ()) -> None:
         self.token = token
@@ -109,7 +109,7 @@ class KubeApi:
         """The status and JSON body for one request."""
         authorised = authorization == f"Bearer {self.token}"
         parts = urlsplit(raw_path)
-        self.requests.append((method, parts.path, authorised))
+        self.requests.append((method, raw_path, authorised))
         if not authorised:
             return 401, status(401, "Unauthorized", "Unauthorized")
         if method != "GET":
