@@ -286,3 +286,12 @@ def test_k8s_parameters_are_validated(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ValueError, match=r"k8s.pod_security: .*level\(s\) \[3\]"):
         load_params(bad)
+
+
+def test_every_k8s_check_has_a_remediation_suggestion() -> None:
+    from portal.compliance.remediation import suggestion_for, suggestions
+
+    for cid in K8S_CHECKS:
+        own = suggestions().checks[cid]  # its own suggestion, not the family's or the default
+        got = suggestion_for({"result": "不符合", "family": "CES", "checks": [{"check": cid, "result": "不符合"}]})
+        assert got == {"zh": own.zh, "en": own.en}
