@@ -112,9 +112,10 @@ class JobSettings(BaseModel):
 class KubernetesSettings(BaseModel):
     """The Kubernetes cluster the 等保 evidence collector reads (namespaces, network policies, quotas, RBAC).
 
-    Not configured by default: then the collector reports "no cluster configured" and the Kubernetes items stay
-    待人工. Give ``kubeconfig`` (optionally ``context``) or ``in_cluster: true`` (the pod's service account), e.g.
-    ``YUNSHU_KUBERNETES__KUBECONFIG=/etc/yunshu/kubeconfig``. The account needs only list/get on namespaces,
+    Not configured by default. Then, unless ``in_use`` declares that the city runs Kubernetes tenants, the collector
+    records "no cluster configured, none declared in use" and the Kubernetes checks are 不适用; with ``in_use: true``
+    they stay 待人工 until a cluster is configured. Give ``kubeconfig`` (optionally ``context``) or
+    ``in_cluster: true`` (the pod's service account), e.g. ``YUNSHU_KUBERNETES__KUBECONFIG=/etc/yunshu/kubeconfig``. The account needs only list/get on namespaces,
     networkpolicies, resourcequotas, limitranges, roles, rolebindings, clusterroles and clusterrolebindings.
     """
 
@@ -122,6 +123,7 @@ class KubernetesSettings(BaseModel):
     context: str | None = None  # None: the kubeconfig's current-context
     in_cluster: bool = False
     request_timeout_s: float = Field(10.0, gt=0, le=300)
+    in_use: bool = False  # Kubernetes tenants exist even though no cluster is configured here (items → 待人工)
 
     @model_validator(mode="after")
     def _one_source(self) -> KubernetesSettings:

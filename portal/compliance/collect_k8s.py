@@ -51,8 +51,13 @@ SHARED = "shared"
 POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce"
 BOOTSTRAP_LABEL = "kubernetes.io/bootstrapping"  # "rbac-defaults": the cluster's own bindings (system:masters …)
 CLOUD_HOSTING = ("gov_cloud", "dept_cloud")
-NOT_CONFIGURED = ("未配置 Kubernetes 集群（settings.kubernetes），Kubernetes 项待人工核查",
-                  "no Kubernetes cluster configured (settings.kubernetes); the Kubernetes items stay pending")
+NOT_CONFIGURED = ("未配置 Kubernetes 集群（settings.kubernetes），但已声明在用（kubernetes.in_use），"
+                  "Kubernetes 项待人工核查",
+                  "no Kubernetes cluster configured (settings.kubernetes) though one is declared in use "
+                  "(kubernetes.in_use); the Kubernetes items stay pending")
+NOT_IN_USE = ("未配置 Kubernetes 集群，亦未声明在用（kubernetes.in_use=false）：Kubernetes 项不适用",
+              "no Kubernetes cluster configured and none declared in use (kubernetes.in_use=false): the Kubernetes "
+              "items do not apply")
 
 Result = tuple[list[K8sFacts] | None, dict[str, Provenance], dict[str, Any]]
 
@@ -278,8 +283,11 @@ def collect_k8s(settings: KubernetesSettings, system: SystemInfo, now: datetime)
     """The system's namespaces as evidence, provenance (``k8s`` over the whole read, ``k8s:<namespace>`` per
     namespace) and what was read. Never raises: failures come back as ``None`` with the reason."""
     if not settings.configured:
-        detail: dict[str, Any] = {"configured": False, "reason": NOT_CONFIGURED[1], "reason_zh": NOT_CONFIGURED[0]}
-        return None, {"k8s": stamp(f"kubernetes: {NOT_CONFIGURED[1]}", now, {"configured": False})}, detail
+        zh, en = NOT_CONFIGURED if settings.in_use else NOT_IN_USE
+        detail: dict[str, Any] = {"configured": False, "in_use": settings.in_use, "reason": en, "reason_zh": zh}
+        provenance = {"k8s": stamp(f"kubernetes: {en}", now, {"configured": False, "in_use": settings.in_use})}
+        # declared not in use: read as "no namespace of this system" (不适用), with the declaration as its source
+        return (None if settings.in_use else []), provenance, detail
     origin = "in-cluster service account" if settings.in_cluster else \
         f"kubeconfig {settings.kubeconfig}" + (f" context {settings.context}" if settings.context else "")
     detail = {"configured": True, "config": origin}

@@ -284,12 +284,15 @@ def test_unusable_configuration(city: Runtime, tmp_path: Path, monkeypatch: pyte
 
 
 def test_not_configured_by_default(city: Runtime) -> None:
-    assert not city.settings.kubernetes.configured
+    assert not city.settings.kubernetes.configured and not city.settings.kubernetes.in_use
     collected = collect(city, SJJ, now=NOW, probe_targets=[])
-    assert collected.evidence.k8s is None
+    assert collected.evidence.k8s == []  # none declared in use: the Kubernetes checks do not apply
     assert collected.details["k8s"]["configured"] is False
-    assert "no Kubernetes cluster configured" in collected.evidence.provenance["k8s"].source
+    assert "none declared in use" in collected.evidence.provenance["k8s"].source
     system = sysinfo(city, SJJ)
+    assert results([], system) == dict.fromkeys(K8S_CHECKS, NA)
+    declared = collect_k8s(KubernetesSettings(in_use=True), system, NOW)
+    assert declared[0] is None and "declared in use" in declared[1]["k8s"].source
     assert results(None, system) == dict.fromkeys(K8S_CHECKS, PENDING)  # a cloud system: nobody looked
     assert results(None, sysinfo(city, GAJ_IDC)) == dict.fromkeys(K8S_CHECKS, NA)
 
