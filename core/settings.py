@@ -115,7 +115,8 @@ class KubernetesSettings(BaseModel):
     Not configured by default. Then, unless ``in_use`` declares that the city runs Kubernetes tenants, the collector
     records "no cluster configured, none declared in use" and the Kubernetes checks are 不适用; with ``in_use: true``
     they stay 待人工 until a cluster is configured. Give ``kubeconfig`` (optionally ``context``) or
-    ``in_cluster: true`` (the pod's service account), e.g. ``YUNSHU_KUBERNETES__KUBECONFIG=/etc/yunshu/kubeconfig``. The account needs only list/get on namespaces,
+    ``in_cluster: true`` (the pod's service account), e.g. ``YUNSHU_KUBERNETES__KUBECONFIG=/etc/yunshu/kubeconfig``.
+    The account needs only list/get on namespaces,
     networkpolicies, resourcequotas, limitranges, roles, rolebindings, clusterroles and clusterrolebindings.
     """
 
