@@ -4,8 +4,10 @@ time from receipt to alert.
 Stage A: the seeded corpus (sshd, firewall, nginx) parsed and enriched in memory, then timed on one core three ways:
 parse + enrich alone, the same plus detection with Yunshu's rules and SigmaHQ's linux/web/network rules (mapped to
 ECS), and detection alone. Stage B: a real ``SocServices`` (spool, consumer, store, rules, alerts in SQLite) receives
-syslog over TCP at a fixed rate; brute-force bursts from fresh addresses are mixed in, and each alert's latency is
-its creation time minus the send time of the line that completed the burst.
+syslog over TCP at a fixed rate from a sender process of its own (so that sending does not compete for the
+service's interpreter lock); brute-force bursts from fresh addresses are mixed in, and each alert's latency is its
+creation time minus the send time of the line that completed the burst. Stage B runs at the target rate and, with
+``--rates``, at lower rates too (where the machine keeps up, the latency is the pipeline's own).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform
 import socket
@@ -37,6 +40,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SIGMA = Path(os.environ.get("YUNSHU_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")) / "data" / "sigma"
 TARGET_RATE = 100_000
 TARGET_P99_S = 1.0
+TARGET_LATENCY_RATE = 20_000  # events/s at which the p99 target applies
 
 
 def ruleset():  # type: ignore[no-untyped-def]
@@ -84,6 +88,25 @@ def stage_a(lines: list[str], index: RegisterIndex, repeat: int) -> dict[str, An
         "detection_only_per_s": round(n / alone), "slowdown": round(full / base, 2),
         "pass": n / full >= TARGET_RATE,
     }
+
+
+def _sender(port: int, lines: list[str], rate: int, marked: list[int], out: Any) -> None:
+    """Sender process: send, then put (seconds taken, {index: send time}) on ``out``."""
+    marks = dict.fromkeys(marked, 0.0)
+    took = _send_at_rate(port, lines, rate, marks)
+    out.put((took, marks))
+
+
+def _send_in_process(port: int, lines: list[str], rate: int, marks: dict[int, float]) -> float:
+    """Run :func:`_send_at_rate` in a spawned process; ``marks`` is filled in from its result."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    sender = ctx.Process(target=_sender, args=(port, lines, rate, list(marks), out), daemon=True)
+    sender.start()
+    took, sent = out.get(timeout=600)
+    sender.join(30)
+    marks.update(sent)
+    return took
 
 
 def _send_at_rate(port: int, lines: list[str], rate: int, marks: dict[int, float]) -> float:
@@ -135,7 +158,7 @@ def stage_b(rate: int, seconds: int, workdir: Path) -> dict[str, Any]:
     thread.start()
     asyncio.run_coroutine_threadsafe(services.start(), loop).result(30)
     try:
-        sent_for = _send_at_rate(port, lines, rate, marks)
+        sent_for = _send_in_process(port, lines, rate, marks)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with rt.sessions() as session:
@@ -175,14 +198,15 @@ def _free_port() -> int:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    a, b = result.get("stage_a"), result.get("stage_b")
+    a, runs = result.get("stage_a"), result.get("stage_b") or []
     rows = ["| Measurement | Value | Target | Result |", "|---|---:|---:|---|"]
     if a:
         rows += _stage_a_rows(a)
-    if b:
+    for b in runs if isinstance(runs, list) else [runs]:
+        target = b["rate_target"] == TARGET_LATENCY_RATE
         rows.append(f"| receipt → alert p99 at {b['rate_target']:,} events/s (achieved {b['achieved_rate']:,}) | "
                     f"{b['latency_p99_s']} s (p50 {b['latency_p50_s']} s, {b['alerts']}/{b['bursts']} alerts) | "
-                    f"< {TARGET_P99_S} s | {'PASS' if b['pass'] else 'FAIL'} |")
+                    + (f"< {TARGET_P99_S} s | {'PASS' if b['pass'] else 'FAIL'} |" if target else " | |"))
     m = result["machine"]
     corpus = f"Corpus: {a['events']:,} seeded lines (sshd, firewall, nginx). " if a else ""
     rows += ["", f"{corpus}Machine: {m['cpu']}, {m['cpus']} CPUs, Python {m['python']}; {result['date']}."]
@@ -207,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.detect_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--rate", type=int, default=20_000, help="stage B: lines per second sent")
+    ap.add_argument("--rates", default=f"{TARGET_LATENCY_RATE},5000",
+                    help="stage B: lines per second sent, one run per rate (comma-separated)")
     ap.add_argument("--seconds", type=int, default=15, help="stage B: how long to send")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--note", default="", help="a sentence for the results (e.g. which of several runs this is)")
@@ -221,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_stage_a:
             result["stage_a"] = stage_a(lines, index, args.repeat)
             print(json.dumps(result["stage_a"]), flush=True)
-        result["stage_b"] = stage_b(args.rate, args.seconds, workdir)
-        print(json.dumps(result["stage_b"]), flush=True)
+        result["stage_b"] = []
+        for n, rate in enumerate(int(r) for r in args.rates.split(",") if r.strip()):
+            result["stage_b"].append(stage_b(rate, args.seconds, workdir / f"stage-b-{n}"))
+            print(json.dumps(result["stage_b"][-1]), flush=True)
     result["machine"] = {"cpu": _cpu(), "cpus": os.cpu_count(), "python": platform.python_version()}
     result["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     args.results.mkdir(parents=True, exist_ok=True)

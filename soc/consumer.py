@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("yunshu.soc.consumer")
 DETECTED = "detected"  # the spool cursor of the detection reader
-DETECTION_LAG_BYTES = 2 * 1024 * 1024  # the store writer pauses while detection is further behind the spool's end
+STORE_BATCH_WITH_DETECTION = 1000  # records the store writer reads from the spool at once while detection runs
+DETECTION_LAG_BYTES = 256 * 1024  # the store writer pauses while detection is further behind the spool's end
 
 
 @dataclass
@@ -214,7 +215,9 @@ class SpoolConsumer:
         batch, next_held = self.handoff.take(start) if limit is not None else (None, None)
         if batch is None:
             until = min((p for p in (limit, next_held) if p is not None), default=None)
-            records, end = self.spool.read(start, self.batch_records, until)
+            # with detection on, small store batches: a batch holds the interpreter while it is prepared
+            size = self.batch_records if limit is None else min(self.batch_records, STORE_BATCH_WITH_DETECTION)
+            records, end = self.spool.read(start, size, until)
             if not records:
                 if end != start:
                     self.spool.commit(end)  # moved into a newer segment
