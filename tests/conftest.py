@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,17 @@ def sqlite_rt(tmp_path: Path) -> Iterator[Runtime]:
 def load_sample(runtime: Runtime) -> None:
     with runtime.transaction() as session:
         import_file(session, SAMPLE, runtime.audit, "test")
+
+
+@contextmanager
+def sample_city(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Runtime]:
+    """A runtime of its own (SQLite, under a fresh ``name`` directory) with the sample city loaded."""
+    runtime = make_runtime(tmp_path_factory.mktemp(name) / "var")
+    try:
+        load_sample(runtime)
+        yield runtime
+    finally:
+        runtime.close()
 
 
 @dataclass

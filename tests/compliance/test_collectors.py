@@ -31,7 +31,7 @@ from soc.alerts.models import Alert
 from soc.drills.models import Drill, DrillFinding
 from soc.service import open_soc
 from tests.compliance.helpers import free_port, host_evidence, web_server
-from tests.conftest import load_sample, make_runtime
+from tests.conftest import sample_city
 
 SYSTEM = "SYS-SJJ-002"  # level 3, gov_cloud, hosts app01 / db01 / web01
 HOSTS = ["sjj-lwsj-app01", "sjj-lwsj-db01", "sjj-lwsj-web01"]
@@ -40,10 +40,8 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path_factory.mktemp("mlps-collect") / "var")
-    load_sample(rt)
-    yield rt
-    rt.close()
+    with sample_city(tmp_path_factory, "mlps-collect") as rt:
+        yield rt
 
 
 def _check(ev: Evidence, cid: str, level: int = 3) -> Result:

@@ -31,7 +31,7 @@ from portal.compliance.system_info import SystemInfo, system_info
 from portal.tickets import service as svc
 from portal.tickets.models import Ticket
 from tests.compliance.helpers import free_port
-from tests.conftest import load_sample, make_runtime
+from tests.conftest import sample_city
 from tests.k8s_api import KubeApi, cluster_defaults, kube_api, objects_from_plan
 
 TOKEN = "yunshu-collector-token-0123456789"
@@ -46,10 +46,8 @@ C, N, PENDING, NA = Result.COMPLIANT, Result.NON_COMPLIANT, Result.PENDING, Resu
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path_factory.mktemp("mlps-k8s") / "var")
-    load_sample(rt)
-    yield rt
-    rt.close()
+    with sample_city(tmp_path_factory, "mlps-k8s") as rt:
+        yield rt
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from portal.compliance.reports import (
     write_report,
 )
 from portal.compliance.store import AnswerRejected, record_answer, run_evaluation, trend
-from tests.conftest import load_sample, make_runtime
+from tests.conftest import sample_city
 
 SYSTEM = "SYS-SJJ-002"
 MANUAL = "L3-PSS1-01"  # 安全策略: a manual item
@@ -34,10 +34,8 @@ MANUAL = "L3-PSS1-01"  # 安全策略: a manual item
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path_factory.mktemp("mlps-store") / "var")
-    load_sample(rt)
-    yield rt
-    rt.close()
+    with sample_city(tmp_path_factory, "mlps-store") as rt:
+        yield rt
 
 
 @pytest.fixture(scope="module")

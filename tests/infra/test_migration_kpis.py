@@ -12,15 +12,13 @@ from core.runtime import Runtime
 from infra.migration_kpis import CITY, migration_kpis
 from infra.waves import needed_steps, plan_waves
 from inventory.models import System
-from tests.conftest import load_sample, make_runtime
+from tests.conftest import load_sample, make_runtime, sample_city
 
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path_factory.mktemp("kpi") / "var")
-    load_sample(rt)
-    yield rt
-    rt.close()
+    with sample_city(tmp_path_factory, "kpi") as rt:
+        yield rt
 
 
 def test_kpis_agree_with_the_register(city: Runtime) -> None:

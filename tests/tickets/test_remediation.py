@@ -18,7 +18,7 @@ from portal.compliance.remediation import open_remediation_ticket, remediation_t
 from portal.compliance.store import record_answer, run_evaluation
 from portal.tickets import service as svc
 from portal.tickets.models import Ticket
-from tests.conftest import load_sample, make_runtime
+from tests.conftest import sample_city
 
 SYSTEM = "SYS-GAJ-008"  # level 3 (GAJ) on the government cloud
 HOST_UNIT = "L3-CES1-01"  # 身份鉴别: linked to host baseline checks; answered 不符合 by the auditor
@@ -32,13 +32,11 @@ ENG = svc.Actor("eng", "platform_engineer", None)
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path_factory.mktemp("remediation") / "var")
-    load_sample(rt)
-    with rt.transaction() as session:
-        record_answer(session, rt, SYSTEM, unit=HOST_UNIT, result="不符合", auditor="li.auditor",
-                      note="口令复杂度未配置")
-    yield rt
-    rt.close()
+    with sample_city(tmp_path_factory, "remediation") as rt:
+        with rt.transaction() as session:
+            record_answer(session, rt, SYSTEM, unit=HOST_UNIT, result="不符合", auditor="li.auditor",
+                          note="口令复杂度未配置")
+        yield rt
 
 
 @pytest.fixture(scope="module")
