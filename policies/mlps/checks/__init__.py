@@ -76,6 +76,11 @@ def missing(check_id: str, what_zh: str, what_en: str) -> CheckResult:
     )
 
 
+def failing_share(failing: int, total: int) -> Result:
+    """部分符合 when only some of ``total`` fail, 不符合 when all do (``failing`` > 0)."""
+    return Result.PARTIAL if failing < total else Result.NON_COMPLIANT
+
+
 def not_applicable(check_id: str, zh: str, en: str) -> CheckResult:
     return CheckResult(check_id, Result.NOT_APPLICABLE, zh, en)
 

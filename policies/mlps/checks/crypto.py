@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.mlps.checks import CheckContext, check, missing, names, not_applicable, result
+from policies.mlps.checks import CheckContext, check, failing_share, missing, names, not_applicable, result
 from policies.mlps.evidence import Evidence
 from policies.mlps.results import CheckResult, Result
 
@@ -28,7 +28,7 @@ def tls_in_transit(ev: Evidence, ctx: CheckContext) -> CheckResult:
             f"{n} 个端点仅启用 {', '.join(sorted(allowed))}",
             f"all {n} endpoints use only allowed TLS versions",
         )
-    value = Result.PARTIAL if len(bad) < n else Result.NON_COMPLIANT
+    value = failing_share(len(bad), n)
     return result(
         cid,
         value,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from policies.mlps.checks import CheckContext, check, missing, names, not_applicable, result
+from policies.mlps.checks import CheckContext, check, failing_share, missing, names, not_applicable, result
 from policies.mlps.evidence import Evidence
 from policies.mlps.results import CheckResult, Result
 
@@ -21,7 +21,7 @@ def volume_encryption(ev: Evidence, ctx: CheckContext) -> CheckResult:
     plain = [v.name for v in vols if not v.encrypted]
     if not plain:
         return result(cid, Result.COMPLIANT, f"{len(vols)} 个存储卷均已加密", f"all {len(vols)} volumes encrypted")
-    value = Result.PARTIAL if len(plain) < len(vols) else Result.NON_COMPLIANT
+    value = failing_share(len(plain), len(vols))
     return result(
         cid,
         value,
@@ -114,7 +114,7 @@ def redundancy(ev: Evidence, ctx: CheckContext) -> CheckResult:
             f"all {len(roles)} roles are redundant",
             roles=dict(roles),
         )
-    value = Result.PARTIAL if len(single) < len(roles) else Result.NON_COMPLIANT
+    value = failing_share(len(single), len(roles))
     return result(
         cid, value, f"以下角色只有单实例：{names(single)}", f"single-instance roles: {names(single)}", roles=dict(roles)
     )

@@ -6,7 +6,7 @@ import ipaddress
 import socket
 from functools import lru_cache
 
-from policies.mlps.checks import CheckContext, check, missing, names, not_applicable, result
+from policies.mlps.checks import CheckContext, check, failing_share, missing, names, not_applicable, result
 from policies.mlps.evidence import Evidence, SecurityRule
 from policies.mlps.results import CheckResult, Result
 
@@ -120,7 +120,7 @@ def rules_specific(ev: Evidence, ctx: CheckContext) -> CheckResult:
             f"{len(ingress)} 条入向规则均限定协议和端口",
             f"all {len(ingress)} ingress rules are specific",
         )
-    value = Result.PARTIAL if len(loose) < len(ingress) else Result.NON_COMPLIANT
+    value = failing_share(len(loose), len(ingress))
     listed = names(r.group for r in loose)
     return result(
         cid,
@@ -153,7 +153,7 @@ def zone_addressing(ev: Evidence, ctx: CheckContext) -> CheckResult:
                 stray.append(f"{host.name} {addr}")
     if stray:
         value = (
-            Result.PARTIAL if len(stray) < sum(bool(h.ipv4) + bool(h.ipv6) for h in reg.hosts) else Result.NON_COMPLIANT
+            failing_share(len(stray), sum(bool(h.ipv4) + bool(h.ipv6) for h in reg.hosts))
         )
         return result(
             cid,

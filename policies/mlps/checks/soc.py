@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.mlps.checks import CheckContext, check, missing, names, not_applicable, result
+from policies.mlps.checks import CheckContext, check, failing_share, missing, names, not_applicable, result
 from policies.mlps.evidence import Evidence
 from policies.mlps.results import CheckResult, Result
 
@@ -24,7 +24,7 @@ def sources_reporting(ev: Evidence, ctx: CheckContext) -> CheckResult:
             f"{len(expected)} 台主机 24 小时内均有日志",
             f"all {len(expected)} hosts reported in 24 h",
         )
-    value = Result.PARTIAL if len(silent) < len(expected) else Result.NON_COMPLIANT
+    value = failing_share(len(silent), len(expected))
     return result(
         cid,
         value,
