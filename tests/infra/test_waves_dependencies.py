@@ -4,12 +4,14 @@ finished dependencies imposing nothing, and ``net wave-run`` refusing to run a w
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
@@ -17,7 +19,9 @@ from sqlalchemy.orm import Session
 from core.runtime import Runtime
 from infra.waves import Wave, plan_waves
 from inventory.models import Department, System
-from tests.conftest import make_runtime
+from portal.app import create_app
+from tests.conftest import Portal, make_runtime
+from tests.test_auth import login
 
 PENDING = {"hosting": "local_idc", "network_stack": "ipv4", "network_zone": "egov_extranet", "status": "live"}
 DONE = {"hosting": "gov_cloud", "network_stack": "dual", "network_zone": "egov_extranet", "status": "live"}
@@ -286,3 +290,18 @@ def test_wave_run_refuses_while_an_earlier_wave_is_not_done(cli_home: list[tuple
 def test_wave_run_with_the_dependency_in_the_same_wave(cli_home: list[tuple[list[str], bool]]) -> None:
     assert _wave_run("1", "--size", "3") == 0  # wave 1 [P2, Q1, P1]: Q1 runs with P1
     assert cli_home == [([sid("P2"), sid("Q1"), sid("P1")], False)]
+
+
+def test_network_page_shows_each_systems_dependencies(portal: Portal) -> None:
+    """网络迁移 on the sample city: a dependency still ahead, one in the same wave (the 社保 cycle), one done."""
+    with TestClient(create_app(portal.rt)) as client:
+        assert login(client, "platform-engineer").status_code == 303
+        html = client.get("/net").text
+    rows = {m["sys"]: m["deps"] for m in re.finditer(r'<div data-system="(?P<sys>[^"]+)">(?P<deps>.*?)</div>', html,
+                                                     re.S)}
+    marks = {sys: dict((d, cls) for cls, d in re.findall(r'class="[^"]*dep-(\w+)"[^>]*>([^<]+)<', deps))
+             for sys, deps in rows.items()}
+    assert marks["SYS-XZSPJ-001"] == {"SYS-DSJ-005": "waiting", "SYS-DSJ-006": "done", "SYS-XZSPJ-004": "done",
+                                      "SYS-XZSPJ-005": "waiting"}
+    assert marks["SYS-RSJ-001"] == {"SYS-RSJ-005": "same"} and marks["SYS-RSJ-005"] == {"SYS-RSJ-001": "same"}
+    assert "依赖" in html and "SYS-GAJ-008" not in marks  # done systems are in no wave
