@@ -228,3 +228,17 @@ def test_api_system_detail_shows_both_directions(portal: Portal) -> None:
     listed = portal.client.get("/api/systems?department=RSJ", headers=headers).json()["items"]
     by_id = {s["id"]: s["depends_on"] for s in listed}
     assert by_id["SYS-RSJ-001"] == ["SYS-RSJ-005"] and by_id["SYS-RSJ-005"] == ["SYS-RSJ-001"]  # the sample's cycle
+
+
+def test_system_page_shows_both_directions(portal: Portal) -> None:
+    from tests.tickets.test_web import logged_in
+
+    browser = logged_in(portal, "platform-engineer")
+    page = browser.get("/systems/SYS-XZSPJ-001").text
+    needs = page.split('id="detail-depends-on">')[1].split("</dd>")[0]
+    assert [f"SYS-{x}" for x in ("DSJ-005", "DSJ-006", "XZSPJ-004", "XZSPJ-005")] == \
+        [part.split('"')[0] for part in needs.split('href="/systems/')[1:]]
+    needed_by = page.split('id="detail-dependents">')[1].split("</dd>")[0]
+    assert 'href="/systems/SYS-ZFB-005"' in needed_by and 'href="/systems/SYS-ZWFWZX-003"' in needed_by
+    lone = browser.get("/systems/SYS-DSJ-006").text.split('id="detail-depends-on">')[1].split("</dd>")[0]
+    assert lone == "—"
