@@ -89,21 +89,32 @@ class Portal:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
 
+@contextmanager
+def open_portal(tmp_path_factory: pytest.TempPathFactory, name: str, **portal: object) -> Iterator[Portal]:
+    """A portal with the sample city loaded and a user plus token per role (SQLite, under a fresh ``name``
+    directory; ``portal`` overrides portal settings)."""
+    runtime = make_runtime(tmp_path_factory.mktemp(name) / "var", None, **portal)
+    try:
+        load_sample(runtime)
+        tokens: dict[str, str] = {}
+        with runtime.transaction() as session:
+            for role in ROLES:
+                dept = "GAJ" if role == "department_user" else None
+                user = create_user(session, runtime.audit, runtime.settings.portal, actor="test",
+                                   username=role.replace("_", "-"), role=role, password=PASSWORD, department=dept)
+                tokens[role] = create_token(session, runtime.audit, actor="test", user=user, name="t")[1]
+            other = create_user(session, runtime.audit, runtime.settings.portal, actor="test", username="rsj-user",
+                                role="department_user", password=PASSWORD, department="RSJ")
+            tokens["department_user_rsj"] = create_token(session, runtime.audit, actor="test", user=other,
+                                                         name="t")[1]
+        with TestClient(create_app(runtime)) as client:
+            yield Portal(runtime, client, tokens)
+    finally:
+        runtime.close()
+
+
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     """One portal with the sample city loaded and a user plus token per role (SQLite)."""
-    runtime = make_runtime(tmp_path_factory.mktemp("portal") / "var")
-    load_sample(runtime)
-    tokens: dict[str, str] = {}
-    with runtime.transaction() as session:
-        for role in ROLES:
-            dept = "GAJ" if role == "department_user" else None
-            user = create_user(session, runtime.audit, runtime.settings.portal, actor="test",
-                               username=role.replace("_", "-"), role=role, password=PASSWORD, department=dept)
-            tokens[role] = create_token(session, runtime.audit, actor="test", user=user, name="t")[1]
-        other = create_user(session, runtime.audit, runtime.settings.portal, actor="test", username="rsj-user",
-                            role="department_user", password=PASSWORD, department="RSJ")
-        tokens["department_user_rsj"] = create_token(session, runtime.audit, actor="test", user=other, name="t")[1]
-    with TestClient(create_app(runtime)) as client:
-        yield Portal(runtime, client, tokens)
-    runtime.close()
+    with open_portal(tmp_path_factory, "portal") as opened:
+        yield opened

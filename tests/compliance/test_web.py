@@ -8,22 +8,15 @@ import json
 import re
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from starlette.routing import NoMatchFound
 
-from core.runtime import Runtime
-from portal import compliance_api, web_compliance
-from portal.app import create_app
 from portal.compliance.reports import verify_report
-from portal.models import ROLES
-from portal.security import create_token, create_user
-from tests.conftest import PASSWORD, load_sample, make_runtime
+from tests.conftest import PASSWORD, Portal, open_portal
 
 SYSTEM = "SYS-XFJ-002"  # level 3 on the government cloud, no web hosts (nothing to probe)
 MANUAL = "L3-PSS1-01"
@@ -37,40 +30,14 @@ COMPLIANCE = {("POST", "/api/compliance/systems/{system_id}/evaluate"),
               ("POST", "/compliance/{system_id}/evaluate"), ("POST", "/compliance/{system_id}/answers")}
 
 
-@dataclass
-class App:
-    rt: Runtime
-    app: FastAPI
-    client: TestClient
-    tokens: dict[str, str]
-
-    def auth(self, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[role]}"}
-
-
 @pytest.fixture(scope="module")
-def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    rt = make_runtime(tmp_path_factory.mktemp("mlps-web") / "var", None, mfa_required_roles=[])
-    load_sample(rt)
-    tokens = {}
-    with rt.transaction() as session:
-        for role in ROLES:
-            user = create_user(session, rt.audit, rt.settings.portal, actor="test", username=role.replace("_", "-"),
-                               role=role, password=PASSWORD, department="GAJ" if role == "department_user" else None)
-            tokens[role] = create_token(session, rt.audit, actor="test", user=user, name="t")[1]
-    app = create_app(rt)
-    try:  # once portal/app.py includes the compliance routers, they are not added twice
-        app.url_path_for("compliance_page")
-    except NoMatchFound:
-        app.include_router(compliance_api.router)
-        app.include_router(web_compliance.router)
-    with TestClient(app) as client:
-        yield App(rt, app, client, tokens)
-    rt.close()
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    with open_portal(tmp_path_factory, "mlps-web", mfa_required_roles=[]) as opened:
+        yield opened
 
 
-def test_auditor_evaluates_answers_and_downloads_the_signed_report(portal: App, tmp_path: Path) -> None:
-    c, auditor = portal.client, portal.auth("auditor")
+def test_auditor_evaluates_answers_and_downloads_the_signed_report(portal: Portal, tmp_path: Path) -> None:
+    c, auditor = portal.client, portal.as_role("auditor")
     assert c.get(f"/api/compliance/systems/{SYSTEM}", headers=auditor).status_code == 404  # never evaluated
     first = c.post(f"/api/compliance/systems/{SYSTEM}/evaluate", headers=auditor)
     assert first.status_code == 200, first.text
@@ -107,16 +74,16 @@ def test_auditor_evaluates_answers_and_downloads_the_signed_report(portal: App, 
 
 
 @pytest.mark.parametrize("role", ["department_user", "platform_engineer", "security_analyst", "resource_approver"])
-def test_other_roles_cannot_use_the_compliance_endpoints(portal: App, role: str) -> None:
-    c, headers = portal.client, portal.auth(role)
+def test_other_roles_cannot_use_the_compliance_endpoints(portal: Portal, role: str) -> None:
+    c, headers = portal.client, portal.as_role(role)
     assert c.get("/api/compliance/systems", headers=headers).status_code == 403
     assert c.post(f"/api/compliance/systems/{SYSTEM}/evaluate", headers=headers).status_code == 403
     assert c.post(f"/api/compliance/systems/{SYSTEM}/answers", headers=headers,
                   json={"unit": MANUAL, "result": "符合"}).status_code == 403
 
 
-def test_console_as_auditor_with_csrf(portal: App) -> None:
-    c = TestClient(portal.app)
+def test_console_as_auditor_with_csrf(portal: Portal) -> None:
+    c = TestClient(portal.client.app)
     page = c.get("/login")
     csrf = CSRF_INPUT.search(page.text).group(1)  # type: ignore[union-attr]
     assert c.post("/login", data={"username": "auditor", "password": PASSWORD, "csrf_token": csrf},
@@ -157,21 +124,21 @@ def _state_changing_routes(app: FastAPI) -> list[tuple[str, str]]:
     return sorted(set(found))
 
 
-def test_auditor_is_read_only_everywhere_else(portal: App) -> None:
+def test_auditor_is_read_only_everywhere_else(portal: Portal) -> None:
     """API routes with the auditor's token, console routes with its session and a valid CSRF token: 403 each.
     A real ticket (a department user's draft) stands behind the ticket routes, so refusals are not 404s."""
-    ticket = portal.client.post("/api/tickets?draft=true", headers=portal.auth("department_user"),
+    ticket = portal.client.post("/api/tickets?draft=true", headers=portal.as_role("department_user"),
                                 json=json.loads(json.dumps(yaml.safe_load(TICKET_SAMPLE.read_text(encoding="utf-8")),
                                                    default=str)))
     assert ticket.status_code == 201, ticket.text
     ref = str(ticket.json()["id"])
     values = {"system_id": SYSTEM, "ref": ref, "ticket_ref": ref, "action": "withdraw"}
-    web = TestClient(portal.app)
+    web = TestClient(portal.client.app)
     csrf = CSRF_INPUT.search(web.get("/login").text).group(1)  # type: ignore[union-attr]
     assert web.post("/login", data={"username": "auditor", "password": PASSWORD, "csrf_token": csrf},
                     follow_redirects=False).status_code == 303
     token = CSRF_INPUT.search(web.get("/").text).group(1)  # type: ignore[union-attr]
-    routes = _state_changing_routes(portal.app)
+    routes = _state_changing_routes(portal.client.app)
     assert set(routes) >= COMPLIANCE and len(routes) > 20
     allowed = []
     for method, path in routes:
@@ -179,17 +146,18 @@ def test_auditor_is_read_only_everywhere_else(portal: App) -> None:
             continue
         url = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: values.get(m.group(1), "1"), path)
         if path.startswith("/api/"):
-            response = portal.client.request(method, url, headers=portal.auth("auditor"), json={})
+            response = portal.client.request(method, url, headers=portal.as_role("auditor"), json={})
         else:
             response = web.request(method, url, data={"csrf_token": token}, follow_redirects=False)
         if response.status_code != 403:
             allowed.append((method, path, response.status_code))
     assert allowed == [], "\n".join(map(str, allowed))
-    assert portal.client.get(f"/api/tickets/{ref}", headers=portal.auth("department_user")).json()["state"] == "draft"
+    shown = portal.client.get(f"/api/tickets/{ref}", headers=portal.as_role("department_user")).json()
+    assert shown["state"] == "draft"
 
 
-def test_remediation_ticket_from_a_failed_item_api_and_console(portal: App) -> None:
-    c, admin = portal.client, portal.auth("admin")
+def test_remediation_ticket_from_a_failed_item_api_and_console(portal: Portal) -> None:
+    c, admin = portal.client, portal.as_role("admin")
     run = c.post(f"/api/compliance/systems/{SYSTEM}/evaluate", headers=admin)
     assert run.status_code == 200, run.text
     result = c.get(f"/api/compliance/systems/{SYSTEM}", headers=admin).json()
@@ -209,12 +177,12 @@ def test_remediation_ticket_from_a_failed_item_api_and_console(portal: App) -> N
     assert draft.status_code == 201 and draft.json()["state"] == "draft"
     refused = c.post(url, headers=admin, json={"unit": passed["unit"]})
     assert refused.status_code == 422 and "only 不符合 / 部分符合" in refused.json()["detail"]
-    assert c.post(url, headers=portal.auth("department_user"), json={"unit": failed[0]["unit"]}).status_code == 403
-    assert c.post(url, headers=portal.auth("auditor"), json={"unit": failed[0]["unit"]}).status_code == 403
+    assert c.post(url, headers=portal.as_role("department_user"), json={"unit": failed[0]["unit"]}).status_code == 403
+    assert c.post(url, headers=portal.as_role("auditor"), json={"unit": failed[0]["unit"]}).status_code == 403
     assert c.post("/api/compliance/systems/SYS-NOPE-001/remediation", headers=admin,
                   json={"unit": failed[0]["unit"]}).status_code == 404
 
-    web = TestClient(portal.app)
+    web = TestClient(portal.client.app)
     csrf = CSRF_INPUT.search(web.get("/login").text).group(1)  # type: ignore[union-attr]
     assert web.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": csrf},
                     follow_redirects=False).status_code == 303
@@ -231,7 +199,7 @@ def test_remediation_ticket_from_a_failed_item_api_and_console(portal: App) -> N
     assert 'id="ticket-finding"' in shown.text and failed[1]["unit"] in shown.text and "等保整改" in shown.text
     assert 'data-state="security_review"' in shown.text
 
-    auditor = TestClient(portal.app)
+    auditor = TestClient(portal.client.app)
     csrf = CSRF_INPUT.search(auditor.get("/login").text).group(1)  # type: ignore[union-attr]
     auditor.post("/login", data={"username": "auditor", "password": PASSWORD, "csrf_token": csrf})
     assert "remediation-form" not in auditor.get(f"/compliance/{SYSTEM}").text  # auditors file no tickets
