@@ -110,7 +110,7 @@ def submit(body: dict[str, Any], session: Session = DB_SESSION, rt: Runtime = De
 
 @router.get("/idle-systems")
 def idle_systems(session: Session = DB_SESSION, principal: Principal = Depends(require("tickets.read")),
-                 days: int | None = Query(None, ge=1, le=3650)) -> dict[str, Any]:
+                 days: int | None = Query(None, ge=1, le=svc.IDLE_DAYS_MAX)) -> dict[str, Any]:
     """僵尸系统: systems with no register activity for ``days`` (default from the ticket policy)."""
     actor = actor_of(principal, session)
     items = svc.idle_systems(session, days, departments=actor.departments)

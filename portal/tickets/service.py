@@ -835,6 +835,9 @@ def ticket_dict(session: Session, ticket: Ticket, *, detail: bool = False) -> di
     return out
 
 
+IDLE_DAYS_MAX = 3650  # the largest idle threshold the API and console accept
+
+
 def idle_systems(session: Session, days: int | None = None, now: datetime | None = None,
                  departments: frozenset[str] | None = None) -> list[dict[str, Any]]:
     """僵尸系统: systems (not decommissioned) with no register activity for ``days`` (or none recorded)."""

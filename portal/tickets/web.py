@@ -81,13 +81,15 @@ def idle_page(request: Request, session: Session = DB_SESSION,
         raw = request.query_params.get("days")
         if raw:
             days = int(raw)
-            if not 1 <= days <= 3650:
+            if not 1 <= days <= svc.IDLE_DAYS_MAX:
                 raise ValueError
     except ValueError:
-        error, days = "days must be a whole number from 1 to 3650 / 天数须为 1–3650 的整数", ticket_policy().idle_days
+        error = f"days must be a whole number from 1 to {svc.IDLE_DAYS_MAX} / 天数须为 1–{svc.IDLE_DAYS_MAX} 的整数"
+        days = ticket_policy().idle_days
     rows = svc.idle_systems(session, days, departments=actor_of(principal, session).departments)
     return render(request, "tickets_idle.html", {"me": principal, "nav": "tickets", "rows": rows, "days": days,
-                                                 "error": error, "can_submit": principal.can("tickets.submit")})
+                                                 "max_days": svc.IDLE_DAYS_MAX, "error": error,
+                                                 "can_submit": principal.can("tickets.submit")})
 
 
 def _form_ticket(values: dict[str, str]) -> dict[str, Any]:
