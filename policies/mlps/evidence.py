@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+CLOUD_HOSTING = ("gov_cloud", "dept_cloud")  # register hosting codes of systems that are customers of a cloud
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -70,7 +72,7 @@ class RegisterFacts(_Model):
         """Systems on a cloud are its customers unless stated otherwise."""
         if self.cloud_role:
             return self.cloud_role
-        return "customer" if self.hosting in ("gov_cloud", "dept_cloud") else None
+        return "customer" if self.hosting in CLOUD_HOSTING else None
 
 
 # --- hosts (Ansible evidence.yml facts) -------------------------------------------------------------------------

@@ -20,12 +20,11 @@ from core.runtime import Runtime
 from infra.cloud.from_register import request_for_system
 from infra.cloud.plan import PlanError, plan
 from inventory.models import Prefix
-from policies.mlps.evidence import InfraFacts, Instance, Provenance, SecurityRule, Volume
+from policies.mlps.evidence import CLOUD_HOSTING, InfraFacts, Instance, Provenance, SecurityRule, Volume
 from portal.compliance.digest import stamp
 from portal.compliance.system_info import SystemInfo
 from portal.tickets.models import Ticket
 
-CLOUD_HOSTING = ("gov_cloud", "dept_cloud")
 EXPOSURE_RULE = "YS-CLOUD-006"
 DUAL_STACK_RULE = "YS-CLOUD-003"
 ENCRYPTION_RULE = "YS-CLOUD-002"

@@ -29,6 +29,7 @@ from kubernetes.config.kube_config import load_kube_config
 from core.settings import KubernetesSettings
 from infra.cloud.tags import K8S_PREFIX
 from policies.mlps.evidence import (
+    CLOUD_HOSTING,
     K8sBinding,
     K8sFacts,
     K8sLimit,
@@ -50,7 +51,6 @@ DEPARTMENT_LABEL = f"{K8S_PREFIX}department"
 SHARED = "shared"
 POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce"
 BOOTSTRAP_LABEL = "kubernetes.io/bootstrapping"  # "rbac-defaults": the cluster's own bindings (system:masters …)
-CLOUD_HOSTING = ("gov_cloud", "dept_cloud")
 NOT_CONFIGURED = ("未配置 Kubernetes 集群（settings.kubernetes），但已声明在用（kubernetes.in_use），"
                   "Kubernetes 项待人工核查",
                   "no Kubernetes cluster configured (settings.kubernetes) though one is declared in use "

@@ -15,6 +15,7 @@ from core.runtime import Runtime
 from inventory.models import System
 from policies.mlps.catalog import default_catalog
 from policies.mlps.evaluate import Answer, Evaluator, SystemEvaluation
+from policies.mlps.evidence import CLOUD_HOSTING
 from policies.mlps.report import report_data
 from policies.mlps.results import Result
 from portal.compliance.collect import SUPPORTED_LEVELS, Collected, UnsupportedLevel, collect, unsupported_message
@@ -40,7 +41,7 @@ def _aware(ts: datetime) -> datetime:
 
 
 def _units_for(system: System) -> set[str]:
-    cloud = "customer" if system.hosting in ("gov_cloud", "dept_cloud") else None
+    cloud = "customer" if system.hosting in CLOUD_HOSTING else None
     return {r.unit for r in default_catalog().for_system(system.mlps_level, cloud)}
 
 
