@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ from portal.security import create_token, create_user
 from tests.browser_support import browser, playwright  # noqa: F401 - module-scoped browser fixtures
 from tests.pg import Cluster
 
-SAMPLE = Path(__file__).resolve().parent.parent / "inventory" / "samples" / "city.yaml"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = REPO_ROOT / "inventory" / "samples" / "city.yaml"
 PASSWORD = "Corr3ct-Horse-Battery"
 _db_names = itertools.count()
 
@@ -64,6 +67,26 @@ def sqlite_rt(tmp_path: Path) -> Iterator[Runtime]:
 def load_sample(runtime: Runtime) -> None:
     with runtime.transaction() as session:
         import_file(session, SAMPLE, runtime.audit, "test")
+
+
+def sample_home_with_users(home: Path, users: list[tuple[str, str, str | None]]) -> None:
+    """``home`` with the sample city and users (name, role, department), each with the test password; closed."""
+    runtime = make_runtime(home)
+    try:
+        load_sample(runtime)
+        with runtime.transaction() as session:
+            for name, role, department in users:
+                create_user(session, runtime.audit, runtime.settings.portal, actor="test", username=name, role=role,
+                            password=PASSWORD, department=department)
+    finally:
+        runtime.close()
+
+
+def run_cli(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``yunshu ARGS`` as a separate process on ``home`` (run from the repository)."""
+    env = {"YUNSHU_HOME": str(home), "PATH": "/usr/bin"}
+    return subprocess.run([sys.executable, "-m", "portal.cli", *args], env=env, cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @contextmanager

@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import func, select
 
 from inventory.ipam import IpamAllocation
-from tests.conftest import PASSWORD, load_sample, make_runtime
+from tests.conftest import make_runtime, run_cli, sample_home_with_users
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "inventory" / "samples" / "tickets"
 
 
 def test_infra_plan_of_a_ticket(tmp_path: Path) -> None:
-    from portal.security import create_user
-
     home = tmp_path / "var"
-    rt = make_runtime(home)
-    load_sample(rt)
-    with rt.transaction() as session:
-        create_user(session, rt.audit, rt.settings.portal, actor="test", username="gaj-user", role="department_user",
-                    password=PASSWORD, department="GAJ")
-    env = {"YUNSHU_HOME": str(home), "PATH": "/usr/bin"}
+    sample_home_with_users(home, [("gaj-user", "department_user", "GAJ")])
+    rt = make_runtime(home)  # to look at what the command stored
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "portal.cli", *args], env=env, cwd=REPO, capture_output=True,
-                              text=True, timeout=300)
-
-    submitted = cli("tickets", "submit", str(SAMPLES / "cloud_resources.yaml"), "--as", "gaj-user")
+    submitted = run_cli(home, "tickets", "submit", str(SAMPLES / "cloud_resources.yaml"), "--as", "gaj-user")
     assert submitted.returncode == 0, submitted.stderr
     ref = json.loads(submitted.stdout)["id"]
     with rt.sessions() as session:
         allocations = session.scalar(select(func.count()).select_from(IpamAllocation))
-    planned = cli("infra", "plan", ref)
+    planned = run_cli(home, "infra", "plan", ref)
     assert planned.returncode == 0, planned.stderr
     result = json.loads(planned.stdout)
     assert result["mode"] == "plan" and result["applied"] is False and "nothing applied" in result["notice"]
@@ -45,5 +33,5 @@ def test_infra_plan_of_a_ticket(tmp_path: Path) -> None:
     with rt.sessions() as session:  # the plan stored nothing
         assert session.scalar(select(func.count()).select_from(IpamAllocation)) == allocations
     rt.close()
-    missing = cli("infra", "plan", "TKT-424242")
+    missing = run_cli(home, "infra", "plan", "TKT-424242")
     assert missing.returncode == 2 and "no ticket TKT-424242" in missing.stderr

@@ -4,34 +4,23 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-from tests.conftest import PASSWORD, load_sample, make_runtime
+from tests.conftest import run_cli, sample_home_with_users
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "inventory" / "samples" / "tickets"
 
 
 def test_submit_approve_show_from_the_command_line(tmp_path: Path) -> None:
-    from portal.security import create_user
-
     home = tmp_path / "var"
-    rt = make_runtime(home)
-    load_sample(rt)
-    with rt.transaction() as session:
-        for name, role, dept in (("gaj-user", "department_user", "GAJ"), ("reviewer", "security_reviewer", None),
-                                 ("approver", "resource_approver", None)):
-            create_user(session, rt.audit, rt.settings.portal, actor="test", username=name, role=role,
-                        password=PASSWORD, department=dept)
-    rt.close()
-    env = {"YUNSHU_HOME": str(home), "PATH": "/usr/bin"}
+    sample_home_with_users(home, [("gaj-user", "department_user", "GAJ"), ("reviewer", "security_reviewer", None),
+                                  ("approver", "resource_approver", None)])
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "portal.cli", "tickets", *args], env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=300)
+        return run_cli(home, "tickets", *args)
 
     submitted = cli("submit", str(SAMPLES / "change.yaml"), "--as", "gaj-user")
     assert submitted.returncode == 0, submitted.stderr
