@@ -14,9 +14,12 @@ import ipaddress
 import json
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from soc.ecs import Event
 from soc.store.base import SearchQuery, SearchResult, StoreUnavailable, WriteResult, histogram_step
@@ -134,7 +137,17 @@ def _ts_ms(value: Any) -> int:
 # the dotted names of COLUMNS and IP_KEYS split once; _field() reads them like soc.ecs.get(event, name)
 _HOT_PATHS = tuple(tuple(name.split(".")) for name in COLUMNS)
 _IP_PATHS = tuple(tuple(name.split(".")) for name in IP_KEYS)
-_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # = json.dumps with these options
+
+_json_fallback = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _to_json(event: Event) -> str:
+    """The stored document: compact UTF-8 JSON through orjson (about ten times the standard encoder's speed); what
+    orjson refuses (keys that are not strings, integers past 64 bits) goes through the standard encoder."""
+    try:
+        return orjson.dumps(event).decode()
+    except TypeError:
+        return _json_fallback(event)
 
 
 def _field(event: Event, path: tuple[str, ...]) -> Any:
@@ -144,6 +157,22 @@ def _field(event: Event, path: tuple[str, ...]) -> Any:
             return None
         node = node.get(part)
     return node
+
+
+def _getter(path: tuple[str, ...]) -> Callable[[Event], Any]:
+    """``_field`` for one path, unrolled for the usual depths (the row of every stored event reads 14 of them)."""
+    if len(path) == 2:
+        first, second = path
+
+        def two(event: Event) -> Any:
+            node = event.get(first)
+            return node.get(second) if isinstance(node, dict) else None
+        return two
+    return lambda event: _field(event, path)
+
+
+_HOT_GETTERS = tuple(_getter(path) for path in _HOT_PATHS)
+_IP_GETTERS = tuple(_getter(path) for path in _IP_PATHS)
 
 
 def _json_path(field: str) -> str:
@@ -199,8 +228,8 @@ class SQLiteStore:
 
     # --- writing --------------------------------------------------------------------------------------
     def _row(self, doc_id: str, event: Event) -> tuple[Any, ...]:
-        hot = [None if (v := _field(event, path)) is None else str(v) for path in _HOT_PATHS]
-        keys = [ip_key(_field(event, path)) for path in _IP_PATHS]
+        hot = [None if (v := get(event)) is None else str(v) for get in _HOT_GETTERS]
+        keys = [ip_key(get(event)) for get in _IP_GETTERS]
         return (doc_id, ts_ms(event["@timestamp"]), *hot, *keys, event.get("message"), _to_json(event))
 
     def write(self, docs: list[tuple[str, Event]]) -> WriteResult:
