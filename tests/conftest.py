@@ -82,11 +82,12 @@ def sample_home_with_users(home: Path, users: list[tuple[str, str, str | None]])
         runtime.close()
 
 
-def run_cli(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``yunshu ARGS`` as a separate process on ``home`` (run from the repository)."""
-    env = {"YUNSHU_HOME": str(home), "PATH": "/usr/bin"}
-    return subprocess.run([sys.executable, "-m", "portal.cli", *args], env=env, cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+def run_cli(home: Path, *args: str, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``yunshu ARGS`` as a separate process on ``home`` (run from the repository); ``env`` adds variables."""
+    environment = {"YUNSHU_HOME": str(home), "PATH": "/usr/bin", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "portal.cli", *args], env=environment, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @contextmanager

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from portal.app import create_app
-from tests.conftest import PASSWORD, load_sample, make_runtime
+from tests.conftest import PASSWORD, load_sample, make_runtime, run_cli
 
 
 def test_user_add_and_token_create(tmp_path: Path) -> None:
     home = tmp_path / "var"
     rt = make_runtime(home)
     load_sample(rt)
-    env = {"YUNSHU_HOME": str(home), "PATH": "/usr/bin", "PW": PASSWORD, "WEAK": "password"}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "portal.cli", *args], env=env, capture_output=True, text=True,
-                              timeout=120)
+        return run_cli(home, *args, timeout=120, env={"PW": PASSWORD, "WEAK": "password"})
 
     weak = cli("user", "add", "bob", "--role", "department_user", "--department", "GAJ", "--password-env", "WEAK")
     assert weak.returncode == 1 and "password rejected" in weak.stderr
@@ -52,11 +49,9 @@ def test_net_waves_and_wave_run_errors(tmp_path: Path) -> None:
     rt = make_runtime(home)
     load_sample(rt)
     rt.close()
-    env = {"YUNSHU_HOME": str(home), "PATH": "/usr/bin"}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "portal.cli", *args], env=env, capture_output=True, text=True,
-                              timeout=120)
+        return run_cli(home, *args, timeout=120)
 
     waves = [json.loads(line) for line in cli("net", "waves", "--size", "4").stdout.splitlines()]
     assert waves and [w["wave"] for w in waves] == list(range(1, len(waves) + 1))

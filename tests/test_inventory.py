@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from inventory.ansible_inventory import build_inventory
 from inventory.files import FileFormatError
 from inventory.models import Department, Host, Prefix, System
 from inventory.register import ImportRejected, export_text, import_file
-from tests.conftest import SAMPLE, load_sample
+from tests.conftest import SAMPLE, load_sample, run_cli
 
 GOOD_SYSTEM = """
 departments:
@@ -263,12 +262,9 @@ def test_ansible_inventory(rt: Runtime) -> None:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_cli_import_errors_and_ansible_list(rt: Runtime, tmp_path: Path) -> None:
-    env = {"YUNSHU_HOME": str(rt.settings.home), "YUNSHU_DATABASE_URL": rt.settings.db_url, "PATH": "/usr/bin",
-           "COLUMNS": "200"}
-
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "portal.cli", *args], env=env, capture_output=True, text=True,
-                              timeout=120)
+        return run_cli(rt.settings.home, *args, timeout=120,
+                       env={"YUNSHU_DATABASE_URL": rt.settings.db_url, "COLUMNS": "200"})
 
     broken = tmp_path / "b.yaml"
     broken.write_text(GOOD_SYSTEM.replace("mlps_level: 2", "mlps_level: 7"), encoding="utf-8")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inventory.ipam import IpamExhausted, lowest_free_address, lowest_free_subnet, plan_ipv6
-from tests.conftest import load_sample, make_runtime
+from tests.conftest import load_sample, make_runtime, run_cli
 
 BLOCK = ipaddress.IPv6Network("2001:db8::/40")
 
@@ -87,14 +85,12 @@ def test_plan_over_the_sample_city_is_stable(tmp_path: Path) -> None:
 
 
 def test_cli_plan(tmp_path: Path) -> None:
-    env = {"YUNSHU_HOME": str(tmp_path / "var"), "PATH": os.environ["PATH"]}
     rt = make_runtime(tmp_path / "var")
     load_sample(rt)
     rt.close()
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "portal.cli", "net", "plan-ipv6", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
+        return run_cli(tmp_path / "var", "net", "plan-ipv6", *args, timeout=120)
 
     done = cli("--scope", "GAJ")
     assert done.returncode == 0, done.stderr

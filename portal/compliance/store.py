@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
-from inventory.models import System
+from inventory.models import System, aware
 from policies.mlps.catalog import default_catalog
 from policies.mlps.evaluate import Answer, Evaluator, SystemEvaluation
 from policies.mlps.evidence import CLOUD_HOSTING
@@ -34,10 +34,6 @@ def evaluator() -> Evaluator:
     if _EVALUATOR is None:
         _EVALUATOR = Evaluator()
     return _EVALUATOR
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _units_for(system: System) -> set[str]:
@@ -80,7 +76,7 @@ def current_answers(session: Session, system_id: str) -> list[Answer]:
     for row in session.scalars(select(ComplianceAnswer).where(ComplianceAnswer.system_id == system_id)
                                .order_by(ComplianceAnswer.id)):
         newest[row.unit] = row
-    return [Answer(unit=r.unit, result=Result(r.result), auditor=r.auditor, answered_at=_aware(r.answered_at),
+    return [Answer(unit=r.unit, result=Result(r.result), auditor=r.auditor, answered_at=aware(r.answered_at),
                    note=r.note, mitigated=r.mitigated) for r in newest.values()]
 
 
@@ -89,7 +85,7 @@ def answer_rows(session: Session, system_id: str) -> list[dict[str, Any]]:
     rows = session.scalars(select(ComplianceAnswer).where(ComplianceAnswer.system_id == system_id)
                            .order_by(ComplianceAnswer.id.desc()))
     return [{"id": r.id, "unit": r.unit, "result": r.result, "auditor": r.auditor,
-             "answered_at": _aware(r.answered_at).isoformat(), "note": r.note, "mitigated": r.mitigated}
+             "answered_at": aware(r.answered_at).isoformat(), "note": r.note, "mitigated": r.mitigated}
             for r in rows]
 
 
@@ -140,7 +136,7 @@ def run_evaluation(rt: Runtime, system_id: str, actor: str, *, now: datetime | N
 
 def summary(run: EvaluationRun) -> dict[str, Any]:
     """One evaluation's headline numbers as plain data."""
-    return {"id": run.id, "system_id": run.system_id, "evaluated_at": _aware(run.evaluated_at).isoformat(),
+    return {"id": run.id, "system_id": run.system_id, "evaluated_at": aware(run.evaluated_at).isoformat(),
             "actor": run.actor, "level": run.level, "conclusion": run.conclusion, "provisional": run.provisional,
             "rate_percent": None if run.rate is None else round(run.rate * 100, 2),
             "counts": json.loads(run.counts), "high_risks": run.high_risks, "answers_used": run.answers_used,
