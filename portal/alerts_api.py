@@ -1,4 +1,4 @@
-"""Alert routes: list, detail, workflow transitions and comments (department scoping enforced)."""
+"""Alert routes: list, detail, workflow transitions, hand-over (assign) and comments (department scoping enforced)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
 from portal.deps import DB_SESSION, Principal, require, runtime
+from portal.models import User
+from portal.rbac import policy
 from soc.alerts.models import Alert, AlertHistory, AlertNote
 from soc.alerts.policy import OPEN_STATUSES, SEVERITY_ORDER, STATUSES
 from soc.alerts.service import AlertService, WorkflowError, alert_payload
@@ -24,8 +26,30 @@ class TransitionIn(BaseModel):
     note: str | None = Field(None, max_length=10_000)
 
 
+class AssignIn(BaseModel):
+    assignee: str | None = Field(description="user name of the new assignee; null to unassign", max_length=64)
+    note: str | None = Field(None, max_length=10_000)
+
+
 class CommentIn(BaseModel):
     body: str = Field(min_length=1, max_length=10_000)
+
+
+def check_assignee(session: Session, username: str) -> str:
+    """The user name if it names an active user whose role may work alerts (soc.alerts.manage); otherwise a
+    ValueError that says what is wrong."""
+    name = username.strip()
+    if not name:
+        raise ValueError("assignee: give a user name / 请填写处理人")
+    user = session.scalar(select(User).where(User.username == name))
+    if user is None:
+        raise ValueError(f"assignee: no user {name!r} / 用户 {name} 不存在")
+    if not user.active:
+        raise ValueError(f"assignee: user {name!r} is deactivated / 用户 {name} 已停用")
+    if not policy().allows(user.role, "soc.alerts.manage"):
+        raise ValueError(f"assignee: user {name!r} (role {user.role}) cannot work alerts (needs soc.alerts.manage)"
+                         f" / 用户 {name} 无告警处置权限")
+    return name
 
 
 def alert_query(principal: Principal, session: Session, status: str | None = None,
@@ -89,9 +113,32 @@ def transition(alert_id: int, body: TransitionIn, session: Session = DB_SESSION,
                principal: Principal = Depends(require("soc.alerts.manage"))) -> dict[str, Any]:
     """Acknowledge, investigate, resolve, mark as false positive or reopen; written to the audit chain."""
     alert = visible_alert(session, principal, alert_id)
+    assignee = body.assignee
+    if assignee:
+        try:
+            assignee = check_assignee(session, assignee)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
     try:
         AlertService(audit=rt.audit).transition(session, alert, body.status, principal.name,
-                                                assignee=body.assignee, note=body.note)
+                                                assignee=assignee, note=body.note)
+    except WorkflowError as exc:
+        raise HTTPException(409, str(exc)) from None
+    session.flush()
+    return alert_detail(session, alert)
+
+
+@router.post("/{alert_id}/assign")
+def assign(alert_id: int, body: AssignIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+           principal: Principal = Depends(require("soc.alerts.manage"))) -> dict[str, Any]:
+    """Hand an open alert over to another analyst (or unassign it) without changing its status; audited."""
+    alert = visible_alert(session, principal, alert_id)
+    try:
+        assignee = check_assignee(session, body.assignee) if body.assignee is not None else None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    try:
+        AlertService(audit=rt.audit).assign(session, alert, assignee, principal.name, note=body.note)
     except WorkflowError as exc:
         raise HTTPException(409, str(exc)) from None
     session.flush()

@@ -266,6 +266,33 @@ def cmd_soc_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_soc_alerts_assign(args: argparse.Namespace) -> int:
+    """Hand an open alert over to USER (or unassign it with --unassign) without changing its status; audited."""
+    from portal.alerts_api import check_assignee
+    from soc.alerts.models import Alert
+    from soc.alerts.service import AlertService, WorkflowError, alert_payload
+
+    if (args.user is None) == (not args.unassign):
+        err.print("[red]give either USER or --unassign[/]")
+        return 2
+    rt = _runtime()
+    with rt.transaction() as session:
+        alert = session.get(Alert, args.id)
+        if alert is None:
+            err.print(f"[red]no alert {args.id} / 告警不存在[/]")
+            return 2
+        try:
+            assignee = None if args.unassign else check_assignee(session, args.user)
+            AlertService(audit=rt.audit).assign(session, alert, assignee, args.actor, note=args.note)
+        except (ValueError, WorkflowError) as exc:  # WorkflowError is a ValueError; both say what is wrong
+            err.print(f"[red]{exc}[/]")
+            session.rollback()
+            return 2
+        payload = alert_payload(alert)
+    print(json.dumps(payload, ensure_ascii=False))
+    return 0
+
+
 def cmd_soc_retention(args: argparse.Namespace) -> int:
     from soc.service import apply_retention, open_soc
 
@@ -337,10 +364,18 @@ def add_soc_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     rep.add_argument("--format", choices=["html", "json"], default="html")
     rep.add_argument("-o", "--output")
     rep.set_defaults(func=cmd_soc_drill_report)
-    alerts = soc.add_parser("alerts", help="alerts as JSON lines, newest first")
+    alerts = soc.add_parser("alerts", help="alerts as JSON lines, newest first; `alerts assign` hands one over")
     alerts.add_argument("--status", help="open, new, acknowledged, investigating, resolved or false_positive")
     alerts.add_argument("--limit", type=int, default=1000)
     alerts.set_defaults(func=cmd_soc_alerts)
+    alert_cmds = alerts.add_subparsers(dest="alerts_cmd")
+    assign = alert_cmds.add_parser("assign", help="hand an open alert over to USER (status unchanged; audited)")
+    assign.add_argument("id", type=int, metavar="ID")
+    assign.add_argument("user", nargs="?", metavar="USER", help="user name of an analyst (soc.alerts.manage)")
+    assign.add_argument("--unassign", action="store_true", help="leave the alert without an assignee")
+    assign.add_argument("--note", help="why it is handed over (kept as a note)")
+    assign.add_argument("--actor", default=os.environ.get("USER", "cli"))
+    assign.set_defaults(func=cmd_soc_alerts_assign)
     ret = soc.add_parser("retention", help="delete events past their retention (per data class)")
     ret.add_argument("--store")
     ret.set_defaults(func=cmd_soc_retention)

@@ -206,6 +206,32 @@ class AlertService:
                               object_id=str(alert.id), payload={"from": previous, "assignee": alert.assignee})
         return alert
 
+    def assign(self, session: Session, alert: Alert, assignee: str | None, actor: str, *,
+               note: str | None = None, now: datetime | None = None) -> Alert:
+        """Hand an open alert over to ``assignee`` (None: unassign) without changing its status; recorded in the
+        history and the audit chain. Whether the assignee may work alerts is the caller's check."""
+        now = now or datetime.now(UTC)
+        assignee = assignee.strip() if assignee is not None else None
+        if assignee == "":
+            raise WorkflowError("the assignee cannot be empty (give a user name, or unassign)")
+        if alert.status not in OPEN_STATUSES:
+            raise WorkflowError(f"alert {alert.id} is {alert.status}; only an open alert can be handed over "
+                                "(reopen it first)")
+        if assignee == alert.assignee:
+            state = f"assigned to {assignee}" if assignee else "unassigned"
+            raise WorkflowError(f"alert {alert.id} is already {state}")
+        previous = alert.assignee
+        alert.assignee = assignee
+        session.add(AlertHistory(alert_id=alert.id, actor=actor, from_status=alert.status, to_status=alert.status,
+                                 assignee=assignee, at=now))
+        if note and note.strip():
+            session.add(AlertNote(alert_id=alert.id, author=actor, body=note.strip()[:10_000], created_at=now))
+        if self.audit is not None:
+            self.audit.append(session, actor=actor, action="alert.assign", object_type="alert",
+                              object_id=str(alert.id),
+                              payload={"from": previous, "to": assignee, "status": alert.status})
+        return alert
+
     def comment(self, session: Session, alert: Alert, actor: str, body: str) -> AlertNote:
         if not body.strip():
             raise WorkflowError("a comment cannot be empty")

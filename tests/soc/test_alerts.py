@@ -15,11 +15,12 @@ from sqlalchemy import func, select
 
 from core.audit import AuditEntry
 from core.runtime import Runtime
+from portal.security import create_user
 from soc.alerts.models import Alert, AlertHistory, WebhookDelivery
 from soc.alerts.policy import alert_policy
 from soc.alerts.service import AlertService, Detection, WebhookTarget, WorkflowError, sla_state
 from soc.alerts.webhook import MAX_ATTEMPTS, deliver_due, signature
-from tests.conftest import make_runtime
+from tests.conftest import PASSWORD, make_runtime, run_cli, sample_home_with_users
 from tests.soc.test_ingest import _cli, _hosts, _wait_for, soc_portal  # noqa: F401 — soc_portal is a fixture
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -220,6 +221,104 @@ def test_alerts_api_scoping_and_workflow(soc_portal) -> None:  # type: ignore[no
     metrics = client.get("/metrics").text
     assert 'yunshu_soc_alerts_total{rule="f6fdcda2-afcc-40ed-aa78-6f5632dd878c",severity=' in metrics
     assert "yunshu_soc_rule_evaluation_seconds_total" in metrics
+
+
+def _record_alert(rt: Runtime, n: int = 1, **kwargs: Any) -> int:
+    """One alert of GAJ recorded through the alert service (as the detection stage would); its id."""
+    with rt.transaction() as s:
+        alert = next(iter(AlertService().record(s, [_detection(n, **kwargs)], now=datetime.now(UTC)).created.values()))
+        return alert.id
+
+
+def test_alert_handover_keeps_status_and_is_audited(soc_portal) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    client, rt, tokens = soc_portal
+    analyst = {"Authorization": f"Bearer {tokens['security_analyst']}"}
+    dept_user = {"Authorization": f"Bearer {tokens['department_user']}"}
+    with rt.transaction() as s:
+        create_user(s, rt.audit, rt.settings.portal, actor="t", username="analyst-2", role="security_analyst",
+                    password=PASSWORD)
+        gone = create_user(s, rt.audit, rt.settings.portal, actor="t", username="analyst-gone",
+                           role="security_analyst", password=PASSWORD)
+        gone.active = False
+    url = f"/api/soc/alerts/{_record_alert(rt)}"
+    assert client.post(f"{url}/transition", json={"status": "acknowledged"}, headers=analyst).json()[
+        "assignee"] == "security-analyst"
+
+    handed = client.post(f"{url}/assign", json={"assignee": "analyst-2", "note": "夜班交接 / night shift"},
+                         headers=analyst)
+    assert handed.status_code == 200, handed.text
+    body = handed.json()
+    assert body["status"] == "acknowledged" and body["assignee"] == "analyst-2"
+    assert body["history"][-1] | {"at": None} == {"actor": "security-analyst", "from": "acknowledged",
+                                                  "to": "acknowledged", "assignee": "analyst-2", "at": None}
+    assert body["notes"][-1]["body"] == "夜班交接 / night shift"
+    assert client.get(url, headers=analyst).json()["assignee"] == "analyst-2"  # committed
+
+    for who, reason in [("nobody", "no user 'nobody'"), ("analyst-gone", "deactivated"),
+                        ("department-user", "cannot work alerts"), ("  ", "give a user name")]:
+        refused = client.post(f"{url}/assign", json={"assignee": who}, headers=analyst)
+        assert refused.status_code == 422 and reason in refused.json()["detail"], (who, refused.text)
+    again = client.post(f"{url}/assign", json={"assignee": "analyst-2"}, headers=analyst)
+    assert again.status_code == 409 and "already assigned to analyst-2" in again.json()["detail"]
+    assert client.post(f"{url}/assign", json={"assignee": "analyst-2"}, headers=dept_user).status_code == 403
+    bad_transition = client.post(f"{url}/transition", json={"status": "investigating", "assignee": "nobody"},
+                                 headers=analyst)
+    assert bad_transition.status_code == 422 and "no user 'nobody'" in bad_transition.json()["detail"]
+    assert client.get(url, headers=analyst).json()["status"] == "acknowledged"  # the refused transition left it
+
+    unassigned = client.post(f"{url}/assign", json={"assignee": None}, headers=analyst).json()
+    assert unassigned["assignee"] is None and unassigned["status"] == "acknowledged"
+    client.post(f"{url}/transition", json={"status": "resolved", "note": "已处置"}, headers=analyst)
+    closed = client.post(f"{url}/assign", json={"assignee": "analyst-2"}, headers=analyst)
+    assert closed.status_code == 409 and "only an open alert" in closed.json()["detail"]
+    assert client.post("/api/soc/alerts/999999/assign", json={"assignee": "analyst-2"},
+                       headers=analyst).status_code == 404
+
+    with rt.sessions() as s:
+        entries = list(s.scalars(select(AuditEntry).where(AuditEntry.action == "alert.assign")
+                                 .order_by(AuditEntry.seq)))
+        assert [(e.actor, json.loads(e.payload)) for e in entries] == [
+            ("security-analyst", {"from": "security-analyst", "to": "analyst-2", "status": "acknowledged"}),
+            ("security-analyst", {"from": "analyst-2", "to": None, "status": "acknowledged"})]
+        assert rt.audit.verify(s).ok
+
+
+def test_cli_assigns_an_alert(tmp_path: Path) -> None:
+    home = tmp_path / "var"
+    sample_home_with_users(home, [("analyst-2", "security_analyst", None), ("dept-1", "department_user", "GAJ")])
+    rt = make_runtime(home)
+    try:
+        alert_id = _record_alert(rt)
+    finally:
+        rt.close()
+    done = run_cli(home, "soc", "alerts", "assign", str(alert_id), "analyst-2", "--actor", "lead",
+                   "--note", "handover")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert (shown["id"], shown["assignee"], shown["status"]) == (alert_id, "analyst-2", "new")
+    listed = [json.loads(line) for line in run_cli(home, "soc", "alerts").stdout.splitlines()]
+    assert [(a["id"], a["assignee"]) for a in listed] == [(alert_id, "analyst-2")]
+
+    unknown = run_cli(home, "soc", "alerts", "assign", str(alert_id), "nobody")
+    assert unknown.returncode == 2 and "no user 'nobody'" in unknown.stderr
+    dept = run_cli(home, "soc", "alerts", "assign", str(alert_id), "dept-1")
+    assert dept.returncode == 2 and "cannot work alerts" in dept.stderr
+    missing = run_cli(home, "soc", "alerts", "assign", "999", "analyst-2")
+    assert missing.returncode == 2 and "no alert 999" in missing.stderr
+    neither = run_cli(home, "soc", "alerts", "assign", str(alert_id))
+    assert neither.returncode == 2 and "USER or --unassign" in neither.stderr
+    cleared = run_cli(home, "soc", "alerts", "assign", str(alert_id), "--unassign")
+    assert cleared.returncode == 0 and json.loads(cleared.stdout)["assignee"] is None
+    rt = make_runtime(home)
+    try:
+        with rt.sessions() as s:
+            audited = [(e.actor, json.loads(e.payload)["to"]) for e in s.scalars(
+                select(AuditEntry).where(AuditEntry.action == "alert.assign").order_by(AuditEntry.seq))]
+            history = [(h.from_status, h.to_status, h.assignee) for h in s.scalars(select(AlertHistory))]
+    finally:
+        rt.close()
+    assert audited == [("lead", "analyst-2"), ("cli", None)]  # run_cli passes no USER
+    assert history == [("new", "new", "analyst-2"), ("new", "new", None)]
 
 
 def test_cli_ingest_raises_alerts_and_lists_them(tmp_path: Path) -> None:
