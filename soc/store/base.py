@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -18,7 +19,10 @@ KEYWORD_FIELDS = (
     "user.name", "process.name", "url.path", "http.request.method", "http.response.status_code",
     "gov.system.id", "gov.department", "gov.mlps_level", "gov.data_class", "gov.pii", "log.syslog.appname",
 )
-IP_FIELDS = ("host.ip", "source.ip", "destination.ip", "related.ip")
+# Every ip field of the event mapping (soc/store/es_template.json): filtered exactly or by CIDR (v4 and v6); a
+# field holding a list (host.ip, related.ip) matches when any of its addresses does.
+IP_FIELDS = ("host.ip", "source.ip", "destination.ip", "related.ip", "source.nat.ip", "destination.nat.ip",
+             "observer.ip")
 # Date-histogram intervals every store supports, in seconds.
 HISTOGRAM_INTERVALS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21_600, "1d": 86_400}
 
@@ -31,15 +35,32 @@ def histogram_step(interval: str) -> int:
         raise ValueError(f"interval {interval!r}: expected one of {', '.join(HISTOGRAM_INTERVALS)}") from None
 
 
+def ip_filter_network(name: str, value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The addresses an IP-field filter matches: a CIDR (host bits ignored, as Elasticsearch does) or one address
+    (a /32 or /128); ValueError naming the field and the value otherwise."""
+    text = str(value)
+    try:
+        if "/" in text:
+            return ipaddress.ip_network(text, strict=False)
+        return ipaddress.ip_network(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"{name}: {value!r} is not an IP address or CIDR network "
+                         "(e.g. 198.18.1.10, 198.18.0.0/15, 2001:db8::/32)") from None
+
+
 def split_where(items: list[str]) -> tuple[dict[str, str | int], dict[str, str]]:
-    """``field=value`` filters → (exact matches, CIDR ranges on IP fields); ValueError names a malformed item."""
+    """``field=value`` filters → (exact matches, CIDR ranges on IP fields); ValueError names a malformed item or
+    a value of an IP field that is neither an address nor a CIDR network."""
     where: dict[str, str | int] = {}
     cidr: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name.strip():
+        name = name.strip()
+        if not sep or not name:
             raise ValueError(f"filters are field=value, got {item!r}")
-        (cidr if name in IP_FIELDS and "/" in value else where)[name.strip()] = value
+        if name in IP_FIELDS:
+            ip_filter_network(name, value)
+        (cidr if name in IP_FIELDS and "/" in value else where)[name] = value
     return where, cidr
 
 

@@ -6,6 +6,11 @@ indexes. IP addresses are also stored as 16-byte keys (IPv4 mapped into IPv6) so
 once per written batch. The index keeps no positions (``detail=none``, about half the cost of a full one per
 row): a substring is looked up as a ``LIKE`` on it (FTS5 answers that from the trigrams) and checked against the
 stored message.
+
+Filters on an IP field match exactly or by CIDR, on every address the field holds (as Elasticsearch's ip type
+does): source.ip and destination.ip (one address each) through their indexed keys; host.ip through its key, which
+is its first address, or any further address of a list in the document; the other IP fields (related.ip, ...) in
+the document through the registered function ``yunshu_ip_key``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from soc.ecs import Event
-from soc.store.base import SearchQuery, SearchResult, StoreUnavailable, WriteResult, histogram_step
+from soc.store.base import (
+    IP_FIELDS,
+    SearchQuery,
+    SearchResult,
+    StoreUnavailable,
+    WriteResult,
+    histogram_step,
+    ip_filter_network,
+)
 from soc.store.sigma_sql import UnsupportedInSql, register_functions, rule_sql
 
 if TYPE_CHECKING:
@@ -43,6 +56,8 @@ COLUMNS: dict[str, str] = {
     "gov.data_class": "data_class",
 }
 IP_KEYS = {"source.ip": "source_ip_key", "destination.ip": "destination_ip_key", "host.ip": "host_ip_key"}
+# IP fields whose key column holds only the first address of a list (a host has several addresses)
+_LISTED_IP_KEYS = frozenset({"host.ip"})
 # Columns with an index (each with the time): the selective ones. Every index costs each insert; the
 # few-valued columns (dataset, action, outcome, level, data class) are filtered within a time range instead, and
 # addresses are looked up by their binary keys.
@@ -102,14 +117,22 @@ def ip_key(value: Any) -> bytes | None:
     return key
 
 
-def cidr_range(cidr: str) -> tuple[bytes, bytes]:
-    """First and last 16-byte keys of a network, for ``BETWEEN``."""
-    net = ipaddress.ip_network(cidr, strict=False)
-    first, last = net.network_address, net.broadcast_address
+def network_range(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[bytes, bytes]:
+    """First and last 16-byte keys of a network, for ``BETWEEN`` (equal for a single address)."""
+    first, last = net.network_address.packed, net.broadcast_address.packed
     if net.version == 4:
-        first = ipaddress.IPv6Address(f"::ffff:{first}")
-        last = ipaddress.IPv6Address(f"::ffff:{last}")
-    return first.packed, last.packed
+        return _V4_MAPPED + first, _V4_MAPPED + last
+    return first, last
+
+
+def cidr_range(cidr: str) -> tuple[bytes, bytes]:
+    """First and last 16-byte keys of a CIDR network (host bits ignored); ValueError naming a malformed one."""
+    return network_range(ip_filter_network("cidr", cidr))
+
+
+def _sql_ip_key(value: Any) -> bytes | None:
+    """``yunshu_ip_key(x)``: the 16-byte key of an address in SQL (NULL for anything else)."""
+    return ip_key(value) if isinstance(value, str) else None
 
 
 def ts_ms(value: Any) -> int:
@@ -224,6 +247,7 @@ class SQLiteStore:
         for pragma in EVENT_STORE_PRAGMAS:
             self._db.execute(pragma)
         register_functions(self._db)
+        self._db.create_function("yunshu_ip_key", 1, _sql_ip_key, deterministic=True)
         self._insert = f"{_INSERT_HEAD}({', '.join('?' * len(ROW_COLUMNS))})"
 
     # --- writing --------------------------------------------------------------------------------------
@@ -300,10 +324,8 @@ class SQLiteStore:
             params.append(ts_ms(q.end))
         for field, value in q.where.items():
             column = COLUMNS.get(field)
-            key = ip_key(value) if field in IP_KEYS else None
-            if key is not None:
-                clauses.append(f"e.{IP_KEYS[field]} = ?")
-                params.append(key)
+            if field in IP_FIELDS:  # an address, or a CIDR as Elasticsearch takes in a term on an ip field
+                self._ip_clause(field, ip_filter_network(field, value), clauses, params)
             elif column:
                 clauses.append(f"e.{column} = ?")
                 params.append(str(value))
@@ -312,11 +334,9 @@ class SQLiteStore:
                 text = str(value)
                 params.extend([_json_path(field), text, int(text) if text.lstrip("-").isdigit() else text])
         for field, cidr in q.cidr.items():
-            key = IP_KEYS.get(field)
-            if key is None:
-                raise ValueError(f"CIDR search is supported on {', '.join(IP_KEYS)}, not {field}")
-            clauses.append(f"e.{key} BETWEEN ? AND ?")
-            params.extend(cidr_range(cidr))
+            if field not in IP_FIELDS:
+                raise ValueError(f"CIDR search is supported on {', '.join(IP_FIELDS)}, not {field}")
+            self._ip_clause(field, ip_filter_network(field, cidr), clauses, params)
         if q.departments is not None:
             clauses.append(f"e.department IN ({', '.join('?' * len(q.departments)) or 'NULL'})")
             params.extend(sorted(q.departments))
@@ -328,6 +348,28 @@ class SQLiteStore:
             clauses.append("e.message LIKE ? ESCAPE '\\'")
             params.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    @staticmethod
+    def _ip_clause(field: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network, clauses: list[str],
+                   params: list[Any]) -> None:
+        """Events where some address of ``field`` lies in ``net`` (one address: an exact match)."""
+        first, last = network_range(net)
+        column = IP_KEYS.get(field)
+        test = "= ?" if first == last else "BETWEEN ? AND ?"
+        bounds = [first] if first == last else [first, last]
+        if column and field not in _LISTED_IP_KEYS:  # one address per event: the indexed key alone
+            clauses.append(f"e.{column} {test}")
+            params.extend(bounds)
+            return
+        # json_each yields a scalar itself (key NULL) or each element of a list (key = its index)
+        further = "key > 0 AND " if column else ""  # the key column holds a list's first address
+        in_doc = f"EXISTS (SELECT 1 FROM json_each(e.doc, ?) WHERE {further}yunshu_ip_key(value) {test})"
+        if column:
+            clauses.append(f"(e.{column} {test} OR {in_doc})")
+            params.extend([*bounds, _json_path(field), *bounds])
+        else:
+            clauses.append(in_doc)
+            params.extend([_json_path(field), *bounds])
 
     def _query(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         with self._lock:

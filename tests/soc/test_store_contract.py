@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from sigma.rule import SigmaRule
 
 from soc.ecs import Event, event_id
-from soc.store.base import EventStore, SearchQuery
+from soc.store.base import EventStore, SearchQuery, split_where
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -103,6 +104,107 @@ def test_cidr_v4_and_v6(filled: EventStore) -> None:
     assert filled.count(SearchQuery(cidr={"source.ip": "198.18.0.0/15"})) == 5
     assert filled.count(SearchQuery(cidr={"source.ip": "2001:db8::/32"})) == 1
     assert filled.count(SearchQuery(cidr={"source.ip": "10.0.0.0/8"})) == 0
+
+
+def _host_event(minutes: int, host_ip: str | list[str], related: list[str], observer: str | None = None) -> Event:
+    event: Event = {
+        "@timestamp": (T0 + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "event": {"kind": "event", "dataset": "system.auth", "action": "ssh_login"},
+        "host": {"name": f"host-{minutes}", "ip": host_ip},
+        "related": {"ip": related},
+        "message": f"multi-address host {minutes}",
+    }
+    if observer:
+        event["observer"] = {"ip": observer}
+    return event
+
+
+# a dual-stack host (v4 first, v6 second), a host whose second address is private, one with a single address
+HOST_EVENTS = [
+    _host_event(0, ["198.18.5.1", "2001:db8:5::1"], ["198.18.5.1", "2001:db8:5::1", "203.0.113.9"], "192.0.2.1"),
+    _host_event(1, ["198.18.6.1", "10.20.0.7"], ["198.18.6.1", "10.20.0.7", "2001:db8:ff::9"]),
+    _host_event(2, "10.20.0.8", ["10.20.0.8"]),
+]
+HOST_DOCS = [(event_id("hosts", str(i)), e) for i, e in enumerate(HOST_EVENTS)]
+
+
+@pytest.fixture
+def hosts(store: EventStore) -> EventStore:
+    assert store.write(HOST_DOCS).created == len(HOST_DOCS)
+    return store
+
+
+def _ids(store: EventStore, **query: dict[str, str]) -> set[str]:
+    return {doc_id for doc_id, _ in store.search(SearchQuery(**query)).hits}  # type: ignore[arg-type]
+
+
+def test_cidr_on_related_ip(filled: EventStore) -> None:
+    """split_where routes a CIDR on related.ip to ``cidr``; every store answers it on any element of the list."""
+    where, cidr = split_where(["related.ip=198.18.1.0/24"])
+    assert (where, cidr) == ({}, {"related.ip": "198.18.1.0/24"})
+    assert filled.count(SearchQuery(where=where, cidr=cidr)) == 2
+    assert filled.count(SearchQuery(cidr={"related.ip": "198.18.0.0/15"})) == 5
+    assert filled.count(SearchQuery(cidr={"related.ip": "2001:db8::/32"})) == 1
+    assert filled.count(SearchQuery(cidr={"related.ip": "10.0.0.0/8"})) == 0
+    assert filled.count(SearchQuery(where={"related.ip": "203.0.113.7"})) == 1
+    assert filled.count(SearchQuery(where={"related.ip": "203.0.113.8"})) == 0
+
+
+def test_every_address_of_a_host_ip_list(hosts: EventStore) -> None:
+    first, second, single = (doc_id for doc_id, _ in HOST_DOCS)
+    assert _ids(hosts, where={"host.ip": "198.18.5.1"}) == {first}  # the first address of a list
+    assert _ids(hosts, where={"host.ip": "10.20.0.7"}) == {second}  # the second address of a list
+    assert _ids(hosts, where={"host.ip": "2001:db8:5::1"}) == {first}
+    assert _ids(hosts, where={"host.ip": "10.20.0.8"}) == {single}  # a single address, not in a list
+    assert _ids(hosts, where={"host.ip": "10.20.0.9"}) == set()
+    assert _ids(hosts, cidr={"host.ip": "10.20.0.0/16"}) == {second, single}
+    assert _ids(hosts, cidr={"host.ip": "198.18.0.0/15"}) == {first, second}
+    assert _ids(hosts, cidr={"host.ip": "10.20.0.7/32"}) == {second}
+    # a CIDR with host bits set means its network, as Elasticsearch takes it
+    assert _ids(hosts, cidr={"host.ip": "10.20.0.99/24"}) == {second, single}
+    assert hosts.count(SearchQuery(cidr={"host.ip": "172.16.0.0/12"})) == 0
+
+
+def test_ipv6_cidr_on_lists(hosts: EventStore) -> None:
+    first, second, _ = (doc_id for doc_id, _ in HOST_DOCS)
+    assert _ids(hosts, cidr={"host.ip": "2001:db8::/32"}) == {first}  # the v6 address is the second of the list
+    assert _ids(hosts, cidr={"host.ip": "2001:db8:5::/48"}) == {first}
+    assert _ids(hosts, cidr={"host.ip": "2001:db8:6::/48"}) == set()
+    assert _ids(hosts, cidr={"related.ip": "2001:db8::/32"}) == {first, second}
+    assert _ids(hosts, cidr={"related.ip": "2001:db8:ff::/48"}) == {second}
+    assert _ids(hosts, where={"related.ip": "2001:db8:ff::9"}) == {second}
+    assert _ids(hosts, where={"host.ip": "2001:db8:5::1", "related.ip": "203.0.113.9"}) == {first}
+
+
+def test_other_ip_fields_of_the_mapping(hosts: EventStore) -> None:
+    first = HOST_DOCS[0][0]
+    assert _ids(hosts, cidr={"observer.ip": "192.0.2.0/24"}) == {first}
+    assert _ids(hosts, where={"observer.ip": "192.0.2.1"}) == {first}
+    assert _ids(hosts, cidr={"observer.ip": "198.51.100.0/24"}) == set()
+
+
+@pytest.mark.parametrize("item", ["host.ip=10.0.0.0/33", "related.ip=not-an-ip", "source.ip=2001:db8::/129",
+                                  "host.ip=300.1.1.1"])
+def test_malformed_ip_filters_are_refused_naming_the_value(item: str) -> None:
+    value = item.partition("=")[2]
+    with pytest.raises(ValueError, match=re.escape(repr(value))):
+        split_where([item])
+
+
+def test_sqlite_refuses_malformed_ip_filters(tmp_path: Path) -> None:
+    """Queries built without split_where get the same refusal from the embedded store."""
+    from soc.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "events.db")
+    try:
+        with pytest.raises(ValueError, match=r"host\.ip: '10\.0\.0\.0/33' is not an IP address or CIDR"):
+            store.count(SearchQuery(cidr={"host.ip": "10.0.0.0/33"}))
+        with pytest.raises(ValueError, match=r"related\.ip: 'nope'"):
+            store.search(SearchQuery(where={"related.ip": "nope"}))
+        with pytest.raises(ValueError, match=r"not user\.name"):
+            store.count(SearchQuery(cidr={"user.name": "10.0.0.0/8"}))
+    finally:
+        store.close()
 
 
 def test_full_text_including_chinese(filled: EventStore) -> None:
