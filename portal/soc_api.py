@@ -9,6 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from core.runtime import Runtime
 from portal.deps import DB_SESSION, Principal, require, runtime
@@ -48,7 +49,8 @@ def split_records(body: bytes) -> list[bytes]:
 async def ingest(request: Request, rt: Runtime = Depends(runtime),
                  principal: Principal = Depends(require("soc.ingest"))) -> JSONResponse:
     """Bulk ingest (NDJSON or a JSON array). Records are durable in the spool when this answers 202;
-    records that are not valid JSON events end in the dead-letter store, never silently dropped."""
+    records that are not valid JSON events end in the dead-letter store, never silently dropped. The spool's
+    fsync runs in a worker thread, so the event loop goes on serving other requests meanwhile."""
     limit = rt.settings.soc.http_max_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -60,7 +62,7 @@ async def ingest(request: Request, rt: Runtime = Depends(runtime),
             raise HTTPException(413, f"body larger than {limit} bytes / 请求体过大")
     records = split_records(bytes(body))
     if records:
-        services(request).accept(f"http:{principal.name}", "json", records)
+        await run_in_threadpool(services(request).accept, f"http:{principal.name}", "json", records)
     return JSONResponse({"accepted": len(records)}, status_code=202)
 
 
@@ -157,7 +159,8 @@ def situation_view(request: Request, session: Any = DB_SESSION, principal: Princ
 @router.get("/health")
 def health(request: Request, session: Any = DB_SESSION,
            principal: Principal = Depends(require("soc.read"))) -> dict[str, Any]:
-    """Ingest health: spool backlog, dead letters, events in the last 24 hours by dataset."""
+    """Ingest health: spool backlog, dead letters, events in the last 24 hours by dataset and the ingest counters
+    since the service started, by source (the values /metrics exports)."""
     soc = services(request)
     day = SearchQuery(start=datetime.now(UTC) - timedelta(hours=24), departments=principal.departments(session))
     return {
@@ -167,4 +170,5 @@ def health(request: Request, session: Any = DB_SESSION,
         "events_24h": soc.soc.store.count(day),
         "datasets_24h": dict(soc.soc.store.terms("event.dataset", day, 20)),
         "retention_days": soc.rt.settings.soc.retention_days,
+        "ingest": soc.metrics.ingest_totals(),
     }

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from soc.deadletter import DeadLetterStore
 from soc.ecs import Event, event_id
+from soc.metrics import SocMetrics, source_label
 from soc.parsers import ParseContext, ParseError, parse
 from soc.store.base import EventStore, StoreUnavailable
 
@@ -101,6 +102,8 @@ class Pipeline:
         max_line_bytes: int = 65536,
         retry_seconds: float = 30.0,
         after_write: Callable[[list[tuple[str, Event]]], None] | None = None,
+        metrics: SocMetrics | None = None,
+        source: str = "file",
     ):
         self.store = store
         self.deadletters = deadletters
@@ -110,6 +113,10 @@ class Pipeline:
         self.max_line_bytes = max_line_bytes
         self.retry_seconds = retry_seconds
         self.after_write = after_write  # e.g. detection: sees every batch the store accepted
+        # ``run`` counts what it reads and stores under ``source`` (once per batch); ``store_prepared`` does not
+        # count, its caller (the spool consumer) does
+        self.metrics = metrics
+        self.source = source_label(source)
 
     def to_event(self, record: RawRecord, fmt: str) -> tuple[str, Event] | tuple[None, str]:
         """The (id, event) of a record, or (None, reason) when it cannot become one."""
@@ -225,13 +232,20 @@ class _BatchWriter:
         if self.error is not None:
             raise self.error
         if batch or dead:
+            if self.pipeline.metrics is not None:
+                self.pipeline.metrics.received.labels(self.pipeline.source).inc(len(batch) + len(dead))
             self.queue.put((batch, dead))
 
     def _work(self) -> None:
+        metrics, stats = self.pipeline.metrics, self.stats
         while (item := self.queue.get()) is not None:
             if self.error is None:  # after an error, only drain what is submitted meanwhile
                 try:
-                    self.pipeline._flush(*item, self.stats)
+                    read, stored, dead = len(item[0]) + len(item[1]), stats.stored, stats.dead_lettered
+                    self.pipeline._flush(*item, stats)
+                    if metrics is not None:
+                        metrics.count_stored(self.pipeline.source, read, stats.stored - stored,
+                                             stats.dead_lettered - dead)
                 except BaseException as exc:  # handed to the submitting thread
                     self.error = exc
 

@@ -1,8 +1,10 @@
 """Syslog receivers (UDP and TCP, RFC 3164/5424; TCP framing per RFC 6587) feeding the spool.
 
-Records are appended to the spool in groups (one fsync per group, at most ``flush_ms`` apart); once
-MAX_UNDURABLE records are waiting for their fsync, a TCP connection waits for them to be durable before
-reading more, so a slow disk slows senders down instead of losing their messages.
+Records are appended to the spool in groups (one fsync per group, at most ``flush_ms`` apart). Records waiting for
+their fsync are bounded: once MAX_UNDURABLE records or ``max_pending_bytes`` bytes are waiting, a TCP connection
+waits for them to be durable before reading more, so a slow disk slows senders down instead of losing their
+messages. A UDP sender cannot be slowed down: a datagram arriving while the pending records hold
+``max_pending_bytes`` is dropped, counted in ``yunshu_soc_dropped{source="udp"}`` and logged (never silently).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from soc.deadletter import DeadLetterStore
@@ -22,6 +25,10 @@ MAX_FRAME = 256 * 1024
 # commit's round trip (fsync, then the event loop taking the GIL back from busy consumer threads) does not cap a
 # sender's rate, small enough to bound memory (a few MiB).
 MAX_UNDURABLE = 10_000
+# Bytes of records waiting for the next group commit (besides the group being written): beyond it UDP datagrams
+# are dropped (and counted) and TCP connections wait. Far above what a healthy disk lets pile up in ``flush_ms``.
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+DROP_LOG_SECONDS = 10.0  # at most one warning about dropped datagrams this often
 # what read_frames raises on a stream it cannot frame (truncated, oversize, over the reader's limit); the
 # connection is then closed after what was read so far is made durable
 FRAMING_ERRORS = (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
@@ -30,11 +37,19 @@ FRAMING_ERRORS = (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueE
 class SpoolWriter:
     """Group commit into the spool from the event loop (the fsync runs in a worker thread)."""
 
-    def __init__(self, spool: Spool, metrics: SocMetrics, flush_ms: int = 20, max_batch: int = 2000):
+    def __init__(self, spool: Spool, metrics: SocMetrics, flush_ms: int = 20, max_batch: int = 2000,
+                 max_pending_bytes: int = MAX_PENDING_BYTES):
+        if max_pending_bytes < 1:
+            raise ValueError(f"max_pending_bytes must be at least 1, not {max_pending_bytes}")
         self.spool = spool
         self.metrics = metrics
         self.flush_ms = flush_ms
         self.max_batch = max_batch
+        self.max_pending_bytes = max_pending_bytes
+        self.pending_bytes = 0
+        self.dropped = 0
+        self._dropped_logged = 0
+        self._drop_logged_at = float("-inf")
         self._pending: list[tuple[str, bytes]] = []
         self._flushed = asyncio.Event()
         self._wake = asyncio.Event()
@@ -49,11 +64,36 @@ class SpoolWriter:
         """Records submitted but not yet on disk (pending, or being written)."""
         return len(self._pending) + self._writing
 
+    @property
+    def full(self) -> bool:
+        """Whether the pending records hold ``max_pending_bytes`` or more."""
+        return self.pending_bytes >= self.max_pending_bytes
+
     def submit(self, source: str, raw: bytes) -> None:
+        """Queue a record for the next group commit (always: the caller waits on ``durable`` when ``full``)."""
         self._pending.append((source, raw))
+        self.pending_bytes += len(raw)
         self.metrics.received.labels(source_origin(source)).inc()
-        if len(self._pending) >= self.max_batch:
+        if len(self._pending) >= self.max_batch or self.pending_bytes >= self.max_pending_bytes:
             self._wake.set()
+
+    def offer(self, source: str, raw: bytes) -> bool:
+        """Queue a record unless that would take the pending records past ``max_pending_bytes``; a record that
+        does not fit is dropped, counted (received and dropped) and logged. For senders that cannot wait (UDP)."""
+        if self.pending_bytes + len(raw) <= self.max_pending_bytes:
+            self.submit(source, raw)
+            return True
+        origin = source_origin(source)
+        self.metrics.received.labels(origin).inc()
+        self.metrics.dropped.labels(origin).inc()
+        self.dropped += 1
+        self._wake.set()  # write what is pending now, to make room
+        now = time.monotonic()
+        if now - self._drop_logged_at >= DROP_LOG_SECONDS:
+            log.warning("syslog receive buffer full (%d bytes waiting for the spool): %d %s record(s) dropped so far",
+                        self.pending_bytes, self.dropped, origin)
+            self._drop_logged_at = now
+        return False
 
     async def durable(self) -> None:
         """Wait until everything submitted so far is on disk."""
@@ -72,15 +112,18 @@ class SpoolWriter:
     async def flush(self) -> None:
         if not self._pending:
             return
-        batch, self._pending = self._pending, []
+        batch, self._pending, self.pending_bytes = self._pending, [], 0
         done, self._flushed = self._flushed, asyncio.Event()
         self._writing = len(batch)
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.spool.append, batch)
         finally:
             self._writing = 0
+        counts: dict[str, int] = {}
         for source, _ in batch:
-            self.metrics.spooled.labels(source_origin(source)).inc()
+            counts[source] = counts.get(source, 0) + 1
+        for source, n in counts.items():
+            self.metrics.spooled.labels(source_origin(source)).inc(n)
         done.set()
 
     async def stop(self) -> None:
@@ -98,7 +141,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         message = data.rstrip(b"\r\n\0")
         if message:
-            self.writer.submit(spool_source("syslog", f"udp:{addr[0]}"), message)
+            self.writer.offer(spool_source("syslog", f"udp:{addr[0]}"), message)
 
 
 async def _line_rest(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
@@ -192,8 +235,8 @@ class SyslogReceivers:
     """UDP and TCP listeners on one port of one or more addresses (for example loopback and a lab's bridge)."""
 
     def __init__(self, spool: Spool, metrics: SocMetrics, host: str | Sequence[str], port: int,
-                 deadletters: DeadLetterStore | None = None):
-        self.writer = SpoolWriter(spool, metrics)
+                 deadletters: DeadLetterStore | None = None, max_pending_bytes: int = MAX_PENDING_BYTES):
+        self.writer = SpoolWriter(spool, metrics, max_pending_bytes=max_pending_bytes)
         self.metrics = metrics
         self.deadletters = deadletters
         self.hosts = [host] if isinstance(host, str) else list(dict.fromkeys(host))
@@ -229,7 +272,7 @@ class SyslogReceivers:
             async for message in read_frames(reader, oversize if self.deadletters is not None else None):
                 self.writer.submit(source, message)
                 count += 1
-                if count % 500 == 0 and self.writer.undurable >= MAX_UNDURABLE:
+                if (count % 500 == 0 and self.writer.undurable >= MAX_UNDURABLE) or self.writer.full:
                     await self.writer.durable()  # back-pressure: a bounded number of records in memory
             await self.writer.durable()
         except (*FRAMING_ERRORS, ConnectionError) as exc:

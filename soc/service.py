@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -37,11 +37,18 @@ class Soc:
     enricher: Enricher
     ctx: ParseContext
     detection: DetectionStage | None = None
+    metrics: SocMetrics = field(default_factory=SocMetrics)
 
-    def pipeline(self, max_line_bytes: int = 65536, retry_seconds: float = 30.0, detect: bool = True) -> Pipeline:
-        """A pipeline into the store; with ``detect`` (and detection on) the rules see each batch once stored."""
+    def pipeline(self, max_line_bytes: int = 65536, retry_seconds: float = 30.0, detect: bool = True,
+                 count_as: str | None = None) -> Pipeline:
+        """A pipeline into the store; with ``detect`` (and detection on) the rules see each batch once stored.
+
+        With ``count_as`` (a metrics source such as ``file``) ``Pipeline.run`` counts what it reads, parses,
+        stores and dead-letters in ``self.metrics`` under that source.
+        """
         return Pipeline(self.store, self.deadletters, self.enricher, self.ctx, max_line_bytes=max_line_bytes,
-                        retry_seconds=retry_seconds, after_write=self.detection if detect else None)
+                        retry_seconds=retry_seconds, after_write=self.detection if detect else None,
+                        metrics=self.metrics if count_as is not None else None, source=count_as or "other")
 
     def close(self) -> None:
         self.store.close()
@@ -50,7 +57,8 @@ class Soc:
 
 def open_soc(rt: Runtime, store_url: str | None = None, metrics: SocMetrics | None = None) -> Soc:
     """The configured store (or ``store_url``), the dead-letter file, a register index loaded now and, unless
-    detection is switched off, the rules with the alert service."""
+    detection is switched off, the rules with the alert service; counters go to ``metrics`` (else a registry of
+    the SOC's own, which nothing scrapes: a command-line run)."""
     settings = rt.settings.soc
     with rt.sessions() as session:
         index = RegisterIndex.load(session)
@@ -66,12 +74,17 @@ def open_soc(rt: Runtime, store_url: str | None = None, metrics: SocMetrics | No
         enricher=Enricher(index, mask_pii=settings.mask_pii),
         ctx=ParseContext(tz=ZoneInfo(settings.timezone)),
         detection=detection,
+        metrics=metrics or SocMetrics(),
     )
 
 
 def ingest_files(soc: Soc, paths: list[str], fmt: str, max_line_bytes: int = 65536) -> IngestStats:
-    """Ingest files line by line; ids come from (file, offset), so running it again adds nothing."""
-    pipeline = soc.pipeline(max_line_bytes)
+    """Ingest files line by line; ids come from (file, offset), so running it again adds nothing.
+
+    Counted in ``soc.metrics`` under source ``file`` (received, parsed, stored, dead-lettered; files are not
+    spooled).
+    """
+    pipeline = soc.pipeline(max_line_bytes, count_as="file")
     total = IngestStats()
     for path in paths:
         stats = pipeline.run(file_records(path), fmt)
@@ -162,8 +175,10 @@ class SocServices:
         self.soc.close()
 
     def accept(self, origin: str, fmt: str, raws: list[bytes]) -> None:
-        """Spool records received over HTTP (durable when this returns)."""
+        """Spool records received over HTTP (durable when this returns; it blocks on the fsync, so call it from a
+        worker thread, not the event loop)."""
         source = spool_source(fmt, origin)
-        self.metrics.received.labels(source_origin(source)).inc(len(raws))
+        label = source_origin(source)
+        self.metrics.received.labels(label).inc(len(raws))
         self.spool.append([(source, raw) for raw in raws])
-        self.metrics.spooled.labels(source_origin(source)).inc(len(raws))
+        self.metrics.spooled.labels(label).inc(len(raws))

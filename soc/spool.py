@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from soc.metrics import source_label
+
 HEADER = struct.Struct(">II")
 SEGMENT_BYTES = 64 * 1024 * 1024
 CHECKPOINT = "checkpoint"
@@ -50,8 +52,9 @@ def source_format(source: str) -> str:
 
 
 def source_origin(source: str) -> str:
-    """The kind of origin (``udp``, ``tcp``, ``http``) of a spooled record's source, for metrics."""
-    return source.split("|", 1)[-1].split(":", 1)[0]
+    """The kind of origin of a spooled record's source, for metrics: ``udp``, ``tcp``, ``http`` (``other`` for
+    anything else, so that the metrics' label set stays bounded)."""
+    return source_label(source.split("|", 1)[-1].split(":", 1)[0])
 
 
 def _read_record(fh: BinaryIO) -> bytes | None:
