@@ -159,26 +159,31 @@ def cmd_soc_rules_match(args: argparse.Namespace) -> int:
 
 
 def cmd_soc_hunt(args: argparse.Namespace) -> int:
-    """Retro-hunt: the stored events a rule matches, as JSON lines."""
-    from soc.detect.loader import BUILTIN_RULES, load_rules
+    """Retro-hunt: the stored events a rule matches, as JSON lines; ``--rule-id`` looks in the built-in rules and
+    the configured folders (soc.rules_dirs), as live detection does."""
+    from soc.alerts.stage import load_configured_rules
     from soc.detect.retro import hunt, rule_from_text
     from soc.service import open_soc
 
     query = _soc_query(args, args.limit)
     if query is None:
         return 2
+    rt = _runtime()
     try:
         if args.rule:
             rule = rule_from_text(Path(args.rule).read_text(encoding="utf-8"), args.pipeline)
         else:
-            rule = next((r for r in load_rules([BUILTIN_RULES]).rules if args.rule_id in (r.id, r.name)), None)
+            rules = load_configured_rules(rt.settings.soc.rules_dirs).rules
+            rule = next((r for r in rules if args.rule_id in (r.id, r.name)), None)
             if rule is None:
-                err.print(f"[red]no built-in rule with id or name {args.rule_id!r}[/]")
+                dirs = ", ".join(map(str, rt.settings.soc.rules_dirs)) or "none"
+                err.print(f"[red]no rule with id or name {args.rule_id!r} among the built-in rules or the "
+                          f"configured folders (soc.rules_dirs: {dirs})[/]", highlight=False)
                 return 2
     except (OSError, ValueError) as exc:
         err.print(f"[red]{exc}[/]")
         return 2
-    soc = open_soc(_runtime(), args.store)
+    soc = open_soc(rt, args.store)
     try:
         result = hunt(soc.store, rule, query)
     except ValueError as exc:
@@ -348,7 +353,7 @@ def add_soc_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     hunt = soc.add_parser("hunt", help="retro-hunt: run a Sigma rule over stored events (JSON lines)")
     which = hunt.add_mutually_exclusive_group(required=True)
     which.add_argument("--rule", metavar="FILE.yml", help="a Sigma rule file")
-    which.add_argument("--rule-id", help="id or name of a built-in rule")
+    which.add_argument("--rule-id", help="id or name of a loaded rule (built-in or from soc.rules_dirs)")
     hunt.add_argument("--pipeline", choices=["none", "ecs"], default="none")
     _add_event_filters(hunt)
     hunt.add_argument("--limit", type=int, default=100)

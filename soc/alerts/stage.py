@@ -14,17 +14,24 @@ from sqlalchemy.orm import Session
 from soc.alerts.models import AlertEvent
 from soc.alerts.service import AlertService, Detection, detections
 from soc.detect.engine import Detector
-from soc.detect.loader import BUILTIN_RULES, RuleSet, ecs_pipeline, load_rules
+from soc.detect.loader import BUILTIN_RULES, LoadError, RuleSet, ecs_pipeline, load_rules
 from soc.metrics import SocMetrics
 
 log = logging.getLogger("yunshu.soc.detect")
 
 
 def load_configured_rules(extra_dirs: list[Path]) -> RuleSet:
-    """Yunshu's own rules (ECS field names) plus the configured folders (SigmaHQ names, mapped to ECS)."""
+    """Yunshu's own rules (ECS field names) plus the configured folders (SigmaHQ names, mapped to ECS).
+
+    Nothing here stops detection: a rule file that does not load, or a configured folder that does not exist, is
+    an entry in ``errors`` (with its path and the reason) and a warning in the log; the other rules still run.
+    """
     ruleset = load_rules([BUILTIN_RULES])
-    if extra_dirs:
-        extra = load_rules(extra_dirs, ecs_pipeline())
+    present = [d for d in extra_dirs if Path(d).exists()]
+    ruleset.errors += [LoadError(str(d), None, "no such rule folder or file (soc.rules_dirs)")
+                       for d in extra_dirs if not Path(d).exists()]
+    if present:
+        extra = load_rules(present, ecs_pipeline())
         ruleset.rules += extra.rules
         ruleset.correlations += extra.correlations
         ruleset.errors += extra.errors

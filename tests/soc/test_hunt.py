@@ -44,7 +44,7 @@ def test_cli_hunt_by_builtin_rule_and_by_file(tmp_path: Path) -> None:
     broken = _cli(home, "soc", "hunt", "--rule", str(rule))
     assert broken.returncode == 2 and "the rule does not load" in broken.stderr
     unknown = _cli(home, "soc", "hunt", "--rule-id", "no-such-rule")
-    assert unknown.returncode == 2 and "no built-in rule" in unknown.stderr
+    assert unknown.returncode == 2 and "no rule with id or name 'no-such-rule'" in unknown.stderr
 
 
 def test_api_hunt_is_scoped(soc_portal) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
