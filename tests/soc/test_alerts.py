@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from core.audit import AuditEntry
 from core.runtime import Runtime
+from inventory.models import System
 from portal.security import create_user
 from soc.alerts.models import Alert, AlertHistory, WebhookDelivery
 from soc.alerts.policy import alert_policy
@@ -371,6 +372,92 @@ def test_situation_is_scoped_and_complete(soc_portal) -> None:  # type: ignore[n
     assert mine["events_total"] == 12 and mine["open_alerts"] == 1
     assert [d["code"] for d in mine["top_departments"]] == ["GAJ"] and mine["ip_versions"]["ipv4"] == 0
     assert client.get("/api/soc/situation?hours=0", headers=analyst).status_code == 422
+
+
+def _systems(rt: Runtime, dept: str, n: int) -> list[tuple[str, str]]:
+    """(id, name) of the first ``n`` systems of a department in the sample register."""
+    with rt.sessions() as s:
+        return [(row.id, row.name) for row in s.scalars(
+            select(System).where(System.department_code == dept).order_by(System.id).limit(n))]
+
+
+def _live_detection(n: int, system: str, dept: str, level: str, at: datetime) -> Detection:
+    """A detection on an event of ``system`` happening at ``at`` (each ``n`` its own source, so its own alert)."""
+    event = {"@timestamp": at.isoformat(), "message": f"event {n}", "source": {"ip": f"198.51.100.{n}"},
+             "host": {"name": f"h{n}"}, "gov": {"department": dept, "mlps_level": 2, "data_class": "general",
+                                                "system": {"id": system}}}
+    return Detection("rule-sla", "SLA test rule", level, ("attack.t1110", "attack.credential-access"), f"sla-{n}",
+                     event)
+
+
+def test_situation_overdue_risk_and_top_systems(soc_portal) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Alerts past their SLA: listed oldest deadline first, counted, and weighing double in the department risk;
+    the most attacked systems ranked by alerts."""
+    client, rt, tokens = soc_portal
+    analyst = {"Authorization": f"Bearer {tokens['security_analyst']}"}
+    dept_user = {"Authorization": f"Bearer {tokens['department_user']}"}
+    (sys_a, name_a), (sys_b, name_b) = _systems(rt, "GAJ", 2)
+    [(sys_c, name_c)] = _systems(rt, "RSJ", 1)
+    now = datetime.now(UTC)
+    policy = alert_policy()
+    high, medium = policy.sla_minutes["high"], policy.sla_minutes["medium"]
+    # (system, department, level, created this long ago): level high on a 2级/general asset → severity high
+    plan = [(sys_a, "GAJ", "high", timedelta(days=3)),    # past the resolve deadline (24 h)
+            (sys_a, "GAJ", "high", timedelta(days=2)),    # past it too, a day later
+            (sys_a, "GAJ", "high", timedelta(0)),
+            (sys_b, "GAJ", "high", timedelta(hours=2)),   # past acknowledge (60 min), not resolve
+            (sys_c, "RSJ", "medium", timedelta(0)),
+            (sys_c, "RSJ", "medium", timedelta(0))]
+    assert high.acknowledge < 120 < high.resolve < 2 * 24 * 60 and medium.acknowledge > 0
+    ids = []
+    service = AlertService()
+    with rt.transaction() as s:
+        for n, (system, dept, level, ago) in enumerate(plan, 1):
+            created = service.record(s, [_live_detection(n, system, dept, level, now - timedelta(minutes=5))],
+                                     now=now - ago).created
+            ids += list(created)
+    a1, a2, _a3, b1, _c1, _c2 = ids
+
+    def situation(headers: dict[str, str]) -> dict[str, Any]:
+        r = client.get("/api/soc/situation?hours=24", headers=headers)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    weights = policy.risk_weights
+    got = situation(analyst)
+    assert got["open_alerts"] == 6 and got["overdue_total"] == 3
+    assert [o["id"] for o in got["overdue"]] == [a1, a2, b1]  # soonest resolve deadline first
+    first = got["overdue"][0]
+    assert (first["title"], first["severity"], first["department"]) == ("SLA test rule", "high", "GAJ")
+    assert datetime.fromisoformat(first["resolve_due"]) == (now - timedelta(days=3)
+                                                            + timedelta(minutes=high.resolve))
+    risk = {d["code"]: d["score"] for d in got["department_risk"]}
+    assert risk == {"GAJ": 3 * 2 * weights["high"] + weights["high"], "RSJ": 2 * weights["medium"]}
+    assert [d["code"] for d in got["department_risk"]] == ["GAJ", "RSJ"]
+    assert got["top_systems"] == [{"id": sys_a, "name": name_a, "alerts": 3},
+                                  {"id": sys_c, "name": name_c, "alerts": 2},
+                                  {"id": sys_b, "name": name_b, "alerts": 1}]
+    assert [(d["code"], d["alerts"]) for d in got["top_departments"]] == [("GAJ", 4), ("RSJ", 2)]
+
+    # acknowledging ends an acknowledge breach; a resolve breach stays until the alert is closed
+    for alert_id in (b1, a2):
+        r = client.post(f"/api/soc/alerts/{alert_id}/transition", json={"status": "acknowledged"}, headers=analyst)
+        assert r.status_code == 200, r.text
+    got = situation(analyst)
+    assert [o["id"] for o in got["overdue"]] == [a1, a2] and got["overdue_total"] == 2
+    assert {d["code"]: d["score"] for d in got["department_risk"]}["GAJ"] == 2 * 2 * weights["high"] + 2 * weights[
+        "high"]
+    client.post(f"/api/soc/alerts/{a1}/transition", json={"status": "resolved", "note": "已封禁"}, headers=analyst)
+    got = situation(analyst)
+    assert [o["id"] for o in got["overdue"]] == [a2] and got["open_alerts"] == 5
+    assert {d["code"]: d["score"] for d in got["department_risk"]}["GAJ"] == 2 * weights["high"] + 2 * weights[
+        "high"]
+    assert got["top_systems"][0] == {"id": sys_a, "name": name_a, "alerts": 3}  # closed alerts still count here
+
+    mine = situation(dept_user)  # a GAJ user sees GAJ's systems, risk and overdue alerts only
+    assert [s["id"] for s in mine["top_systems"]] == [sys_a, sys_b]
+    assert [d["code"] for d in mine["department_risk"]] == ["GAJ"]
+    assert [o["id"] for o in mine["overdue"]] == [a2] and mine["overdue_total"] == 1
 
 
 def test_tactics_from_tags() -> None:
