@@ -1,15 +1,20 @@
-"""Syslog receiver edge cases: oversize frames are dead-lettered and the connection carries on."""
+"""Syslog receiver edge cases: oversize frames are dead-lettered and the connection carries on; the receive buffer
+is bounded (UDP drops are counted, TCP waits)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from soc.deadletter import DeadLetterStore
 from soc.metrics import SocMetrics
-from soc.receivers import MAX_FRAME, SyslogReceivers, read_frames
-from soc.spool import Spool
+from soc.receivers import MAX_FRAME, SpoolWriter, SyslogReceivers, read_frames
+from soc.spool import Position, Spool, spool_source
 from tests.live_server import free_port
 
 
@@ -90,4 +95,79 @@ def test_receiver_listens_on_every_address_given(tmp_path: Path) -> None:
     asyncio.run(run())
     records, _ = spool.read(spool.checkpoint(), 10)
     assert sorted(r.raw for r in records) == [b"<38>tcp-0", b"<38>tcp-1", b"<38>udp-0", b"<38>udp-1"]
+    spool.close()
+
+
+def _value(metrics: SocMetrics, counter: str, source: str) -> int:
+    return metrics.ingest_totals().get(source, {}).get(counter, 0)
+
+
+def test_spool_writer_bound_drops_and_counts_what_does_not_fit(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    metrics = SocMetrics()
+    source = spool_source("syslog", "udp:127.0.0.1")
+    with pytest.raises(ValueError, match="max_pending_bytes"):
+        SpoolWriter(spool, metrics, max_pending_bytes=0)
+
+    async def run() -> list[bool]:
+        writer = SpoolWriter(spool, metrics, max_pending_bytes=100)  # not started: nothing flushes on its own
+        taken = [writer.offer(source, f"<38>message {i:02d} {'x' * 15}".encode()) for i in range(10)]  # 30 bytes
+        assert writer.pending_bytes == 90 and writer.full is False and writer.dropped == 7
+        await writer.flush()
+        assert writer.pending_bytes == 0
+        taken.append(writer.offer(source, b"<38>after the flush"))  # room again
+        await writer.flush()
+        return taken
+
+    taken = asyncio.run(run())
+    assert taken == [True] * 3 + [False] * 7 + [True]
+    records, _ = spool.read(Position(1, 0), 100)
+    assert [r.raw[:15] for r in records] == [b"<38>message 00 ", b"<38>message 01 ", b"<38>message 02 ",
+                                             b"<38>after the f"]
+    assert metrics.ingest_totals() == {"udp": {"received": 11, "spooled": 4, "parsed": 0, "stored": 0,
+                                               "dead_lettered": 0, "dropped": 7}}
+    spool.close()
+
+
+class SlowSpool(Spool):
+    """The real spool, with a slow disk: every append takes ``delay`` seconds longer."""
+
+    delay = 0.1
+
+    def append(self, records):  # type: ignore[no-untyped-def]
+        time.sleep(self.delay)
+        return super().append(records)
+
+
+def test_live_udp_drops_are_counted_and_tcp_waits_when_the_buffer_is_full(tmp_path: Path) -> None:
+    """A tiny receive buffer in front of a slow spool: UDP loses datagrams, but every one is counted as received
+    and either spooled or dropped; TCP senders are held back and lose nothing."""
+    port = free_port()
+    spool = SlowSpool(tmp_path / "spool")
+    metrics = SocMetrics()
+
+    async def run() -> None:
+        receivers = SyslogReceivers(spool, metrics, "127.0.0.1", port, max_pending_bytes=200)
+        await receivers.start()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                for i in range(40):
+                    udp.sendto(f"<38>udp datagram {i:02d} {'u' * 30}".encode(), ("127.0.0.1", port))
+            await _send_tcp("127.0.0.1", port, b"".join(f"<38>tcp line {i:02d} {'t' * 30}\n".encode()
+                                                        for i in range(40)))
+            await _until(lambda: _value(metrics, "received", "udp") == 40 and _value(metrics, "spooled", "tcp") == 40)
+        finally:
+            await receivers.stop()
+
+    asyncio.run(run())
+    records, _ = spool.read(Position(1, 0), 1000)
+    udp = [r.raw for r in records if r.source.startswith("syslog|udp:")]
+    tcp = [r.raw for r in records if r.source.startswith("syslog|tcp:")]
+    totals = metrics.ingest_totals()
+    assert totals["udp"]["dropped"] > 0, "the tiny buffer must overflow while the spool is slow"
+    assert totals["udp"]["received"] == 40 == len(udp) + totals["udp"]["dropped"]
+    assert totals["udp"]["spooled"] == len(udp)
+    assert udp == sorted(udp)  # what was kept is in arrival order
+    assert tcp == [f"<38>tcp line {i:02d} {'t' * 30}".encode() for i in range(40)]
+    assert totals["tcp"]["received"] == totals["tcp"]["spooled"] == 40 and totals["tcp"]["dropped"] == 0
     spool.close()

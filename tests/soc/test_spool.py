@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from soc.spool import Position, Spool
+from soc.spool import Position, Spool, source_origin, spool_source
 
 
 def _fill(spool: Spool, n: int, start: int = 0) -> None:
@@ -74,3 +74,11 @@ def test_uncommitted_records_are_read_again(tmp_path: Path) -> None:
     spool.close()
     again = Spool(tmp_path)
     assert again.read(again.checkpoint(), 6)[0] == records
+
+
+def test_source_origin_is_a_bounded_metrics_label() -> None:
+    assert source_origin(spool_source("syslog", "udp:127.0.0.1")) == "udp"
+    assert source_origin(spool_source("syslog", "tcp:[::1]")) == "tcp"
+    assert source_origin(spool_source("json", "http:analyst-zhang")) == "http"  # the user name is not a label
+    assert source_origin(spool_source("json", "carrier-pigeon:42")) == "other"
+    assert source_origin("no-separator-at-all") == "other"
