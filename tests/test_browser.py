@@ -213,32 +213,69 @@ def test_alert_raised_from_syslog_and_handled_in_the_console(page: Page, tmp_pat
     page.screenshot(path=str(tmp_path / "alert.png"), full_page=True)
 
 
-def test_situation_page_draws_charts_and_refreshes(page: Page, server: str, tmp_path: Path) -> None:
-    """态势感知: the charts are drawn by ECharts from the API and the page refreshes itself."""
-    _send_syslog([f"<38>1 2026-11-20T04:00:{i:02d}Z browser-gw sshd 7 - - Failed password for root from "
-                  f"2001:db8:66::{i % 3 + 1} port {42000 + i} ssh2" for i in range(3)]
-                 + [f"<38>1 2026-11-20T04:01:{i:02d}Z browser-gw sshd 7 - - Failed password for root from "
-                    f"203.0.113.202 port {43000 + i} ssh2" for i in range(11)])
-    _login(page, "admin", ADMIN_PASSWORD)
-    deadline = time.monotonic() + 30
-    while not any(a["source_ip"] == "203.0.113.202"
-                  for a in page.request.get(f"{server}/api/soc/alerts").json()["items"]):
-        assert time.monotonic() < deadline, "the brute force did not become an alert"
-        time.sleep(0.5)
+def test_situation_page_draws_charts_and_refreshes(page: Page, server: str, server_home: Path,
+                                                  tmp_path: Path) -> None:
+    """态势感知: the charts are drawn by ECharts from the API, an alert past its SLA is listed, and the page
+    refreshes itself."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from core.runtime import open_runtime
+    from core.settings import Settings
+    from inventory.models import Host, System
+    from soc.alerts.models import Alert
+
+    rt = open_runtime(Settings(home=server_home))
+    try:
+        with rt.sessions() as session:  # a host of the sample register, so the alert names its system
+            host, system_id = session.execute(select(Host.name, System.id).join(System)
+                                              .where(System.department_code == "GAJ")
+                                              .order_by(Host.name)).first()  # type: ignore[misc]
+        _send_syslog([f"<38>1 2026-11-20T04:00:{i:02d}Z browser-gw sshd 7 - - Failed password for root from "
+                      f"2001:db8:66::{i % 3 + 1} port {42000 + i} ssh2" for i in range(3)]
+                     + [f"<38>1 2026-11-20T04:01:{i:02d}Z {host} sshd 7 - - Failed password for root from "
+                        f"203.0.113.202 port {43000 + i} ssh2" for i in range(11)])
+        _login(page, "admin", ADMIN_PASSWORD)
+        deadline = time.monotonic() + 30
+        while not (mine := [a for a in page.request.get(f"{server}/api/soc/alerts").json()["items"]
+                            if a["source_ip"] == "203.0.113.202"]):
+            assert time.monotonic() < deadline, "the brute force did not become an alert"
+            time.sleep(0.5)
+        alert = mine[0]
+        assert (alert["system_id"], alert["department"]) == (system_id, "GAJ")
+        with rt.transaction() as session:  # two days old: past its acknowledge and resolve deadlines
+            row = session.get(Alert, alert["id"])
+            assert row is not None
+            for column in ("created_at", "acknowledge_due", "resolve_due"):
+                setattr(row, column, getattr(row, column) - timedelta(days=2))
+    finally:
+        rt.close()
     api = page.request.get(f"{server}/api/soc/situation", params={"hours": "720"}).json()
     assert api["open_alerts"] >= 1 and api["ip_versions"]["ipv6"] >= 3
     assert any(c[0] == "credential-access" for c in api["attack_heatmap"]["cells"])
+    assert alert["id"] in [o["id"] for o in api["overdue"]] and api["overdue_total"] >= 1
+    system_name = next(s["name"] for s in api["top_systems"] if s["id"] == system_id)
+    department_name = next(d["name"] for d in api["top_departments"] if d["code"] == "GAJ")
 
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto("/soc/situation")
     page.locator("#s-hours").select_option("720")
     expect(page.locator("#situation-updated")).to_have_attribute("data-loaded", re.compile(r"[1-9]"))
-    for chart in ("c-timeline", "c-severity", "c-ipv", "c-sources", "c-risk", "c-heatmap"):
+    for chart in ("c-timeline", "c-severity", "c-ipv", "c-sources", "c-systems", "c-departments", "c-risk",
+                  "c-heatmap"):
         expect(page.locator(f"#{chart} svg")).to_have_count(1)
     expect(page.locator("#c-sources svg")).to_contain_text("203.0.113.202")
+    # the bar charts' labels are truncated to their width; their first characters are always shown
+    expect(page.locator("#c-systems svg")).to_contain_text(system_name[:4])
+    expect(page.locator("#c-departments svg")).to_contain_text(department_name[:3])
     expect(page.locator("#c-heatmap svg")).to_contain_text("凭据访问")
+    overdue = page.locator(f'#overdue tbody tr[data-id="{alert["id"]}"]')
+    expect(overdue).to_have_count(1)
+    expect(overdue).to_contain_text(alert["title"])
     assert int(page.locator("#k-open").inner_text()) >= 1
+    assert int(page.locator("#k-overdue").inner_text()) >= 1
     assert page.locator("#k-ipv6").inner_text().endswith("%")
     page.screenshot(path=str(tmp_path / "situation.png"), full_page=True)
 
