@@ -1,4 +1,8 @@
-"""Drill routes: create from a scenario, replay, link alerts by hand, findings, complete, report."""
+"""Drill routes: create from a scenario, replay, link alerts by hand, findings, complete, report.
+
+Reads are department-scoped like alerts: a department user sees the drills whose scope holds a system of its
+departments, and only those departments' alerts within them (``Principal.departments``).
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,29 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
 from portal.alerts_api import visible_alert
 from portal.deps import DB_SESSION, Principal, require, runtime
 from portal.soc_api import services
-from soc.drills.models import Drill, DrillStep
+from soc.drills.models import Drill, DrillFinding, DrillStep
 from soc.drills.replay import replay
 from soc.drills.report import report_html, report_json
 from soc.drills.scenario import Scenario, ScenarioStep, scenarios
-from soc.drills.service import DrillError, add_finding, auto_link, complete, create_drill, link_by_hand, score
+from soc.drills.service import (
+    FINDING_STATUSES,
+    DrillError,
+    add_finding,
+    auto_link,
+    complete,
+    create_drill,
+    drill_visible,
+    link_by_hand,
+    score,
+    set_finding_status,
+    visible_drills,
+)
 
 router = APIRouter(prefix="/api/soc/drills", tags=["drills"])
 
@@ -60,9 +75,15 @@ class FindingIn(BaseModel):
     due: datetime | None = None
 
 
-def _drill(session: Session, drill_id: int) -> Drill:
+class FindingStatusIn(BaseModel):
+    status: str = Field(description="open | in_progress | closed")
+    reason: str | None = Field(None, max_length=10_000, description="why; required to reopen a closed finding")
+
+
+def _drill(session: Session, drill_id: int, principal: Principal | None = None) -> Drill:
+    """The drill, or 404 when it does not exist or (given a principal) is outside the principal's departments."""
     drill = session.get(Drill, drill_id)
-    if drill is None:
+    if drill is None or (principal is not None and not drill_visible(session, drill, principal.departments(session))):
         raise HTTPException(404, f"no drill {drill_id} / 演练不存在")
     return drill
 
@@ -75,8 +96,9 @@ def list_scenarios(principal: Principal = Depends(require("soc.read"))) -> list[
 
 @router.get("")
 def list_drills(session: Session = DB_SESSION, principal: Principal = Depends(require("soc.read"))) -> list[dict]:  # type: ignore[type-arg]
-    drills = session.scalars(select(Drill).order_by(Drill.id.desc()))
-    return [score(session, d)["drill"] | {"steps": len(d.steps)} for d in drills]
+    departments = principal.departments(session)
+    return [score(session, d, departments)["drill"] | {"steps": len(d.steps)}
+            for d in visible_drills(session, departments)]
 
 
 @router.post("", status_code=201)
@@ -96,8 +118,11 @@ def new_drill(body: DrillIn, session: Session = DB_SESSION, rt: Runtime = Depend
                                 steps=[ScenarioStep(**step.model_dump()) for step in body.steps])
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-    drill = create_drill(session, rt.audit, principal.name, scenario, body.planned_start or datetime.now(UTC),
-                         body.scope, body.title)
+    try:
+        drill = create_drill(session, rt.audit, principal.name, scenario, body.planned_start or datetime.now(UTC),
+                             body.scope, body.title)
+    except DrillError as exc:
+        raise HTTPException(422, str(exc)) from None
     if body.scenario is None:
         drill.scenario_code = None  # nothing to replay: the steps are carried out for real
     return score(session, drill)
@@ -106,7 +131,7 @@ def new_drill(body: DrillIn, session: Session = DB_SESSION, rt: Runtime = Depend
 @router.get("/{drill_id}")
 def get_drill(drill_id: int, session: Session = DB_SESSION,
               principal: Principal = Depends(require("soc.read"))) -> dict[str, Any]:
-    return score(session, _drill(session, drill_id))
+    return score(session, _drill(session, drill_id, principal), principal.departments(session))
 
 
 @router.post("/{drill_id}/replay")
@@ -160,7 +185,7 @@ def step_executed(drill_id: int, seq: int, body: ExecutedIn, session: Session = 
 
 
 @router.post("/{drill_id}/findings", status_code=201)
-def new_finding(drill_id: int, body: FindingIn, session: Session = DB_SESSION,
+def new_finding(drill_id: int, body: FindingIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                 principal: Principal = Depends(require("soc.drills.manage"))) -> dict[str, Any]:
     drill = _drill(session, drill_id)
     step: DrillStep | None = None
@@ -168,7 +193,29 @@ def new_finding(drill_id: int, body: FindingIn, session: Session = DB_SESSION,
         step = next((s for s in drill.steps if s.seq == body.step_seq), None)
         if step is None:
             raise HTTPException(422, f"drill {drill_id} has no step {body.step_seq}")
-    add_finding(session, drill, body.title, body.remediation, body.severity, step, body.owner, body.due)
+    add_finding(session, rt.audit, principal.name, drill, body.title, body.remediation, body.severity, step,
+                body.owner, body.due)
+    return score(session, drill)
+
+
+@router.post("/{drill_id}/findings/{finding_id}/status")
+def finding_status(drill_id: int, finding_id: int, body: FindingStatusIn, session: Session = DB_SESSION,
+                   rt: Runtime = Depends(runtime), principal: Principal = Depends(require("soc.drills.manage"))
+                   ) -> dict[str, Any]:
+    """Move a finding open → in_progress → closed (who and when are kept); reopening a closed one needs a reason."""
+    drill = _drill(session, drill_id)
+    finding = session.get(DrillFinding, finding_id)
+    if finding is None or finding.drill_id != drill.id:
+        raise HTTPException(404, f"drill {drill_id} has no finding {finding_id} / 整改项不存在")
+    if body.status not in FINDING_STATUSES:
+        raise HTTPException(422, f"unknown finding status {body.status!r}; use one of {', '.join(FINDING_STATUSES)}"
+                                 " / 整改项状态无效")
+    if finding.status == "closed" and body.status != "closed" and not (body.reason or "").strip():
+        raise HTTPException(422, f"reopening finding {finding_id} needs a reason / 重新打开整改项须说明原因")
+    try:
+        set_finding_status(session, rt.audit, principal.name, finding, body.status, body.reason)
+    except DrillError as exc:
+        raise HTTPException(409, str(exc)) from None
     return score(session, drill)
 
 
@@ -184,7 +231,7 @@ def complete_drill(drill_id: int, session: Session = DB_SESSION, rt: Runtime = D
 @router.get("/{drill_id}/report", response_model=None)
 def drill_report(drill_id: int, session: Session = DB_SESSION, principal: Principal = Depends(require("soc.read")),
                  format: Literal["json", "html"] = Query("html")) -> Response:
-    result = score(session, _drill(session, drill_id))
+    result = score(session, _drill(session, drill_id, principal), principal.departments(session))
     if format == "json":
         return Response(report_json(result), media_type="application/json")
     return HTMLResponse(report_html(result))

@@ -70,5 +70,9 @@ class DrillFinding(Base):
     remediation: Mapped[str] = mapped_column(Text)
     owner: Mapped[str | None] = mapped_column(String(64))
     due: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | in_progress | closed
+    status_by: Mapped[str | None] = mapped_column(String(64))  # who set the current status, and when
+    status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status_note: Mapped[str | None] = mapped_column(Text)  # why (required when a closed finding is reopened)
+    closed_by: Mapped[str | None] = mapped_column(String(64))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

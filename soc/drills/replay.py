@@ -24,7 +24,12 @@ def rule_ids(soc: Soc) -> dict[str, str]:
 
 def replay(rt: Runtime, soc: Soc, drill_id: int, scenario: Scenario, actor: str,
            start: datetime | None = None) -> dict[str, Any]:
-    """Run every step of the drill now (or from ``start``), link the alerts that result and return the score."""
+    """Run every step of the drill now (or from ``start``), link the alerts that result and return the score.
+
+    The steps' logs keep the scenario's timeline from ``start`` (the rules see the attack as it would unfold), but
+    a replay feeds them all at once: each step counts as executed when its logs enter the pipeline, so its time to
+    detect is how long the SOC took to raise the alert after receiving them.
+    """
     if soc.detection is None:
         raise DrillError("detection is switched off (soc.detection: false); a replay would detect nothing")
     start = (start or datetime.now(UTC)).replace(microsecond=0)  # logs carry whole seconds
@@ -37,19 +42,23 @@ def replay(rt: Runtime, soc: Soc, drill_id: int, scenario: Scenario, actor: str,
         if drill.scenario_code != scenario.code:
             raise DrillError(f"drill {drill_id} follows scenario {drill.scenario_code}, not {scenario.code}")
         plan = replay_records(drill, scenario, start)
-        for (step, _), spec in zip(plan, scenario.steps, strict=True):
-            step.executed_at = start + timedelta(seconds=spec.offset_seconds)
+        anchors = {step.seq: start + timedelta(seconds=spec.offset_seconds)
+                   for (step, _), spec in zip(plan, scenario.steps, strict=True)}
         drill.status, drill.actual_start = "running", drill.actual_start or start
         rt.audit.append(session, actor=actor, action="drill.replay", object_type="drill", object_id=str(drill_id),
                         payload={"start": start.isoformat(), "records": sum(len(r) for _, r in plan)})
-        targets = [step.target for step, _ in plan]
+        targets = [(step.seq, step.target) for step, _ in plan]
         batches = [records for _, records in plan]
     latest = start + timedelta(seconds=max(s.offset_seconds + s.repeat * s.step_seconds for s in scenario.steps))
-    for target, records in zip(targets, batches, strict=True):
+    fed: dict[int, datetime] = {}
+    for (seq, target), records in zip(targets, batches, strict=True):
         ctx = ParseContext(tz=soc.ctx.tz, now=latest + timedelta(hours=1), hostname=target)
+        fed[seq] = datetime.now(UTC)
         Pipeline(soc.store, soc.deadletters, soc.enricher, ctx, after_write=soc.detection).run(records)
     with rt.transaction() as session:
         drill = session.get(Drill, drill_id)
         assert drill is not None
-        auto_link(session, drill, rule_ids(soc))
+        for step in drill.steps:
+            step.executed_at = fed[step.seq]
+        auto_link(session, drill, rule_ids(soc), anchors=anchors)
         return score(session, drill)
