@@ -5,6 +5,10 @@ the caller's deterministic id, so a replayed batch is counted as duplicates inst
 The mappings live in ``es_template.json`` next to this module and are validated when loaded. Retention uses
 an ILM policy when the cluster has ILM, otherwise :meth:`ElasticsearchStore.delete_before` (delete-by-query)
 does the work; ``retention_mode`` tells which.
+
+The client sends Elasticsearch's compatibility media type (``application/vnd.elasticsearch+json;
+compatible-with=9``). Servers that speak the same API but refuse that type (OpenSearch-compatible ones such as
+osmem-server answer 406) are detected once, on first use, and the store then sends plain ``application/json``.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from elastic_transport import BaseNode, ConnectionTimeout, HttpHeaders, RequestsHttpNode, Urllib3HttpNode
 from elastic_transport import ConnectionError as TransportConnectionError
-from elastic_transport import ConnectionTimeout
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
 
 from soc.ecs import Event, iso_utc
 from soc.store.base import (
@@ -37,7 +41,6 @@ from soc.store.base import (
 log = logging.getLogger(__name__)
 
 TEMPLATE_FILE = Path(__file__).with_name("es_template.json")
-DEFAULT_RETENTION_DAYS = 180  # 网络安全法 第二十一条: network logs kept at least six months
 MAX_RESULT_WINDOW = 10_000  # Elasticsearch's default index.max_result_window
 
 # Leaf types the template may use; "text" is reserved for ``message``.
@@ -46,12 +49,75 @@ _AGGREGATABLE = _LEAF_TYPES - {"text"}
 # Statuses meaning "the store cannot take this right now" (spool and retry) rather than "this request is wrong".
 _UNAVAILABLE_STATUS = {401, 403, 408, 429}
 _PREFIX = re.compile(r"[a-z0-9][a-z0-9._-]*")
+# Statuses of a server refusing the request's media type (Content-Type / Accept).
+_MEDIA_TYPE_REFUSED = {406, 415}
+_VENDOR_MEDIA_TYPES = {
+    "application/vnd.elasticsearch+json": "application/json",
+    "application/vnd.elasticsearch+x-ndjson": "application/x-ndjson",
+}
+_NODE_CLASS_NAMES: dict[str, type[BaseNode]] = {"urllib3": Urllib3HttpNode, "requests": RequestsHttpNode}
 
 if TYPE_CHECKING:
+    from elastic_transport._node import NodeApiResponse
     from sigma.rule import SigmaRule
 
 T = TypeVar("T")
 RetentionMode = Literal["ilm", "delete_by_query"]
+
+
+def longest_retention(retention_days: Mapping[str, int] | None = None) -> int:
+    """The longest per-data-class retention in days (None: the defaults of ``core.settings.SocSettings``).
+
+    Daily indices hold every data class, so a whole index may only be dropped after the longest of them.
+    """
+    if retention_days is None:
+        from core.settings import SocSettings
+
+        retention_days = SocSettings().retention_days
+    if not retention_days:
+        raise ValueError("retention_days is empty: give the retention in days of each data class")
+    bad = {name: days for name, days in retention_days.items() if not isinstance(days, int) or days < 1}
+    if bad:
+        raise ValueError(f"retention_days must be whole days ≥ 1, got {bad}")
+    return max(retention_days.values())
+
+
+def plain_media_type(value: str) -> str:
+    """``application/vnd.elasticsearch+json; compatible-with=9`` → ``application/json`` (others unchanged)."""
+    base = value.split(";", 1)[0].strip().lower()
+    return _VENDOR_MEDIA_TYPES.get(base, value)
+
+
+class PlainMediaTypes:
+    """Node mixin: rewrites the client's vendor media types (Accept, Content-Type) to the plain JSON ones, for
+    servers that refuse ``application/vnd.elasticsearch+json`` (the client converts any header it is given)."""
+
+    def perform_request(self, method: str, target: str, body: bytes | None = None,
+                        headers: HttpHeaders | None = None, **kwargs: Any) -> NodeApiResponse:
+        if headers is not None:
+            headers = headers.copy()
+            for name in ("accept", "content-type"):
+                if name in headers:
+                    headers[name] = plain_media_type(headers[name])
+        return super().perform_request(method, target, body=body, headers=headers, **kwargs)  # type: ignore[misc]
+
+
+class PlainMediaTypeNode(PlainMediaTypes, Urllib3HttpNode):
+    """The default urllib3 node with plain JSON media types."""
+
+
+def plain_media_type_node(node_class: type[BaseNode] | str | None) -> type[BaseNode]:
+    """``node_class`` (a class, ``"urllib3"``, ``"requests"`` or None for urllib3) sending plain media types."""
+    if node_class is None:
+        return PlainMediaTypeNode
+    if isinstance(node_class, str):
+        if node_class not in _NODE_CLASS_NAMES:
+            raise ValueError(f"node_class {node_class!r}: cannot send plain media types with it; "
+                             f"use one of {sorted(_NODE_CLASS_NAMES)} or a node class")
+        node_class = _NODE_CLASS_NAMES[node_class]
+    if issubclass(node_class, PlainMediaTypes):
+        return node_class
+    return type(f"PlainMediaType{node_class.__name__}", (PlainMediaTypes, node_class), {})
 
 
 def load_template(path: Path = TEMPLATE_FILE) -> dict[str, Any]:
@@ -167,14 +233,18 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 class ElasticsearchStore:
-    """EventStore on an Elasticsearch 8.x/9.x cluster (the official client refuses servers that do not identify
-    as Elasticsearch, so a plain OpenSearch cluster is not supported; osmem-server in tests does identify).
+    """EventStore on an Elasticsearch 8.x/9.x cluster, or a server of the same API that identifies as
+    Elasticsearch (``X-Elastic-Product``) but refuses the compatibility media type, such as osmem-server: that
+    is detected on first use and plain JSON is sent from then on. The official client refuses servers that do
+    not identify as Elasticsearch, so a plain OpenSearch cluster is not supported (a clear error says so).
 
     ``client_or_url``: an ``Elasticsearch`` client (not closed by :meth:`close`) or URL(s) to build one from
     (with ``client_options`` passed to the constructor; closed by :meth:`close`).
     ``retention_days``: age after which ILM deletes a whole daily index (policy ``min_age`` is one day more, so
-    the last event of a day is kept the full period); give the longest retention of any data class and use
-    :meth:`delete_before` for shorter ones. ``ilm``: None detects, False never uses ILM, True requires it.
+    the last event of a day is kept the full period). Daily indices mix data classes, so this must be the
+    longest retention of any class (see :func:`longest_retention`; None: the longest of the default settings);
+    :meth:`delete_before` removes classes kept shorter. ``ilm``: None detects, False never uses ILM, True
+    requires it.
     ``refresh``: the bulk ``refresh`` parameter (``"wait_for"`` or True gives read-after-write; default False,
     i.e. new events are searchable after the index refresh interval, normally 1 s).
     ``keep_original``: store ``event.original`` (unindexed, in _source only) or drop it before writing.
@@ -185,7 +255,7 @@ class ElasticsearchStore:
         client_or_url: Elasticsearch | str | Sequence[str],
         *,
         index_prefix: str = "yunshu-events",
-        retention_days: int = DEFAULT_RETENTION_DAYS,
+        retention_days: int | None = None,
         ilm: bool | None = None,
         refresh: bool | Literal["wait_for"] = False,
         keep_original: bool = True,
@@ -199,16 +269,19 @@ class ElasticsearchStore:
     ) -> None:
         if not _PREFIX.fullmatch(index_prefix):
             raise ValueError(f"index_prefix {index_prefix!r}: lowercase letters, digits, '.', '_' and '-' only")
-        if retention_days < 1:
-            raise ValueError("retention_days must be at least 1")
+        if retention_days is None:
+            retention_days = longest_retention()
+        if isinstance(retention_days, bool) or not isinstance(retention_days, int) or retention_days < 1:
+            raise ValueError(f"retention_days must be whole days ≥ 1, got {retention_days!r}")
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         if isinstance(client_or_url, Elasticsearch):
             self.client = client_or_url
             self._owns_client = False
         else:
-            hosts = [client_or_url] if isinstance(client_or_url, str) else list(client_or_url)
-            self.client = Elasticsearch(hosts, **{"request_timeout": request_timeout, **dict(client_options or {})})
+            self._hosts = [client_or_url] if isinstance(client_or_url, str) else list(client_or_url)
+            self._client_options = {"request_timeout": request_timeout, **dict(client_options or {})}
+            self.client = Elasticsearch(self._hosts, **self._client_options)
             self._owns_client = True
         self.index_prefix = index_prefix
         self.template_name = index_prefix
@@ -227,6 +300,7 @@ class ElasticsearchStore:
             settings["number_of_replicas"] = replicas
         self.fields = field_types(self.template["mappings"])
         self.retention_mode: RetentionMode | None = None  # set by ensure_ready()
+        self.plain_media_types = False  # set by ensure_ready() when the server refuses the vendor media type
         self._lock = threading.Lock()
 
     # -- naming and setup ------------------------------------------------------------------------------------
@@ -240,12 +314,14 @@ class ElasticsearchStore:
         return f"{self.index_prefix}-{_event_day(event):%Y.%m.%d}"
 
     def ensure_ready(self) -> None:
-        """Detect ILM, install the lifecycle policy (if ILM) and the index template; once per store."""
+        """Negotiate the media type, detect ILM, install the lifecycle policy (if ILM) and the index template;
+        once per store."""
         if self.retention_mode is not None:
             return
         with self._lock:
             if self.retention_mode is not None:
                 return
+            self._negotiate_media_type()
             mode: RetentionMode = "ilm" if self._ilm_available() else "delete_by_query"
             settings = copy.deepcopy(self.template.get("settings", {}))
             if mode == "ilm":
@@ -267,6 +343,43 @@ class ElasticsearchStore:
             ))
             log.info("event store %s ready (retention by %s)", self.index_pattern, mode)
             self.retention_mode = mode
+
+    def _probe(self) -> None:
+        """A cheap read-only request with a JSON body (the media type of bodies is what servers refuse)."""
+        self._call(lambda: self.client.search(
+            index=self.index_pattern, ignore_unavailable=True, allow_no_indices=True, size=0,
+            track_total_hits=False, terminate_after=1, query={"match_all": {}}))
+
+    def _negotiate_media_type(self) -> None:
+        """Send plain ``application/json`` from now on if the server refuses the client's compatibility type."""
+        try:
+            self._probe()
+            return
+        except UnsupportedProductError as exc:
+            raise ValueError(f"the event store server is not Elasticsearch (no 'X-Elastic-Product: "
+                             f"Elasticsearch' header), which the elasticsearch client refuses: {exc}") from None
+        except ApiError as exc:
+            if exc.meta.status not in _MEDIA_TYPE_REFUSED:
+                raise
+            refusal = f"{exc.meta.status} {exc.message}"
+        if not self._owns_client:
+            raise ValueError(f"the event store server refuses the client's compatibility media type ({refusal}); "
+                             "build the client with node_class=PlainMediaTypeNode, or pass a URL")
+        options = dict(self._client_options)
+        options["node_class"] = plain_media_type_node(options.get("node_class"))
+        old, self.client = self.client, Elasticsearch(self._hosts, **options)
+        old.close()
+        self.plain_media_types = True
+        nodes = ", ".join(f"{n.config.host}:{n.config.port}" for n in self.client.transport.node_pool.all())
+        log.info("event store server %s refuses the Elasticsearch compatibility media type (%s); "
+                 "sending plain application/json from now on", nodes, refusal)
+        try:
+            self._probe()
+        except ApiError as exc:
+            if exc.meta.status in _MEDIA_TYPE_REFUSED:
+                raise ValueError(f"the event store server refuses both the compatibility and the plain JSON "
+                                 f"media types: {exc.meta.status} {exc.message}") from None
+            raise
 
     def _ilm_available(self) -> bool:
         if self._ilm_wanted is False:

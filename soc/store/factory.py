@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from soc.store.base import EventStore
@@ -11,16 +12,21 @@ def default_store_path(home: Path) -> Path:
     return home / "soc" / "events.db"
 
 
-def open_store(url: str | None, home: Path) -> EventStore:
-    """The store named by ``url`` (None: the embedded store under ``home``)."""
+def open_store(url: str | None, home: Path, retention_days: Mapping[str, int] | None = None) -> EventStore:
+    """The store named by ``url`` (None: the embedded store under ``home``).
+
+    ``retention_days``: the per-data-class retention (``soc.retention_days``; None: its defaults). An
+    Elasticsearch store's lifecycle policy drops whole daily indices, which mix data classes, so it keeps them
+    for the longest of these; shorter classes are deleted per class by ``delete_before``.
+    """
     if not url:
         from soc.store.sqlite import SQLiteStore
 
         return SQLiteStore(default_store_path(home))
     if url.startswith(("http://", "https://")):
-        from soc.store.elasticsearch import ElasticsearchStore
+        from soc.store.elasticsearch import ElasticsearchStore, longest_retention
 
-        return ElasticsearchStore(url)
+        return ElasticsearchStore(url, retention_days=longest_retention(retention_days))
     if url.startswith("sqlite:///"):
         from soc.store.sqlite import SQLiteStore
 

@@ -1,8 +1,9 @@
 """Test helper: a real osmem-server (in-memory OpenSearch-compatible API) and clients/stores pointed at it.
 
 The ``elasticsearch`` 9 client sends ``application/vnd.elasticsearch+json; compatible-with=9``; osmem answers
-406 to that, so test clients use :class:`PlainJsonNode`, which sends the plain media types. Real clusters
-accept the vendor types: this shim stays in tests.
+406 to that. ``ElasticsearchStore`` detects the refusal itself on first use and switches to plain JSON (product
+code, see ``soc.store.elasticsearch``), so :func:`es_store` builds stores exactly as the product does. Bare
+test clients (:func:`es_client`) use the product's :class:`PlainMediaTypeNode` from the start.
 """
 
 from __future__ import annotations
@@ -12,40 +13,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from elastic_transport import HttpHeaders, Urllib3HttpNode
 from elasticsearch import Elasticsearch
 from osmem_server import OsmemServer
 
-from soc.store.elasticsearch import ElasticsearchStore
+from soc.store.elasticsearch import ElasticsearchStore, PlainMediaTypeNode, plain_media_type
 
-if TYPE_CHECKING:
-    from elastic_transport._node import NodeApiResponse
-
-_VENDOR = {
-    "application/vnd.elasticsearch+json": "application/json",
-    "application/vnd.elasticsearch+x-ndjson": "application/x-ndjson",
-}
-
-
-def plain_media_type(value: str) -> str:
-    """``application/vnd.elasticsearch+json; compatible-with=9`` → ``application/json`` (others unchanged)."""
-    base = value.split(";", 1)[0].strip().lower()
-    return _VENDOR.get(base, value)
-
-
-class PlainJsonNode(Urllib3HttpNode):
-    """Urllib3 node that rewrites the client's vendor media types (Accept, Content-Type) to the plain ones."""
-
-    def perform_request(self, method: str, target: str, body: bytes | None = None,
-                        headers: HttpHeaders | None = None, **kwargs: Any) -> NodeApiResponse:
-        if headers is not None:
-            headers = headers.copy()
-            for name in ("accept", "content-type"):
-                if name in headers:
-                    headers[name] = plain_media_type(headers[name])
-        return super().perform_request(method, target, body=body, headers=headers, **kwargs)
+# Older name of the node class, kept for the suites that import it from here.
+PlainJsonNode = PlainMediaTypeNode
+__all__ = ["PlainJsonNode", "es_client", "es_store", "osmem_process", "osmem_server", "plain_media_type"]
 
 
 def _wait_until_answers(url: str, timeout: float = 10.0) -> None:
@@ -84,10 +61,12 @@ def es_client(url: str, **options: Any) -> Elasticsearch:
     """An Elasticsearch client for ``url`` that osmem understands (plain JSON media types, no retries)."""
     options.setdefault("request_timeout", 10.0)
     options.setdefault("max_retries", 0)
-    return Elasticsearch(url, node_class=PlainJsonNode, **options)
+    return Elasticsearch(url, node_class=PlainMediaTypeNode, **options)
 
 
 def es_store(url: str, **kwargs: Any) -> ElasticsearchStore:
-    """An ElasticsearchStore on ``url`` with read-after-write (``refresh="wait_for"``) unless told otherwise."""
+    """An ElasticsearchStore on ``url`` as the product builds it (it finds out about osmem's media types itself),
+    without client retries and with read-after-write (``refresh="wait_for"``) unless told otherwise."""
     kwargs.setdefault("refresh", "wait_for")
-    return ElasticsearchStore(url, client_options={"node_class": PlainJsonNode, "max_retries": 0}, **kwargs)
+    kwargs.setdefault("client_options", {"max_retries": 0})
+    return ElasticsearchStore(url, **kwargs)

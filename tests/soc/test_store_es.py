@@ -17,12 +17,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from elastic_transport import ApiResponseMeta, HttpHeaders
-from elasticsearch import Elasticsearch
+from elastic_transport import ApiResponseMeta, HttpHeaders, RequestsHttpNode, Urllib3HttpNode
+from elasticsearch import ApiError, Elasticsearch
 
+from core.settings import SocSettings
 from soc.ecs import Event, event_id
 from soc.store.base import SearchQuery, StoreUnavailable
-from soc.store.elasticsearch import TEMPLATE_FILE, ElasticsearchStore, field_types, load_template
+from soc.store.elasticsearch import (
+    TEMPLATE_FILE,
+    ElasticsearchStore,
+    PlainMediaTypes,
+    field_types,
+    load_template,
+    longest_retention,
+    plain_media_type_node,
+)
+from soc.store.factory import open_store
 from tests.soc.osmem import PlainJsonNode, es_client, es_store, osmem_process, osmem_server, plain_media_type
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -115,6 +125,61 @@ def test_media_type_rewrite() -> None:
     assert plain_media_type("application/vnd.elasticsearch+json; compatible-with=9") == "application/json"
     assert plain_media_type("application/vnd.elasticsearch+x-ndjson; compatible-with=9") == "application/x-ndjson"
     assert plain_media_type("text/plain") == "text/plain"
+    assert plain_media_type_node(None) is PlainJsonNode
+    requests_node = plain_media_type_node("requests")
+    assert issubclass(requests_node, PlainMediaTypes) and issubclass(requests_node, RequestsHttpNode)
+    assert plain_media_type_node(requests_node) is requests_node
+    with pytest.raises(ValueError, match="node_class 'httpxasync'"):
+        plain_media_type_node("httpxasync")
+
+
+# -- media types: osmem refuses the client's compatibility type -----------------------------------------------
+
+
+def test_vendor_media_type_is_refused_by_osmem_and_the_store_switches_once(
+        es_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    raw = Elasticsearch(es_url, max_retries=0)  # what the product's client sends by default
+    with pytest.raises(ApiError) as refused:
+        raw.indices.put_index_template(name="probe", index_patterns=["probe-*"], template={})
+    assert refused.value.meta.status == 406
+    assert "compatible-with=9" in str(refused.value)
+    raw.close()
+
+    s = ElasticsearchStore(es_url, refresh="wait_for", client_options={"max_retries": 0})
+    before = s.client
+    assert s.plain_media_types is False
+    with caplog.at_level("INFO", logger="soc.store.elasticsearch"):
+        assert s.write(docs_of(ev(0), ev(1))).created == 2
+    assert s.plain_media_types is True and s.client is not before
+    assert [n.__class__.__name__ for n in s.client.transport.node_pool.all()] == ["PlainMediaTypeNode"]
+    switched = [r.getMessage() for r in caplog.records if "media type" in r.getMessage()]
+    assert len(switched) == 1 and "406" in switched[0] and "application/json" in switched[0]
+    assert s.search(SearchQuery(text="failed password")).total == 2
+    assert s.write(docs_of(ev(0))).duplicates == 1
+    assert len([r for r in caplog.records if "media type" in r.getMessage()]) == 1  # detected once
+    s.close()
+
+
+def test_plain_client_is_kept_and_a_refused_foreign_client_is_a_clear_error(es_url: str) -> None:
+    plain = ElasticsearchStore(es_url, client_options={"node_class": PlainJsonNode, "max_retries": 0})
+    first = plain.client
+    plain.ensure_ready()
+    assert (plain.plain_media_types, plain.client) == (False, first)
+    plain.close()
+    requests_based = ElasticsearchStore(es_url, client_options={"node_class": "requests", "max_retries": 0})
+    requests_based.ensure_ready()
+    assert requests_based.plain_media_types is True
+    assert all(isinstance(n, RequestsHttpNode) and isinstance(n, PlainMediaTypes)
+               for n in requests_based.client.transport.node_pool.all())
+    requests_based.close()
+    foreign = Elasticsearch(es_url, max_retries=0)
+    s = ElasticsearchStore(foreign)
+    with pytest.raises(ValueError, match=r"refuses the client's compatibility media type .*406"):
+        s.write(docs_of(ev(0)))
+    assert s.retention_mode is None
+    s.close()
+    assert isinstance(next(iter(foreign.transport.node_pool.all())), Urllib3HttpNode)  # not closed, not changed
+    foreign.close()
 
 
 # -- template, mappings and daily indices --------------------------------------------------------------------
@@ -373,6 +438,52 @@ class FakeIlmNode(PlainJsonNode):
         return super().perform_request(method, target, body=body, headers=headers, **kwargs)
 
 
+def test_longest_retention() -> None:
+    assert longest_retention() == max(SocSettings().retention_days.values()) == 1095
+    assert longest_retention({"general": 180, "important": 400}) == 400
+    with pytest.raises(ValueError, match="retention_days is empty"):
+        longest_retention({})
+    with pytest.raises(ValueError, match="'core': 0"):
+        longest_retention({"general": 180, "core": 0})
+    with pytest.raises(ValueError, match="retention_days must be whole days"):
+        ElasticsearchStore("http://127.0.0.1:9", retention_days=0)
+    assert ElasticsearchStore("http://127.0.0.1:9").retention_days == 1095  # the default is the longest one
+
+
+def _with_fake_ilm(store: ElasticsearchStore, url: str) -> ElasticsearchStore:
+    """``store`` (unused so far) talking through FakeIlmNode, as if its cluster had ILM."""
+    store.client.close()
+    store.client = Elasticsearch(url, node_class=FakeIlmNode, max_retries=0)
+    store.refresh_policy = "wait_for"
+    return store
+
+
+@pytest.mark.parametrize("retention, min_age", [
+    (None, "1096d"),  # the defaults: core data 1095 days
+    ({"general": 180, "important": 365, "core": 1095, "unclassified": 180}, "1096d"),
+    ({"general": 200, "important": 2000, "unclassified": 190}, "2001d"),
+])
+def test_open_store_ilm_policy_keeps_indices_for_the_longest_retention(
+        es_url: str, tmp_path: Path, retention: dict[str, int] | None, min_age: str) -> None:
+    """Daily indices mix data classes: ILM must not drop one before the longest class retention (+1 day so the
+    day's last event is kept the whole period); shorter classes go per class through delete_before."""
+    FakeIlmNode.requests.clear()
+    s = open_store(es_url, tmp_path, retention)
+    assert isinstance(s, ElasticsearchStore)
+    _with_fake_ilm(s, es_url)
+    old = -400 * 24 * 60
+    docs = docs_of(ev(old, data_class="general", user="g"), ev(old, data_class="important", user="i"),
+                   ev(old, data_class="core", user="c"))
+    assert s.write(docs).created == 3
+    assert s.retention_mode == "ilm"
+    policy = {(m, p): b for m, p, b in FakeIlmNode.requests}[("PUT", "/_ilm/policy/yunshu-events")]["policy"]
+    assert policy["phases"]["delete"] == {"min_age": min_age, "actions": {"delete": {}}}
+    assert policy["_meta"]["retention_days"] == int(min_age[:-1]) - 1
+    assert s.delete_before(T0 - timedelta(days=180), "general") == 1  # the shorter class, per class
+    assert s.terms("user.name", SearchQuery()) == [("c", 1), ("i", 1)]
+    s.close()
+
+
 def test_ilm_path_installs_policy_and_references_it(es_url: str) -> None:
     FakeIlmNode.requests.clear()
     s = ElasticsearchStore(es_url, retention_days=365, refresh="wait_for",
@@ -418,7 +529,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_any(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         self.rfile.read(length)
-        if self.mode == "bulk429" and self.path.startswith("/_bulk"):
+        if self.mode == "not-elasticsearch":
+            self._send(200, {"took": 1, "hits": {"hits": []}}, product=None)
+        elif self.mode == "bulk429" and self.path.startswith("/_bulk"):
             item = {"create": {"_index": "yunshu-events-2026.11.20", "_id": "x", "status": 429,
                                "error": {"type": "es_rejected_execution_exception", "reason": "queue full"}}}
             self._send(200, {"took": 1, "errors": True, "items": [item]})
@@ -429,11 +542,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_any
 
-    def _send(self, status: int, body: dict[str, Any]) -> None:
+    def _send(self, status: int, body: dict[str, Any], product: str | None = "Elasticsearch") -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
-        self.send_header("x-elastic-product", "Elasticsearch")
+        if product:
+            self.send_header("x-elastic-product", product)
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -460,6 +574,15 @@ def test_5xx_and_item_429_are_unavailable(fake_cluster: tuple[str, type[_Handler
         s.write(docs_of(ev(0)))
     handler.mode = "bulk429"
     with pytest.raises(StoreUnavailable, match="429"):
+        s.write(docs_of(ev(0)))
+    s.close()
+
+
+def test_server_that_is_not_elasticsearch_is_a_clear_error(fake_cluster: tuple[str, type[_Handler]]) -> None:
+    url, handler = fake_cluster
+    handler.mode = "not-elasticsearch"
+    s = es_store(url)
+    with pytest.raises(ValueError, match="not Elasticsearch"):
         s.write(docs_of(ev(0)))
     s.close()
 
