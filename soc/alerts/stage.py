@@ -68,6 +68,8 @@ class DetectionStage:
         """The detections in a batch (rule and correlation state advance; nothing is recorded yet)."""
         before = self.detector.eval_seconds
         found = list(self.evaluate(batch))
+        if self.detector.correlator.active:
+            self.detector.correlator.sweep()  # groups gone quiet for longer than their window
         if self.metrics is not None:
             self.metrics.rule_seconds.inc(self.detector.eval_seconds - before)
             self.metrics.correlation_state.set(self.detector.correlator.state_size)

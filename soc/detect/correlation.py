@@ -3,11 +3,14 @@
 State is kept per correlation and group-by key, only for the correlation's timespan; each correlation holds at
 most ``max_groups`` keys (least recently used dropped first), so memory stays bounded under any input. A
 correlation fires when its condition holds on the window that ends with the current event; its window for
-that group is then cleared, so one burst gives one match, not one per further event.
+that group is then cleared, so one burst gives one match, not one per further event. :meth:`Correlator.sweep`
+(called by the detection stage after each batch) drops the groups whose newest event is more than a timespan
+older than the newest event seen, so groups that go quiet do not wait for the cap to be evicted.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,9 +65,10 @@ class CorrelationMatch:
 class _Window:
     """The per-group state of one correlation."""
 
-    __slots__ = ("last_by_rule", "sequence", "times", "values")
+    __slots__ = ("last", "last_by_rule", "sequence", "times", "values")
 
     def __init__(self) -> None:
+        self.last = 0.0  # the newest event time the window has seen
         self.times: deque[float] = deque()
         self.values: dict[str, float] = {}
         self.last_by_rule: dict[str, float] = {}
@@ -105,6 +109,8 @@ class _Tracker:
         corr = self.corr
         key = self._key(event, rule)
         window = self._window(key)
+        if ts > window.last:
+            window.last = ts
         horizon = ts - corr.timespan_s
         count: int
         first: float
@@ -150,6 +156,20 @@ class _Tracker:
         return CorrelationMatch(self.corr, dict(zip(self.corr.group_by, key, strict=True)), count, first, last,
                                 event)
 
+    def sweep(self, now: float) -> int:
+        """Drop the groups, least recently used first, whose newest event is older than ``now`` minus the timespan
+        (nothing in them can count any more); stops at the first group still live. Returns how many went."""
+        horizon = now - self.corr.timespan_s
+        dropped = 0
+        groups = self.groups
+        while groups:
+            key = next(iter(groups))
+            if groups[key].last >= horizon:
+                break
+            del groups[key]
+            dropped += 1
+        return dropped
+
     @property
     def size(self) -> int:
         return len(self.groups)
@@ -164,6 +184,7 @@ class Correlator:
         for tracker in self.trackers:
             for rule_id in dict.fromkeys(tracker.order):
                 self._by_rule.setdefault(rule_id, []).append(tracker)
+        self.latest = 0.0  # the newest event time observed (the clock of :meth:`sweep`)
 
     @property
     def active(self) -> bool:
@@ -178,12 +199,26 @@ class Correlator:
         while queue:
             rule = queue.pop(0)
             for tracker in self._by_rule.get(rule.id, ()):
-                ts = event_time(event) if ts is None else ts
+                if ts is None:
+                    ts = event_time(event)
+                    if ts > self.latest:
+                        self.latest = ts
                 result = tracker.observe(event, rule, ts)
                 if result is not None:
                     fired.append(result)
                     queue.append(result.correlation)
         return fired
+
+    def sweep(self, now: float | None = None) -> int:
+        """Drop expired group windows; returns how many. ``now`` (epoch seconds) defaults to the newest event time
+        observed, capped at the wall clock: event time, so replaying old logs keeps its windows between batches,
+        while one event stamped in the future cannot expire live windows. An event arriving more than a timespan
+        behind the newest may miss a group already swept."""
+        if now is None:
+            now = min(self.latest, time.time())
+        if now <= 0:
+            return 0
+        return sum(tracker.sweep(now) for tracker in self.trackers)
 
     @property
     def state_size(self) -> int:

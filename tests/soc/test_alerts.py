@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -222,6 +223,11 @@ def test_alerts_api_scoping_and_workflow(soc_portal) -> None:  # type: ignore[no
     metrics = client.get("/metrics").text
     assert 'yunshu_soc_alerts_total{rule="f6fdcda2-afcc-40ed-aa78-6f5632dd878c",severity=' in metrics
     assert "yunshu_soc_rule_evaluation_seconds_total" in metrics
+    # the correlation state gauge: GAJ's two failures after its brute force fired still wait in a window
+    state = re.search(r"^yunshu_soc_correlation_state_groups (\S+)$", metrics, re.MULTILINE)
+    assert state is not None, "the correlation state gauge is missing from /metrics"
+    held = client.app.state.soc.soc.detection.detector.correlator.state_size  # type: ignore[attr-defined]
+    assert float(state.group(1)) == held and held >= 1
 
 
 def _record_alert(rt: Runtime, n: int = 1, **kwargs: Any) -> int:
@@ -458,6 +464,81 @@ def test_situation_overdue_risk_and_top_systems(soc_portal) -> None:  # type: ig
     assert [s["id"] for s in mine["top_systems"]] == [sys_a, sys_b]
     assert [d["code"] for d in mine["department_risk"]] == ["GAJ"]
     assert [o["id"] for o in mine["overdue"]] == [a2] and mine["overdue_total"] == 1
+
+
+def _auth_failures(ip: str, host: str, start: datetime, n: int) -> list[tuple[str, dict[str, Any]]]:
+    """(event id, event) of ``n`` parsed sshd password failures, ten seconds apart."""
+    return [(f"{ip}-{i}", {"@timestamp": (start + timedelta(seconds=10 * i)).isoformat(),
+                           "message": f"Failed password for root from {ip}",
+                           "event": {"dataset": "system.auth", "action": "ssh_login", "outcome": "failure"},
+                           "process": {"name": "sshd"}, "source": {"ip": ip}, "user": {"name": "root"},
+                           "host": {"name": host}}) for i in range(n)]
+
+
+def test_detection_stage_sweeps_expired_correlation_windows(runtime: Runtime) -> None:
+    """Groups that went quiet for longer than their correlation's timespan are dropped after the next batch (any
+    group's events move the clock), and the state gauge follows."""
+    from prometheus_client import CollectorRegistry
+
+    from soc.alerts.stage import DetectionStage, load_configured_rules
+    from soc.detect.engine import Detector
+    from soc.metrics import SocMetrics
+
+    ruleset = load_configured_rules([])
+    longest = max(c.timespan_s for c in ruleset.correlations)
+    registry = CollectorRegistry()
+    stage = DetectionStage(Detector(ruleset), runtime.transaction, AlertService(), SocMetrics(registry))
+    correlator = stage.detector.correlator
+
+    def gauge() -> float | None:
+        return registry.get_sample_value("yunshu_soc_correlation_state_groups")
+
+    def keys_with(ip: str, longer_than: float = -1) -> int:
+        """Groups holding ``ip`` in the correlations whose timespan exceeds ``longer_than`` seconds."""
+        return sum(ip in key for t in correlator.trackers if t.corr.timespan_s > longer_than for key in t.groups)
+
+    assert not stage.detect(_auth_failures("192.0.2.10", "web01", T0, 4))  # below every threshold
+    quiet, last = keys_with("192.0.2.10"), T0 + timedelta(seconds=30)
+    spans = sorted({t.corr.timespan_s for t in correlator.trackers if any("192.0.2.10" in k for k in t.groups)})
+    assert quiet >= 2 and len(spans) >= 2 and correlator.state_size == gauge() == quiet
+    # another source within every window of the first: nothing of it is swept
+    stage.detect(_auth_failures("192.0.2.20", "web02", last + timedelta(seconds=spans[0] - 10), 1))
+    assert keys_with("192.0.2.10") == quiet and gauge() == correlator.state_size > quiet
+    # past the shortest window only: that correlation's group goes, the longer ones stay
+    stage.detect(_auth_failures("192.0.2.30", "web03", last + timedelta(seconds=spans[0] + 10), 1))
+    kept = keys_with("192.0.2.10")
+    assert 0 < kept < quiet and kept == keys_with("192.0.2.10", longer_than=spans[0] + 10)
+    assert gauge() == correlator.state_size
+    # past the longest window: all of the first source's groups are gone
+    stage.detect(_auth_failures("192.0.2.40", "web04", last + timedelta(seconds=longest + 10), 1))
+    assert keys_with("192.0.2.10") == 0 and gauge() == correlator.state_size
+    assert correlator.state_size == sum(keys_with(ip) for ip in ("192.0.2.20", "192.0.2.30", "192.0.2.40"))
+
+    fresh = Detector(ruleset)  # what the newest source alone leaves behind
+    fresh.process(_auth_failures("192.0.2.40", "web04", last + timedelta(seconds=longest + 10), 1)[0][1])
+    assert keys_with("192.0.2.40") == fresh.correlator.state_size
+
+
+def test_correlation_sweep_keeps_replayed_history_and_future_stamps_capped() -> None:
+    """The sweep runs on event time (old logs replayed keep their windows between batches); a far-future stamp
+    moves it no further than the wall clock allows."""
+    from soc.alerts.stage import load_configured_rules
+    from soc.detect.engine import Detector
+
+    detector = Detector(load_configured_rules([]))
+    old = datetime(2005, 6, 14, 8, 0, tzinfo=UTC)
+    for _, event in _auth_failures("192.0.2.40", "db01", old, 3):
+        detector.process(event)
+    held = detector.correlator.state_size
+    assert held >= 2 and detector.correlator.sweep() == 0 and detector.correlator.state_size == held
+    now = datetime.now(UTC)
+    for _, event in _auth_failures("192.0.2.41", "db02", now, 1):
+        detector.process(event)
+    assert detector.correlator.sweep() == held  # live traffic moved the clock past the old windows
+    live = detector.correlator.state_size
+    for _, event in _auth_failures("192.0.2.42", "db03", now + timedelta(days=365), 1):
+        detector.process(event)
+    assert detector.correlator.sweep() == 0 and detector.correlator.state_size == 2 * live  # capped clock
 
 
 def test_tactics_from_tags() -> None:
