@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -54,6 +54,10 @@ class WebhookSettings(BaseModel):
     min_severity: Literal["low", "medium", "high", "critical"] = "high"
 
 
+# 网络安全法 第二十一条: network logs kept no less than six months; longer for 重要/核心 data (our choice).
+RETENTION_DEFAULTS: dict[str, int] = {"general": 180, "important": 365, "core": 1095, "unclassified": 180}
+
+
 class SocSettings(BaseModel):
     """Security operations: receivers, the event store, PII masking, retention, rules and notifications."""
 
@@ -67,11 +71,20 @@ class SocSettings(BaseModel):
     timezone: str = "Asia/Shanghai"
     max_line_bytes: int = Field(65536, ge=1024)
     http_max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    # 网络安全法 第二十一条: network logs kept no less than six months; longer for 重要/核心 data (our choice).
-    retention_days: dict[str, int] = {"general": 180, "important": 365, "core": 1095, "unclassified": 180}
+    # A configured mapping changes only the classes it names; the others keep these defaults.
+    retention_days: dict[str, int] = Field(default_factory=lambda: dict(RETENTION_DEFAULTS))
     detection: bool = True  # run the Sigma rules on ingested events and raise alerts
     rules_dirs: list[Path] = []  # extra Sigma folders (e.g. a SigmaHQ checkout), read with the ECS field mapping
     webhooks: list[WebhookSettings] = []
+
+    @field_validator("retention_days")
+    @classmethod
+    def _merge_retention_defaults(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(RETENTION_DEFAULTS))
+        if unknown:
+            raise ValueError(f"retention_days: unknown data class {unknown}; expected one of "
+                             f"{', '.join(RETENTION_DEFAULTS)}")
+        return {**RETENTION_DEFAULTS, **value}
 
     @model_validator(mode="after")
     def _at_least_six_months(self) -> SocSettings:

@@ -127,8 +127,6 @@ def test_a_class_missing_from_the_mapping_is_never_deleted(soc: Soc) -> None:
         d for d in docs if not d.startswith("general/")}
 
 
-@pytest.mark.xfail(strict=True, reason="core/settings.py: a partial retention_days mapping replaces the defaults "
-                   "instead of merging with them (fix: merge in a field validator)")
 def test_partial_retention_config_keeps_the_defaults_of_the_other_classes(sqlite_rt: Runtime) -> None:
     """``retention_days: {general: 200}`` in config.yaml must change general only: important, core and
     unclassified events past their default retention are still deleted."""
@@ -143,6 +141,11 @@ def test_partial_retention_config_keeps_the_defaults_of_the_other_classes(sqlite
         assert _stored_ids(soc) == {doc_id for doc_id in docs if not _expired(doc_id)}
     finally:
         soc.close()
+
+
+def test_retention_of_an_unknown_data_class_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"unknown data class \['importnat'\]"):
+        SocSettings(retention_days={"importnat": 400})
 
 
 def test_retention_below_six_months_is_refused() -> None:
