@@ -30,6 +30,7 @@ from portal.cli_soc import add_soc_commands
 from portal.models import ROLES, User
 from portal.security import create_token, create_user
 from portal.tickets.cli import add_ticket_commands
+from soc.store.base import StoreUnavailable
 
 SAMPLE_CITY = Path(__file__).resolve().parent.parent / "inventory" / "samples" / "city.yaml"
 _runtime = open_configured_runtime
@@ -294,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     except AuditKeyMissing as exc:
         err.print(f"[red]{exc}[/]")
         return 2
+    except StoreUnavailable as exc:  # the event store is down or refusing (after the pipeline's retries)
+        err.print(f"[red]事件存储不可用 / event store unavailable: {exc}[/]\n"
+                  "已写入的事件不会重复：恢复后重新运行即可续传 / what was stored stays once: rerun when it is back")
+        return 3
 
 
 if __name__ == "__main__":

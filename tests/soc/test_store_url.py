@@ -120,3 +120,11 @@ def test_search_with_an_unknown_field_is_a_clear_error(ingested: tuple[Env, dict
     assert result.returncode == 2
     assert "no.such.field" in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_a_store_that_is_down_is_a_clear_error(tmp_path: Path) -> None:
+    """Nothing listens on the port: exit code 3 and a message naming the store, no traceback."""
+    result = run_cli(tmp_path / "home", "soc", "search", "--store", "http://127.0.0.1:9", "--limit", "1", timeout=180)
+    assert result.returncode == 3, result.stderr
+    assert "事件存储不可用 / event store unavailable" in result.stderr and "127.0.0.1" in result.stderr
+    assert "Traceback" not in result.stderr
