@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from soc.ecs import Event
 
@@ -78,6 +78,16 @@ class WriteResult:
 
 
 @dataclass
+class EncodedBatch:
+    """Documents a store has already turned into what it writes (``payload``, the store's own form), and those it
+    refused while doing so (id, reason); ``count`` documents went in."""
+
+    count: int
+    payload: Any
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
 class SearchQuery:
     """A search: time range [start, end), exact field values, CIDR ranges, full text, department scope."""
 
@@ -107,6 +117,7 @@ class EventStore(Protocol):
 
     def count(self, query: SearchQuery) -> int: ...
 
+
     def terms(self, field_name: str, query: SearchQuery, size: int = 10) -> list[tuple[str, int]]:
         """The most frequent values of a keyword field among matching events."""
         ...
@@ -127,3 +138,14 @@ class EventStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class EncodingStore(Protocol):
+    """A store whose ``write`` splits into CPU-bound encoding and the database write, so that a pipeline can encode
+    the next batch in its parsing thread while another thread writes this one (``write`` = ``write_encoded`` ∘
+    ``encode``)."""
+
+    def encode(self, docs: list[tuple[str, Event]]) -> EncodedBatch: ...
+
+    def write_encoded(self, encoded: EncodedBatch) -> WriteResult: ...

@@ -29,6 +29,7 @@ import orjson
 from soc.ecs import Event
 from soc.store.base import (
     IP_FIELDS,
+    EncodedBatch,
     SearchQuery,
     SearchResult,
     StoreUnavailable,
@@ -256,15 +257,26 @@ class SQLiteStore:
         keys = [ip_key(get(event)) for get in _IP_GETTERS]
         return (doc_id, ts_ms(event["@timestamp"]), *hot, *keys, event.get("message"), _to_json(event))
 
-    def write(self, docs: list[tuple[str, Event]]) -> WriteResult:
-        """Insert in one transaction; ids already present are duplicates."""
-        result = WriteResult()
-        rows = []
+    def encode(self, docs: list[tuple[str, Event]]) -> EncodedBatch:
+        """The rows of ``docs`` (the CPU-bound half of ``write``: JSON, hot columns, address keys); a document that
+        cannot become a row is rejected here. Needs no lock: the pipeline runs it in its parsing thread."""
+        encoded = EncodedBatch(count=len(docs), payload=[])
+        rows = encoded.payload
         for doc_id, event in docs:
             try:
                 rows.append(self._row(doc_id, event))
             except (KeyError, ValueError, TypeError) as exc:
-                result.rejected.append((doc_id, f"{type(exc).__name__}: {exc}"))
+                encoded.rejected.append((doc_id, f"{type(exc).__name__}: {exc}"))
+        return encoded
+
+    def write(self, docs: list[tuple[str, Event]]) -> WriteResult:
+        """Insert in one transaction; ids already present are duplicates."""
+        return self.write_encoded(self.encode(docs))
+
+    def write_encoded(self, encoded: EncodedBatch) -> WriteResult:
+        """Insert rows made by ``encode`` in one transaction (the database half of ``write``)."""
+        rows: list[tuple[Any, ...]] = encoded.payload
+        result = WriteResult(rejected=list(encoded.rejected))
         unusable = len(result.rejected)  # rejected before the database saw them
         with self._lock:
             try:
