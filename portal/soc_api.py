@@ -46,11 +46,16 @@ def split_records(body: bytes) -> list[bytes]:
 
 
 @router.post("/ingest", status_code=202)
-async def ingest(request: Request, rt: Runtime = Depends(runtime),
+async def ingest(request: Request, rt: Runtime = Depends(runtime), session: Any = DB_SESSION,
                  principal: Principal = Depends(require("soc.ingest"))) -> JSONResponse:
     """Bulk ingest (NDJSON or a JSON array). Records are durable in the spool when this answers 202;
-    records that are not valid JSON events end in the dead-letter store, never silently dropped. The spool's
-    fsync runs in a worker thread, so the event loop goes on serving other requests meanwhile."""
+    records that are not valid JSON events end in the dead-letter store, never silently dropped.
+
+    Neither the upload nor the spool's fsync holds anything else up: the request's database transaction (the
+    caller's authentication; on SQLite the one write lock of the control plane) is committed before the body is
+    read, and the fsync runs in a worker thread, so the event loop goes on serving other requests meanwhile.
+    """
+    await run_in_threadpool(session.commit)  # authenticated: the rest needs no database
     limit = rt.settings.soc.http_max_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from itertools import groupby
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from core.runtime import Runtime
+from core.runtime import Runtime, open_runtime
+from core.settings import Settings
 from inventory.models import Host, System
 from portal.app import create_app
 from portal.models import ROLES
@@ -24,8 +31,11 @@ from portal.security import create_token, create_user
 from soc.consumer import SpoolConsumer
 from soc.deadletter import DeadLetterStore
 from soc.enrich import Enricher, RegisterIndex
+from soc.metrics import SocMetrics
 from soc.pipeline import Pipeline
-from soc.spool import Spool
+from soc.receivers import MAX_FRAME
+from soc.service import ingest_files, open_soc
+from soc.spool import Position, Spool
 from soc.store.base import SearchQuery, StoreUnavailable
 from soc.store.sqlite import SQLiteStore
 from tests.conftest import PASSWORD, load_sample, make_runtime
@@ -166,14 +176,20 @@ def test_http_ingest_limits(soc_portal) -> None:  # type: ignore[no-untyped-def]
 
 
 class FlakyStore(SQLiteStore):
-    """The embedded store with an off switch, to play an outage."""
+    """The embedded store with an off switch, to play an outage; it notes the messages of every accepted write."""
 
     down = False
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.written: list[str] = []
 
     def write(self, docs):  # type: ignore[no-untyped-def]
         if self.down:
             raise StoreUnavailable("switched off by the test")
-        return super().write(docs)
+        result = super().write(docs)
+        self.written += [event["message"] for _, event in docs]
+        return result
 
 
 def test_outage_spools_then_replays_in_order(tmp_path: Path) -> None:
@@ -196,6 +212,7 @@ def test_outage_spools_then_replays_in_order(tmp_path: Path) -> None:
     finally:
         consumer.stop()
     assert store.count(SearchQuery()) == 1000  # nothing doubled by the retries
+    assert store.written == [f"n{i}" for i in range(1000)]  # replayed in spool order, each written once
 
 
 def test_syslog_udp_and_tcp_into_store(tmp_path: Path) -> None:
@@ -224,3 +241,174 @@ def test_syslog_udp_and_tcp_into_store(tmp_path: Path) -> None:
         _wait_for(lambda: (home / "soc" / "events.db").exists() and _count(home) == 150, timeout=30)
     assert _count(home, **{"host.name": "web01"}) == 50
     assert _count(home, **{"host.name": "web02"}) == 50
+
+
+def _ingest_metrics(text: str) -> dict[str, dict[str, int]]:
+    """The yunshu_soc_* ingest counters of a /metrics page: {source: {counter: value}}."""
+    found: dict[str, dict[str, int]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.type != "counter" or not family.name.startswith("yunshu_soc_"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total") and "source" in sample.labels:
+                found.setdefault(sample.labels["source"], {})[family.name.removeprefix("yunshu_soc_")] = \
+                    int(sample.value)
+    return found
+
+
+NOT_TEXT = b"\xff\xfe\x00 not text at all \x81"  # neither UTF-8 nor GB18030: dead-lettered
+
+
+def test_every_transport_counts_all_five_metrics_by_source(tmp_path: Path) -> None:
+    """The service as `yunshu up` runs it (listeners on): syslog over UDP and TCP and JSON over HTTP, good and bad
+    records; /metrics then counts received, spooled, parsed, stored and dead-lettered per source exactly."""
+    from tests.live_server import free_port
+
+    port = free_port()
+    rt = open_runtime(Settings(home=tmp_path / "var", portal={"mfa_required_roles": []},  # type: ignore[arg-type]
+                               soc={"syslog_port": port}))
+    try:
+        load_sample(rt)
+        with rt.transaction() as s:
+            user = create_user(s, rt.audit, rt.settings.portal, actor="t", username="analyst",
+                               role="security_analyst", password=PASSWORD)
+            analyst = {"Authorization": f"Bearer {create_token(s, rt.audit, actor='t', user=user, name='t')[1]}"}
+        with TestClient(create_app(rt, soc_listeners=True)) as client:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                for i in range(20):
+                    udp.sendto(f"<38>Nov 20 10:00:{i:02d} web01 sshd[42]: Failed password for root from "
+                               f"198.18.5.{i} port 22 ssh2".encode(), ("127.0.0.1", port))
+                udp.sendto(NOT_TEXT, ("127.0.0.1", port))
+            frames = b""
+            for i in range(30):
+                msg = f"<38>1 2026-11-20T02:00:{i:02d}Z web02 sshd 42 - - Accepted password for ops from " \
+                      f"198.18.6.{i} port 22 ssh2".encode()
+                frames += str(len(msg)).encode() + b" " + msg
+            oversize = b"<38>" + b"z" * MAX_FRAME  # dead-lettered by the receiver, never spooled
+            frames += str(len(oversize)).encode() + b" " + oversize + str(len(NOT_TEXT)).encode() + b" " + NOT_TEXT
+            with socket.create_connection(("127.0.0.1", port)) as tcp:
+                tcp.sendall(frames)
+            docs = [json.dumps({"@timestamp": "2026-11-20T01:00:00Z", "message": f"http {i}"}) for i in range(3)]
+            body = "\n".join([*docs, "this is not json"]).encode()
+            assert client.post("/api/soc/ingest", content=body, headers=analyst).json() == {"accepted": 4}
+
+            def settled() -> bool:
+                counts = _ingest_metrics(client.get("/metrics").text)
+                return all(counts.get(src, {}).get("parsed", 0) + counts.get(src, {}).get("dead_lettered", 0) == n
+                           for src, n in (("udp", 21), ("tcp", 32), ("http", 4)))
+
+            _wait_for(settled, timeout=30)
+            counts = _ingest_metrics(client.get("/metrics").text)
+            health = client.get("/api/soc/health", headers=analyst).json()
+    finally:
+        rt.close()
+    assert {src: {k: v for k, v in c.items() if k != "dropped"} for src, c in counts.items()} == {
+        "udp": {"received": 21, "spooled": 21, "parsed": 20, "stored": 20, "dead_lettered": 1},
+        "tcp": {"received": 32, "spooled": 31, "parsed": 30, "stored": 30, "dead_lettered": 2},
+        "http": {"received": 4, "spooled": 4, "parsed": 3, "stored": 3, "dead_lettered": 1},
+    }
+    assert all(c.get("dropped", 0) == 0 for c in counts.values())
+    assert health["ingest"] == {src: {**c, "dropped": c.get("dropped", 0)} for src, c in counts.items()}
+    assert health["dead_letters"] == 4
+
+
+def test_file_ingest_counts_by_source_file(tmp_path: Path) -> None:
+    """`yunshu soc ingest` (ingest_files) counts in the library's SocMetrics under source="file"."""
+    rt = make_runtime(tmp_path / "var")
+    mixed = tmp_path / "mixed.log"
+    good = (LOGHUB / "Linux_2k.log").read_bytes().splitlines()[:3]
+    mixed.write_bytes(b"\n".join([good[0], NOT_TEXT, good[1], b"x" * 70000, good[2]]) + b"\n")
+    try:
+        soc = open_soc(rt)  # as the command line opens it: a registry of its own
+        try:
+            stats = ingest_files(soc, [str(mixed)], "sshd")
+            first = soc.metrics.ingest_totals()
+            again = ingest_files(soc, [str(mixed)], "sshd")
+            second = soc.metrics.ingest_totals()
+        finally:
+            soc.close()
+    finally:
+        rt.close()
+    assert (stats.read, stats.stored, stats.dead_lettered) == (5, 3, 2)
+    assert first == {"file": {"received": 5, "spooled": 0, "parsed": 3, "stored": 3, "dead_lettered": 2,
+                              "dropped": 0}}
+    assert (again.stored, again.duplicates) == (0, 3)
+    # a second run reads and parses again; duplicates are parsed but not newly stored
+    assert second == {"file": {"received": 10, "spooled": 0, "parsed": 6, "stored": 3, "dead_lettered": 4,
+                               "dropped": 0}}
+
+
+def test_file_ingest_counts_into_the_metrics_given(tmp_path: Path) -> None:
+    rt = make_runtime(tmp_path / "var")
+    metrics = SocMetrics()
+    log = tmp_path / "one.log"
+    log.write_bytes((LOGHUB / "Linux_2k.log").read_bytes().splitlines()[0] + b"\n")
+    try:
+        soc = open_soc(rt, metrics=metrics)
+        try:
+            ingest_files(soc, [str(log)], "sshd")
+        finally:
+            soc.close()
+    finally:
+        rt.close()
+    assert metrics.ingest_totals()["file"]["stored"] == 1
+
+
+def test_concurrent_http_posts_all_land_in_order_without_blocking_the_event_loop(soc_portal) -> None:  # type: ignore[no-untyped-def]
+    """The spool's fsync runs off the event loop and holds no database: while posts wait on a slow disk, the loop
+    ticks on time and /healthz answers; every post answers 202 once durable, its records contiguous and in order
+    in the spool, all of them stored."""
+    client, _, tokens = soc_portal
+    analyst = {"Authorization": f"Bearer {tokens['security_analyst']}"}
+    services = client.app.state.soc
+    real_append = services.spool.append
+    posts, per_post, disk_seconds = 8, 50, 0.4
+
+    disk = threading.Lock()  # one slow fsync at a time, as on a real disk
+
+    def slow_disk(records):  # type: ignore[no-untyped-def]
+        with disk:
+            time.sleep(disk_seconds)
+            return real_append(records)
+
+    services.spool.append = slow_disk  # the real spool behind a slow disk
+    now = datetime.now(UTC).isoformat()
+
+    def body(post: int) -> bytes:
+        return "\n".join(json.dumps({"@timestamp": now, "message": f"post {post} record {i:02d}"})
+                         for i in range(per_post)).encode()
+
+    async def run() -> tuple[list[httpx.Response], float]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=client.app), base_url="http://yunshu") as ac:
+            warm = await ac.post("/api/soc/ingest", content=b"", headers=analyst)  # first-call costs out of the way
+            assert warm.json() == {"accepted": 0} and (await ac.get("/healthz")).status_code == 200
+            uploads = asyncio.gather(*(ac.post("/api/soc/ingest", content=body(p), headers=analyst)
+                                       for p in range(posts)))
+            stall = 0.0  # the longest the event loop was late for a 20 ms tick while the posts were running
+            health = asyncio.ensure_future(ac.get("/healthz"))  # other requests are served meanwhile
+            health_done_first = False
+            while not uploads.done():
+                health_done_first = health_done_first or health.done()
+                started = time.perf_counter()
+                await asyncio.sleep(0.02)
+                stall = max(stall, time.perf_counter() - started - 0.02)
+            assert health.done() and health.result().status_code == 200
+            assert health_done_first, "/healthz had to wait for the posts"
+            return await uploads, stall
+
+    try:
+        started = time.perf_counter()
+        answers, stall = asyncio.run(run())
+        elapsed = time.perf_counter() - started
+    finally:
+        del services.spool.append
+    assert [(r.status_code, r.json()) for r in answers] == [(202, {"accepted": per_post})] * posts
+    assert elapsed >= posts * disk_seconds * 0.9  # the posts really queued on the slow disk …
+    assert stall < disk_seconds / 2, f"the event loop stalled for {stall:.2f} s"  # … off the loop
+    records, _ = services.spool.read(Position(1, 0), 10_000)
+    messages = [json.loads(r.raw)["message"] for r in records if r.source.startswith("json|http:")]
+    runs = [(post, [m for _, m in group]) for post, group in groupby(((m.split()[1], m) for m in messages),
+                                                                       key=lambda pm: pm[0])]
+    assert sorted(post for post, _ in runs) == [str(p) for p in range(posts)]  # each post one contiguous run
+    assert all(ms == [f"post {post} record {i:02d}" for i in range(per_post)] for post, ms in runs)
+    _wait_for(lambda: services.soc.store.count(SearchQuery(text="record")) == posts * per_post)
