@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
+import time
+from datetime import UTC, datetime
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from inventory.models import Host, System
 from portal.models import ROLES
+from soc.store.base import SearchQuery
 from tests.conftest import Portal
+from tests.test_auth import login
 
 ALL = set(ROLES)
 # Written out by hand (not read from rbac.yaml) so that a change of policy must be made twice, on purpose.
@@ -154,16 +162,60 @@ def test_token_revocation_by_other_user_denied(portal: Portal) -> None:
     assert revoked.status_code == 401
 
 
+def _browser(portal: Portal, username: str) -> TestClient:
+    """A logged-in console session on the running app. Not entered as a context: that would run the app's lifespan
+    a second time and leave ``app.state.soc`` pointing at SOC services stopped on exit."""
+    browser = TestClient(portal.client.app)
+    assert login(browser, username).status_code == 303
+    return browser
+
+
 def test_console_pages_are_scoped_for_department_user(portal: Portal) -> None:
-    from fastapi.testclient import TestClient
+    browser = _browser(portal, "department-user")
+    page = browser.get("/systems")
+    rows = re.findall(r'data-department="([A-Z]+)"', page.text)
+    assert rows and set(rows) <= {"GAJ", "GAJJJ", "GAJCRJ"}
+    assert browser.get("/systems/SYS-RSJ-001").status_code == 404
+    assert browser.get("/systems/SYS-GAJ-001").status_code == 200
+    assert "市人社局" not in browser.get("/departments").text
 
-    from tests.test_auth import login
 
-    with TestClient(portal.client.app) as browser:
-        assert login(browser, "department-user").status_code == 303
-        page = browser.get("/systems")
-        rows = re.findall(r'data-department="([A-Z]+)"', page.text)
-        assert rows and set(rows) <= {"GAJ", "GAJJJ", "GAJCRJ"}
-        assert browser.get("/systems/SYS-RSJ-001").status_code == 404
-        assert browser.get("/systems/SYS-GAJ-001").status_code == 200
-        assert "市人社局" not in browser.get("/departments").text
+def test_events_page_is_scoped_for_department_user(portal: Portal) -> None:
+    """/soc/events renders the search server-side: a department user sees its own departments' events only, and a
+    department filter naming another department finds nothing instead of widening the scope."""
+    with portal.rt.sessions() as s:
+        hosts = {dept: s.scalars(select(Host.name).join(System).where(System.department_code == dept)
+                                 .order_by(Host.name)).first() for dept in ("GAJ", "RSJ")}
+    now = datetime.now(UTC).isoformat()
+    docs = [{"@timestamp": now, "message": f"scopecheck {dept} {i}", "host": {"name": hosts[dept]}}
+            for dept in ("GAJ", "RSJ") for i in range(2)]
+    body = "\n".join(json.dumps(d) for d in docs).encode()
+    analyst = portal.as_role("security_analyst")
+    assert portal.client.post("/api/soc/ingest", content=body, headers=analyst).json() == {"accepted": 4}
+    store = portal.client.app.state.soc.soc.store
+    deadline = time.monotonic() + 30
+    while store.count(SearchQuery(text="scopecheck")) < 4:
+        assert time.monotonic() < deadline, "the events were not stored"
+        time.sleep(0.05)
+
+    def departments(page: str) -> list[str]:
+        return re.findall(r'<tr data-department="([A-Z]*)">', page)
+
+    everyone = _browser(portal, "security-analyst").get("/soc/events?q=scopecheck").text
+    assert sorted(departments(everyone)) == ["GAJ", "GAJ", "RSJ", "RSJ"]
+    browser = _browser(portal, "department-user")
+    mine = browser.get("/soc/events?q=scopecheck")
+    assert mine.status_code == 200
+    assert departments(mine.text) == ["GAJ", "GAJ"] and "RSJ" not in mine.text  # rows, top values, histogram
+    assert "共 2 个" in mine.text
+    widened = browser.get("/soc/events", params={"q": "scopecheck", "gov.department": "RSJ"})
+    assert widened.status_code == 200
+    assert departments(widened.text) == [] and "没有符合条件的事件" in widened.text and "共 0 个" in widened.text
+    # the API behind the same search holds the same line
+    gaj = portal.as_role("department_user")
+    api = portal.client.get("/api/soc/events", params={"q": "scopecheck", "where": "gov.department=RSJ"},
+                            headers=gaj).json()
+    assert api["total"] == 0
+    rsj = portal.client.get("/api/soc/events", params={"q": "scopecheck"},
+                            headers=portal.as_role("department_user_rsj")).json()
+    assert rsj["total"] == 2 and {e["gov"]["department"] for e in rsj["items"]} == {"RSJ"}
