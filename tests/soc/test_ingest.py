@@ -384,14 +384,14 @@ def test_concurrent_http_posts_all_land_in_order_without_blocking_the_event_loop
             assert warm.json() == {"accepted": 0} and (await ac.get("/healthz")).status_code == 200
             uploads = asyncio.gather(*(ac.post("/api/soc/ingest", content=body(p), headers=analyst)
                                        for p in range(posts)))
-            stall = 0.0  # the longest the event loop was late for a 20 ms tick while the posts were running
+            stall = 0.0  # how late, in all, the event loop was for its 20 ms ticks while the posts were running
             health = asyncio.ensure_future(ac.get("/healthz"))  # other requests are served meanwhile
             health_done_first = False
             while not uploads.done():
                 health_done_first = health_done_first or health.done()
                 started = time.perf_counter()
                 await asyncio.sleep(0.02)
-                stall = max(stall, time.perf_counter() - started - 0.02)
+                stall += time.perf_counter() - started - 0.02
             assert health.done() and health.result().status_code == 200
             assert health_done_first, "/healthz had to wait for the posts"
             return await uploads, stall
@@ -404,7 +404,8 @@ def test_concurrent_http_posts_all_land_in_order_without_blocking_the_event_loop
         del services.spool.append
     assert [(r.status_code, r.json()) for r in answers] == [(202, {"accepted": per_post})] * posts
     assert elapsed >= posts * disk_seconds * 0.9  # the posts really queued on the slow disk …
-    assert stall < disk_seconds / 2, f"the event loop stalled for {stall:.2f} s"  # … off the loop
+    # … off the loop: fsyncs on the loop would stall it for all of them (posts × disk_seconds)
+    assert stall < posts * disk_seconds / 4, f"the event loop stalled for {stall:.2f} s in all"
     records, _ = services.spool.read(Position(1, 0), 10_000)
     messages = [json.loads(r.raw)["message"] for r in records if r.source.startswith("json|http:")]
     runs = [(post, [m for _, m in group]) for post, group in groupby(((m.split()[1], m) for m in messages),
