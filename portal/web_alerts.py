@@ -1,4 +1,5 @@
-"""Console pages for alerts: the list (filters, SLA state) and one alert with its workflow and notes."""
+"""Console pages for alerts: the list (filters, SLA state) and one alert with its workflow, hand-over and notes;
+and the drills page. Everything is department-scoped like the API (``Principal.departments``)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
-from portal.alerts_api import alert_detail, alert_query, visible_alert
+from portal.alerts_api import alert_detail, alert_query, check_assignee, visible_alert
 from portal.deps import DB_SESSION, Principal, require, runtime
 from portal.i18n import translator
+from portal.models import User
+from portal.rbac import policy
 from portal.web import language, render
 from soc.alerts.models import Alert
-from soc.alerts.policy import SEVERITY_ORDER, STATUSES, alert_policy
+from soc.alerts.policy import OPEN_STATUSES, SEVERITY_ORDER, STATUSES, alert_policy
 from soc.alerts.service import AlertService, WorkflowError, alert_payload
 from soc.alerts.situation import TACTICS
-from soc.drills.models import Drill
 from soc.drills.scenario import scenarios
-from soc.drills.service import score
+from soc.drills.service import score, visible_drills
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,8 +39,10 @@ def situation_page(request: Request, principal: Principal = Depends(require("soc
 @router.get("/soc/drills")
 def drills_page(request: Request, session: Session = DB_SESSION,
                 principal: Principal = Depends(require("soc.read", web=True))) -> HTMLResponse:
-    """Drill records with their coverage and time to detect; each links to its printable report."""
-    drills = [score(session, d) for d in session.scalars(select(Drill).order_by(Drill.id.desc()).limit(200))]
+    """Drill records with their coverage and time to detect; each links to its printable report. A department
+    user sees only the drills whose scope holds a system of its departments, with only those departments' alerts."""
+    departments = principal.departments(session)
+    drills = [score(session, d, departments) for d in visible_drills(session, departments, limit=200)]
     return render(request, "soc_drills.html", {"me": principal, "drills": drills, "nav": "drills",
                                                "scenarios": list(scenarios().values()),
                                                "can_manage": principal.can("soc.drills.manage")})
@@ -62,12 +66,21 @@ def alerts_page(request: Request, session: Session = DB_SESSION,
         "statuses": ["open", *STATUSES], "severities": SEVERITY_ORDER, "error": error, "nav": "alerts"})
 
 
+def _assignees(session: Session) -> list[str]:
+    """User names an alert can be handed to: active users whose role may work alerts (as ``check_assignee``)."""
+    users = session.execute(select(User.username, User.role).where(User.active.is_(True)).order_by(User.username))
+    return [name for name, role in users if policy().allows(role, "soc.alerts.manage")]
+
+
 def _detail_page(request: Request, session: Session, principal: Principal, alert: Alert, error: str | None = None,
                  status_code: int = 200) -> HTMLResponse:
+    can_manage = principal.can("soc.alerts.manage")
+    can_assign = can_manage and alert.status in OPEN_STATUSES
     return render(request, "soc_alert.html", {
         "me": principal, "a": alert_detail(session, alert), "error": error, "nav": "alerts",
         "next_states": alert_policy().transitions[alert.status],  # type: ignore[index]
-        "can_manage": principal.can("soc.alerts.manage"), "can_comment": principal.can("soc.alerts.comment")},
+        "can_manage": can_manage, "can_assign": can_assign, "assignees": _assignees(session) if can_manage else [],
+        "can_comment": principal.can("soc.alerts.comment")},
         status_code=status_code)
 
 
@@ -81,11 +94,35 @@ def alert_page(alert_id: int, request: Request, session: Session = DB_SESSION,
 def alert_transition(alert_id: int, request: Request, status: str = Form(...), note: str = Form(""),
                      assignee: str = Form(""), session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                      principal: Principal = Depends(require("soc.alerts.manage", web=True))) -> Response:
+    """Move the alert along its workflow; a given assignee must be a user who may work alerts (else 422)."""
     alert = visible_alert(session, principal, alert_id)
+    try:
+        checked = check_assignee(session, assignee) if assignee.strip() else None
+    except ValueError as exc:
+        return _detail_page(request, session, principal, alert, str(exc), status_code=422)
     try:
         with session.begin_nested():
             AlertService(audit=rt.audit).transition(session, alert, status, principal.name,
-                                                    assignee=assignee.strip() or None, note=note or None)
+                                                    assignee=checked, note=note or None)
+    except WorkflowError as exc:
+        return _detail_page(request, session, principal, alert, str(exc), status_code=409)
+    return RedirectResponse(f"/soc/alerts/{alert_id}", status_code=303)
+
+
+@router.post("/soc/alerts/{alert_id}/assign")
+def alert_assign(alert_id: int, request: Request, assignee: str = Form(""), note: str = Form(""),
+                 session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+                 principal: Principal = Depends(require("soc.alerts.manage", web=True))) -> Response:
+    """Hand an open alert over to another analyst without changing its status (转交); audited as alert.assign.
+    An unknown, deactivated or unqualified user is 422; a closed alert or the same assignee is 409."""
+    alert = visible_alert(session, principal, alert_id)
+    try:
+        checked = check_assignee(session, assignee)
+    except ValueError as exc:
+        return _detail_page(request, session, principal, alert, str(exc), status_code=422)
+    try:
+        with session.begin_nested():
+            AlertService(audit=rt.audit).assign(session, alert, checked, principal.name, note=note or None)
     except WorkflowError as exc:
         return _detail_page(request, session, principal, alert, str(exc), status_code=409)
     return RedirectResponse(f"/soc/alerts/{alert_id}", status_code=303)
