@@ -50,12 +50,14 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/soc/drills/{drill_id}/replay"): {"security_analyst", "admin"},
     ("POST", "/api/soc/drills/{drill_id}/steps/{seq}/links"): {"security_analyst", "admin"},
     ("POST", "/api/soc/drills/{drill_id}/findings"): {"security_analyst", "admin"},
+    ("POST", "/api/soc/drills/{drill_id}/findings/{finding_id}/status"): {"security_analyst", "admin"},
     ("POST", "/api/soc/drills/{drill_id}/steps/{seq}/executed"): {"security_analyst", "admin"},
     ("POST", "/api/soc/drills/{drill_id}/complete"): {"security_analyst", "admin"},
     ("GET", "/api/soc/drills/{drill_id}/report"): ALL - {"resource_approver"},
     ("GET", "/api/soc/alerts"): ALL - {"resource_approver"},
     ("GET", "/api/soc/alerts/{alert_id}"): ALL - {"resource_approver"},
     ("POST", "/api/soc/alerts/{alert_id}/transition"): {"security_analyst", "admin"},
+    ("POST", "/api/soc/alerts/{alert_id}/assign"): {"security_analyst", "admin"},
     ("POST", "/api/soc/alerts/{alert_id}/comments"): {"department_user", "security_analyst", "admin"},
     ("GET", "/api/net/kpis"): ALL,
     ("GET", "/api/net/waves"): ALL,
@@ -75,7 +77,7 @@ ELSEWHERE = {
     ("POST", "/api/compliance/systems/{system_id}/remediation"),
 }
 CONCRETE = {"{code}": "GAJ", "{system_id}": "SYS-GAJ-001", "{token_id}": "999999", "{alert_id}": "999999",
-            "{drill_id}": "999999", "{seq}": "1", "{job_id}": "999999"}
+            "{drill_id}": "999999", "{seq}": "1", "{job_id}": "999999", "{finding_id}": "999999"}
 _n = itertools.count()
 
 
