@@ -2,17 +2,22 @@
 
 The register index maps host names and IPv4/IPv6 addresses to the system's classification, so that
 every event carries ``gov.system.id``, ``gov.department``, ``gov.mlps_level`` and ``gov.data_class``.
-PII (身份证号 with a valid check digit, 手机号, bank card numbers passing Luhn) is listed in ``gov.pii``
-and masked in ``message`` and ``event.original`` unless masking is switched off.
+PII (身份证号 with a valid check digit, 手机号, bank card numbers passing Luhn) is looked for in every field that
+can carry the source's free text (``PII_FIELDS``: message, event.original, url.*, referrer, user agent …, and
+the sender's own object under ``PII_SUBTREES``: json.*, kubernetes.audit.*); the kinds found are listed in
+``gov.pii`` and each occurrence is masked in place unless masking is switched off (``soc.mask_pii``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
+import string
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -78,20 +83,84 @@ def _canonical_ip(text: str) -> str:
 
 # --- personal information ---------------------------------------------------------------------------------
 
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]{11,19}[Xx]?(?![0-9A-Za-z])")
+# Where free text copied from the source can land, as dotted ECS paths: each is scanned when present (a string,
+# or a list of strings). Add a field here when a parser starts copying source text into it.
+PII_FIELDS: Final[tuple[str, ...]] = (
+    "message", "event.original",
+    "url.original", "url.full", "url.path", "url.query", "url.fragment",
+    "http.request.referrer", "http.request.body.content", "user_agent.original",
+    "error.message", "process.command_line", "process.args",
+)
+# Subtrees holding the sender's own object as it came (the generic JSON parser's ``json``, the Kubernetes audit
+# event): every string leaf at any depth, in objects and lists, is scanned, and so is every integer leaf (a
+# JSON ``"phone": 13812345678``; masked, it becomes a string). Object keys are not rewritten.
+PII_SUBTREES: Final[tuple[str, ...]] = ("json", "kubernetes.audit")
+
+# A digit run long enough to be PII (an 18-character ID may end in X). The pattern starts with a character class,
+# so the regex engine skips everything else at C speed; whether the run stands alone is judged in _pii_run.
+_DIGIT_RUN = re.compile("[0-9]" * 11 + "[0-9]*[Xx]?")
 # Eleven digits in a row: the shortest PII candidate. Spelled out, the regex engine scans faster than with {11};
-# most messages fail this quick search and skip the substitution.
+# used on short values, where it beats the byte test below.
 _CANDIDATE = re.compile("[0-9]" * 11)
+# The byte test for longer values: ASCII digits → "1", every other byte → " ", then one substring search. It is
+# exact (UTF-8 continuation bytes are ≥ 0x80, never digits) and several times faster than the regex on a log line.
+_DIGITS_AS_ONES = bytes(0x31 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_ELEVEN_ONES = b"1" * 11
+_SHORT = 32  # below this length the regex is the cheaper test
+_ASCII_ALNUM = frozenset(string.ascii_letters + string.digits)
+_HEX = frozenset(string.hexdigits)
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"  # GB 11643-1999, ISO 7064 MOD 11-2
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
+
+_LEAF = "leaf"
+_TREE = "tree"
+_Spec = dict[str, "_Spec | str"]
+
+
+def _compile_spec(fields: tuple[str, ...], subtrees: tuple[str, ...]) -> _Spec:
+    """The dotted paths as one nested dict, walked once per event: a key absent from the event costs one lookup."""
+    spec: _Spec = {}
+    for paths, kind in ((fields, _LEAF), (subtrees, _TREE)):
+        for dotted in paths:
+            *parents, leaf = dotted.split(".")
+            node = spec
+            for part in parents:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise ValueError(f"PII field {dotted!r} lies inside {part!r}, which is already scanned whole")
+                node = child
+            if isinstance(node.get(leaf), dict):
+                inner = next(iter(node[leaf]))
+                raise ValueError(f"PII field {dotted!r} is scanned whole but {dotted + '.' + inner!r} is listed too")
+            if leaf in node:
+                raise ValueError(f"PII field {dotted!r} is listed twice")
+            node[leaf] = kind
+    return spec
+
+
+_SPEC: Final = _compile_spec(PII_FIELDS, PII_SUBTREES)
+
+
+def _has_run(data: bytes) -> bool:
+    return data.translate(_DIGITS_AS_ONES).find(_ELEVEN_ONES) >= 0
+
+
+def has_candidate(text: str) -> bool:
+    """Whether ``text`` holds eleven ASCII digits in a row: the cheap test before any PII regex runs."""
+    if len(text) < _SHORT:
+        return len(text) >= 11 and _CANDIDATE.search(text) is not None
+    try:
+        return _has_run(text.encode())
+    except UnicodeEncodeError:  # a lone surrogate: let the regex decide
+        return _CANDIDATE.search(text) is not None
 
 
 def valid_id_card(number: str) -> bool:
     """18-character 公民身份号码 with a correct check character (GB 11643-1999)."""
     if len(number) != 18 or not number[:17].isdigit():
         return False
-    total = sum(int(d) * w for d, w in zip(number[:17], _ID_WEIGHTS, strict=True))
+    total = sum(map(operator.mul, map(int, number[:17]), _ID_WEIGHTS))
     return _ID_CHECK[total % 11] == number[17].upper()
 
 
@@ -119,6 +188,33 @@ def classify(run: str) -> str | None:
     return None
 
 
+def _pii_run(text: str, match: re.Match[str]) -> tuple[int, str] | None:
+    """(how many leading characters of ``match`` are not part of the number, its kind) when it is PII, else None.
+
+    The number stands alone: a whole run of 11 to 19 digits with no ASCII letter right after it. In a URL it may
+    follow a percent escape whose hex digits are digits too (``%E4%B8%8913812345678`` is 三 then a mobile
+    number): read without those digits first, then as it stands."""
+    end = match.end()
+    if end < len(text) and text[end] in _ASCII_ALNUM:
+        return None
+    start = match.start()
+    run = match.group()
+    if start and text[start - 1] == "%":
+        kind = _classify_run(run[2:])
+        if kind is not None:
+            return 2, kind
+    elif start > 1 and text[start - 2] == "%" and text[start - 1] in _HEX:
+        kind = _classify_run(run[1:])
+        if kind is not None:
+            return 1, kind
+    kind = _classify_run(run)
+    return None if kind is None else (0, kind)
+
+
+def _classify_run(run: str) -> str | None:
+    return classify(run) if 11 <= len(run) - (run[-1] in "Xx") <= 19 else None
+
+
 def _mask(run: str, kind: str) -> str:
     if kind == "mobile":
         return run[:3] + "****" + run[-4:]
@@ -127,21 +223,156 @@ def _mask(run: str, kind: str) -> str:
     return run[:6] + "*" * (len(run) - 10) + run[-4:]
 
 
+def _kinds_in(text: str) -> set[str]:
+    """The kinds of PII in ``text`` (no pre-check)."""
+    kinds: set[str] = set()
+    for match in _DIGIT_RUN.finditer(text):
+        found = _pii_run(text, match)
+        if found is not None:
+            kinds.add(found[1])
+    return kinds
+
+
+def _substitute(text: str, mask: bool, kinds: set[str]) -> str:
+    """``text`` with each PII number masked (when ``mask``; else ``text`` itself); the kinds found are added to
+    ``kinds``."""
+    if not mask:
+        kinds |= _kinds_in(text)
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        found = _pii_run(text, match)
+        if found is None:
+            return match.group()
+        skip, kind = found
+        kinds.add(kind)
+        run = match.group()
+        return run[:skip] + _mask(run[skip:], kind)
+
+    return _DIGIT_RUN.sub(replace, text)
+
+
 def scan_pii(text: str, mask: bool) -> tuple[str, set[str]]:
     """The kinds of PII in ``text`` and the text with each occurrence masked (when ``mask``)."""
     kinds: set[str] = set()
-    if not text or _CANDIDATE.search(text) is None:
+    if not text or not has_candidate(text):
         return text, kinds
+    return _substitute(text, mask, kinds), kinds
 
-    def replace(match: re.Match[str]) -> str:
-        kind = classify(match.group())
-        if kind is None:
-            return match.group()
-        kinds.add(kind)
-        return _mask(match.group(), kind) if mask else match.group()
 
-    masked = _DIGIT_RUN.sub(replace, text)
-    return masked, kinds
+def _gather(node: dict, spec: _Spec, texts: list[str], trees: list[dict | list]) -> None:
+    """The fields of ``spec`` present under ``node``: their strings into ``texts``, subtrees into ``trees``."""
+    for key, sub in spec.items():
+        value = node.get(key)
+        if value is None:
+            continue
+        if type(value) is str:
+            if sub is _LEAF or sub is _TREE:
+                texts.append(value)
+        elif isinstance(value, dict):
+            if sub is _TREE:
+                trees.append(value)
+            elif sub is not _LEAF:
+                _gather(value, sub, texts, trees)  # type: ignore[arg-type]
+        elif isinstance(value, list):
+            if sub is _TREE:
+                trees.append(value)
+            elif sub is _LEAF:
+                texts.extend([item for item in value if type(item) is str])
+
+
+class _Rewriter:
+    """Masks the string fields of ``spec`` in place; a string object met twice (a parser often stores one line as
+    both ``message`` and ``event.original``) is scanned once."""
+
+    __slots__ = ("done", "kinds")
+
+    def __init__(self, kinds: set[str]):
+        self.kinds = kinds
+        self.done: dict[int, tuple[str, str]] = {}  # id(original) → (original, masked); the original is kept alive
+
+    def text(self, value: str) -> str:
+        seen = self.done.get(id(value))
+        if seen is not None and seen[0] is value:
+            return seen[1]
+        masked = _substitute(value, True, self.kinds) if has_candidate(value) else value
+        self.done[id(value)] = (value, masked)
+        return masked
+
+    def fields(self, node: dict, spec: _Spec) -> None:
+        for key, sub in spec.items():
+            value = node.get(key)
+            if type(value) is str:
+                if sub is _LEAF or sub is _TREE:
+                    node[key] = self.text(value)
+            elif isinstance(value, dict):
+                if sub is not _LEAF and sub is not _TREE:
+                    self.fields(value, sub)  # type: ignore[arg-type]
+            elif isinstance(value, list) and sub is _LEAF:
+                for i, item in enumerate(value):
+                    if type(item) is str:
+                        value[i] = self.text(item)
+
+
+def _tree_may_hold_pii(root: dict | list) -> bool:
+    """One test for a whole subtree, from its JSON text: orjson writes ASCII digits in strings and integers as they
+    are, so the numbers of the leaves appear in it with the same neighbours (quotes and commas being neither
+    letters nor digits). Only a ``\\u00XX`` escape of a control character can glue hex digits to a number."""
+    try:
+        blob = orjson.dumps(root)
+    except (orjson.JSONEncodeError, TypeError):  # integers past 64 bits, lone surrogates: walk it
+        return True
+    if not _has_run(blob):
+        return False
+    return b"\\u00" in blob or bool(_kinds_in(blob.decode()))
+
+
+def _scan_tree(root: dict | list, mask: bool, kinds: set[str]) -> None:
+    """Every string and integer leaf under ``root``, iteratively (a deep document cannot exhaust the stack)."""
+    stack: list[dict | list] = [root]
+    while stack:
+        node = stack.pop()
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+            kind = type(value)
+            if kind is str:
+                if has_candidate(value):
+                    masked = _substitute(value, mask, kinds)
+                    if masked is not value:
+                        node[key] = masked  # type: ignore[index]
+            elif kind is int:
+                if 10**10 <= value < 10**19:
+                    run = str(value)
+                    pii = classify(run)
+                    if pii is not None:
+                        kinds.add(pii)
+                        if mask:
+                            node[key] = _mask(run, pii)  # type: ignore[index]
+            elif isinstance(value, (dict, list)):
+                stack.append(value)
+
+
+def scan_event_pii(event: Event, mask: bool) -> set[str]:
+    """The kinds of PII in the free-text fields of ``event`` (``PII_FIELDS``, ``PII_SUBTREES``), masked in place
+    when ``mask``.
+
+    The common event holds no PII, so the string fields present are first tested together, in one pass over their
+    joined text (the newline between them keeps every number's neighbours), and each subtree in one pass over its
+    JSON text; fields are scanned one by one only when that pass found PII."""
+    texts: list[str] = []
+    trees: list[dict | list] = []
+    _gather(event, _SPEC, texts, trees)
+    kinds: set[str] = set()
+    if texts:
+        joined = texts[0] if len(texts) == 1 else "\n".join(texts)
+        found = _kinds_in(joined) if has_candidate(joined) else None  # a candidate alone is often a timestamp
+        if found and mask:
+            _Rewriter(kinds).fields(event, _SPEC)
+        elif found:
+            kinds |= found
+    for tree in trees:
+        if _tree_may_hold_pii(tree):
+            _scan_tree(tree, mask, kinds)
+    return kinds
 
 
 class Enricher:
@@ -157,15 +388,9 @@ class Enricher:
         event.pop("gov", None)
         tag = self.index.lookup(event)
         gov = tag.as_gov() if tag else {}
-        message = event.get("message")
-        if isinstance(message, str) and _CANDIDATE.search(message) is not None:  # the common case: nothing to scan
-            masked, kinds = scan_pii(message, self.mask_pii)
-            if kinds:
-                gov["pii"] = sorted(kinds)
-                event["message"] = masked
-                original = event.get("event", {}).get("original")
-                if isinstance(original, str):
-                    event["event"]["original"] = scan_pii(original, self.mask_pii)[0]
+        kinds = scan_event_pii(event, self.mask_pii)
+        if kinds:
+            gov["pii"] = sorted(kinds)
         if gov:
             event["gov"] = gov
         _network_type(event)
