@@ -7,12 +7,22 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from pathlib import Path
 
 import pytest
 
 from soc.ecs import event_id
-from soc.enrich import PII_FIELDS, PII_SUBTREES, Enricher, RegisterIndex, _compile_spec, scan_event_pii
+from soc.enrich import (
+    _CANDIDATE,
+    PII_FIELDS,
+    PII_SUBTREES,
+    Enricher,
+    RegisterIndex,
+    _compile_spec,
+    has_candidate,
+    scan_event_pii,
+)
 from soc.parsers import parse
 from soc.store.base import SearchQuery
 from soc.store.sqlite import SQLiteStore
@@ -218,3 +228,14 @@ def test_field_list_is_checked() -> None:
         _compile_spec(("url.query", "url.query"), ())
     with pytest.raises(ValueError, match=r"'json' is scanned whole but 'json\.x' is listed"):
         _compile_spec(("json.x",), ("json",))
+
+
+def test_cheap_pre_check_agrees_with_the_regex() -> None:
+    """has_candidate takes a byte shortcut on long values: it must say exactly what the regex says."""
+    rng = random.Random(20261122)
+    alphabet = "0123456789" * 4 + "ab-:/%?&= 张三\n" + "\u0660\uff11"  # Arabic-Indic and full-width digits do not count
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        assert has_candidate(text) == (_CANDIDATE.search(text) is not None), text
+    assert has_candidate("x" * 40 + "1" * 11) and not has_candidate("x" * 40 + "1" * 10 + "\uff11")
+    assert has_candidate("\ud800" + "x" * 40 + "1" * 11)  # a lone surrogate cannot be encoded: the regex decides
