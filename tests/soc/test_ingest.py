@@ -37,7 +37,7 @@ from soc.receivers import MAX_FRAME
 from soc.service import ingest_files, open_soc
 from soc.spool import Position, Spool
 from soc.store.base import SearchQuery, StoreUnavailable
-from soc.store.sqlite import SQLiteStore
+from soc.store.sqlite import ROW_COLUMNS, SQLiteStore
 from tests.conftest import PASSWORD, load_sample, make_runtime
 from tests.live_server import live_server
 from tests.shared_data import LOGHUB as SHARED_LOGHUB
@@ -184,11 +184,11 @@ class FlakyStore(SQLiteStore):
         super().__init__(*args, **kwargs)
         self.written: list[str] = []
 
-    def write(self, docs):  # type: ignore[no-untyped-def]
+    def write_encoded(self, encoded):  # type: ignore[no-untyped-def]  # write() comes here too
         if self.down:
             raise StoreUnavailable("switched off by the test")
-        result = super().write(docs)
-        self.written += [event["message"] for _, event in docs]
+        result = super().write_encoded(encoded)
+        self.written += [row[ROW_COLUMNS.index("message")] for row in encoded.payload]
         return result
 
 
