@@ -230,11 +230,8 @@ class SpoolConsumer:
         return batch.records
 
     def _store(self, source: str, prepared: Prepared) -> None:
-        origin = source_origin(source)
         stats = self.pipeline.store_prepared(prepared)
-        self.metrics.parsed.labels(origin).inc(stats.read - stats.dead_lettered)
-        self.metrics.stored.labels(origin).inc(stats.stored)
-        self.metrics.dead_lettered.labels(origin).inc(stats.dead_lettered)
+        self.metrics.count_stored(source_origin(source), stats.read, stats.stored, stats.dead_lettered)
 
     def _wait_for_work(self) -> None:
         if self._detected is None:

@@ -69,7 +69,7 @@ def open_soc(rt: Runtime, store_url: str | None = None, metrics: SocMetrics | No
         detector = Detector(load_configured_rules(settings.rules_dirs))
         detection = DetectionStage(detector, rt.transaction, alerts, metrics)
     return Soc(
-        store=open_store(store_url or settings.store_url, rt.settings.home),
+        store=open_store(store_url or settings.store_url, rt.settings.home, settings.retention_days),
         deadletters=DeadLetterStore(rt.settings.home / "soc" / "deadletter.db"),
         enricher=Enricher(index, mask_pii=settings.mask_pii),
         ctx=ParseContext(tz=ZoneInfo(settings.timezone)),

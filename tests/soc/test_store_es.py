@@ -638,3 +638,19 @@ class TestRealCluster:
         assert real.date_histogram(SearchQuery(), "1d") == [(datetime(2026, 11, 20, tzinfo=UTC), 2),
                                                             (datetime(2026, 11, 21, tzinfo=UTC), 1)]
         assert real.delete_before(T0 + timedelta(hours=2), "general") == 2
+
+
+def test_the_soc_opens_its_store_with_the_configured_retention(es_url: str, tmp_path: Path) -> None:
+    """open_soc hands soc.retention_days to the store: ILM keeps indices for the longest configured class."""
+    from core.runtime import open_runtime
+    from core.settings import Settings
+    from soc.service import open_soc
+
+    rt = open_runtime(Settings(home=tmp_path / "var", soc=SocSettings(store_url=es_url, detection=False,
+                                                                        retention_days={"core": 2000})))
+    try:
+        soc = open_soc(rt)
+        assert isinstance(soc.store, ElasticsearchStore) and soc.store.retention_days == 2000
+        soc.close()
+    finally:
+        rt.close()
