@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +26,11 @@ def cmd_soc_ingest(args: argparse.Namespace) -> int:
         err.print(f"[red]no such file: {', '.join(missing)}[/]")
         return 2
     soc = open_soc(rt, args.store)
+    if args.host:
+        soc.ctx = replace(soc.ctx, hostname=args.host)
+        if soc.enricher.index.lookup({"host": {"name": args.host}}) is None:
+            err.print(f"[yellow]--host {args.host}: not a host of the register; events are stored without "
+                      "gov.* (system, department, 等保 level) / 台账中无此主机[/]")
     try:
         stats = ingest_files(soc, args.files, args.format, rt.settings.soc.max_line_bytes)
     finally:
@@ -327,6 +333,8 @@ def add_soc_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     ing.add_argument("--format", default="auto",
                      choices=["auto", "syslog", "sshd", "nginx", "apache", "auditd", "json", "openstack"])
     ing.add_argument("--store", help="sqlite:///PATH or http(s)://HOST:PORT (default: the configured store)")
+    ing.add_argument("--host", help="host.name for lines that name no host (access logs, OpenStack, files copied off "
+                                    "a server), so they are enriched from the register")
     ing.set_defaults(func=cmd_soc_ingest)
     srch = soc.add_parser("search", help="search stored events (JSON lines)")
     _add_event_filters(srch)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from soc.metrics import SocMetrics
 from soc.pipeline import Pipeline, Prepared, RawRecord, ingest_gc
-from soc.spool import Position, Spool, SpooledRecord, source_format, source_origin
+from soc.spool import Position, Spool, SpooledRecord, source_format, source_origin, source_sender
 from soc.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -129,7 +129,8 @@ class SpoolConsumer:
                 thread.join(timeout)
 
     def _parse(self, records: list[SpooledRecord]) -> list[tuple[str, Prepared]]:
-        return [(source, self.pipeline.prepare((RawRecord(r.key, r.raw) for r in group), source_format(source)))
+        return [(source, self.pipeline.prepare((RawRecord(r.key, r.raw) for r in group), source_format(source),
+                                               source_sender(source)))
                 for source, group in groupby(records, key=lambda r: r.source)]
 
     # --- detection ------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class RegisterIndex:
     def lookup(self, event: Event) -> SystemTag | None:
         host = event.get("host")
         if not isinstance(host, dict):
-            return None
+            return self._by_sender(event)
         for key in ("name", "hostname"):
             value = host.get(key)
             if isinstance(value, str):
@@ -71,7 +71,15 @@ class RegisterIndex:
                 tag = self.by_key.get(_canonical_ip(ip))
                 if tag:
                     return tag
-        return None
+        return self._by_sender(event)
+
+    def _by_sender(self, event: Event) -> SystemTag | None:
+        """The system of the address the record came from (``log.source.address``, set by the syslog receivers):
+        for lines whose host is missing or unknown to the register (``localhost``, a bare IP, a typo)."""
+        node = event.get("log")
+        source = node.get("source") if isinstance(node, dict) else None
+        address = source.get("address") if isinstance(source, dict) else None
+        return self.by_key.get(_canonical_ip(address)) if isinstance(address, str) else None
 
 
 def _canonical_ip(text: str) -> str:

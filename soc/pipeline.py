@@ -118,8 +118,9 @@ class Pipeline:
         self.metrics = metrics
         self.source = source_label(source)
 
-    def to_event(self, record: RawRecord, fmt: str) -> tuple[str, Event] | tuple[None, str]:
-        """The (id, event) of a record, or (None, reason) when it cannot become one."""
+    def to_event(self, record: RawRecord, fmt: str, sender: str | None = None) -> tuple[str, Event] | tuple[None, str]:
+        """The (id, event) of a record, or (None, reason) when it cannot become one. ``sender``: the address the
+        record came from (syslog), kept as ``log.source.address``; the register lookup falls back to it."""
         if len(record.raw) > self.max_line_bytes:
             return None, f"record of {len(record.raw)} bytes exceeds the limit of {self.max_line_bytes}"
         try:
@@ -130,6 +131,10 @@ class Pipeline:
             event = parse(line, fmt, self.ctx)
         except ParseError as exc:
             return None, f"parse error ({fmt}): {exc}"
+        if sender is not None:
+            log_node = event.setdefault("log", {})
+            if isinstance(log_node, dict):
+                log_node["source"] = {"address": sender}
         return event_id(record.source_key, record.raw), self.enrich(event)
 
     def run(self, records: Iterable[RawRecord], fmt: str = "auto") -> IngestStats:
@@ -159,13 +164,13 @@ class Pipeline:
         stats.duration_s = time.perf_counter() - started
         return stats
 
-    def prepare(self, records: Iterable[RawRecord], fmt: str = "auto") -> Prepared:
-        """Parse and enrich records without storing them (see ``store_prepared``)."""
+    def prepare(self, records: Iterable[RawRecord], fmt: str = "auto", sender: str | None = None) -> Prepared:
+        """Parse and enrich records without storing them (see ``store_prepared``); ``sender`` as in ``to_event``."""
         prepared = Prepared()
         with ingest_gc():
             for record in records:
                 prepared.read += 1
-                doc_id, result = self.to_event(record, fmt)
+                doc_id, result = self.to_event(record, fmt, sender)
                 if doc_id is None:
                     prepared.dead.append((record.source_key, str(result), record.raw))
                 else:

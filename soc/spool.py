@@ -57,6 +57,13 @@ def source_origin(source: str) -> str:
     return source_label(source.split("|", 1)[-1].split(":", 1)[0])
 
 
+def source_sender(source: str) -> str | None:
+    """The address a syslog record came from (``syslog|udp:198.18.0.5`` → ``198.18.0.5``); None for other origins."""
+    origin = source.split("|", 1)[-1]
+    transport, _, address = origin.partition(":")
+    return address or None if transport in ("udp", "tcp") else None
+
+
 def _read_record(fh: BinaryIO) -> bytes | None:
     """The next complete, intact payload, or None at the end or at a torn/in-progress record."""
     header = fh.read(HEADER.size)

@@ -94,3 +94,26 @@ def test_masking_can_be_switched_off(index: RegisterIndex) -> None:
 def test_no_false_positives_on_ordinary_numbers() -> None:
     for text in ("pid 123456", "ts 1700000000123", "id 110105194912310021", "port 8080 len 12345678"):
         assert scan_pii(text, True) == (text, set())
+
+
+def test_syslog_sender_address_is_the_fallback(sample_rt: Runtime, index: RegisterIndex, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A line naming no registered host (``localhost``) is attributed to the system of the address it came from;
+    a known host name still wins over the sender (a relay forwards other hosts' lines)."""
+    from soc.deadletter import DeadLetterStore
+    from soc.pipeline import Pipeline, RawRecord
+    from soc.spool import source_sender
+    from soc.store.sqlite import SQLiteStore
+
+    host, system = _host(sample_rt, with_v6=False)
+    other, other_system = _host(sample_rt, with_v6=True)
+    assert other_system.id != system.id
+    assert source_sender(f"syslog|udp:{host.ipv4}") == host.ipv4 and source_sender("json|http:alice") is None
+    pipeline = Pipeline(SQLiteStore(tmp_path / "e.db"), DeadLetterStore(tmp_path / "d.db"), Enricher(index))
+    lines = [b"<38>Nov 22 10:00:00 localhost sshd[1]: Failed password for root from 203.0.113.9 port 22 ssh2",
+             f"<38>Nov 22 10:00:01 {other.name} sshd[1]: Accepted password for ops".encode()]
+    prepared = pipeline.prepare([RawRecord(f"k{i}", raw) for i, raw in enumerate(lines)], "syslog", host.ipv4)
+    (_, local), (_, relayed) = prepared.events
+    assert local["log"]["source"] == {"address": host.ipv4} and local["gov"]["system"]["id"] == system.id
+    assert relayed["gov"]["system"]["id"] == other_system.id
+    unknown = pipeline.prepare([RawRecord("k9", lines[0])], "syslog", "203.0.113.200").events[0][1]
+    assert "gov" not in unknown

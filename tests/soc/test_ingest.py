@@ -413,3 +413,27 @@ def test_concurrent_http_posts_all_land_in_order_without_blocking_the_event_loop
     assert sorted(post for post, _ in runs) == [str(p) for p in range(posts)]  # each post one contiguous run
     assert all(ms == [f"post {post} record {i:02d}" for i in range(per_post)] for post, ms in runs)
     _wait_for(lambda: services.soc.store.count(SearchQuery(text="record")) == posts * per_post)
+
+
+def test_file_ingest_with_host_enriches_lines_that_name_none(tmp_path: Path) -> None:
+    """Access-log lines carry no host: ``--host`` names the server, so the register tags them (gov.*)."""
+    home = tmp_path / "var"
+    rt = make_runtime(home)
+    try:
+        load_sample(rt)
+        with rt.sessions() as session:
+            web = session.scalars(select(Host).where(Host.name.like("%-web%")).order_by(Host.name)).first()
+            assert web is not None and web.system_id
+            host_name, system_id = web.name, web.system_id
+    finally:
+        rt.close()
+    access = tmp_path / "access.log"
+    access.write_text('198.51.100.7 - - [22/Nov/2026:10:00:00 +0800] "GET /index.html HTTP/1.1" 200 512 "-" "curl"\n'
+                      '198.51.100.8 - - [22/Nov/2026:10:00:01 +0800] "GET /login HTTP/1.1" 302 0 "-" "curl"\n',
+                      encoding="utf-8")
+    done = _cli(home, "soc", "ingest", "--format", "nginx", "--host", host_name, str(access))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["stored"] == 2 and "not a host of the register" not in done.stderr
+    assert _count(home, **{"gov.system.id": system_id, "host.name": host_name}) == 2
+    unknown = _cli(home, "soc", "ingest", "--format", "nginx", "--host", "no-such-host", str(tmp_path / "access.log"))
+    assert unknown.returncode == 0 and "--host no-such-host: not a host of the register" in unknown.stderr
