@@ -88,6 +88,14 @@ def _drill(session: Session, drill_id: int, principal: Principal | None = None) 
     return drill
 
 
+def _step(drill: Drill, seq: int, status_code: int = 404) -> DrillStep:
+    """Step ``seq`` of the drill, or an HTTP error (404 for a path, 422 for a body field) naming it."""
+    step = next((s for s in drill.steps if s.seq == seq), None)
+    if step is None:
+        raise HTTPException(status_code, f"drill {drill.id} has no step {seq}")
+    return step
+
+
 @router.get("/scenarios")
 def list_scenarios(principal: Principal = Depends(require("soc.read"))) -> list[dict[str, Any]]:
     return [{"code": s.code, "title": s.title, "title_en": s.title_en, "type": s.type, "steps": len(s.steps)}
@@ -153,9 +161,7 @@ def replay_drill(drill_id: int, request: Request, session: Session = DB_SESSION,
 def link_alert(drill_id: int, seq: int, body: LinkIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                principal: Principal = Depends(require("soc.drills.manage"))) -> dict[str, Any]:
     drill = _drill(session, drill_id)
-    step = next((s for s in drill.steps if s.seq == seq), None)
-    if step is None:
-        raise HTTPException(404, f"drill {drill_id} has no step {seq}")
+    step = _step(drill, seq)
     try:
         link_by_hand(session, rt.audit, principal.name, step, visible_alert(session, principal, body.alert_id))
     except DrillError as exc:
@@ -171,9 +177,7 @@ def step_executed(drill_id: int, seq: int, body: ExecutedIn, session: Session = 
     drill = _drill(session, drill_id)
     if drill.status == "completed":
         raise HTTPException(409, f"drill {drill_id} is completed")
-    step = next((s for s in drill.steps if s.seq == seq), None)
-    if step is None:
-        raise HTTPException(404, f"drill {drill_id} has no step {seq}")
+    step = _step(drill, seq)
     at = body.at or datetime.now(UTC)
     step.executed_at = at if at.tzinfo else at.replace(tzinfo=UTC)
     if drill.status == "planned":
@@ -190,9 +194,7 @@ def new_finding(drill_id: int, body: FindingIn, session: Session = DB_SESSION, r
     drill = _drill(session, drill_id)
     step: DrillStep | None = None
     if body.step_seq is not None:
-        step = next((s for s in drill.steps if s.seq == body.step_seq), None)
-        if step is None:
-            raise HTTPException(422, f"drill {drill_id} has no step {body.step_seq}")
+        step = _step(drill, body.step_seq, 422)
     add_finding(session, rt.audit, principal.name, drill, body.title, body.remediation, body.severity, step,
                 body.owner, body.due)
     return score(session, drill)
