@@ -48,7 +48,6 @@ class SpoolWriter:
         self.max_pending_bytes = max_pending_bytes
         self.pending_bytes = 0
         self.dropped = 0
-        self._dropped_logged = 0
         self._drop_logged_at = float("-inf")
         self._pending: list[tuple[str, bytes]] = []
         self._flushed = asyncio.Event()

@@ -80,9 +80,8 @@ class WriteResult:
 @dataclass
 class EncodedBatch:
     """Documents a store has already turned into what it writes (``payload``, the store's own form), and those it
-    refused while doing so (id, reason); ``count`` documents went in."""
+    refused while doing so (id, reason)."""
 
-    count: int
     payload: Any
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
@@ -116,7 +115,6 @@ class EventStore(Protocol):
     def search(self, query: SearchQuery) -> SearchResult: ...
 
     def count(self, query: SearchQuery) -> int: ...
-
 
     def terms(self, field_name: str, query: SearchQuery, size: int = 10) -> list[tuple[str, int]]:
         """The most frequent values of a keyword field among matching events."""

@@ -66,14 +66,14 @@ RetentionMode = Literal["ilm", "delete_by_query"]
 
 
 def longest_retention(retention_days: Mapping[str, int] | None = None) -> int:
-    """The longest per-data-class retention in days (None: the defaults of ``core.settings.SocSettings``).
+    """The longest per-data-class retention in days (None: ``core.settings.RETENTION_DEFAULTS``).
 
     Daily indices hold every data class, so a whole index may only be dropped after the longest of them.
     """
     if retention_days is None:
-        from core.settings import SocSettings
+        from core.settings import RETENTION_DEFAULTS
 
-        retention_days = SocSettings().retention_days
+        retention_days = RETENTION_DEFAULTS
     if not retention_days:
         raise ValueError("retention_days is empty: give the retention in days of each data class")
     bad = {name: days for name, days in retention_days.items() if not isinstance(days, int) or days < 1}

@@ -260,7 +260,7 @@ class SQLiteStore:
     def encode(self, docs: list[tuple[str, Event]]) -> EncodedBatch:
         """The rows of ``docs`` (the CPU-bound half of ``write``: JSON, hot columns, address keys); a document that
         cannot become a row is rejected here. Needs no lock: the pipeline runs it in its parsing thread."""
-        encoded = EncodedBatch(count=len(docs), payload=[])
+        encoded = EncodedBatch(payload=[])
         rows = encoded.payload
         for doc_id, event in docs:
             try:

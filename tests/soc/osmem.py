@@ -18,11 +18,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 from osmem_server import OsmemServer
 
-from soc.store.elasticsearch import ElasticsearchStore, PlainMediaTypeNode, plain_media_type
-
-# Older name of the node class, kept for the suites that import it from here.
-PlainJsonNode = PlainMediaTypeNode
-__all__ = ["PlainJsonNode", "es_client", "es_store", "osmem_process", "osmem_server", "plain_media_type"]
+from soc.store.elasticsearch import ElasticsearchStore, PlainMediaTypeNode
 
 
 def _wait_until_answers(url: str, timeout: float = 10.0) -> None:

@@ -26,14 +26,16 @@ from soc.store.base import SearchQuery, StoreUnavailable
 from soc.store.elasticsearch import (
     TEMPLATE_FILE,
     ElasticsearchStore,
+    PlainMediaTypeNode,
     PlainMediaTypes,
     field_types,
     load_template,
     longest_retention,
+    plain_media_type,
     plain_media_type_node,
 )
 from soc.store.factory import open_store
-from tests.soc.osmem import PlainJsonNode, es_client, es_store, osmem_process, osmem_server, plain_media_type
+from tests.soc.osmem import es_client, es_store, osmem_process, osmem_server
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -125,7 +127,7 @@ def test_media_type_rewrite() -> None:
     assert plain_media_type("application/vnd.elasticsearch+json; compatible-with=9") == "application/json"
     assert plain_media_type("application/vnd.elasticsearch+x-ndjson; compatible-with=9") == "application/x-ndjson"
     assert plain_media_type("text/plain") == "text/plain"
-    assert plain_media_type_node(None) is PlainJsonNode
+    assert plain_media_type_node(None) is PlainMediaTypeNode
     requests_node = plain_media_type_node("requests")
     assert issubclass(requests_node, PlainMediaTypes) and issubclass(requests_node, RequestsHttpNode)
     assert plain_media_type_node(requests_node) is requests_node
@@ -161,7 +163,7 @@ def test_vendor_media_type_is_refused_by_osmem_and_the_store_switches_once(
 
 
 def test_plain_client_is_kept_and_a_refused_foreign_client_is_a_clear_error(es_url: str) -> None:
-    plain = ElasticsearchStore(es_url, client_options={"node_class": PlainJsonNode, "max_retries": 0})
+    plain = ElasticsearchStore(es_url, client_options={"node_class": PlainMediaTypeNode, "max_retries": 0})
     first = plain.client
     plain.ensure_ready()
     assert (plain.plain_media_types, plain.client) == (False, first)
@@ -413,7 +415,7 @@ def test_ilm_detection_falls_back_on_osmem(store: ElasticsearchStore, es_url: st
     off.close()
 
 
-class FakeIlmNode(PlainJsonNode):
+class FakeIlmNode(PlainMediaTypeNode):
     """Answers the ILM endpoints itself (as a cluster with ILM would) and passes everything else to osmem."""
 
     requests: ClassVar[list[tuple[str, str, Any]]] = []
@@ -507,7 +509,7 @@ def test_store_unavailable_when_server_stopped() -> None:
     with osmem_process() as server:
         s = es_store(server.url)
         assert s.write(docs_of(ev(0))).created == 1
-        defaults = ElasticsearchStore(server.url, client_options={"node_class": PlainJsonNode})  # with retries
+        defaults = ElasticsearchStore(server.url, client_options={"node_class": PlainMediaTypeNode})  # with retries
         never_used = es_store(server.url)
     for st in (s, defaults):
         with pytest.raises(StoreUnavailable):
@@ -592,7 +594,7 @@ def test_timeout_is_unavailable() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        s = ElasticsearchStore(url, request_timeout=0.3, client_options={"node_class": PlainJsonNode,
+        s = ElasticsearchStore(url, request_timeout=0.3, client_options={"node_class": PlainMediaTypeNode,
                                                                          "max_retries": 0})
         with pytest.raises(StoreUnavailable):
             s.write(docs_of(ev(0)))
