@@ -23,8 +23,8 @@ from soc.drills.replay import replay
 from soc.drills.report import report_html, report_json
 from soc.drills.scenario import Scenario, ScenarioStep, scenarios
 from soc.drills.service import (
-    FINDING_STATUSES,
     DrillError,
+    DrillInputError,
     add_finding,
     auto_link,
     complete,
@@ -209,13 +209,10 @@ def finding_status(drill_id: int, finding_id: int, body: FindingStatusIn, sessio
     finding = session.get(DrillFinding, finding_id)
     if finding is None or finding.drill_id != drill.id:
         raise HTTPException(404, f"drill {drill_id} has no finding {finding_id} / 整改项不存在")
-    if body.status not in FINDING_STATUSES:
-        raise HTTPException(422, f"unknown finding status {body.status!r}; use one of {', '.join(FINDING_STATUSES)}"
-                                 " / 整改项状态无效")
-    if finding.status == "closed" and body.status != "closed" and not (body.reason or "").strip():
-        raise HTTPException(422, f"reopening finding {finding_id} needs a reason / 重新打开整改项须说明原因")
     try:
         set_finding_status(session, rt.audit, principal.name, finding, body.status, body.reason)
+    except DrillInputError as exc:
+        raise HTTPException(422, str(exc)) from None
     except DrillError as exc:
         raise HTTPException(409, str(exc)) from None
     return score(session, drill)

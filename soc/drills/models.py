@@ -74,5 +74,4 @@ class DrillFinding(Base):
     status_by: Mapped[str | None] = mapped_column(String(64))  # who set the current status, and when
     status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status_note: Mapped[str | None] = mapped_column(Text)  # why (required when a closed finding is reopened)
-    closed_by: Mapped[str | None] = mapped_column(String(64))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

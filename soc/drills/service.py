@@ -42,6 +42,11 @@ class DrillError(ValueError):
     """A drill operation that is not possible in the drill's state (the message says why)."""
 
 
+class DrillInputError(DrillError):
+    """What was asked is malformed rather than in conflict with the drill's state (an unknown status, a missing
+    reason): the API answers 422 instead of 409."""
+
+
 def create_drill(session: Session, audit: AuditChain | None, actor: str, scenario: Scenario,
                  planned_start: datetime, scope: list[str] | None = None, title: str | None = None) -> Drill:
     """A planned drill with the scenario's steps, written to the audit chain.
@@ -137,24 +142,23 @@ def link_by_hand(session: Session, audit: AuditChain | None, actor: str, step: D
     session.flush()
 
 
-def drill_departments(session: Session, drill: Drill) -> set[str]:
-    """The departments owning the systems in the drill's scope."""
-    if not drill.scope:
-        return set()
-    return set(session.scalars(select(System.department_code).where(System.id.in_(drill.scope))))
+def _department_systems(session: Session, departments: set[str]) -> set[str]:
+    """The ids of the systems owned by ``departments``."""
+    return set(session.scalars(select(System.id).where(System.department_code.in_(departments))))
 
 
 def drill_visible(session: Session, drill: Drill, departments: set[str] | None) -> bool:
-    """Whether a viewer limited to ``departments`` (None: all) may see the drill."""
-    return departments is None or bool(drill_departments(session, drill) & departments)
+    """Whether a viewer limited to ``departments`` (None: all) may see the drill: its scope holds one of their
+    systems."""
+    return departments is None or not _department_systems(session, departments).isdisjoint(drill.scope or [])
 
 
 def visible_drills(session: Session, departments: set[str] | None, limit: int | None = None) -> list[Drill]:
-    """The drills a viewer limited to ``departments`` (None: all) may see, newest first."""
+    """The drills a viewer limited to ``departments`` (None: all) may see (as ``drill_visible``), newest first."""
     drills = session.scalars(select(Drill).order_by(Drill.id.desc()))
     if departments is not None:
-        systems = set(session.scalars(select(System.id).where(System.department_code.in_(departments))))
-        drills = (d for d in drills if systems.intersection(d.scope or []))
+        systems = _department_systems(session, departments)
+        drills = (d for d in drills if not systems.isdisjoint(d.scope or []))
     return list(drills)[:limit] if limit is not None else list(drills)
 
 
@@ -166,7 +170,8 @@ def finding_record(finding: DrillFinding) -> dict[str, Any]:
     return {"id": finding.id, "step": finding.step_id, "title": finding.title, "severity": finding.severity,
             "remediation": finding.remediation, "owner": finding.owner, "status": finding.status,
             "due": _iso(finding.due), "status_by": finding.status_by, "status_at": _iso(finding.status_at),
-            "status_note": finding.status_note, "closed_by": finding.closed_by, "closed_at": _iso(finding.closed_at)}
+            "status_note": finding.status_note, "closed_by": finding.status_by if finding.status == "closed" else None,
+            "closed_at": _iso(finding.closed_at)}
 
 
 def score(session: Session, drill: Drill, departments: set[str] | None = None) -> dict[str, Any]:
@@ -243,20 +248,18 @@ def set_finding_status(session: Session, audit: AuditChain | None, actor: str, f
                        reason: str | None = None, now: datetime | None = None) -> DrillFinding:
     """Move a finding along open → in_progress → closed (recording who and when); reopening needs a reason."""
     if status not in FINDING_STATUSES:
-        raise DrillError(f"unknown finding status {status!r}; use one of {', '.join(FINDING_STATUSES)}")
+        raise DrillInputError(f"unknown finding status {status!r}; use one of {', '.join(FINDING_STATUSES)}"
+                              " / 整改项状态无效")
     if status == finding.status:
         raise DrillError(f"finding {finding.id} is already {status}")
     reason = (reason or "").strip() or None
     reopening = finding.status == "closed"
     if reopening and reason is None:
-        raise DrillError(f"reopening finding {finding.id} needs a reason / 重新打开整改项须说明原因")
+        raise DrillInputError(f"reopening finding {finding.id} needs a reason / 重新打开整改项须说明原因")
     now = now or datetime.now(UTC)
     previous = finding.status
     finding.status, finding.status_by, finding.status_at, finding.status_note = status, actor, now, reason
-    if status == "closed":
-        finding.closed_by, finding.closed_at = actor, now
-    else:
-        finding.closed_by, finding.closed_at = None, None
+    finding.closed_at = now if status == "closed" else None
     session.flush()
     if audit is not None:
         audit.append(session, actor=actor, action="drill.finding.status", object_type="drill",

@@ -1,4 +1,4 @@
-"""Drill findings move open → in_progress → closed: who set the status, when, why, and who closed it.
+"""Drill findings move open → in_progress → closed: who set the status, when and why.
 
 Revision ID: 0012
 Revises: 0011
@@ -13,7 +13,7 @@ down_revision = "0011"
 branch_labels = None
 depends_on = None
 
-COLUMNS = ("status_by", "status_at", "status_note", "closed_by")
+COLUMNS = ("status_by", "status_at", "status_note")
 
 
 def upgrade() -> None:
@@ -21,7 +21,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column("status_by", sa.String(64)))
         batch.add_column(sa.Column("status_at", sa.DateTime(timezone=True)))
         batch.add_column(sa.Column("status_note", sa.Text()))
-        batch.add_column(sa.Column("closed_by", sa.String(64)))
 
 
 def downgrade() -> None:
