@@ -35,6 +35,15 @@ class CommentIn(BaseModel):
     body: str = Field(min_length=1, max_length=10_000)
 
 
+ALERT_WORK = "soc.alerts.manage"  # the permission an assignee's role must grant
+
+
+def assignable_users(session: Session) -> list[str]:
+    """User names an alert can be handed to (what ``check_assignee`` accepts): active users who may work alerts."""
+    users = session.execute(select(User.username, User.role).where(User.active.is_(True)).order_by(User.username))
+    return [name for name, role in users if policy().allows(role, ALERT_WORK)]
+
+
 def check_assignee(session: Session, username: str) -> str:
     """The user name if it names an active user whose role may work alerts (soc.alerts.manage); otherwise a
     ValueError that says what is wrong."""
@@ -46,7 +55,7 @@ def check_assignee(session: Session, username: str) -> str:
         raise ValueError(f"assignee: no user {name!r} / 用户 {name} 不存在")
     if not user.active:
         raise ValueError(f"assignee: user {name!r} is deactivated / 用户 {name} 已停用")
-    if not policy().allows(user.role, "soc.alerts.manage"):
+    if not policy().allows(user.role, ALERT_WORK):
         raise ValueError(f"assignee: user {name!r} (role {user.role}) cannot work alerts (needs soc.alerts.manage)"
                          f" / 用户 {name} 无告警处置权限")
     return name

@@ -9,11 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
-from portal.alerts_api import alert_detail, alert_query, check_assignee, visible_alert
+from portal.alerts_api import alert_detail, alert_query, assignable_users, check_assignee, visible_alert
 from portal.deps import DB_SESSION, Principal, require, runtime
 from portal.i18n import translator
-from portal.models import User
-from portal.rbac import policy
 from portal.web import language, render
 from soc.alerts.models import Alert
 from soc.alerts.policy import OPEN_STATUSES, SEVERITY_ORDER, STATUSES, alert_policy
@@ -66,12 +64,6 @@ def alerts_page(request: Request, session: Session = DB_SESSION,
         "statuses": ["open", *STATUSES], "severities": SEVERITY_ORDER, "error": error, "nav": "alerts"})
 
 
-def _assignees(session: Session) -> list[str]:
-    """User names an alert can be handed to: active users whose role may work alerts (as ``check_assignee``)."""
-    users = session.execute(select(User.username, User.role).where(User.active.is_(True)).order_by(User.username))
-    return [name for name, role in users if policy().allows(role, "soc.alerts.manage")]
-
-
 def _detail_page(request: Request, session: Session, principal: Principal, alert: Alert, error: str | None = None,
                  status_code: int = 200) -> HTMLResponse:
     can_manage = principal.can("soc.alerts.manage")
@@ -79,7 +71,8 @@ def _detail_page(request: Request, session: Session, principal: Principal, alert
     return render(request, "soc_alert.html", {
         "me": principal, "a": alert_detail(session, alert), "error": error, "nav": "alerts",
         "next_states": alert_policy().transitions[alert.status],  # type: ignore[index]
-        "can_manage": can_manage, "can_assign": can_assign, "assignees": _assignees(session) if can_manage else [],
+        "can_manage": can_manage, "can_assign": can_assign,
+        "assignees": assignable_users(session) if can_manage else [],
         "can_comment": principal.can("soc.alerts.comment")},
         status_code=status_code)
 
