@@ -268,8 +268,10 @@ def scan_pii(text: str, mask: bool) -> tuple[str, set[str]]:
     return _substitute(text, mask, kinds), kinds
 
 
-def _gather(node: dict, spec: _Spec, texts: list[str], trees: list[dict | list]) -> None:
-    """The fields of ``spec`` present under ``node``: their strings into ``texts``, subtrees into ``trees``."""
+def _gather(node: dict, spec: _Spec, texts: list[str], trees: list[dict | list],
+            slots: list[tuple[dict | list, Any]] | None = None) -> None:
+    """The fields of ``spec`` present under ``node``: their strings into ``texts`` (and, given ``slots``, where
+    each sits as a (container, key) pair, a list's items one by one), subtrees into ``trees``."""
     for key, sub in spec.items():
         value = node.get(key)
         if value is None:
@@ -277,49 +279,33 @@ def _gather(node: dict, spec: _Spec, texts: list[str], trees: list[dict | list])
         if type(value) is str:
             if sub is _LEAF or sub is _TREE:
                 texts.append(value)
+                if slots is not None:
+                    slots.append((node, key))
         elif isinstance(value, dict):
             if sub is _TREE:
                 trees.append(value)
             elif sub is not _LEAF:
-                _gather(value, sub, texts, trees)  # type: ignore[arg-type]
+                _gather(value, sub, texts, trees, slots)  # type: ignore[arg-type]
         elif isinstance(value, list):
             if sub is _TREE:
                 trees.append(value)
             elif sub is _LEAF:
                 texts.extend([item for item in value if type(item) is str])
+                if slots is not None:
+                    slots.extend((value, i) for i, item in enumerate(value) if type(item) is str)
 
 
-class _Rewriter:
-    """Masks the string fields of ``spec`` in place; a string object met twice (a parser often stores one line as
+def _mask_slots(slots: list[tuple[dict | list, Any]], kinds: set[str]) -> None:
+    """Mask the PII of each slot's string in place; a string object met twice (a parser often stores one line as
     both ``message`` and ``event.original``) is scanned once."""
-
-    __slots__ = ("done", "kinds")
-
-    def __init__(self, kinds: set[str]):
-        self.kinds = kinds
-        self.done: dict[int, tuple[str, str]] = {}  # id(original) → (original, masked); the original is kept alive
-
-    def text(self, value: str) -> str:
-        seen = self.done.get(id(value))
-        if seen is not None and seen[0] is value:
-            return seen[1]
-        masked = _substitute(value, True, self.kinds) if has_candidate(value) else value
-        self.done[id(value)] = (value, masked)
-        return masked
-
-    def fields(self, node: dict, spec: _Spec) -> None:
-        for key, sub in spec.items():
-            value = node.get(key)
-            if type(value) is str:
-                if sub is _LEAF or sub is _TREE:
-                    node[key] = self.text(value)
-            elif isinstance(value, dict):
-                if sub is not _LEAF and sub is not _TREE:
-                    self.fields(value, sub)  # type: ignore[arg-type]
-            elif isinstance(value, list) and sub is _LEAF:
-                for i, item in enumerate(value):
-                    if type(item) is str:
-                        value[i] = self.text(item)
+    done: dict[int, tuple[str, str]] = {}  # id(original) → (original, masked); the original is kept alive
+    for container, key in slots:
+        value = container[key]
+        seen = done.get(id(value))
+        if seen is None or seen[0] is not value:
+            seen = (value, _substitute(value, True, kinds) if has_candidate(value) else value)
+            done[id(value)] = seen
+        container[key] = seen[1]
 
 
 def _tree_may_hold_pii(root: dict | list) -> bool:
@@ -373,8 +359,10 @@ def scan_event_pii(event: Event, mask: bool) -> set[str]:
     if texts:
         joined = texts[0] if len(texts) == 1 else "\n".join(texts)
         found = _kinds_in(joined) if has_candidate(joined) else None  # a candidate alone is often a timestamp
-        if found and mask:
-            _Rewriter(kinds).fields(event, _SPEC)
+        if found and mask:  # rare: walk again, this time noting where each string sits, and mask there
+            slots: list[tuple[dict | list, Any]] = []
+            _gather(event, _SPEC, [], [], slots)
+            _mask_slots(slots, kinds)
         elif found:
             kinds |= found
     for tree in trees:
