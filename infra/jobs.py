@@ -171,9 +171,10 @@ class Jobs:
             job = session.get(Job, job_id)
             assert job is not None
             playbook, limit, check, timeout = job.playbook, job.limit, job.check_mode, job.timeout_s
-            if job.cancel_requested:
-                self._finish(job_id, "canceled", error="canceled before it started")
-                return self.show(job_id)
+            canceled = job.cancel_requested
+        if canceled:  # recorded after the read's transaction ends (on SQLite it holds the one write lock)
+            self._finish(job_id, "canceled", error="canceled before it started")
+            return self.show(job_id)
         private = self.dir / str(job_id)
         seq = 0
         pending: list[JobEventView] = []

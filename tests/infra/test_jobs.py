@@ -94,6 +94,24 @@ def test_cancel_stops_a_running_job(rt: Runtime, files: tuple[Path, Path], tmp_p
         jobs.cancel(job_id, "bob")
 
 
+def test_cancel_between_claim_and_start_is_recorded(rt: Runtime, files: tuple[Path, Path], tmp_path: Path) -> None:
+    """A cancel arriving after the job took its slot but before the playbook starts: the job ends canceled (the
+    run must not wait on its own read transaction for the SQLite write lock)."""
+    play, inv = files
+    jobs = Jobs(rt)
+    job_id = jobs.create("playbook", str(play), {}, "alice")
+    claim = jobs._claim_slot
+
+    def claim_then_cancel(claimed_id: int) -> bool:
+        taken = claim(claimed_id)
+        jobs.cancel(claimed_id, "bob")
+        return taken
+
+    jobs._claim_slot = claim_then_cancel  # type: ignore[method-assign]
+    record = jobs.run(job_id, inv, extravars={"out": str(tmp_path / "o"), "wait": 60})
+    assert record["status"] == "canceled" and record["error"] == "canceled before it started"
+
+
 def test_timeout_ends_a_job(rt: Runtime, files: tuple[Path, Path], tmp_path: Path) -> None:
     play, inv = files
     jobs = Jobs(rt)
