@@ -64,12 +64,17 @@ def alerts_page(request: Request, session: Session = DB_SESSION,
         "statuses": ["open", *STATUSES], "severities": SEVERITY_ORDER, "error": error, "nav": "alerts"})
 
 
+# ``?done=`` values a form's redirect may carry, and the i18n key of the message the detail page then shows
+DONE_NOTICES = {"unassigned": "alerts.unassigned_done"}
+
+
 def _detail_page(request: Request, session: Session, principal: Principal, alert: Alert, error: str | None = None,
-                 status_code: int = 200) -> HTMLResponse:
+                 status_code: int = 200, notice: str | None = None) -> HTMLResponse:
+    """One alert with the forms the viewer may use; ``notice`` is the i18n key of a message on success."""
     can_manage = principal.can("soc.alerts.manage")
     can_assign = can_manage and alert.status in OPEN_STATUSES
     return render(request, "soc_alert.html", {
-        "me": principal, "a": alert_detail(session, alert), "error": error, "nav": "alerts",
+        "me": principal, "a": alert_detail(session, alert), "error": error, "notice": notice, "nav": "alerts",
         "next_states": alert_policy().transitions[alert.status],  # type: ignore[index]
         "can_manage": can_manage, "can_assign": can_assign,
         "assignees": assignable_users(session) if can_manage else [],
@@ -80,7 +85,8 @@ def _detail_page(request: Request, session: Session, principal: Principal, alert
 @router.get("/soc/alerts/{alert_id}")
 def alert_page(alert_id: int, request: Request, session: Session = DB_SESSION,
                principal: Principal = Depends(require("soc.read", web=True))) -> HTMLResponse:
-    return _detail_page(request, session, principal, visible_alert(session, principal, alert_id))
+    notice = DONE_NOTICES.get(request.query_params.get("done", ""))
+    return _detail_page(request, session, principal, visible_alert(session, principal, alert_id), notice=notice)
 
 
 @router.post("/soc/alerts/{alert_id}/transition")
@@ -104,13 +110,15 @@ def alert_transition(alert_id: int, request: Request, status: str = Form(...), n
 
 @router.post("/soc/alerts/{alert_id}/assign")
 def alert_assign(alert_id: int, request: Request, assignee: str = Form(""), note: str = Form(""),
-                 session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+                 unassign: str = Form(""), session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                  principal: Principal = Depends(require("soc.alerts.manage", web=True))) -> Response:
     """Hand an open alert over to another analyst without changing its status (转交); audited as alert.assign.
-    An unknown, deactivated or unqualified user is 422; a closed alert or the same assignee is 409."""
+    The form's unassign button (``unassign`` set) leaves the alert without an assignee, as the API's
+    ``assignee: null`` does; the typed name is then ignored.
+    An unknown, deactivated or unqualified user is 422; a closed alert or the same assignee (or none) is 409."""
     alert = visible_alert(session, principal, alert_id)
     try:
-        checked = check_assignee(session, assignee)
+        checked = None if unassign else check_assignee(session, assignee)
     except ValueError as exc:
         return _detail_page(request, session, principal, alert, str(exc), status_code=422)
     try:
@@ -118,7 +126,8 @@ def alert_assign(alert_id: int, request: Request, assignee: str = Form(""), note
             AlertService(audit=rt.audit).assign(session, alert, checked, principal.name, note=note or None)
     except WorkflowError as exc:
         return _detail_page(request, session, principal, alert, str(exc), status_code=409)
-    return RedirectResponse(f"/soc/alerts/{alert_id}", status_code=303)
+    done = "?done=unassigned" if checked is None else ""
+    return RedirectResponse(f"/soc/alerts/{alert_id}{done}", status_code=303)
 
 
 @router.post("/soc/alerts/{alert_id}/comments")
