@@ -196,6 +196,11 @@ def test_alert_raised_from_syslog_and_handled_in_the_console(page: Page, tmp_pat
         page.locator("#t-submit").click()
     expect(page.locator("#alert-status")).to_have_attribute("data-status", "acknowledged")
     expect(page.locator("#alert-assignee")).to_have_text("admin")
+    with page.expect_navigation():  # the hand-over field is required, but not for unassigning
+        page.locator("#as-unassign").click()
+    expect(page.locator("#alert-notice")).to_contain_text("已取消指派")
+    expect(page.locator("#alert-assignee")).to_have_text("—")
+    expect(page.locator("#alert-status")).to_have_attribute("data-status", "acknowledged")
 
     page.locator("#t-status").select_option("resolved")  # without a note: refused, nothing changes
     with page.expect_navigation():
@@ -209,7 +214,7 @@ def test_alert_raised_from_syslog_and_handled_in_the_console(page: Page, tmp_pat
         page.locator("#t-submit").click()
     expect(page.locator("#alert-status")).to_have_attribute("data-status", "resolved")
     expect(page.locator("#alert-notes")).to_contain_text("边界防火墙")
-    assert page.locator("#alert-history li").count() == 2
+    assert page.locator("#alert-history li").count() == 3  # acknowledged, unassigned, resolved
     page.screenshot(path=str(tmp_path / "alert.png"), full_page=True)
 
 
@@ -257,6 +262,7 @@ def test_situation_page_draws_charts_and_refreshes(page: Page, server: str, serv
     assert alert["id"] in [o["id"] for o in api["overdue"]] and api["overdue_total"] >= 1
     system_name = next(s["name"] for s in api["top_systems"] if s["id"] == system_id)
     department_name = next(d["name"] for d in api["top_departments"] if d["code"] == "GAJ")
+    assert next(o for o in api["overdue"] if o["id"] == alert["id"])["department_name"] == department_name
 
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -274,6 +280,10 @@ def test_situation_page_draws_charts_and_refreshes(page: Page, server: str, serv
     overdue = page.locator(f'#overdue tbody tr[data-id="{alert["id"]}"]')
     expect(overdue).to_have_count(1)
     expect(overdue).to_contain_text(alert["title"])
+    department_cell = overdue.locator("td").nth(3)  # the register's name, with the code beside it
+    expect(department_cell).to_contain_text(department_name)
+    expect(department_cell).to_have_attribute("title", "GAJ")
+    expect(department_cell.locator("small")).to_have_text("GAJ")
     assert int(page.locator("#k-open").inner_text()) >= 1
     assert int(page.locator("#k-overdue").inner_text()) >= 1
     assert page.locator("#k-ipv6").inner_text().endswith("%")

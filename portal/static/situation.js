@@ -20,6 +20,13 @@
     tooltip: {},
   }, true);
   const time = (iso) => iso.slice(5, 16).replace("T", " ");
+  // a department cell: its name from the register, the code as secondary text and tooltip
+  const department = (td, a) => {
+    const code = Object.assign(document.createElement("small"), { className: "hint", textContent: a.department });
+    td.replaceChildren(a.department_name, " ", code);
+    td.title = a.department;
+    td.dataset.code = a.department;
+  };
 
   function draw(d) {
     document.getElementById("k-events").textContent = d.events_total;
@@ -68,11 +75,13 @@
     body.replaceChildren(...(d.overdue.length ? d.overdue.map((a) => {
       const tr = document.createElement("tr");
       tr.dataset.id = a.id;
-      for (const text of [a.id, labels.severity[a.severity], a.title, a.department || "—", time(a.resolve_due)]) {
+      const cells = [a.id, labels.severity[a.severity], a.title, a.department || "—", time(a.resolve_due)].map((text) => {
         const td = document.createElement("td");
         td.textContent = text;
-        tr.append(td);
-      }
+        return td;
+      });
+      if (a.department_name) department(cells[3], a);
+      tr.append(...cells);
       return tr;
     }) : [Object.assign(document.createElement("tr"), { innerHTML: `<td colspan="5">${labels.none}</td>` })]));
     const stamp = document.getElementById("situation-updated");

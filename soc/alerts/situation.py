@@ -112,6 +112,7 @@ def situation(session: Session, store: EventStore, departments: set[str] | None,
         "department_risk": [{"code": d, "name": names.get(d, d), "score": min(100, n)}
                             for d, n in risk.most_common(15)],
         "overdue": [{"id": a.id, "title": a.rule_title, "severity": a.severity, "department": a.department_code,
+                     "department_name": names.get(a.department_code) if a.department_code else None,
                      "resolve_due": as_utc(a.resolve_due).isoformat()}
                     for a in sorted(overdue, key=lambda a: as_utc(a.resolve_due))[:20]],
         "overdue_total": len(overdue),

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from core.audit import AuditEntry
 from core.runtime import Runtime
-from inventory.models import System
+from inventory.models import Department, System
 from portal.security import create_user
 from soc.alerts.models import Alert, AlertHistory, WebhookDelivery
 from soc.alerts.policy import alert_policy
@@ -435,6 +435,9 @@ def test_situation_overdue_risk_and_top_systems(soc_portal) -> None:  # type: ig
     assert [o["id"] for o in got["overdue"]] == [a1, a2, b1]  # soonest resolve deadline first
     first = got["overdue"][0]
     assert (first["title"], first["severity"], first["department"]) == ("SLA test rule", "high", "GAJ")
+    with rt.sessions() as s:  # the register's name next to the code, as the console's table shows it
+        gaj_name = s.scalar(select(Department.name).where(Department.code == "GAJ"))
+    assert gaj_name and gaj_name != "GAJ" and first["department_name"] == gaj_name
     assert datetime.fromisoformat(first["resolve_due"]) == (now - timedelta(days=3)
                                                             + timedelta(minutes=high.resolve))
     risk = {d["code"]: d["score"] for d in got["department_risk"]}
