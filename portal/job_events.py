@@ -36,13 +36,14 @@ def ecs_event(job_id: int, view: JobEventView, raw: dict[str, Any]) -> dict[str,
 
 
 class SocSink:
-    """Buffers job events and stores them through the SOC pipeline (deterministic ids: job and sequence)."""
+    """Buffers job events and stores them through the SOC pipeline (deterministic ids: job and sequence), counted
+    in the SOC's ingest metrics (``soc.metrics``) under source ``job``."""
 
     def __init__(self, rt: Runtime, batch: int = 200):
         from soc.service import open_soc
 
         self.soc = open_soc(rt)
-        self.pipeline = self.soc.pipeline()
+        self.pipeline = self.soc.pipeline(count_as="job")
         self.batch = batch
         self.buffer: list[Any] = []
 

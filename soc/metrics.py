@@ -1,28 +1,30 @@
 """SOC counters, registered on the service's Prometheus registry.
 
 The ingest counters (received, spooled, parsed, stored, dead-lettered, dropped) carry one label, ``source``: the
-transport a record came by — ``udp``, ``tcp``, ``http`` or ``file`` (``other`` for anything else), so the label
-set stays bounded whatever senders, user names or paths appear. Counting by ``event.dataset`` as well was left
-out on purpose: the dataset is known only per event, so it would cost a dictionary look-up per event on the hot
-path, where every path counts once per batch; the dataset split of stored events is on the health page (from the
-store) instead.
+way a record entered the pipeline — the transports ``udp``, ``tcp``, ``http`` and ``file``, ``replay`` for a drill's
+attack logs replayed (soc.drills.replay) and ``job`` for automation job events (portal.job_events); ``other`` for
+anything else, so the label set (SOURCES + ``other``) stays bounded whatever senders, user names or paths appear.
+Counting by ``event.dataset`` as well was left out on purpose: the dataset is known only per event, so it would cost
+a dictionary look-up per event on the hot path, where every path counts once per batch; the dataset split of stored
+events is on the health page (from the store) instead.
 
 How the counters relate, per source: ``received`` = ``spooled`` + ``dropped`` + records dead-lettered before
-the spool (oversize TCP frames) for the listeners and HTTP; files are not spooled (the file is the durable copy),
-so for them ``received`` = ``parsed`` + ``dead_lettered`` once a run is over. ``parsed`` counts records that
-became events and were accepted by the store (new or duplicate); ``dead_lettered`` the rest.
+the spool (oversize TCP frames) for the listeners and HTTP; files, replays and job events are not spooled (the
+file, the scenario or the job's own record is the durable copy), so for them ``received`` = ``parsed`` +
+``dead_lettered`` once a run is over. ``parsed`` counts records that became events and were accepted by the store
+(new or duplicate); ``dead_lettered`` the rest.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-SOURCES = ("udp", "tcp", "http", "file")
+SOURCES = ("udp", "tcp", "http", "file", "replay", "job")
 INGEST_COUNTERS = ("received", "spooled", "parsed", "stored", "dead_lettered", "dropped")
 
 
 def source_label(origin: str) -> str:
-    """The bounded ``source`` label of a transport: one of SOURCES, else ``other``."""
+    """The bounded ``source`` label of an origin: one of SOURCES, else ``other``."""
     return origin if origin in SOURCES else "other"
 
 

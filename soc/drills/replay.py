@@ -29,6 +29,7 @@ def replay(rt: Runtime, soc: Soc, drill_id: int, scenario: Scenario, actor: str,
     The steps' logs keep the scenario's timeline from ``start`` (the rules see the attack as it would unfold), but
     a replay feeds them all at once: each step counts as executed when its logs enter the pipeline, so its time to
     detect is how long the SOC took to raise the alert after receiving them.
+    The logs are counted in ``soc.metrics`` under source ``replay``.
     """
     if soc.detection is None:
         raise DrillError("detection is switched off (soc.detection: false); a replay would detect nothing")
@@ -54,7 +55,8 @@ def replay(rt: Runtime, soc: Soc, drill_id: int, scenario: Scenario, actor: str,
     for (seq, target), records in zip(targets, batches, strict=True):
         ctx = ParseContext(tz=soc.ctx.tz, now=latest + timedelta(hours=1), hostname=target)
         fed[seq] = datetime.now(UTC)
-        Pipeline(soc.store, soc.deadletters, soc.enricher, ctx, after_write=soc.detection).run(records)
+        Pipeline(soc.store, soc.deadletters, soc.enricher, ctx, after_write=soc.detection, metrics=soc.metrics,
+                 source="replay").run(records)
     with rt.transaction() as session:
         drill = session.get(Drill, drill_id)
         assert drill is not None
