@@ -23,7 +23,11 @@ ensure_venv() {
       python3 -m venv .venv
     fi
   fi
-  if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  # the compiled hot path (setup.py, soc/native.py) needs a C compiler and the Python headers
+  command -v gcc >/dev/null || apt_install gcc
+  .venv/bin/python -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || apt_install python3-dev
+  if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ] || [ setup.py -nt .venv/.installed ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[test]'
     touch .venv/.installed
@@ -65,7 +69,7 @@ ensure_console_vendor() {
 cmd="${1:-}"
 shift || true
 case "$cmd" in
-  up)   ensure_venv; ensure_console_vendor; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/yunshu up "$@" ;;
+  up)   ensure_venv; .venv/bin/python -m soc.native_build; ensure_console_vendor; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/yunshu up "$@" ;;
   test) ensure_venv; ensure_console_vendor; ensure_test_packages; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/invoke test "$@" ;;
   lint) ensure_venv; PATH="$PWD/.venv/bin:$PATH" exec .venv/bin/invoke lint ;;
   *) echo "usage: ./dev.sh up|test|lint" >&2; exit 2 ;;

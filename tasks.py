@@ -33,6 +33,7 @@ def lint(c: Context) -> None:
 def test(c: Context, k: str = "", workers: int = 2) -> None:
     """The whole test suite: SQLite and a throwaway PostgreSQL, the API, the console in a real browser."""
     select = f" -k '{k}'" if k else ""
+    c.run(f"{sys.executable} -m soc.native_build", pty=False)  # the compiled hot path, rebuilt where a source changed
     c.run(f"pytest -n {workers} --dist loadfile{select}", pty=False)
 
 

@@ -1,0 +1,64 @@
+"""The compiled hot path (soc.native): built at setup, used when fresh, never used when older than its source."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from soc import native
+
+
+def test_the_hot_path_runs_compiled() -> None:
+    for name in native.COMPILED:
+        importlib.import_module(name)
+    modes = native.status()
+    assert set(modes) == set(native.COMPILED)
+    slow = sorted(name for name, mode in modes.items() if mode != "compiled")
+    assert not slow, f"running from source: {slow} — rebuild with: python -m soc.native_build"
+    assert native.stale() == []
+
+
+def test_package_init_and_modules_map_to_their_sources() -> None:
+    assert native.source_of("soc.parsers") == native.ROOT / "soc" / "parsers" / "__init__.py"
+    assert native.source_of("soc.enrich") == native.ROOT / "soc" / "enrich.py"
+    built = native.built_of("soc.parsers")
+    assert built is not None and built.parent == native.ROOT / "soc" / "parsers" and built.name.startswith("__init__.")
+
+
+PROBE = """
+import sys
+from pathlib import Path
+from soc.native import FreshSourceFinder
+root = Path(sys.argv[1])
+sys.path.insert(0, str(root))
+sys.meta_path.insert(0, FreshSourceFinder(["probepkg.probe"], root))
+import probepkg.probe as probe
+print(probe.VALUE, type(probe.__spec__.loader).__name__)
+"""
+
+
+def _import_probe(root: Path) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", PROBE, str(root)], capture_output=True, text=True, check=True,
+                         cwd=native.ROOT)
+    return out.stdout.split()
+
+
+def test_a_build_older_than_its_source_is_not_imported(tmp_path: Path) -> None:
+    package = tmp_path / "probepkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    source = package / "probe.py"
+    source.write_text("VALUE = 1\n")
+    subprocess.run([sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3", "-q", str(source)], check=True,
+                   capture_output=True, cwd=tmp_path)
+    built = next(package.glob("probe.*.so"))
+    assert _import_probe(tmp_path) == ["1", "ExtensionFileLoader"]  # fresh: the build is used
+
+    source.write_text(textwrap.dedent("VALUE = 2\n"))
+    later = built.stat().st_mtime + 5
+    os.utime(source, (later, later))
+    assert _import_probe(tmp_path) == ["2", "SourceFileLoader"]  # edited after the build: the source wins
