@@ -17,7 +17,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import platform
 import socket
 import statistics
 import tempfile
@@ -28,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpus import generate
-from bench.ingest_bench import register_index
+from bench.ingest_bench import ROOT, register_index
+from bench.report import machine_info
 from core.runtime import open_runtime
 from core.settings import Settings
 from soc.detect.engine import Detector
@@ -209,7 +209,8 @@ def markdown(result: dict[str, Any]) -> str:
                     + (f"< {TARGET_P99_S} s | {'PASS' if b['pass'] else 'FAIL'} |" if target else " | |"))
     m = result["machine"]
     corpus = f"Corpus: {a['events']:,} seeded lines (sshd, firewall, nginx). " if a else ""
-    rows += ["", f"{corpus}Machine: {m['cpu']}, {m['cpus']} CPUs, Python {m['python']}; {result['date']}."]
+    rows += ["", f"{corpus}Machine: {m['cpu_model']}, {m['cpus']} CPUs, Python {m['python']} (hot path "
+             f"{m['hot_path']}); {result['date']}."]
     if result.get("note"):
         rows += ["", result["note"]]
     return "\n".join(rows) + "\n"
@@ -250,23 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         for n, rate in enumerate(int(r) for r in args.rates.split(",") if r.strip()):
             result["stage_b"].append(stage_b(rate, args.seconds, workdir / f"stage-b-{n}"))
             print(json.dumps(result["stage_b"][-1]), flush=True)
-    result["machine"] = {"cpu": _cpu(), "cpus": os.cpu_count(), "python": platform.python_version()}
-    result["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    result["machine"] = machine_info(ROOT)
+    result["date"] = result["machine"]["date"]
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "detect.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     (args.results / "detect.md").write_text(markdown(result), encoding="utf-8")
     print(markdown(result))
     return 0
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

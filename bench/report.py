@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from soc import native
+
 
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (or what platform knows)."""
@@ -46,6 +48,7 @@ def machine_info(root: Path) -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_commit(root),
+        "hot_path": native.summary(),
     }
 
 
@@ -104,7 +107,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{s2['store_write_share']:.0%} of the time inside the store's write.",
         "",
         f"Machine: {m['cpu_model']}, {m['cpus']} CPUs (measured on CPU {results['pinned_cpu']}), "
-        f"Python {m['python']}, SQLite {m['sqlite']}, {m['os']}; {m['date']}, commit {m['git'] or 'n/a'}.",
+        f"Python {m['python']} (hot path {m.get('hot_path', 'pure Python')}), SQLite {m['sqlite']}, {m['os']}; "
+        f"{m['date']}, commit {m['git'] or 'n/a'}.",
     ]
     anatomy = results.get("store_anatomy")
     if anatomy:

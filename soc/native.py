@@ -101,3 +101,12 @@ def install() -> None:
     if not any(isinstance(finder, FreshSourceFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, FreshSourceFinder())
 
+
+
+def summary() -> str:
+    """One line for reports: how the hot path runs in this process (its imported modules)."""
+    modes = status()
+    compiled = sum(mode == "compiled" for mode in modes.values())
+    if modes and compiled == len(modes):
+        return f"compiled with Cython ({compiled} modules)"
+    return f"pure Python for {len(modes) - compiled} of {len(modes)} modules (build: python -m soc.native_build)"
