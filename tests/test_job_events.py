@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from core.runtime import Runtime
-from infra.jobs import Jobs
-from portal.job_events import DATASET, forward_to_soc
-from soc.store.base import SearchQuery
+from infra.jobs import JobEventView, Jobs
+from portal.job_events import DATASET, SocSink, forward_to_soc, server_forwarder
+from soc.service import open_soc
+from soc.store.base import SearchQuery, StoreUnavailable
 
 PLAY = """
 - name: Local
@@ -55,3 +60,76 @@ def test_job_events_are_searchable_in_the_soc(sqlite_rt: Runtime, tmp_path: Path
     failed = next(e for e in found if e["event"]["action"] == "runner_on_failed")
     assert failed["event"]["outcome"] == "failure" and failed["host"]["name"] == "web-01"
     assert "nope" in failed["message"] and failed["labels"]["job_id"] == str(job_id)
+
+
+def _events(count: int) -> list[tuple[JobEventView, dict[str, Any]]]:
+    return [(JobEventView(seq, "runner_on_ok", "web-01", "Touch a marker", False, False, None),
+             {"created": "2026-11-30T08:00:00+00:00", "event_data": {"playbook": "play.yml"}})
+            for seq in range(1, count + 1)]
+
+
+def test_sink_uses_an_open_soc_and_leaves_it_open(sqlite_rt: Runtime) -> None:
+    """Given the server's SOC, the sink stores and counts there and does not close it (nor open another)."""
+    soc = open_soc(sqlite_rt)
+    closed: list[bool] = []
+    soc.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    try:
+        sink = forward_to_soc(sqlite_rt, soc)
+        assert sink.soc is soc
+        sink.on_created(42, 1)
+        for view, raw in _events(3):
+            sink.on_event(view, raw)
+        sink.close()
+        assert closed == []
+        assert soc.store.count(SearchQuery(where={"labels.job_id": "42"}, limit=10)) == 3  # still usable
+        assert soc.metrics.ingest_totals()["job"]["stored"] == 3
+    finally:
+        del soc.close
+        soc.close()
+
+
+def test_sink_closes_the_soc_it_opened(sqlite_rt: Runtime) -> None:
+    sink = SocSink(sqlite_rt)
+    real_close, closed = sink.soc.close, []
+
+    def close() -> None:
+        closed.append(True)
+        real_close()
+
+    sink.soc.close = close  # type: ignore[method-assign]
+    sink.close()
+    assert closed == [True]
+
+
+def _down(soc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: Any) -> Any:
+        raise StoreUnavailable("switched off by the test")
+
+    monkeypatch.setattr(soc.store, "write_encoded", refuse, raising=False)
+    monkeypatch.setattr(soc.store, "write", refuse)
+
+
+def test_server_sink_only_warns_when_the_store_is_down(sqlite_rt: Runtime, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A job the server runs goes on when the SOC fails: a warning, then nothing more is forwarded."""
+    soc = open_soc(sqlite_rt)
+    _down(soc, monkeypatch)
+    sink = server_forwarder(sqlite_rt, soc)
+    assert sink is not None
+    sink.pipeline.retry_seconds = 0
+    sink.batch = 2
+    sink.on_created(7, 1)
+    with caplog.at_level(logging.WARNING, logger="yunshu.jobs"):
+        for view, raw in _events(5):
+            sink.on_event(view, raw)
+        sink.close()
+    assert sink.failed and sink.buffer == []
+    assert [r.getMessage() for r in caplog.records].count(
+        "job 7: events no longer forwarded to the SOC (StoreUnavailable: switched off by the test); the job goes on"
+    ) == 1
+    strict = forward_to_soc(sqlite_rt, soc)  # the CLI's sink raises, as before
+    strict.pipeline.retry_seconds = 0
+    strict(7, *_events(1)[0])
+    with pytest.raises(StoreUnavailable):
+        strict.flush()
+    soc.close()

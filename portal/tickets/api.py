@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request
@@ -60,8 +61,13 @@ def http_errors() -> Iterator[None]:
 
 
 def onboarder(request: Request) -> svc.Onboarder | None:
-    """The on-boarding step of this app (tests inject one; default: onboard.yml where a lab is up)."""
-    return getattr(request.app.state, "ticket_onboarder", None)
+    """The on-boarding step of this app (tests inject one; default: onboard.yml where a lab is up, its job events
+    into the server's own SOC when its services run)."""
+    injected = getattr(request.app.state, "ticket_onboarder", None)
+    services = getattr(request.app.state, "soc", None)
+    if injected is not None or services is None:
+        return injected
+    return partial(svc.lab_onboarder, soc=services.soc)
 
 
 def to_datetime(value: date | datetime) -> datetime:

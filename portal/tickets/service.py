@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
@@ -44,6 +44,9 @@ from portal.tickets.models import (
     ticket_ref,
 )
 from portal.tickets.schema import TicketIn, ticket_policy
+
+if TYPE_CHECKING:
+    from soc.service import Soc
 
 PLAN_NOTICE = "plan — nothing applied / 计划模式，未实际执行"
 DESTROY_NOTICE = "destroy plan — nothing applied / 销毁计划，未实际执行"
@@ -583,9 +586,13 @@ def destroy_plan(session: Session, ticket: Ticket) -> dict[str, Any]:
             "resources": resources, "count": len(resources)}
 
 
-def lab_onboarder(rt: Runtime, info: dict[str, Any]) -> dict[str, Any]:
-    """On-board the ticket's system with ``onboard.yml`` where a lab is up; otherwise say that nothing ran."""
+def lab_onboarder(rt: Runtime, info: dict[str, Any], soc: Soc | None = None) -> dict[str, Any]:
+    """On-board the ticket's system with ``onboard.yml`` where a lab is up; otherwise say that nothing ran.
+
+    The job's events go to the SOC (dataset yunshu.ansible) as from ``yunshu onboard``: into ``soc`` (the server's
+    own) or else the configured SOC; a SOC failure is logged and never fails the on-boarding."""
     from infra.scoped_jobs import current_lab, run_scoped
+    from portal.job_events import server_forwarder
 
     system = info.get("system_id")
     if not system:
@@ -595,7 +602,13 @@ def lab_onboarder(rt: Runtime, info: dict[str, Any]) -> dict[str, Any]:
         return {"status": "not_run", "reason": "no lab or automation connection on this control plane: onboard.yml "
                                                f"did not run; run `yunshu onboard {system}` once the hosts exist "
                                                "/ 无可用的自动化连接，未执行上线加固"}
-    record = run_scoped(rt, "onboard", "onboard.yml", [system], info["actor"])
+    sink = server_forwarder(rt, soc)
+    try:
+        record = run_scoped(rt, "onboard", "onboard.yml", [system], info["actor"],
+                            on_event=sink.on_event if sink else None, on_created=sink.on_created if sink else None)
+    finally:
+        if sink is not None:
+            sink.close()
     return {"status": "successful" if record["status"] == "successful" else "failed",
             "infra_job_id": record["id"], "job_status": record["status"], "rc": record.get("rc")}
 

@@ -12,14 +12,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from policies.mlps.checks import REGISTRY, CheckContext
 from policies.mlps.results import Result
+from portal.app import create_app
 from portal.compliance.collect import collect
-from portal.compliance.store import run_evaluation, trend
+from portal.compliance.remediation import open_remediation_ticket
+from portal.compliance.store import record_answer, run_evaluation, trend
+from portal.job_events import DATASET
+from portal.security import create_token, create_user
+from portal.tickets import service as svc
+from soc.store.base import SearchQuery
+from tests.conftest import PASSWORD
 from tests.infra.lab_env import LabEnv, lab_env
+from tests.soc.test_ingest import _ingest_metrics
 
 SYSTEM = "SYS-LAB-WEB"
+HOST_UNIT = "L2-CES1-01"  # 身份鉴别: linked to host baseline checks (a remediation of it runs onboard.yml again)
 PWQUALITY = Path(f"/usr/lib/{os.uname().machine}-linux-gnu/security/pam_pwquality.so")
 HOST_CHECKS = sorted(c for c, spec in REGISTRY.items() if spec.source == "hosts")
 # What onboard.yml's baseline sets and evidence.yml reads back (password complexity only counts once PAM enforces
@@ -73,3 +83,46 @@ def test_host_checks_turn_compliant_after_onboard(env: LabEnv) -> None:
     assert [r["id"] for r in runs] == [first.id, second.id]
     assert runs[1]["counts"]["符合"] > runs[0]["counts"]["符合"]
     assert runs[1]["evidence_digests"]["hosts:lab-h01"] != runs[0]["evidence_digests"]["hosts:lab-h01"]
+
+
+def _reviewer_token(env: LabEnv) -> str:
+    with env.rt.transaction() as session:
+        user = create_user(session, env.rt.audit, env.rt.settings.portal, actor="test", username="lab-reviewer",
+                           role="security_reviewer", password=PASSWORD)
+        return create_token(session, env.rt.audit, actor="test", user=user, name="t")[1]
+
+
+def _remediation_ticket(env: LabEnv) -> str:
+    """A 等保整改 ticket for a host baseline item of the lab system, in security review."""
+    with env.rt.transaction() as session:
+        record_answer(session, env.rt, SYSTEM, unit=HOST_UNIT, result="不符合", auditor="auditor",
+                      note="口令复杂度未配置")
+    _, report = run_evaluation(env.rt, SYSTEM, "auditor", probe_targets=[])
+    with env.rt.transaction() as session:
+        lab_user = svc.Actor("lab-user", "department_user", frozenset({"LAB"}))
+        ticket = open_remediation_ticket(session, env.rt.audit, lab_user, report, HOST_UNIT, submit=True)
+        assert ticket.state == "security_review", ticket.admission
+        return ticket.ref
+
+
+def test_server_ticket_onboarding_stores_job_events_in_its_soc(env: LabEnv) -> None:
+    """The server's own on-boarding job (security review of the ticket → onboard.yml on the lab, as a background
+    task) forwards its events to the server's SOC (dataset yunshu.ansible, labels.job_id) and /metrics counts
+    them under source job."""
+    ref, token = _remediation_ticket(env), _reviewer_token(env)
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(env.rt)) as client:
+        before = _ingest_metrics(client.get("/metrics").text)
+        reviewed = client.post(f"/api/tickets/{ref}/review", headers=auth, json={"approve": True})
+        assert reviewed.status_code == 200, reviewed.text
+        (job,) = client.get(f"/api/tickets/{ref}", headers=auth).json()["jobs"]
+        assert job["kind"] == "onboard" and job["status"] == "successful", job
+        soc = client.app.state.soc.soc  # type: ignore[attr-defined]
+        query = SearchQuery(where={"event.dataset": DATASET, "labels.job_id": str(job["infra_job_id"])}, limit=500)
+        found = [event for _, event in soc.store.search(query).hits]
+        stored = soc.store.count(query)
+        after = _ingest_metrics(client.get("/metrics").text)
+    assert "job" not in before and job["infra_job_id"] is not None
+    assert {e["event"]["action"] for e in found} >= {"playbook_on_play_start", "runner_on_ok", "playbook_on_stats"}
+    assert {e["host"]["name"] for e in found if "host" in e} == {"lab-h01"}
+    assert after["job"]["stored"] == after["job"]["received"] == stored >= len(found) > 0
