@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -44,7 +45,9 @@ class DetectionStage:
     """Evaluates batches of events against the rules and records alerts for those that fire.
 
     Called with a batch (``stage(batch)``) it does both; the spool consumer calls ``detect`` and ``record``
-    separately, so it can note the work in flight before the alerts are committed.
+    separately, so it can note the work in flight before the alerts are committed. Batches may come from several
+    threads (the spool consumer, a drill replay, a job's events): one at a time goes through the rules, whose
+    correlation windows are shared state.
     """
 
     def __init__(self, detector: Detector, transaction: Callable[[], AbstractContextManager[Session]],
@@ -53,6 +56,7 @@ class DetectionStage:
         self.transaction = transaction
         self.alerts = alerts
         self.metrics = metrics
+        self._rules_lock = threading.Lock()
 
     def evaluate(self, batch: list[tuple[str, dict[str, Any]]]) -> Iterator[Detection]:
         for event_id, event in batch:
@@ -66,13 +70,14 @@ class DetectionStage:
 
     def detect(self, batch: list[tuple[str, dict[str, Any]]]) -> list[Detection]:
         """The detections in a batch (rule and correlation state advance; nothing is recorded yet)."""
-        before = self.detector.eval_seconds
-        found = list(self.evaluate(batch))
-        if self.detector.correlator.active:
-            self.detector.correlator.sweep()  # groups gone quiet for longer than their window
-        if self.metrics is not None:
-            self.metrics.rule_seconds.inc(self.detector.eval_seconds - before)
-            self.metrics.correlation_state.set(self.detector.correlator.state_size)
+        with self._rules_lock:
+            before = self.detector.eval_seconds
+            found = list(self.evaluate(batch))
+            if self.detector.correlator.active:
+                self.detector.correlator.sweep()  # groups gone quiet for longer than their window
+            if self.metrics is not None:
+                self.metrics.rule_seconds.inc(self.detector.eval_seconds - before)
+                self.metrics.correlation_state.set(self.detector.correlator.state_size)
         return found
 
     def record(self, found: list[Detection]) -> None:
