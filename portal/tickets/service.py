@@ -591,7 +591,8 @@ def lab_onboarder(rt: Runtime, info: dict[str, Any], soc: Soc | None = None) -> 
 
     The job's events go to the SOC (dataset yunshu.ansible) as from ``yunshu onboard``: into ``soc`` (the server's
     own) or else the configured SOC; a SOC failure is logged and never fails the on-boarding."""
-    from infra.scoped_jobs import current_lab, run_scoped
+    from infra.onboarding import onboard
+    from infra.scoped_jobs import current_lab
     from portal.job_events import server_forwarder
 
     system = info.get("system_id")
@@ -604,8 +605,9 @@ def lab_onboarder(rt: Runtime, info: dict[str, Any], soc: Soc | None = None) -> 
                                                "/ 无可用的自动化连接，未执行上线加固"}
     sink = server_forwarder(rt, soc)
     try:
-        record = run_scoped(rt, "onboard", "onboard.yml", [system], info["actor"],
-                            on_event=sink.on_event if sink else None, on_created=sink.on_created if sink else None)
+        # as `yunshu onboard`: the hosts are pointed at this control plane's syslog receiver
+        record = onboard(rt, [system], info["actor"], on_event=sink.on_event if sink else None,
+                         on_created=sink.on_created if sink else None)
     finally:
         if sink is not None:
             sink.close()

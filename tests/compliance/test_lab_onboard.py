@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from infra.onboarding import syslog_target
 from policies.mlps.checks import REGISTRY, CheckContext
 from policies.mlps.results import Result
 from portal.app import create_app
@@ -126,3 +127,11 @@ def test_server_ticket_onboarding_stores_job_events_in_its_soc(env: LabEnv) -> N
     assert {e["event"]["action"] for e in found} >= {"playbook_on_play_start", "runner_on_ok", "playbook_on_stats"}
     assert {e["host"]["name"] for e in found if "host" in e} == {"lab-h01"}
     assert after["job"]["stored"] == after["job"]["received"] == stored >= len(found) > 0
+    # as `yunshu onboard`, the hosts were pointed at this control plane's receiver (not the playbook's default)
+    assert _extravars(env, job["infra_job_id"]).get("yunshu_syslog_target") == syslog_target(env.rt) is not None
+
+
+def _extravars(env: LabEnv, job_id: int) -> dict:
+    """The extra variables ansible-runner passed to the job's ansible-playbook (``-e @env/extravars``)."""
+    path = env.rt.settings.home / "jobs" / str(job_id) / "env" / "extravars"
+    return json.loads(path.read_text()) if path.exists() else {}
