@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from infra.jobs import JobEventView, JobRefused, Jobs
 from portal.cli_common import err, open_configured_runtime
-from portal.job_events import forward_to_soc
+from portal.job_events import job_forwarder
 
 EXIT = {"successful": 0, "failed": 1, "timeout": 3, "canceled": 4, "error": 5}
 
@@ -62,7 +62,7 @@ def _run_with_progress(args: argparse.Namespace, start: Any) -> int:
     rt = open_configured_runtime()
     progress = JobProgress()
     created: dict[str, int] = {}
-    soc_sink = forward_to_soc(rt) if not getattr(args, "no_soc", False) else None
+    soc_sink = job_forwarder(rt) if not getattr(args, "no_soc", False) else None
 
     def on_created(job_id: int, hosts: int) -> None:
         created["id"] = job_id

@@ -116,15 +116,10 @@ class SocSink:
                 self.soc.close()
 
 
-def forward_to_soc(rt: Runtime, soc: Soc | None = None) -> SocSink:
-    """A sink for ``Jobs.run(on_event=…)`` wrappers that stores job events in the SOC (``soc`` if open, else
-    the configured one); SOC failures are raised."""
-    return SocSink(rt, soc=soc)
-
-
-def server_forwarder(rt: Runtime, soc: Soc | None = None) -> SocSink | None:
-    """A sink for a job the control plane runs itself: into ``soc`` (the server's) or the configured SOC; SOC
-    failures only log a warning, so they never fail the job. None (after a warning) when no SOC can be opened."""
+def job_forwarder(rt: Runtime, soc: Soc | None = None) -> SocSink | None:
+    """The sink of a job's events (``yunshu onboard`` and the other job commands, jobs the server runs): into
+    ``soc`` (the server's) or the configured SOC. SOC failures only log a warning, so they never stop a playbook
+    half-way; None (after a warning) when no SOC can be opened."""
     try:
         return SocSink(rt, soc=soc, warn_only=True)
     except Exception as exc:

@@ -11,7 +11,7 @@ import pytest
 
 from core.runtime import Runtime
 from infra.jobs import JobEventView, Jobs
-from portal.job_events import DATASET, SocSink, forward_to_soc, server_forwarder
+from portal.job_events import DATASET, SocSink, job_forwarder
 from soc.service import open_soc
 from soc.store.base import SearchQuery, StoreUnavailable
 
@@ -37,7 +37,7 @@ def test_job_events_are_searchable_in_the_soc(sqlite_rt: Runtime, tmp_path: Path
                                       f"      ansible_python_interpreter: {sys.executable}\n")
     jobs = Jobs(sqlite_rt)
     job_id = jobs.create("playbook", str(tmp_path / "play.yml"), {}, "alice")
-    sink = forward_to_soc(sqlite_rt)
+    sink = SocSink(sqlite_rt)
     seen: list = []
 
     def forward(view, raw) -> None:  # type: ignore[no-untyped-def]
@@ -74,7 +74,7 @@ def test_sink_uses_an_open_soc_and_leaves_it_open(sqlite_rt: Runtime) -> None:
     closed: list[bool] = []
     soc.close = lambda: closed.append(True)  # type: ignore[method-assign]
     try:
-        sink = forward_to_soc(sqlite_rt, soc)
+        sink = SocSink(sqlite_rt, soc=soc)
         assert sink.soc is soc
         sink.on_created(42, 1)
         for view, raw in _events(3):
@@ -109,12 +109,12 @@ def _down(soc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(soc.store, "write", refuse)
 
 
-def test_server_sink_only_warns_when_the_store_is_down(sqlite_rt: Runtime, monkeypatch: pytest.MonkeyPatch,
+def test_job_sink_only_warns_when_the_store_is_down(sqlite_rt: Runtime, monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    """A job the server runs goes on when the SOC fails: a warning, then nothing more is forwarded."""
+    """A job goes on when the SOC fails: a warning, then nothing more is forwarded."""
     soc = open_soc(sqlite_rt)
     _down(soc, monkeypatch)
-    sink = server_forwarder(sqlite_rt, soc)
+    sink = job_forwarder(sqlite_rt, soc)
     assert sink is not None
     sink.pipeline.retry_seconds = 0
     sink.batch = 2
@@ -127,7 +127,7 @@ def test_server_sink_only_warns_when_the_store_is_down(sqlite_rt: Runtime, monke
     assert [r.getMessage() for r in caplog.records].count(
         "job 7: events no longer forwarded to the SOC (StoreUnavailable: switched off by the test); the job goes on"
     ) == 1
-    strict = forward_to_soc(sqlite_rt, soc)  # the CLI's sink raises, as before
+    strict = SocSink(sqlite_rt, soc=soc)  # without warn_only, a failure is raised
     strict.pipeline.retry_seconds = 0
     strict(7, *_events(1)[0])
     with pytest.raises(StoreUnavailable):

@@ -593,7 +593,7 @@ def lab_onboarder(rt: Runtime, info: dict[str, Any], soc: Soc | None = None) -> 
     own) or else the configured SOC; a SOC failure is logged and never fails the on-boarding."""
     from infra.onboarding import onboard
     from infra.scoped_jobs import current_lab
-    from portal.job_events import server_forwarder
+    from portal.job_events import job_forwarder
 
     system = info.get("system_id")
     if not system:
@@ -603,7 +603,7 @@ def lab_onboarder(rt: Runtime, info: dict[str, Any], soc: Soc | None = None) -> 
         return {"status": "not_run", "reason": "no lab or automation connection on this control plane: onboard.yml "
                                                f"did not run; run `yunshu onboard {system}` once the hosts exist "
                                                "/ 无可用的自动化连接，未执行上线加固"}
-    sink = server_forwarder(rt, soc)
+    sink = job_forwarder(rt, soc)
     try:
         # as `yunshu onboard`: the hosts are pointed at this control plane's syslog receiver
         record = onboard(rt, [system], info["actor"], on_event=sink.on_event if sink else None,

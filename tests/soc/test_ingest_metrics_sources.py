@@ -13,7 +13,7 @@ from sqlalchemy import select
 from core.audit import AuditEntry
 from core.runtime import Runtime
 from infra.jobs import Jobs
-from portal.job_events import DATASET, forward_to_soc
+from portal.job_events import DATASET, SocSink
 from soc.metrics import SOURCES, source_label
 from soc.store.base import SearchQuery
 from tests.soc.test_ingest import _ingest_metrics, soc_portal  # noqa: F401 — soc_portal is a fixture
@@ -70,7 +70,7 @@ def _run_job(rt: Runtime, tmp_path: Path, sink: Any) -> list[tuple[int, Any, dic
 def test_job_events_count_under_source_job(sqlite_rt: Runtime, tmp_path: Path) -> None:
     """Every job event the sink stores counts under ``job``; fed again, it is read and parsed again but not
     newly stored (ids are job + sequence)."""
-    sink = forward_to_soc(sqlite_rt)
+    sink = SocSink(sqlite_rt)
     try:
         assert sink.soc.metrics.ingest_totals() == {}
         seen = _run_job(sqlite_rt, tmp_path, sink)
