@@ -51,12 +51,17 @@ def built_of(module: str) -> Path | None:
     return None
 
 
+def _older(built: Path, source: Path) -> bool:
+    """Whether ``built`` predates the last edit of ``source``."""
+    return built.stat().st_mtime < source.stat().st_mtime
+
+
 def stale(modules: Sequence[str] = COMPILED) -> list[str]:
     """The modules whose build is missing or older than their source."""
     out = []
     for module in modules:
         built = built_of(module)
-        if built is None or built.stat().st_mtime < source_of(module).stat().st_mtime:
+        if built is None or _older(built, source_of(module)):
             out.append(module)
     return out
 
@@ -88,9 +93,9 @@ class FreshSourceFinder(importlib.abc.MetaPathFinder):
         if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader) or not spec.origin:
             return spec
         built, source = Path(spec.origin), source_of(fullname, self.root)
-        if source.exists() and built.stat().st_mtime < source.stat().st_mtime:
-            log.warning("compiled %s is older than %s: importing the source (rebuild: python setup.py build_ext "
-                        "--inplace)", built.name, source)
+        if source.exists() and _older(built, source):
+            log.warning("compiled %s is older than %s: importing the source (rebuild: python -m soc.native_build)",
+                        built.name, source)
             return importlib.util.spec_from_file_location(
                 fullname, source, submodule_search_locations=spec.submodule_search_locations)
         return spec
@@ -100,7 +105,6 @@ def install() -> None:
     """Put :class:`FreshSourceFinder` first on ``sys.meta_path`` (once)."""
     if not any(isinstance(finder, FreshSourceFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, FreshSourceFinder())
-
 
 
 def summary() -> str:
