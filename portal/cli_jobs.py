@@ -67,11 +67,13 @@ def _run_with_progress(args: argparse.Namespace, start: Any) -> int:
     def on_created(job_id: int, hosts: int) -> None:
         created["id"] = job_id
         progress.created(job_id, hosts)
+        if soc_sink is not None:
+            soc_sink.on_created(job_id, hosts)
 
     def on_event(view: JobEventView, raw: dict[str, Any]) -> None:
         progress.event(view, raw)
-        if soc_sink is not None and "id" in created:
-            soc_sink(created["id"], view, raw)
+        if soc_sink is not None:
+            soc_sink.on_event(view, raw)
 
     def interrupt(_sig: int, _frame: Any) -> None:
         if "id" in created:
@@ -91,7 +93,7 @@ def _run_with_progress(args: argparse.Namespace, start: Any) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         if soc_sink is not None:
-            soc_sink.close()  # type: ignore[attr-defined]
+            soc_sink.close()
         rt.close()
     record.pop("events", None)
     print(json.dumps(record, ensure_ascii=False))
