@@ -113,7 +113,7 @@ def markdown(results: dict[str, Any]) -> str:
     anatomy = results.get("store_anatomy")
     if anatomy:
         lines += ["", "Where the embedded store's time goes (SQLite inserts of prepared rows, "
-                  f"{anatomy['rows']:,} rows, batches of 2000):", "",
+                  f"{anatomy['rows']:,} rows):", "",
                   "| Schema | µs/row | rows/s |", "|---|---:|---:|"]
         lines += [f"| {v['schema']} | {v['us_per_row']:.1f} | {v['rows_per_s']:,.0f} |" for v in anatomy["variants"]]
     lines += ["", results["notes"]["rsyslog"]]
