@@ -80,10 +80,23 @@ class WriteResult:
 @dataclass
 class EncodedBatch:
     """Documents a store has already turned into what it writes (``payload``, the store's own form), and those it
-    refused while doing so (id, reason)."""
+    refused while doing so (id, reason).
+
+    An encoding store's payload is a list with one item per document to write, in document order (SQLiteStore: its row
+    tuples), so that batches can be joined (``join``) and written in one transaction.
+    """
 
     payload: Any
     rejected: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def join(cls, batches: list[EncodedBatch]) -> EncodedBatch:
+        """One batch holding the payloads and the rejected documents of ``batches``, in their order."""
+        joined = cls(payload=[])
+        for batch in batches:
+            joined.payload.extend(batch.payload)
+            joined.rejected.extend(batch.rejected)
+        return joined
 
 
 @dataclass
