@@ -39,17 +39,24 @@ from soc.deadletter import DeadLetterStore
 from soc.ecs import Event, event_id
 from soc.enrich import Enricher, RegisterIndex
 from soc.parsers import ParseContext, ParseError, parse
-from soc.pipeline import ingest_gc
+from soc.pipeline import GROUP_COMMIT_ROWS, ingest_gc
 from soc.service import Soc, ingest_files
 from soc.store.base import EncodedBatch, SearchQuery, WriteResult
-from soc.store.sqlite import EVENT_STORE_PRAGMAS, SCHEMA, SQLiteStore, insert_rows, open_wal_database, write_rows
+from soc.store.sqlite import (
+    EVENT_STORE_PAGE_SIZE,
+    EVENT_STORE_PRAGMAS,
+    SCHEMA,
+    SQLiteStore,
+    insert_rows,
+    open_wal_database,
+    write_rows,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TARGET_STAGE1 = 100_000  # events/s per core, parse + normalise + enrich
 TARGET_STAGE2 = 50_000  # events/s end to end into the embedded store
 BATCH = 2000  # the pipeline's batch size
-GROUP_ROWS = 20_000  # rows the writer commits at once when batches queue up
 RSYSLOG_NOTE = (
     "rsyslog runs on its own configuration (imptcp on 127.0.0.1, fed the corpus file with sendfile from the other "
     "CPU; rsyslogd itself pinned to the measured CPU) and writes, per line, the fields of its RFC 3164 header "
@@ -223,13 +230,13 @@ def store_anatomy(lines: list[str], index: RegisterIndex, ctx: ParseContext, wor
     indexes = SCHEMA.count("CREATE INDEX")
     variants = [(f"as shipped: table, {indexes} indexes, FTS5 trigram (detail=none) over text blocks, "
                  f"{BATCH} rows a transaction", SCHEMA, BATCH),
-                (f"the same, {GROUP_ROWS} rows a transaction (the writer's group commit under load)", SCHEMA,
-                 GROUP_ROWS),
+                (f"the same, {GROUP_COMMIT_ROWS} rows a transaction (the writer's group commit under load)", SCHEMA,
+                 GROUP_COMMIT_ROWS),
                 ("without the FTS5 index", no_fts, BATCH),
                 ("without FTS5 and the secondary indexes", re.sub(r"CREATE INDEX[^;]*;", "", no_fts), BATCH)]
     out = []
     for i, (label, schema, per_transaction) in enumerate(variants):
-        db = open_wal_database(workdir / f"anatomy{i}.db", schema)
+        db = open_wal_database(workdir / f"anatomy{i}.db", schema, EVENT_STORE_PAGE_SIZE)
         for pragma in EVENT_STORE_PRAGMAS:
             db.execute(pragma)
         started = time.perf_counter()

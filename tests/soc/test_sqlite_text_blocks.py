@@ -47,6 +47,21 @@ def test_each_batch_is_one_block_and_search_finds_exactly_the_matching_rows(tmp_
     store.close()
 
 
+def test_a_write_of_more_rows_than_a_block_spans_makes_several_blocks(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("soc.store.sqlite.BLOCK_ROWS", 4)
+    store = SQLiteStore(tmp_path / "events.db")
+    store.write([(f"e{i}", _event(f"message number {i:02d}")) for i in range(1, 11)])
+    assert _blocks(tmp_path / "events.db") == [(1, 3), (4, 7), (8, 10)]  # rowid // 4 groups
+    assert _ids(store, "number 0") == {f"e{i}" for i in range(1, 10)}
+    assert _ids(store, "number 10") == {"e10"}
+    store.close()
+
+
+def test_a_new_store_has_16_kib_pages(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "events.db").close()
+    assert sqlite3.connect(tmp_path / "events.db").execute("PRAGMA page_size").fetchone()[0] == 16384
+
+
 def test_a_duplicate_write_adds_no_block_and_search_stays_exact(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "events.db")
     docs = [("a1", _event("sudo: alice : COMMAND=/bin/sh"))]
