@@ -252,15 +252,12 @@ def index_text_after(db: sqlite3.Connection, last_rowid: int) -> None:
         db.execute(_INDEX_BLOCKS, (last_block,))
 
 
-def write_rows(db: sqlite3.Connection, rows: list[tuple[Any, ...]], single_row_sql: str | None = None) -> int:
-    """Insert prepared rows and their text block in one transaction; returns how many were new. The caller rolls
-    back on error. ``single_row_sql``: the INSERT for one row (the one-by-one path)."""
+def write_rows(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Insert prepared rows and their text blocks in one transaction; returns how many were new. The caller rolls
+    back on error."""
     db.execute("BEGIN IMMEDIATE")
     last = db.execute(_LAST_ROWID).fetchone()[0]
-    if single_row_sql is not None and len(rows) == 1:
-        created = max(db.execute(single_row_sql, rows[0]).rowcount, 0)
-    else:
-        created = insert_rows(db, rows)
+    created = insert_rows(db, rows)
     index_text_after(db, last)
     db.execute("COMMIT")
     return created
@@ -320,7 +317,6 @@ class SQLiteStore:
             self._db.execute(pragma)
         register_functions(self._db)
         self._db.create_function("yunshu_ip_key", 1, _sql_ip_key, deterministic=True)
-        self._insert = f"{_INSERT_HEAD}({', '.join('?' * len(ROW_COLUMNS))})"
 
     # --- writing --------------------------------------------------------------------------------------
     def _row(self, doc_id: str, event: Event) -> tuple[Any, ...]:
@@ -368,7 +364,7 @@ class SQLiteStore:
         created = 0
         for row in rows:
             try:
-                created += write_rows(self._db, [row], self._insert)
+                created += write_rows(self._db, [row])
             except sqlite3.OperationalError as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
