@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from core.runtime import Runtime
 from inventory.models import Host, System
-from soc.enrich import Enricher, RegisterIndex, luhn_ok, scan_pii, valid_id_card
+from soc.enrich import (
+    Enricher,
+    RegisterIndex,
+    _has_candidate_compiled,
+    _has_candidate_source,
+    luhn_ok,
+    scan_pii,
+    valid_id_card,
+)
 from tests.conftest import load_sample, make_runtime
 
 
@@ -117,3 +129,12 @@ def test_syslog_sender_address_is_the_fallback(sample_rt: Runtime, index: Regist
     assert relayed["gov"]["system"]["id"] == other_system.id
     unknown = pipeline.prepare([RawRecord("k9", lines[0])], "syslog", "203.0.113.200").events[0][1]
     assert "gov" not in unknown
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789Xx -%a\u4e00\uff11\u0661\ud800"), max_size=80))
+def test_both_candidate_tests_agree(text: str) -> None:
+    """The compiled loop and the interpreted byte test find the same eleven-digit runs (ASCII digits only: a
+    full-width ``１`` or an Arabic-Indic ``١`` is no candidate; lone surrogates are read too)."""
+    expected = re.search(r"[0-9]{11}", text) is not None
+    assert _has_candidate_compiled(text) is expected
+    assert _has_candidate_source(text) is expected
