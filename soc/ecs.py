@@ -98,8 +98,10 @@ def event_id(source_key: str, raw: bytes | str) -> str:
     store, and the random form keeps slowing down as the store grows). Other keys get a plain 128-bit hash.
     """
     stream, colon, offset = source_key.rpartition(":")
-    if colon and 0 < len(offset) <= 15 and offset.isascii() and offset.isdigit() and int(offset) < _OFFSET_LIMIT:
-        return f"{_stream_prefix(stream)}{int(offset):012x}{_record_digest(source_key, raw, 6)}"
+    if colon and 0 < len(offset) <= 15 and offset.isascii() and offset.isdigit():
+        position = int(offset)
+        if position < _OFFSET_LIMIT:
+            return f"{_stream_prefix(stream)}{position:012x}{_record_digest(source_key, raw, 6)}"
     return _record_digest(source_key, raw, 16)
 
 

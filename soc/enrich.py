@@ -156,6 +156,7 @@ def _has_run(data: bytes) -> bool:
 
 
 def _has_candidate_source(text: str) -> bool:
+    """Whether ``text`` holds eleven ASCII digits in a row: the cheap test before any PII regex runs."""
     if len(text) < _SHORT:
         return len(text) >= 11 and _CANDIDATE.search(text) is not None
     try:
@@ -166,7 +167,8 @@ def _has_candidate_source(text: str) -> bool:
 
 @cython.locals(text=str, run=cython.Py_ssize_t, ch=cython.Py_UCS4)
 def _has_candidate_compiled(text: str) -> bool:
-    # compiled, a C loop over the string's code points (no encoding, no copy); interpreted, slower than the source form
+    """The same test compiled: a C loop over the string's code points, no encoding, no copy (interpreted, this loop
+    is slower than ``_has_candidate_source``)."""
     run = 0
     for ch in text:
         if "0" <= ch <= "9":
@@ -178,11 +180,7 @@ def _has_candidate_compiled(text: str) -> bool:
     return False
 
 
-def has_candidate(text: str) -> bool:
-    """Whether ``text`` holds eleven ASCII digits in a row: the cheap test before any PII regex runs."""
-    if cython.compiled:
-        return _has_candidate_compiled(text)
-    return _has_candidate_source(text)
+has_candidate = _has_candidate_compiled if cython.compiled else _has_candidate_source
 
 
 def valid_id_card(number: str) -> bool:
