@@ -8,6 +8,7 @@ decides whether to keep it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
@@ -71,17 +72,12 @@ def flatten(event: Event, prefix: str = "") -> dict[str, Any]:
 
 
 _OFFSET_LIMIT = 1 << 48  # offsets written into an ordered id: 12 hex digits
-_streams: dict[str, str] = {}  # stream name → its 8-hex-digit hash (a reader sees few streams, each many times)
 
 
+@functools.lru_cache(maxsize=4096)  # a reader sees few streams, each many times
 def _stream_prefix(stream: str) -> str:
-    prefix = _streams.get(stream)
-    if prefix is None:
-        prefix = hashlib.blake2b(stream.encode(), digest_size=4).hexdigest()
-        if len(_streams) >= 4096:
-            _streams.clear()
-        _streams[stream] = prefix
-    return prefix
+    """The stream's 8-hex-digit hash."""
+    return hashlib.blake2b(stream.encode(), digest_size=4).hexdigest()
 
 
 def event_id(source_key: str, raw: bytes | str) -> str:
