@@ -42,6 +42,7 @@ from soc.parsers import ParseContext, ParseError, parse
 from soc.pipeline import GROUP_COMMIT_ROWS, ingest_gc
 from soc.service import Soc, ingest_files
 from soc.store.base import EncodedBatch, SearchQuery, WriteResult
+from soc.store.rows import event_row
 from soc.store.sqlite import (
     EVENT_STORE_PAGE_SIZE,
     EVENT_STORE_PRAGMAS,
@@ -223,9 +224,7 @@ def _stage2(corpus: Path, lines: int, index: RegisterIndex, ctx: ParseContext, w
 def store_anatomy(lines: list[str], index: RegisterIndex, ctx: ParseContext, workdir: Path) -> dict[str, Any]:
     """SQLite insert cost of prepared rows: the shipped schema, without FTS5, without FTS5 and secondary indexes."""
     enrich = Enricher(index)
-    probe = SQLiteStore(workdir / "probe.db")
-    rows = [probe._row(event_id(f"bench:{i}", line), enrich(parse(line, "auto", ctx))) for i, line in enumerate(lines)]
-    probe.close()
+    rows = [event_row(event_id(f"bench:{i}", line), enrich(parse(line, "auto", ctx))) for i, line in enumerate(lines)]
     no_fts = SCHEMA.split("CREATE TABLE IF NOT EXISTS text_blocks")[0]
     indexes = SCHEMA.count("CREATE INDEX")
     variants = [(f"as shipped: table, {indexes} indexes, FTS5 trigram (detail=none) over text blocks, "

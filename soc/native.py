@@ -27,7 +27,7 @@ COMPILED: Final[tuple[str, ...]] = (
     "soc.ecs", "soc.enrich",
     "soc.parsers", "soc.parsers.common", "soc.parsers.syslog", "soc.parsers.auth", "soc.parsers.firewall",
     "soc.parsers.web", "soc.parsers.auditd", "soc.parsers.jsonlog", "soc.parsers.openstack",
-    "soc.detect.compiler", "soc.detect.engine", "soc.detect.correlation", "soc.detect.values",
+    "soc.detect.compiler", "soc.detect.engine", "soc.detect.correlation", "soc.detect.values", "soc.store.rows",
 )
 # Cython directives: annotations are documentation here, not C types (``parse(None)`` must still raise
 # ParseError, not TypeError), exactly as in CPython.

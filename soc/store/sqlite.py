@@ -22,12 +22,9 @@ import ipaddress
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from soc.ecs import Event
 from soc.store.base import (
@@ -40,26 +37,12 @@ from soc.store.base import (
     histogram_step,
     ip_filter_network,
 )
+from soc.store.rows import COLUMNS, IP_KEYS, ROW_COLUMNS, event_row, ip_key, network_range, ts_ms
 from soc.store.sigma_sql import UnsupportedInSql, register_functions, rule_sql
 
 if TYPE_CHECKING:
     from sigma.rule import SigmaRule
 
-# ECS field → column; these are indexed and filtered without touching the JSON.
-COLUMNS: dict[str, str] = {
-    "event.dataset": "dataset",
-    "event.action": "action",
-    "event.outcome": "outcome",
-    "host.name": "host_name",
-    "source.ip": "source_ip",
-    "destination.ip": "destination_ip",
-    "user.name": "user_name",
-    "gov.system.id": "system_id",
-    "gov.department": "department",
-    "gov.mlps_level": "mlps_level",
-    "gov.data_class": "data_class",
-}
-IP_KEYS = {"source.ip": "source_ip_key", "destination.ip": "destination_ip_key", "host.ip": "host_ip_key"}
 # IP fields whose key column holds only the first address of a list (a host has several addresses)
 _LISTED_IP_KEYS = frozenset({"host.ip"})
 # Columns with an index (each with the time): the selective ones. Every index costs each insert; the
@@ -97,46 +80,6 @@ _PER_ROW_TEXT_INDEX = ("events_fts", "events_ad", "events_ai")
 BLOCK_ROWS = 2000  # rowids a text block spans at most: candidates a rare word costs, against indexing cost
 
 
-_CACHE_MAX = 8192
-_MISSING: Any = object()
-_ip_keys: dict[str, bytes | None] = {}  # address text → key (log lines repeat their addresses)
-_ts_millis: dict[str, int] = {}  # "@timestamp" text → epoch ms (many events share a second)
-_V4_MAPPED = bytes(10) + b"\xff\xff"
-
-
-def _remember(cache: dict, key: str, value: Any) -> None:
-    if len(cache) >= _CACHE_MAX:
-        cache.clear()
-    cache[key] = value
-
-
-def ip_key(value: Any) -> bytes | None:
-    """16-byte sort key of an address (IPv4 mapped into ::ffff:0:0/96); None when not an address."""
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if not value:
-        return None
-    text = str(value)
-    key = _ip_keys.get(text, _MISSING)
-    if key is _MISSING:
-        try:
-            ip = ipaddress.ip_address(text)
-        except ValueError:
-            key = None
-        else:
-            key = _V4_MAPPED + ip.packed if ip.version == 4 else ip.packed
-        _remember(_ip_keys, text, key)
-    return key
-
-
-def network_range(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[bytes, bytes]:
-    """First and last 16-byte keys of a network, for ``BETWEEN`` (equal for a single address)."""
-    first, last = net.network_address.packed, net.broadcast_address.packed
-    if net.version == 4:
-        return _V4_MAPPED + first, _V4_MAPPED + last
-    return first, last
-
-
 def cidr_range(cidr: str) -> tuple[bytes, bytes]:
     """First and last 16-byte keys of a CIDR network (host bits ignored); ValueError naming a malformed one."""
     return network_range(ip_filter_network("cidr", cidr))
@@ -147,75 +90,11 @@ def _sql_ip_key(value: Any) -> bytes | None:
     return ip_key(value) if isinstance(value, str) else None
 
 
-def ts_ms(value: Any) -> int:
-    """Epoch milliseconds of an ISO-8601 timestamp or datetime."""
-    if isinstance(value, str):
-        millis = _ts_millis.get(value)
-        if millis is None:
-            millis = _ts_ms(value)
-            _remember(_ts_millis, value, millis)
-        return millis
-    return _ts_ms(value)
-
-
-def _ts_ms(value: Any) -> int:
-    if isinstance(value, datetime):
-        dt = value
-    else:
-        text = str(value)
-        dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
-
-
-# the dotted names of COLUMNS and IP_KEYS split once; _field() reads them like soc.ecs.get(event, name)
-_HOT_PATHS = tuple(tuple(name.split(".")) for name in COLUMNS)
-_IP_PATHS = tuple(tuple(name.split(".")) for name in IP_KEYS)
-
-_json_fallback = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _to_json(event: Event) -> str:
-    """The stored document: compact UTF-8 JSON through orjson (about ten times the standard encoder's speed); what
-    orjson refuses (keys that are not strings, integers past 64 bits) goes through the standard encoder."""
-    try:
-        return orjson.dumps(event).decode()
-    except TypeError:
-        return _json_fallback(event)
-
-
-def _field(event: Event, path: tuple[str, ...]) -> Any:
-    node: Any = event
-    for part in path:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
-
-
-def _getter(path: tuple[str, ...]) -> Callable[[Event], Any]:
-    """``_field`` for one path, unrolled for the usual depths (the row of every stored event reads 14 of them)."""
-    if len(path) == 2:
-        first, second = path
-
-        def two(event: Event) -> Any:
-            node = event.get(first)
-            return node.get(second) if isinstance(node, dict) else None
-        return two
-    return lambda event: _field(event, path)
-
-
-_HOT_GETTERS = tuple(_getter(path) for path in _HOT_PATHS)
-_IP_GETTERS = tuple(_getter(path) for path in _IP_PATHS)
-
-
 def _json_path(field: str) -> str:
     return "$." + ".".join(f'"{p}"' for p in field.split("."))
 
 
 ROWS_PER_STATEMENT = 500  # rows per INSERT statement (20 values each, within SQLite's 32,766 parameters)
-ROW_COLUMNS = ("id", "ts", *COLUMNS.values(), *IP_KEYS.values(), "message", "doc")
 _INSERT_HEAD = f"INSERT OR IGNORE INTO events({', '.join(ROW_COLUMNS)}) VALUES "
 _ROW_MARKS = "(" + ",".join("?" * len(ROW_COLUMNS)) + ")"
 
@@ -319,11 +198,6 @@ class SQLiteStore:
         self._db.create_function("yunshu_ip_key", 1, _sql_ip_key, deterministic=True)
 
     # --- writing --------------------------------------------------------------------------------------
-    def _row(self, doc_id: str, event: Event) -> tuple[Any, ...]:
-        hot = [None if (v := get(event)) is None else str(v) for get in _HOT_GETTERS]
-        keys = [ip_key(get(event)) for get in _IP_GETTERS]
-        return (doc_id, ts_ms(event["@timestamp"]), *hot, *keys, event.get("message"), _to_json(event))
-
     def encode(self, docs: list[tuple[str, Event]]) -> EncodedBatch:
         """The rows of ``docs`` (the CPU-bound half of ``write``: JSON, hot columns, address keys); a document that
         cannot become a row is rejected here. Needs no lock: the pipeline runs it in its parsing thread."""
@@ -331,7 +205,7 @@ class SQLiteStore:
         rows = encoded.payload
         for doc_id, event in docs:
             try:
-                rows.append(self._row(doc_id, event))
+                rows.append(event_row(doc_id, event))
             except (KeyError, ValueError, TypeError) as exc:
                 encoded.rejected.append((doc_id, f"{type(exc).__name__}: {exc}"))
         return encoded

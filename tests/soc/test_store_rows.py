@@ -1,0 +1,71 @@
+"""The embedded store's row of an event (soc.store.rows) against its description, COLUMNS and IP_KEYS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from soc.store.rows import COLUMNS, IP_KEYS, ROW_COLUMNS, event_row, ip_key, ts_ms
+
+
+def _walk(event: dict, dotted: str) -> Any:
+    node: Any = event
+    for part in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _expected(doc_id: str, event: dict) -> tuple[Any, ...]:
+    """The row as COLUMNS and IP_KEYS describe it, computed the slow, generic way."""
+    hot = [None if (v := _walk(event, name)) is None else str(v) for name in COLUMNS]
+    keys = [ip_key(_walk(event, name)) for name in IP_KEYS]
+    return (doc_id, ts_ms(event["@timestamp"]), *hot, *keys, event.get("message"), orjson.dumps(event).decode())
+
+
+class Tag(str):
+    """A str subclass: the column holds a plain str of it."""
+
+
+_leaf = st.one_of(st.none(), st.integers(-5, 500), st.sampled_from(["", "GAJ", "198.18.1.10", "2001:db8::5", "x"]),
+                  st.builds(Tag, st.sampled_from(["RSJ", "10.0.0.1"])),
+                  st.lists(st.sampled_from(["198.18.0.1", "2001:db8::1", "bad"]), max_size=3))
+_node = st.one_of(_leaf, st.dictionaries(st.sampled_from(["ip", "name", "id", "dataset", "action", "outcome",
+                                                          "department", "mlps_level", "data_class", "system"]),
+                                         st.one_of(_leaf, st.fixed_dictionaries({"id": _leaf})), max_size=6))
+_events = st.fixed_dictionaries(
+    {"@timestamp": st.sampled_from(["2026-11-20T08:00:00.000Z", "2026-11-20T16:30:01.250+08:00"])},
+    optional={name: _node for name in ("event", "host", "source", "destination", "user", "gov")}
+    | {"message": st.one_of(st.none(), st.text(max_size=20))},
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_events)
+def test_row_follows_columns_and_ip_keys(event: dict) -> None:
+    row = event_row("id-1", event)
+    assert row == _expected("id-1", event)
+    assert len(row) == len(ROW_COLUMNS)
+    assert all(type(value) is str for value in row[2:2 + len(COLUMNS)] if value is not None)
+
+
+def test_row_of_a_typical_event() -> None:
+    event = {"@timestamp": "2026-11-20T08:00:00.000Z", "event": {"dataset": "system.auth", "outcome": "failure"},
+             "source": {"ip": "198.18.1.10"}, "host": {"name": "h1", "ip": ["2001:db8::5", "10.0.0.1"]},
+             "gov": {"system": {"id": "SYS-1"}, "department": "GAJ", "mlps_level": 3}, "message": "m"}
+    row = dict(zip(ROW_COLUMNS, event_row("a", event), strict=True))
+    assert row["ts"] == 1_795_161_600_000  # 2026-11-20T08:00Z
+    assert (row["dataset"], row["outcome"], row["action"]) == ("system.auth", "failure", None)
+    assert (row["system_id"], row["department"], row["mlps_level"]) == ("SYS-1", "GAJ", "3")
+    assert row["source_ip_key"] == bytes(10) + b"\xff\xff" + bytes([198, 18, 1, 10])
+    assert row["host_ip_key"] == bytes.fromhex("20010db8000000000000000000000005")  # a list: its first address
+
+
+def test_row_without_timestamp_is_refused() -> None:
+    with pytest.raises(KeyError):
+        event_row("a", {"message": "no time"})
