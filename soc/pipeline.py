@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from soc.deadletter import DeadLetterStore
 from soc.ecs import Event, event_id
@@ -24,6 +24,10 @@ from soc.store.base import EncodedBatch, EncodingStore, EventStore, StoreUnavail
 # events held: the queue's plus the group being written, a few tens of thousands).
 GROUP_COMMIT_ROWS = 20_000
 WRITER_QUEUE_DEPTH = 8
+# Events a pipeline with nothing to run after the write encodes at a time (``_EarlyEncoder``): encoded while still in
+# the CPU's caches and freed at once, a batch's events cost far less than when thousands are held until the batch is
+# full (measured on the ingest corpus, parse thread: about 65 → 45 µs an event; 16-64 alike, 256 loses the gain).
+ENCODE_CHUNK = 32
 
 
 @dataclass
@@ -153,24 +157,37 @@ class Pipeline:
         the GIL while they wait on SQLite or the network), at most WRITER_QUEUE_DEPTH batches behind; the batches
         waiting when the writer gets free are written together (group commit, see GROUP_COMMIT_ROWS). A store that
         can encode (``EncodingStore``: rows, JSON) has that done here too, so the writing thread mostly waits on the
-        database without the GIL instead of competing with parsing for it.
+        database without the GIL instead of competing with parsing for it; with nothing to run after the write, the
+        events are encoded a few at a time as they are parsed and not held (``_EarlyEncoder``).
         """
         stats = IngestStats()
         started = time.perf_counter()
         batch: list[tuple[str, Event]] = []
         dead: list[tuple[str, str, bytes]] = []
+        early = (_EarlyEncoder(self.store.encode)
+                 if self.after_write is None and isinstance(self.store, EncodingStore) else None)
         with ingest_gc(), _BatchWriter(self, stats) as writer:
             for record in records:
                 stats.read += 1
                 doc_id, result = self.to_event(record, fmt)
                 if doc_id is None:
                     dead.append((record.source_key, str(result), record.raw))
-                else:
+                elif early is None:
                     batch.append((doc_id, result))  # type: ignore[arg-type]
-                if len(batch) >= self.batch_size:
-                    writer.submit(batch, dead)
-                    batch, dead = [], []
-            writer.submit(batch, dead)
+                    if len(batch) >= self.batch_size:
+                        writer.submit(batch, dead)
+                        batch, dead = [], []
+                else:
+                    early.add(doc_id, result, record.raw)  # type: ignore[arg-type]
+                    if len(early.refs) >= self.batch_size:
+                        refs, encoded = early.take()
+                        writer.submit(refs, dead, encoded)
+                        dead = []
+            if early is None:
+                writer.submit(batch, dead)
+            else:
+                refs, encoded = early.take()
+                writer.submit(refs, dead, encoded)
         stats.duration_s = time.perf_counter() - started
         return stats
 
@@ -212,8 +229,7 @@ class Pipeline:
             stats.duplicates += result.duplicates
             by_id = dict(batch)
             for doc_id, reason in result.rejected:
-                original = by_id[doc_id].get("event", {}).get("original", "")
-                dead.append((f"rejected:{doc_id}", f"store refused: {reason}", str(original).encode()))
+                dead.append((f"rejected:{doc_id}", f"store refused: {reason}", _original(by_id[doc_id])))
             batch.clear()
         if dead:
             self.deadletters.add_many(dead)
@@ -236,7 +252,47 @@ class Pipeline:
                 delay = min(delay * 2, 5.0)
 
 
-_Item = tuple[list[tuple[str, Event]], list[tuple[str, str, bytes]], EncodedBatch | None]  # events, dead, encoded
+def _original(item: Event | bytes) -> bytes:
+    """What a dead letter keeps of a document the store refused: the raw record (early encoding keeps only that) or
+    the event's ``event.original``."""
+    if isinstance(item, bytes):
+        return item
+    return str(item.get("event", {}).get("original", "")).encode()
+
+
+class _EarlyEncoder:
+    """Encodes a batch's events ENCODE_CHUNK at a time as they are parsed and keeps only (id, raw record) of each:
+    for a pipeline whose store encodes (``EncodingStore``) and which runs nothing after the write."""
+
+    def __init__(self, encode: Callable[[list[tuple[str, Event]]], EncodedBatch]):
+        self.encode = encode
+        self.pending: list[tuple[str, Event]] = []
+        self.refs: list[tuple[str, bytes]] = []  # (id, raw record): what a refused document is dead-lettered with
+        self.encoded = EncodedBatch(payload=[])
+
+    def add(self, doc_id: str, event: Event, raw: bytes) -> None:
+        self.pending.append((doc_id, event))
+        self.refs.append((doc_id, raw))
+        if len(self.pending) >= ENCODE_CHUNK:
+            self._encode_pending()
+
+    def _encode_pending(self) -> None:
+        part = self.encode(self.pending)
+        self.encoded.payload.extend(part.payload)
+        self.encoded.rejected.extend(part.rejected)
+        self.pending = []
+
+    def take(self) -> tuple[list[tuple[str, bytes]], EncodedBatch]:
+        """The batch so far, (refs, encoded), to submit; the encoder starts a new one."""
+        if self.pending:
+            self._encode_pending()
+        refs, encoded = self.refs, self.encoded
+        self.refs, self.encoded = [], EncodedBatch(payload=[])
+        return refs, encoded
+
+
+# events (or, encoded early, (id, raw record) pairs), dead letters, the store's encoding of the events
+_Item = tuple[list[tuple[str, Any]], list[tuple[str, str, bytes]], EncodedBatch | None]
 
 
 class _BatchWriter:
@@ -262,13 +318,18 @@ class _BatchWriter:
         self.thread.start()
         return self
 
-    def submit(self, batch: list[tuple[str, Event]], dead: list[tuple[str, str, bytes]]) -> None:
+    def submit(self, batch: list[tuple[str, Any]], dead: list[tuple[str, str, bytes]],
+               encoded: EncodedBatch | None = None) -> None:
+        """Queue events and dead letters; the events are encoded here when the store encodes, unless ``encoded``
+        comes with them (``_EarlyEncoder``: ``batch`` then holds (id, raw record) pairs)."""
         if self.error is not None:
             raise self.error
+        if encoded is None and batch and self.encode is not None:
+            encoded = self.encode(batch)
         if batch or dead:
             if self.pipeline.metrics is not None:
                 self.pipeline.metrics.received.labels(self.pipeline.source).inc(len(batch) + len(dead))
-            self.queue.put((batch, dead, self.encode(batch) if batch and self.encode is not None else None))
+            self.queue.put((batch, dead, encoded))
 
     def _work(self) -> None:
         held: _Item | None = None  # taken while forming a group it did not fit in: it starts the next one

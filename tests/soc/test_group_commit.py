@@ -251,3 +251,56 @@ def test_spool_consumer_stores_interleaved_senders_of_one_origin_in_one_transact
     finally:
         store.close()
         dead.close()
+
+
+class ChunkRecordingStore(RecordingStore):
+    """Also notes how many events each ``encode`` call gets and refuses to encode a message "unencodable"."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.encoded_sizes: list[int] = []
+
+    def encode(self, docs: list[tuple[str, Event]]) -> EncodedBatch:
+        self.encoded_sizes.append(len(docs))
+        kept = [(i, e) for i, e in docs if e.get("message") != "unencodable"]
+        encoded = super().encode(kept)
+        encoded.rejected.extend((i, "cannot encode") for i, e in docs if e.get("message") == "unencodable")
+        return encoded
+
+
+def test_without_after_write_events_are_encoded_early_and_grouped_in_order_once(tmp_path: Path, cap: int) -> None:
+    store = ChunkRecordingStore(tmp_path / "events.db")
+    pipeline, dead = _pipeline(tmp_path, store)
+    records = _records()
+    try:
+        stats = pipeline.run(records, "json")
+        expected = [event_id(r.source_key, r.raw) for r in records if b"not json" not in r.raw]
+        assert max(store.encoded_sizes) == pipeline_module.ENCODE_CHUNK  # encoded a few at a time, as parsed
+        assert sum(store.encoded_sizes) == len(expected)
+        assert len(store.writes) < BATCHES and max(store.writes) <= cap  # still grouped per transaction
+        assert store.ids_in_rowid_order() == expected
+        assert stats.stored == len(expected) and dead.count() == stats.dead_lettered == len(records) - len(expected)
+    finally:
+        store.close()
+        dead.close()
+
+
+def test_documents_refused_early_are_dead_lettered_with_their_raw_record(tmp_path: Path) -> None:
+    """Refused when encoded or by the database: the dead letter keeps the record as read; the rest is stored."""
+    store = ChunkRecordingStore(tmp_path / "events.db")
+    store._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON events WHEN new.message = 'poison' "
+                      "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END")
+    pipeline, dead = _pipeline(tmp_path, store)
+    messages = ["ok"] * 40 + ["unencodable", "poison"] + ["ok"] * 40
+    records = [RawRecord(f"file:/t:{n}", json.dumps({"@timestamp": "2026-11-20T03:00:00Z", "message": m,
+                                                       "n": n}).encode()) for n, m in enumerate(messages)]
+    try:
+        stats = pipeline.run(records, "json")
+        assert (stats.stored, stats.dead_lettered) == (80, 2)
+        reasons = {letter.raw: letter.reason for letter in dead.latest()}
+        assert len(reasons) == 2 and reasons[records[40].raw] == "store refused: cannot encode"
+        assert "poisoned row" in reasons[records[41].raw]
+        assert store.count(SearchQuery()) == 80
+    finally:
+        store.close()
+        dead.close()
