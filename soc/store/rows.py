@@ -2,8 +2,9 @@
 
 This is the per-event half of a write (the pipeline runs it in its parsing thread), so it is compiled with the rest
 of the hot path (:mod:`soc.native`): ``event_row`` reads the hot fields with plain dictionary lookups written out
-one by one rather than through a table of path getters (measured about 19 → 10-12 µs an event with the JSON). ``COLUMNS``
-and ``IP_KEYS`` remain the one description of the row; a test checks ``event_row`` against them field by field.
+one by one rather than through a table of path getters (measured about 19 → 10-12 µs an event with the JSON).
+``COLUMNS`` and ``IP_KEYS`` remain the one description of the row; a test checks ``event_row`` against them field by
+field.
 """
 
 from __future__ import annotations
