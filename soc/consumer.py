@@ -23,12 +23,13 @@ import json
 import logging
 import threading
 from collections import deque
+from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import groupby
 from typing import TYPE_CHECKING
 
 from soc.metrics import SocMetrics
-from soc.pipeline import Pipeline, Prepared, RawRecord, ingest_gc
+from soc.pipeline import Pipeline, Prepared, RawRecord, ingest_gc, short_switch_interval
 from soc.spool import Position, Spool, SpooledRecord, source_format, source_origin, source_sender
 from soc.store.base import StoreUnavailable
 
@@ -130,8 +131,12 @@ class SpoolConsumer:
         self._threads = [threading.Thread(target=self._store_loop, name="soc-consumer", daemon=True)]
         if detection is not None:
             self._threads.append(threading.Thread(target=self._detect_loop, name="soc-detect", daemon=True))
+        self._settings = ExitStack()  # process-wide settings held while the threads run
 
     def start(self) -> None:
+        # the store thread needs the GIL back after every SQLite statement, the receivers after every read: while the
+        # consumer runs, a thread holding the GIL hands it over after at most INGEST_SWITCH_INTERVAL, not 5 ms
+        self._settings.enter_context(short_switch_interval())
         for thread in self._threads:
             thread.start()
 
@@ -142,6 +147,7 @@ class SpoolConsumer:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
+        self._settings.close()
 
     def _parse(self, records: list[SpooledRecord]) -> list[tuple[str, Prepared]]:
         return [(source, self.pipeline.prepare((RawRecord(r.key, r.raw) for r in group), source_format(source),

@@ -86,3 +86,26 @@ def test_pipeline_run_uses_the_short_interval(default_interval: float, tmp_path:
     finally:
         store.close()
         dead.close()
+
+
+def test_spool_consumer_holds_the_short_interval_while_it_runs(default_interval: float, tmp_path: Path) -> None:
+    from soc.consumer import SpoolConsumer
+    from soc.deadletter import DeadLetterStore
+    from soc.enrich import Enricher, RegisterIndex
+    from soc.pipeline import Pipeline
+    from soc.spool import Spool
+    from soc.store.sqlite import SQLiteStore
+
+    store, dead = SQLiteStore(tmp_path / "e.db"), DeadLetterStore(tmp_path / "d.db")
+    consumer = SpoolConsumer(Spool(tmp_path / "spool"), Pipeline(store, dead, Enricher(RegisterIndex())),
+                             retry_seconds=0.05)
+    try:
+        assert sys.getswitchinterval() == pytest.approx(default_interval)  # built, not started: nothing changed
+        consumer.start()
+        assert sys.getswitchinterval() == pytest.approx(INGEST_SWITCH_INTERVAL)
+        consumer.stop()
+        assert sys.getswitchinterval() == pytest.approx(default_interval)
+    finally:
+        consumer.stop()
+        store.close()
+        dead.close()
