@@ -26,7 +26,7 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 COMPILED: Final[tuple[str, ...]] = (
     "soc.ecs", "soc.enrich",
     "soc.parsers", "soc.parsers.common", "soc.parsers.syslog", "soc.parsers.auth", "soc.parsers.firewall",
-    "soc.parsers.web", "soc.parsers.auditd", "soc.parsers.jsonlog", "soc.parsers.openstack",
+    "soc.parsers.web", "soc.parsers.auditd", "soc.parsers.jsonlog", "soc.parsers.openstack", "soc.parsers.scan",
     "soc.detect.compiler", "soc.detect.engine", "soc.detect.correlation", "soc.detect.values", "soc.store.rows",
 )
 # Cython directives: annotations are documentation here, not C types (``parse(None)`` must still raise

@@ -8,8 +8,11 @@ from __future__ import annotations
 import re
 from typing import Final
 
+import cython
+
 from soc.ecs import Event
 from soc.parsers.common import as_count, as_ip, as_port
+from soc.parsers.scan import split_netfilter
 
 DATASET: Final = "iptables.log"
 
@@ -62,14 +65,18 @@ def netfilter(event: Event, msg: str) -> bool:
     at = msg.find("IN=")
     if at < 0 or (at > 0 and msg[at - 1] != " "):
         return False
-    m = _PACKET.match(msg, at)
-    if m is None:
-        return False
-    in_if, out_if, mac, src, dst, length = m.groups()
-    pm = _PROTO.search(msg, m.end())
-    if pm is None:
-        return False
-    proto, sport, dport = pm.groups()
+    groups = split_netfilter(msg, at) if cython.compiled else None  # the common shape, split without the regexes
+    if groups is not None:
+        in_if, out_if, mac, src, dst, length, proto, sport, dport = groups
+    else:
+        m = _PACKET.match(msg, at)
+        if m is None:
+            return False
+        in_if, out_if, mac, src, dst, length = m.groups()
+        pm = _PROTO.search(msg, m.end())
+        if pm is None:
+            return False
+        proto, sport, dport = pm.groups()
     prefix = msg[:at]
     if prefix[:1] == "[" and (um := _UPTIME.match(prefix)) is not None:
         prefix = prefix[um.end():]

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import tzinfo
 from typing import Final
 
+import cython
+
 from soc.ecs import ECS_VERSION, Event
 from soc.parsers import auth, firewall
 from soc.parsers.common import (
@@ -28,6 +30,7 @@ from soc.parsers.common import (
     now_iso,
     now_utc,
 )
+from soc.parsers.scan import split_rfc3164
 
 Handler = Callable[[Event, str], bool]
 
@@ -225,14 +228,18 @@ def _build(timestamp: str, line: str, msg: str, syslog: dict, host: str | None, 
 
 def parse_rfc3164(line: str, ctx: ParseContext, handler: Handler | None = None) -> Event:
     """``<PRI>Mmm dd hh:mm:ss host prog[pid]: msg`` (``<PRI>`` optional, the year inferred)."""
-    m = _RFC3164.match(line)
-    if m is None:
-        raise ParseError("not an RFC 3164 syslog line (expected 'Mmm dd hh:mm:ss host ...')")
-    pri, hour_text, mon, day, hour, minute, second, frac, host, tag, pid, msg = m.groups()
-    if host[-1] == ":" and (hm := _HOSTLESS_TAG.fullmatch(host)) is not None:
-        # "Mmm dd hh:mm:ss prog[pid]: msg": the sender left out its name, so the "host" was the tag
-        tag, pid = hm.groups()
-        host, msg = None, line[m.end(9):]
+    groups = split_rfc3164(line) if cython.compiled else None  # the common shape, split without the regex
+    if groups is not None:
+        pri, hour_text, mon, day, hour, minute, second, frac, host, tag, pid, msg = groups
+    else:
+        m = _RFC3164.match(line)
+        if m is None:
+            raise ParseError("not an RFC 3164 syslog line (expected 'Mmm dd hh:mm:ss host ...')")
+        pri, hour_text, mon, day, hour, minute, second, frac, host, tag, pid, msg = m.groups()
+        if host[-1] == ":" and (hm := _HOSTLESS_TAG.fullmatch(host)) is not None:
+            # "Mmm dd hh:mm:ss prog[pid]: msg": the sender left out its name, so the "host" was the tag
+            tag, pid = hm.groups()
+            host, msg = None, line[m.end(9):]
     syslog: dict = {}
     if pri is not None:
         _priority(syslog, pri)

@@ -1,0 +1,365 @@
+"""Hand-written splitters for the commonest line shapes, compiled to C loops over the line's code points.
+
+Each splitter stands for one regular expression of a parser and returns exactly the groups that expression's match
+would, or None whenever the line strays from the common shape; the parser then asks its regex, which stays the
+reference (``tests/soc/test_scan.py`` compares the two on generated lines). Written by hand, not generated: the
+regex engine spends most of its time on the group bookkeeping, which a single forward pass does not need, and no
+library on PyPI splits these formats into Python strings faster than ``re`` does.
+
+Interpreted, the loops here are slower than the regexes, so the parsers call them only when compiled
+(``cython.compiled``).
+"""
+
+from __future__ import annotations
+
+import cython
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+@cython.returns(cython.bint)
+@cython.locals(ch=cython.Py_UCS4)
+def _space(ch):
+    """Whether ``ch`` is whitespace to ``re.ASCII``'s ``\\s`` (space, \\t, \\n, \\v, \\f, \\r)."""
+    return ch == " " or "\t" <= ch <= "\r"
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+@cython.returns(cython.bint)
+@cython.locals(ch=cython.Py_UCS4)
+def _digit(ch):
+    """Whether ``ch`` is an ASCII digit (``re.ASCII``'s ``\\d``)."""
+    return "0" <= ch <= "9"
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.returns(cython.Py_ssize_t)
+@cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t)
+def _token_end(line, i, n):
+    """The end of the run of non-whitespace characters starting at ``i`` (``i`` itself when there is none)."""
+    while i < n and not _space(line[i]):
+        i += 1
+    return i
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.returns(cython.Py_ssize_t)
+@cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, ch=cython.Py_UCS4)
+def _quoted_end(line, i, n):
+    """Where the quoted string whose content starts at ``i`` closes (``"`` not escaped by ``\\``), or -1."""
+    while i < n:
+        ch = line[i]
+        if ch == '"':
+            return i
+        i += 2 if ch == "\\" else 1  # a backslash takes the next character with it
+    return -1
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.returns(cython.Py_ssize_t)
+@cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, count=cython.Py_ssize_t, end=cython.Py_ssize_t)
+def _digits(line, i, n, count):
+    """``i + count`` when ``count`` ASCII digits start at ``i``, else -1."""
+    end = i + count
+    if end > n:
+        return -1
+    while i < end:
+        if not _digit(line[i]):
+            return -1
+        i += 1
+    return end
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.returns(cython.bint)
+@cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, ch=cython.Py_UCS4)
+def _at(line, i, n, ch):
+    """Whether ``line[i]`` is ``ch``."""
+    return i < n and line[i] == ch
+
+
+@cython.locals(line=str, n=cython.Py_ssize_t, i=cython.Py_ssize_t, j=cython.Py_ssize_t, k=cython.Py_ssize_t,
+               hour_start=cython.Py_ssize_t)
+def split_access(line: str) -> tuple[str | None, ...] | None:
+    """The groups of ``soc.parsers.web._ACCESS.match(line)`` (client, user, ``dd/Mmm/yyyy:hh``, minute, second,
+    zone, request, status, size, referrer, user agent) for a combined or common log line, or None."""
+    n = len(line)
+    j = _token_end(line, 0, n)  # client
+    if j == 0 or not _at(line, j, n, " "):
+        return None
+    client = line[:j]
+    k = _token_end(line, j + 1, n)  # ident
+    if k == j + 1 or not _at(line, k, n, " "):
+        return None
+    i = k + 1
+    j = _token_end(line, i, n)  # authuser
+    if j == i or not _at(line, j, n, " ") or not _at(line, j + 1, n, "["):
+        return None
+    user = line[i:j]
+    hour_start = i = j + 2
+    if i >= n or not _digit(line[i]):  # dd/Mmm/yyyy:hh
+        return None
+    i += 2 if i + 1 < n and _digit(line[i + 1]) else 1
+    if not _at(line, i, n, "/") or i + 4 >= n:
+        return None
+    if not ("A" <= line[i + 1] <= "Z" and "a" <= line[i + 2] <= "z" and "a" <= line[i + 3] <= "z"):
+        return None
+    if not _at(line, i + 4, n, "/"):
+        return None
+    i = _digits(line, i + 5, n, 4)
+    if i < 0 or not _at(line, i, n, ":"):
+        return None
+    i = _digits(line, i + 1, n, 2)
+    if i < 0:
+        return None
+    hour_text = line[hour_start:i]
+    if not _at(line, i, n, ":") or _digits(line, i + 1, n, 2) < 0:
+        return None
+    minute = line[i + 1:i + 3]
+    if not _at(line, i + 3, n, ":") or _digits(line, i + 4, n, 2) < 0:
+        return None
+    second = line[i + 4:i + 6]
+    i += 6
+    if not _at(line, i, n, " ") or not (_at(line, i + 1, n, "+") or _at(line, i + 1, n, "-")):
+        return None
+    j = _digits(line, i + 2, n, 2)  # zone: [+-]hh:?mm
+    if j < 0:
+        return None
+    if _at(line, j, n, ":"):
+        j += 1
+    j = _digits(line, j, n, 2)
+    if j < 0 or not _at(line, j, n, "]") or not _at(line, j + 1, n, " ") or not _at(line, j + 2, n, '"'):
+        return None
+    zone = line[i + 1:j]
+    i = j + 3
+    j = _quoted_end(line, i, n)  # "request"
+    if j < 0:
+        return None
+    request = line[i:j]
+    if not _at(line, j + 1, n, " ") or _digits(line, j + 2, n, 3) < 0 or not _at(line, j + 5, n, " "):
+        return None
+    status = line[j + 2:j + 5]
+    i = j + 6
+    if _at(line, i, n, "-"):
+        j = i + 1
+    else:
+        j = i
+        while j < n and _digit(line[j]):
+            j += 1
+        if j == i:
+            return None
+    size = line[i:j]
+    referrer = agent = None
+    if _at(line, j, n, " ") and _at(line, j + 1, n, '"'):  # (?: "referrer" "user agent")?
+        i = j + 2
+        j = _quoted_end(line, i, n)
+        if j >= 0 and _at(line, j + 1, n, " ") and _at(line, j + 2, n, '"'):
+            k = _quoted_end(line, j + 3, n)
+            if k >= 0:
+                referrer = line[i:j]
+                agent = line[j + 3:k]
+    return client, user, hour_text, minute, second, zone, request, status, size, referrer, agent
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.returns(cython.Py_ssize_t)
+@cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, ch=cython.Py_UCS4)
+def _tag_word_end(line, i, n):
+    """The end of a run of characters other than whitespace, ``:`` and ``[`` starting at ``i``."""
+    while i < n:
+        ch = line[i]
+        if _space(ch) or ch == ":" or ch == "[":
+            break
+        i += 1
+    return i
+
+
+@cython.locals(line=str, n=cython.Py_ssize_t, i=cython.Py_ssize_t, j=cython.Py_ssize_t, k=cython.Py_ssize_t,
+               start=cython.Py_ssize_t, hour_start=cython.Py_ssize_t)
+def split_rfc3164(line: str) -> tuple[str | None, ...] | None:
+    """The groups of ``soc.parsers.syslog._RFC3164.match(line)`` (PRI, ``Mmm dd hh``, month, day, hour, minute,
+    second, fraction, host, tag, pid, message) for ``[<PRI>]Mmm dd hh:mm:ss[.frac] host tag[pid]: msg``, or None
+    (also for a line without a tag, and for a host ending in ``:``, which the parser reads as a tag)."""
+    n = len(line)
+    pri = None
+    i = 0
+    if _at(line, 0, n, "<"):
+        j = 1
+        while j < n and j < 4 and _digit(line[j]):
+            j += 1
+        if j == 1 or not _at(line, j, n, ">"):
+            return None
+        pri = line[1:j]
+        i = j + 1
+    hour_start = i
+    if i + 3 > n or not ("A" <= line[i] <= "Z" and "a" <= line[i + 1] <= "z" and "a" <= line[i + 2] <= "z"):
+        return None
+    month = line[i:i + 3]
+    j = i + 3
+    if not _at(line, j, n, " "):
+        return None
+    while j < n and line[j] == " ":
+        j += 1
+    if j >= n or not _digit(line[j]):
+        return None
+    k = j + 2 if j + 1 < n and _digit(line[j + 1]) else j + 1
+    day = line[j:k]
+    if not _at(line, k, n, " ") or _digits(line, k + 1, n, 2) < 0:
+        return None
+    hour = line[k + 1:k + 3]
+    i = k + 3
+    hour_text = line[hour_start:i]
+    if not _at(line, i, n, ":") or _digits(line, i + 1, n, 2) < 0:
+        return None
+    minute = line[i + 1:i + 3]
+    if not _at(line, i + 3, n, ":") or _digits(line, i + 4, n, 2) < 0:
+        return None
+    second = line[i + 4:i + 6]
+    i += 6
+    frac = None
+    if _at(line, i, n, "."):
+        j = i + 1
+        while j < n and j < i + 7 and _digit(line[j]):
+            j += 1
+        if j == i + 1:
+            return None
+        frac = line[i + 1:j]
+        i = j
+    if not _at(line, i, n, " "):
+        return None
+    while i < n and line[i] == " ":
+        i += 1
+    j = _token_end(line, i, n)  # host
+    if j == i or not _at(line, j, n, " ") or line[j - 1] == ":":
+        return None
+    host = line[i:j]
+    while j < n and line[j] == " ":
+        j += 1
+    start = j  # the tag: word[ word][[pid]]: then one optional space
+    k = _tag_word_end(line, j, n)
+    if k == j:
+        return None
+    if _at(line, k, n, " ") and k + 1 < n and _tag_word_end(line, k + 1, n) > k + 1:
+        k = _tag_word_end(line, k + 1, n)
+    tag = line[start:k]
+    pid = None
+    if _at(line, k, n, "["):
+        j = k + 1
+        while j < n and j < k + 11 and _digit(line[j]):
+            j += 1
+        if j == k + 1 or not _at(line, j, n, "]"):
+            return None
+        pid = line[k + 1:j]
+        k = j + 1
+    if not _at(line, k, n, ":"):
+        return None
+    k += 1
+    if _at(line, k, n, " "):
+        k += 1
+    return pri, hour_text, month, day, hour, minute, second, frac, host, tag, pid, line[k:]
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+@cython.returns(cython.Py_ssize_t)
+@cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, key=str, m=cython.Py_ssize_t)
+def _key(line, i, n, key):
+    """The position after ``key`` when the line holds it at ``i``, else -1."""
+    m = len(key)
+    if i + m > n or not line.startswith(key, i):
+        return -1
+    return i + m
+
+
+@cython.locals(msg=str, at=cython.Py_ssize_t, n=cython.Py_ssize_t, i=cython.Py_ssize_t, j=cython.Py_ssize_t,
+               k=cython.Py_ssize_t, end=cython.Py_ssize_t)
+def split_netfilter(msg: str, at: int) -> tuple[str | None, ...] | None:
+    """For a netfilter message whose ``IN=`` is at ``at``: the groups of ``soc.parsers.firewall._PACKET.match``
+    (in, out, MAC, source, destination, length) followed by those of ``_PROTO.search`` from its end (protocol,
+    source port, destination port), or None."""
+    n = len(msg)
+    i = _key(msg, at, n, "IN=")
+    if i < 0:
+        return None
+    j = _token_end(msg, i, n)
+    in_if = msg[i:j]
+    i = _key(msg, j, n, " OUT=")
+    if i < 0:
+        return None
+    j = _token_end(msg, i, n)
+    out_if = msg[i:j]
+    if not _at(msg, j, n, " "):
+        return None
+    i = j + 1
+    for prefix in ("PHYSIN=", "PHYSOUT="):
+        j = _key(msg, i, n, prefix)
+        if j >= 0:
+            j = _token_end(msg, j, n)
+            if not _at(msg, j, n, " "):
+                return None
+            i = j + 1
+    mac = None
+    j = _key(msg, i, n, "MAC=")
+    if j >= 0:
+        k = _token_end(msg, j, n)
+        if not _at(msg, k, n, " "):
+            return None
+        mac = msg[j:k]
+        i = k + 1
+    i = _key(msg, i, n, "SRC=")
+    if i < 0:
+        return None
+    j = _token_end(msg, i, n)
+    if j == i:
+        return None
+    src = msg[i:j]
+    i = _key(msg, j, n, " DST=")
+    if i < 0:
+        return None
+    j = _token_end(msg, i, n)
+    if j == i:
+        return None
+    dst = msg[i:j]
+    i = _key(msg, j, n, " LEN=")
+    if i < 0:
+        return None
+    j = i
+    while j < n and _digit(msg[j]):
+        j += 1
+    if j == i or not _at(msg, j, n, " "):
+        return None
+    length = msg[i:j]
+    end = j + 1  # _PROTO.search starts here: the first "PROTO=" followed by a non-space
+    while True:
+        i = msg.find("PROTO=", end)
+        if i < 0:
+            return None
+        i += 6
+        j = _token_end(msg, i, n)
+        if j > i:
+            break
+        end = i
+    proto = msg[i:j]
+    sport = dport = None
+    i = _key(msg, j, n, " SPT=")
+    if i >= 0:
+        k = i
+        while k < n and k < i + 5 and _digit(msg[k]):
+            k += 1
+        end = _key(msg, k, n, " DPT=")
+        if k > i and end >= 0:
+            j = end
+            while j < n and j < end + 5 and _digit(msg[j]):
+                j += 1
+            if j > end:
+                sport = msg[i:k]
+                dport = msg[end:j]
+    return in_if, out_if, mac, src, dst, length, proto, sport, dport
