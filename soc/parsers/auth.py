@@ -11,8 +11,11 @@ import re
 from collections.abc import Callable
 from typing import Final
 
+import cython
+
 from soc.ecs import Event
 from soc.parsers.common import add_related, as_ip, as_port, set_endpoint, set_user
+from soc.parsers.scan import split_ssh_login
 
 AUTH_DATASET: Final = "system.auth"
 
@@ -86,10 +89,13 @@ def _user_and_peer(event: Event, user: str | None, host: str, port: int | None) 
 
 
 def _ssh_login(event: Event, msg: str) -> bool:
-    m = _LOGIN.match(msg)
-    if m is None:
-        return False
-    verdict, _method, _invalid, user, host, port = m.groups()
+    groups = split_ssh_login(msg) if cython.compiled else None  # the common shape, split without the regex
+    if groups is None:
+        m = _LOGIN.match(msg)
+        if m is None:
+            return False
+        groups = m.groups()
+    verdict, _method, _invalid, user, host, port = groups
     node = event["event"]
     node["category"] = ["authentication"]
     node["action"] = "ssh_login"

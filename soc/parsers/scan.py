@@ -363,3 +363,78 @@ def split_netfilter(msg: str, at: int) -> tuple[str | None, ...] | None:
                 sport = msg[i:k]
                 dport = msg[end:j]
     return in_if, out_if, mac, src, dst, length, proto, sport, dport
+
+
+@cython.locals(text=str, n=cython.Py_ssize_t, i=cython.Py_ssize_t, start=cython.Py_ssize_t, octets=cython.int,
+               value=cython.longlong, width=cython.Py_ssize_t, ch=cython.Py_UCS4)
+def is_ipv4(text: str) -> bool:
+    """Whether ``text`` is a dotted quad of decimal octets 0-255 without leading zeros: what
+    ``soc.parsers.common._IPV4.fullmatch`` accepts."""
+    n = len(text)
+    if n < 7 or n > 15:
+        return False
+    i = 0
+    octets = 0
+    while True:
+        start = i
+        value = 0
+        while i < n:
+            ch = text[i]
+            if not _digit(ch):
+                break
+            value = value * 10 + (ord(ch) - 48)
+            i += 1
+        width = i - start
+        if width == 0 or width > 3 or value > 255 or (width > 1 and text[start] == "0"):
+            return False
+        octets += 1
+        if octets == 4:
+            return i == n
+        if i >= n or text[i] != ".":
+            return False
+        i += 1
+
+
+@cython.locals(msg=str, n=cython.Py_ssize_t, i=cython.Py_ssize_t, p=cython.Py_ssize_t, h=cython.Py_ssize_t,
+               e=cython.Py_ssize_t, d=cython.Py_ssize_t)
+def _user_from_port(msg: str, i: int) -> tuple[str, str, str] | None:
+    """``(.*?) from (\\S+) port (\\d{1,5})`` matched at ``i``: the shortest user the rest can follow."""
+    n = len(msg)
+    p = msg.find(" from ", i)
+    while p >= 0:
+        h = p + 6
+        e = _token_end(msg, h, n)
+        if e > h and msg.startswith(" port ", e):
+            d = e + 6
+            while d < n and d < e + 11 and _digit(msg[d]):
+                d += 1
+            if d > e + 6:
+                return msg[i:p], msg[h:e], msg[e + 6:d]
+        p = msg.find(" from ", p + 1)
+    return None
+
+
+@cython.locals(msg=str, n=cython.Py_ssize_t, i=cython.Py_ssize_t, j=cython.Py_ssize_t)
+def split_ssh_login(msg: str) -> tuple[str | None, ...] | None:
+    """The groups of ``soc.parsers.auth._LOGIN.match(msg)`` (verdict, method, ``invalid user ``, user, host, port)
+    for ``Accepted|Failed <method> for [invalid user ]<user> from <host> port <port>``, or None."""
+    if msg.startswith("Failed "):
+        verdict, i = "Failed", 7
+    elif msg.startswith("Accepted "):
+        verdict, i = "Accepted", 9
+    else:
+        return None
+    n = len(msg)
+    j = _token_end(msg, i, n)
+    if j == i or not msg.startswith(" for ", j):
+        return None
+    method = msg[i:j]
+    i = j + 5
+    if msg.startswith("invalid user ", i):
+        rest = _user_from_port(msg, i + 13)
+        if rest is not None:
+            return verdict, method, "invalid user ", rest[0], rest[1], rest[2]
+    rest = _user_from_port(msg, i)
+    if rest is None:
+        return None
+    return verdict, method, None, rest[0], rest[1], rest[2]

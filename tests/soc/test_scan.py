@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from soc.parsers import ParseContext, ParseError, firewall, parse, scan, syslog, web
+from soc.parsers import ParseContext, ParseError, auth, firewall, parse, scan, syslog, web
 
 LOGHUB = Path(__file__).resolve().parents[3] / "shared" / "data" / "loghub"
 
@@ -40,6 +40,15 @@ NETFILTER = [
     "FLOWLBL=0 PROTO=ICMPv6 TYPE=128 CODE=0",
     "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 LEN=40 PROTO= PROTO=UDP SPT=123456 DPT=1",
     "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 LEN=40 PROTO=TCP SPT=1 DPT=1234567",
+]
+SSH_LOGIN = [
+    "Failed password for admin from 198.51.100.231 port 27905 ssh2",
+    "Accepted publickey for deploy from 2001:db8::5 port 50022 ssh2: ED25519 SHA256:abc",
+    "Failed password for invalid user oracle from 203.0.113.4 port 4242 ssh2",
+    "Failed password for invalid user from 203.0.113.4 port 4242 ssh2",  # no name: the regex takes "invalid user"
+    "Failed none for a from b from 10.0.0.1 port 22 ssh2",  # the shortest user the rest can follow
+    "Accepted password for x from host port 123456",  # five digits of the port, no boundary
+    "Failed password for  from 1.2.3.4 port 1",
 ]
 # the characters each grammar turns on, for mutations
 SIGNIFICANT = ' \t"\\[]<>:.-+/=0123456789AZaz\x0b'
@@ -104,6 +113,27 @@ def test_netfilter_fields_split_as_the_regexes_do(msg: str) -> None:
     fast = scan.split_netfilter(msg, msg.find("IN="))
     assert fast is not None
     assert fast == regex_netfilter(msg, msg.find("IN="))
+
+
+def regex_ssh_login(msg: str) -> tuple[str | None, ...] | None:
+    m = auth._LOGIN.match(msg)
+    return None if m is None else m.groups()
+
+
+@pytest.mark.parametrize("msg", SSH_LOGIN)
+def test_ssh_logins_split_as_the_regex_does(msg: str) -> None:
+    fast = scan.split_ssh_login(msg)
+    assert fast is not None
+    assert fast == regex_ssh_login(msg)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(mutated(SSH_LOGIN))
+@example("Failed password for invalid user x from y port")
+@example("Failed password for invalid user a from b port x from c port 9")
+@example("Accepted\tpassword for a from b port 1")
+def test_ssh_login_splitter_never_disagrees_with_the_regex(msg: str) -> None:
+    agree(scan.split_ssh_login(msg), regex_ssh_login(msg))
 
 
 def test_ports_follow_the_regex_at_their_limits() -> None:
@@ -174,7 +204,30 @@ def _events(lines: list[str], ctx: ParseContext) -> list[object]:
 def test_parsers_give_the_same_events_with_and_without_the_splitters(monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = ParseContext(hostname="web01")
     lines = ACCESS + SYSLOG + (LOGHUB / "Linux_2k.log").read_text(encoding="utf-8").splitlines()[:500]
+    lines += [f"<38>Nov 21 00:00:00 h sshd[1]: {msg}" for msg in SSH_LOGIN]
     with_splitters = _events(lines, ctx)
-    for module, name in ((syslog, "split_rfc3164"), (web, "split_access"), (firewall, "split_netfilter")):
+    for module, name in ((syslog, "split_rfc3164"), (web, "split_access"), (firewall, "split_netfilter"),
+                         (auth, "split_ssh_login")):
         monkeypatch.setattr(module, name, lambda *args: None)
     assert _events(lines, ctx) == with_splitters
+
+
+def test_every_octet_text_is_judged_as_the_regex_does() -> None:
+    from soc.parsers.common import _IPV4
+
+    for octet in [str(v) for v in range(1000)] + [f"{v:02d}" for v in range(100)] + [f"{v:03d}" for v in range(1000)]:
+        for text in (f"{octet}.1.2.3", f"1.{octet}.2.3", f"1.2.{octet}.3", f"1.2.3.{octet}"):
+            assert scan.is_ipv4(text) == (_IPV4.fullmatch(text) is not None), text
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="0123456789.:a ", max_size=18))
+@example("1.2.3.4.")
+@example("1.2.3")
+@example("1..2.3")
+@example("1.2.3.4 ")
+@example("9999999999999.1")
+def test_ipv4_check_never_disagrees_with_the_regex(text: str) -> None:
+    from soc.parsers.common import _IPV4
+
+    assert scan.is_ipv4(text) == (_IPV4.fullmatch(text) is not None)
