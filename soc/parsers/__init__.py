@@ -112,7 +112,8 @@ def parse(line: str, fmt: str = "auto", ctx: ParseContext | None = None) -> Even
     try:
         if type(line) is not str:
             line = _coerce(line)
-        if line.endswith(("\n", "\r")):
+        last = line[-1:]
+        if last == "\n" or last == "\r":
             line = line.rstrip("\r\n")
         if not line or line.isspace():
             raise ParseError("empty line")

@@ -12,7 +12,7 @@ import cython
 
 from soc.ecs import Event
 from soc.parsers.common import as_count, as_ip, as_port
-from soc.parsers.scan import split_netfilter
+from soc.parsers.scan import split_netfilter, uptime_end
 
 DATASET: Final = "iptables.log"
 
@@ -78,8 +78,12 @@ def netfilter(event: Event, msg: str) -> bool:
             return False
         proto, sport, dport = pm.groups()
     prefix = msg[:at]
-    if prefix[:1] == "[" and (um := _UPTIME.match(prefix)) is not None:
-        prefix = prefix[um.end():]
+    if prefix[:1] == "[":
+        if cython.compiled:
+            if (end := uptime_end(prefix)) >= 0:
+                prefix = prefix[end:]
+        elif (um := _UPTIME.match(prefix)) is not None:
+            prefix = prefix[um.end():]
     src_ip = as_ip(src)
     dst_ip = as_ip(dst)
     if src_ip is None or dst_ip is None:

@@ -36,6 +36,7 @@ def _digit(ch):
 
 
 @cython.cfunc
+@cython.inline
 @cython.exceptval(check=False)
 @cython.returns(cython.Py_ssize_t)
 @cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t)
@@ -47,6 +48,7 @@ def _token_end(line, i, n):
 
 
 @cython.cfunc
+@cython.inline
 @cython.exceptval(check=False)
 @cython.returns(cython.Py_ssize_t)
 @cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, ch=cython.Py_UCS4)
@@ -61,6 +63,7 @@ def _quoted_end(line, i, n):
 
 
 @cython.cfunc
+@cython.inline
 @cython.exceptval(check=False)
 @cython.returns(cython.Py_ssize_t)
 @cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, count=cython.Py_ssize_t, end=cython.Py_ssize_t)
@@ -77,6 +80,7 @@ def _digits(line, i, n, count):
 
 
 @cython.cfunc
+@cython.inline
 @cython.exceptval(check=False)
 @cython.returns(cython.bint)
 @cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, ch=cython.Py_UCS4)
@@ -169,6 +173,7 @@ def split_access(line: str) -> tuple[str | None, ...] | None:
 
 
 @cython.cfunc
+@cython.inline
 @cython.exceptval(check=False)
 @cython.returns(cython.Py_ssize_t)
 @cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, ch=cython.Py_UCS4)
@@ -268,6 +273,7 @@ def split_rfc3164(line: str) -> tuple[str | None, ...] | None:
 
 
 @cython.cfunc
+@cython.inline
 @cython.exceptval(check=False)
 @cython.returns(cython.Py_ssize_t)
 @cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, key=str, m=cython.Py_ssize_t)
@@ -438,3 +444,28 @@ def split_ssh_login(msg: str) -> tuple[str | None, ...] | None:
     if rest is None:
         return None
     return verdict, method, None, rest[0], rest[1], rest[2]
+
+
+@cython.locals(text=str, n=cython.Py_ssize_t, i=cython.Py_ssize_t, j=cython.Py_ssize_t)
+def uptime_end(text: str) -> int:
+    """Where ``soc.parsers.firewall._UPTIME.match(text)`` (the kernel's ``[  1234.567890] ``) ends, or -1."""
+    n = len(text)
+    if not _at(text, 0, n, "["):
+        return -1
+    i = 1
+    while i < n and _space(text[i]):
+        i += 1
+    j = i
+    while j < n and _digit(text[j]):
+        j += 1
+    if j == i or not _at(text, j, n, "."):
+        return -1
+    i = j = j + 1
+    while j < n and _digit(text[j]):
+        j += 1
+    if j == i or not _at(text, j, n, "]"):
+        return -1
+    j += 1
+    while j < n and _space(text[j]):
+        j += 1
+    return j

@@ -231,3 +231,13 @@ def test_ipv4_check_never_disagrees_with_the_regex(text: str) -> None:
     from soc.parsers.common import _IPV4
 
     assert scan.is_ipv4(text) == (_IPV4.fullmatch(text) is not None)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(mutated(["[86400.161399] IPT-DROP-IN: ", "[    5.1] x", "[12.5]", "[ 1.2]\t\x0b [UFW BLOCK] "]))
+@example("[1.]")
+@example("[.1]")
+@example("[ \t1.2]  ")
+def test_uptime_prefix_ends_where_the_regex_does(text: str) -> None:
+    m = firewall._UPTIME.match(text)
+    assert scan.uptime_end(text) == (-1 if m is None else m.end())
