@@ -83,10 +83,16 @@ def _gate_text(view: EventView, target: str, get: Any) -> str | None:
             return texts[0]
         return "\x00".join(texts)
     value = get(view)
+    if type(value) is str:  # the common case: one string, no list to walk
+        return value.lower()
     if value is MISSING or value is None:
         return None
-    values = value if isinstance(value, list) else [value]
-    return "\x00".join(t.lower() for t in map(scalar_text, values) if t is not None)
+    texts = []
+    for item in value if isinstance(value, list) else [value]:
+        text = scalar_text(item)
+        if text is not None:
+            texts.append(text.lower())
+    return "\x00".join(texts)
 
 
 def _anchor(rule: CompiledRule) -> str | None:
@@ -156,7 +162,8 @@ class Detector:
             for target, get, automaton in bucket.gated:
                 text = _gate_text(view, target, get)
                 if text:
-                    groups.update(group for _, group in automaton.iter(text))
+                    for _end, group in automaton.iter(text):
+                        groups.add(group)
             if len(groups) == 1 and not out:
                 return list(groups.pop())  # one group: already in rule order
             if groups:
