@@ -295,6 +295,8 @@ def keyword_texts(event: Event) -> list[str]:
     inner = event.get("event")
     original = inner.get("original") if isinstance(inner, dict) else None
     message = event.get("message")
+    if message is original:  # parsers often keep the line as both: search it once
+        message = None
     texts = [t for t in (original, message) if isinstance(t, str)] or list(string_leaves(event))
     if isinstance(event, EventView):
         event.keyword_cache = texts

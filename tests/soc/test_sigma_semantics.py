@@ -202,3 +202,13 @@ def test_rules_are_indexed_by_log_source() -> None:
     assert [r.logsource for r in detector.candidates(nginx)] == [(None, "webserver", None)]
     assert [r.logsource for r in detector.candidates(sshd)] == [("linux", None, "sshd")]
     assert len(detector.candidates({"url": "/x"})) == 2  # unknown dataset: every rule applies
+
+
+def test_keyword_texts_search_a_line_kept_twice_once() -> None:
+    from soc.detect.compiler import EventView, keyword_texts, lowered_texts
+
+    line = "GET /A?q=UNION SELECT"
+    view = EventView({"event": {"original": line}, "message": line})
+    assert keyword_texts(view) == [line] and lowered_texts(view) == [line.lower()]
+    other = EventView({"event": {"original": "<13>x: " + line}, "message": line})
+    assert keyword_texts(other) == ["<13>x: " + line, line]
