@@ -14,6 +14,7 @@ import ipaddress
 import operator
 import re
 import string
+import sys
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -33,9 +34,36 @@ class SystemTag:
     mlps_level: int
     data_class: str
 
+    def __post_init__(self) -> None:
+        # for _gov_of: the system id, and gov.* but for the system (not a field: equality, hash and repr unchanged)
+        template = {"system": None, "department": self.department, "mlps_level": self.mlps_level,
+                    "data_class": self.data_class}
+        object.__setattr__(self, "_gov", (self.system_id, template))
+
     def as_gov(self) -> dict[str, Any]:
-        return {"system": {"id": self.system_id}, "department": self.department,
-                "mlps_level": self.mlps_level, "data_class": self.data_class}
+        return _gov_of(self)
+
+
+@cython.cfunc
+@cython.locals(template=dict, gov=dict)
+def _gov_of(tag: SystemTag) -> dict[str, Any]:
+    """A new ``gov`` object for ``tag``: every event gets its own (events are changed in place later)."""
+    system_id, template = tag._gov
+    gov = template.copy()
+    gov["system"] = {"id": system_id}
+    return gov
+
+
+@cython.cfunc
+@cython.inline
+@cython.locals(plain=dict)
+def _get(node: Any, key: Any) -> Any:
+    """``node.get(key)``, straight from the hash table when ``node`` is exactly a dict (a subclass may override
+    ``get``)."""
+    if type(node) is dict:
+        plain = node
+        return plain.get(key)
+    return node.get(key)
 
 
 class RegisterIndex:
@@ -57,37 +85,77 @@ class RegisterIndex:
         return cls(index)
 
     def lookup(self, event: Event) -> SystemTag | None:
-        host = event.get("host")
-        if not isinstance(host, dict):
-            return self._by_sender(event)
-        for key in ("name", "hostname"):
-            value = host.get(key)
-            if isinstance(value, str):
-                tag = self.by_key.get(value.lower()) or self.by_key.get(value.split(".", 1)[0].lower())
-                if tag:
-                    return tag
-        ips = host.get("ip")
-        for ip in ips if isinstance(ips, list) else [ips]:
-            if isinstance(ip, str):
-                tag = self.by_key.get(_canonical_ip(ip))
-                if tag:
-                    return tag
-        return self._by_sender(event)
+        """The system of ``event``'s host: by ``host.name``, then ``host.hostname`` (each whole, then its first
+        label), then ``host.ip``; else by the sender's address."""
+        return _lookup(self.by_key, event)
 
     def _by_sender(self, event: Event) -> SystemTag | None:
-        """The system of the address the record came from (``log.source.address``, set by the syslog receivers):
-        for lines whose host is missing or unknown to the register (``localhost``, a bare IP, a typo)."""
-        node = event.get("log")
-        source = node.get("source") if isinstance(node, dict) else None
-        address = source.get("address") if isinstance(source, dict) else None
-        return self.by_key.get(_canonical_ip(address)) if isinstance(address, str) else None
+        return _by_sender(self.by_key, event)
+
+
+@cython.cfunc
+def _lookup(by_key: dict[str, SystemTag], event: Event) -> SystemTag | None:
+    host = _get(event, "host")
+    if not isinstance(host, dict):
+        return _by_sender(by_key, event)
+    for key in ("name", "hostname"):
+        value = _get(host, key)
+        if isinstance(value, str):
+            tag = _get(by_key, _lower(value))
+            if not tag and (type(value) is not str or "." in value):  # no dot: the first label is the name
+                tag = _get(by_key, _lower(value.split(".", 1)[0]))
+            if tag:
+                return tag
+    ips = _get(host, "ip")
+    for ip in ips if isinstance(ips, list) else [ips]:
+        if isinstance(ip, str):
+            tag = _get(by_key, _canonical_ip(ip))
+            if tag:
+                return tag
+    return _by_sender(by_key, event)
+
+
+@cython.cfunc
+def _by_sender(by_key: dict[str, SystemTag], event: Event) -> SystemTag | None:
+    """The system of the address the record came from (``log.source.address``, set by the syslog receivers):
+    for lines whose host is missing or unknown to the register (``localhost``, a bare IP, a typo)."""
+    node = _get(event, "log")
+    source = _get(node, "source") if isinstance(node, dict) else None
+    address = _get(source, "address") if isinstance(source, dict) else None
+    return _get(by_key, _canonical_ip(address)) if isinstance(address, str) else None
+
+
+@cython.cfunc
+@cython.locals(plain=str, ch=cython.Py_UCS4)
+def _lower(text: Any) -> Any:
+    """``text.lower()``, but ``text`` itself (no new string to allocate and hash) when it is a str in lower-case
+    ASCII already, as host names mostly are."""
+    if cython.compiled and type(text) is str:
+        plain = text
+        for ch in plain:
+            if ch > "\x7f" or "A" <= ch <= "Z":
+                return plain.lower()
+        return plain
+    return text.lower()
+
+
+_CANONICAL: dict[str, str] = {}  # address as written → as in the index: a sender sends the same few all day
+_CANONICAL_MAX = 4096
 
 
 def _canonical_ip(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text)).lower()
-    except ValueError:
-        return text.lower()
+    """An address as the register index writes it (compressed, lower case); any other text in lower case."""
+    canonical = _CANONICAL.get(text) if type(text) is str else None
+    if canonical is None:
+        try:
+            canonical = str(ipaddress.ip_address(text)).lower()
+        except ValueError:
+            canonical = text.lower()
+        if type(text) is str:
+            if len(_CANONICAL) >= _CANONICAL_MAX:
+                _CANONICAL.clear()
+            _CANONICAL[text] = canonical
+    return canonical
 
 
 # --- personal information ---------------------------------------------------------------------------------
@@ -150,6 +218,22 @@ def _compile_spec(fields: tuple[str, ...], subtrees: tuple[str, ...]) -> _Spec:
 
 _SPEC: Final = _compile_spec(PII_FIELDS, PII_SUBTREES)
 
+# _SPEC as the walk _gather takes: a tuple of (key, kind, the walk under key) triples, cheaper to go through than
+# a dict's items; kinds as C constants. Keys are interned, as the parsers' are: a lookup then matches by identity.
+_NESTED = cython.declare(cython.int, 0)
+_KIND_LEAF = cython.declare(cython.int, 1)
+_KIND_TREE = cython.declare(cython.int, 2)
+
+
+def _walk_of(spec: _Spec) -> tuple[tuple[str, int, tuple | None], ...]:
+    """``spec`` as the walk of ``_walk``."""
+    return tuple((sys.intern(key), _KIND_LEAF, None) if sub is _LEAF else (sys.intern(key), _KIND_TREE, None)
+                 if sub is _TREE else (sys.intern(key), _NESTED, _walk_of(sub))  # type: ignore[arg-type]
+                 for key, sub in spec.items())
+
+
+_WALK: Final = _walk_of(_SPEC)
+
 
 def _has_run(data: bytes) -> bool:
     return data.translate(_DIGITS_AS_ONES).find(_ELEVEN_ONES) >= 0
@@ -165,18 +249,46 @@ def _has_candidate_source(text: str) -> bool:
         return _CANDIDATE.search(text) is not None
 
 
-@cython.locals(text=str, run=cython.Py_ssize_t, ch=cython.Py_UCS4)
+@cython.locals(text=str)
 def _has_candidate_compiled(text: str) -> bool:
-    """The same test compiled: a C loop over the string's code points, no encoding, no copy (interpreted, this loop
-    is slower than ``_has_candidate_source``)."""
-    run = 0
-    for ch in text:
-        if "0" <= ch <= "9":
-            run += 1
-            if run == 11:
-                return True
-        else:
-            run = 0
+    """The same test compiled: a C loop over the string's code points (``_eleven_digits``), no encoding, no copy
+    (interpreted, this loop is slower than ``_has_candidate_source``)."""
+    return _eleven_digits(text)
+
+
+@cython.cfunc
+@cython.returns(cython.bint)
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.locals(text=str, n=cython.Py_ssize_t, i=cython.Py_ssize_t, lo=cython.Py_ssize_t, hi=cython.Py_ssize_t,
+               ch=cython.Py_UCS4)
+def _eleven_digits(text: str) -> bool:
+    """Whether ``text`` holds eleven ASCII digits in a row, reading about one character in eleven where there are
+    no digits: such a run covers one of the positions 10, 21, 32 … after the last non-digit seen.
+
+    Invariant: no run of eleven starts before ``i - 10``."""
+    n = len(text)  # None: TypeError
+    i = 10
+    while i < n:
+        ch = text[i]
+        if not ("0" <= ch <= "9"):
+            i += 11
+            continue
+        lo = i  # back to the start of the digits, at most ten back (then the run is long enough already)
+        while lo > i - 10:
+            ch = text[lo - 1]
+            if not ("0" <= ch <= "9"):
+                break
+            lo -= 1
+        hi = i + 1  # forward until eleven digits or a non-digit
+        while hi < n and hi - lo < 11:
+            ch = text[hi]
+            if not ("0" <= ch <= "9"):
+                break
+            hi += 1
+        if hi - lo >= 11:
+            return True
+        i = hi + 11  # text[hi] is no digit (or the end): a run starting at or before hi would cover it
     return False
 
 
@@ -287,31 +399,54 @@ def scan_pii(text: str, mask: bool) -> tuple[str, set[str]]:
     return _substitute(text, mask, kinds), kinds
 
 
-def _gather(node: dict, spec: _Spec, texts: list[str], trees: list[dict | list],
+def _gather(node: dict, texts: list[str], trees: list[dict | list],
             slots: list[tuple[dict | list, Any]] | None = None) -> None:
-    """The fields of ``spec`` present under ``node``: their strings into ``texts`` (and, given ``slots``, where
+    """The fields of ``_SPEC`` present under ``node``: their strings into ``texts`` (and, given ``slots``, where
     each sits as a (container, key) pair, a list's items one by one), subtrees into ``trees``."""
-    for key, sub in spec.items():
-        value = node.get(key)
+    _walk(node, _WALK, texts, trees, slots)
+
+
+@cython.cfunc
+@cython.locals(walk=tuple, texts=list, trees=list, entry=tuple, kind=cython.int, exact=cython.bint, plain=dict,
+               items=list, i=cython.Py_ssize_t)
+def _walk(node: Any, walk: tuple, texts: list[str], trees: list[dict | list],
+          slots: list[tuple[dict | list, Any]] | None) -> None:
+    """_gather under ``node``. An exact dict or list is read straight from its table; a subclass through its own
+    ``get`` and iteration, as it may override them."""
+    exact = type(node) is dict
+    plain = node if exact else None
+    for entry in walk:
+        key = entry[0]
+        value = plain.get(key) if exact else node.get(key)
         if value is None:
             continue
+        kind = entry[1]
         if type(value) is str:
-            if sub is _LEAF or sub is _TREE:
+            if kind != _NESTED:
                 texts.append(value)
                 if slots is not None:
                     slots.append((node, key))
         elif isinstance(value, dict):
-            if sub is _TREE:
+            if kind == _KIND_TREE:
                 trees.append(value)
-            elif sub is not _LEAF:
-                _gather(value, sub, texts, trees, slots)  # type: ignore[arg-type]
+            elif kind == _NESTED:
+                _walk(value, entry[2], texts, trees, slots)
         elif isinstance(value, list):
-            if sub is _TREE:
+            if kind == _KIND_TREE:
                 trees.append(value)
-            elif sub is _LEAF:
-                texts.extend([item for item in value if type(item) is str])
-                if slots is not None:
-                    slots.extend((value, i) for i, item in enumerate(value) if type(item) is str)
+            elif kind == _KIND_LEAF:
+                if type(value) is list:
+                    items = value
+                    for i in range(len(items)):
+                        item = items[i]
+                        if type(item) is str:
+                            texts.append(item)
+                            if slots is not None:
+                                slots.append((items, i))
+                else:
+                    texts.extend([item for item in value if type(item) is str])
+                    if slots is not None:
+                        slots.extend((value, i) for i, item in enumerate(value) if type(item) is str)
 
 
 def _mask_slots(slots: list[tuple[dict | list, Any]], kinds: set[str]) -> None:
@@ -371,24 +506,37 @@ def scan_event_pii(event: Event, mask: bool) -> set[str]:
     The common event holds no PII, so the string fields present are first tested for a candidate together
     (``_texts_pii``), and each subtree in one pass over its JSON text; fields are scanned one by one only when that
     pass found PII."""
-    texts: list[str] = []
-    trees: list[dict | list] = []
-    _gather(event, _SPEC, texts, trees)
-    kinds: set[str] = set()
+    kinds = _scan_event_pii(event, mask)
+    return set() if kinds is None else kinds
+
+
+@cython.cfunc
+@cython.locals(texts=list, trees=list, kinds=set)
+def _scan_event_pii(event: Event, mask: Any) -> set[str] | None:
+    """scan_event_pii, but None rather than an empty set (the common event: no set to make)."""
+    texts = []
+    trees = []
+    _walk(event, _WALK, texts, trees, None)
+    kinds = None
     if texts:
         found = _texts_pii(texts)
         if found and mask:  # rare: walk again, this time noting where each string sits, and mask there
+            kinds = set()
             slots: list[tuple[dict | list, Any]] = []
-            _gather(event, _SPEC, [], [], slots)
+            _walk(event, _WALK, [], [], slots)
             _mask_slots(slots, kinds)
         elif found:
+            kinds = set()
             kinds |= found
     for tree in trees:
         if _tree_may_hold_pii(tree):
+            if kinds is None:
+                kinds = set()
             _scan_tree(tree, mask, kinds)
     return kinds
 
 
+@cython.cfunc
 def _texts_pii(texts: list[str]) -> set[str] | None:
     """The kinds of PII in ``texts`` (None when none has a candidate; a candidate alone is often a timestamp). A
     string met twice in a row (``message`` is often ``event.original`` itself) is tested once."""
@@ -396,7 +544,7 @@ def _texts_pii(texts: list[str]) -> set[str] | None:
         found: set[str] | None = None
         last = None
         for text in texts:
-            if text is not last and has_candidate(text):
+            if text is not last and _eleven_digits(text):
                 found = (found or set()) | _kinds_in(text)
             last = text
         return found
@@ -412,28 +560,45 @@ class Enricher:
         self.mask_pii = mask_pii
 
     def __call__(self, event: Event) -> Event:
-        # gov.* is Yunshu's own classification: whatever a sender put there is dropped, or a JSON sender could
-        # file its events under another department's scope
+        return _enrich(event, self.index, self.mask_pii)
+
+
+@cython.cfunc
+@cython.locals(plain=dict)
+def _enrich(event: Event, index: RegisterIndex, mask: Any) -> Event:
+    # gov.* is Yunshu's own classification: whatever a sender put there is dropped, or a JSON sender could
+    # file its events under another department's scope
+    if type(event) is dict:
+        plain = event
+        plain.pop("gov", None)
+    else:
         event.pop("gov", None)
-        tag = self.index.lookup(event)
-        gov = tag.as_gov() if tag else {}
-        kinds = scan_event_pii(event, self.mask_pii)
-        if kinds:
-            gov["pii"] = sorted(kinds)
-        if gov:
-            event["gov"] = gov
-        _network_type(event)
-        return event
+    # the register's own index and tags directly; another kind (a subclass) through its methods
+    tag = _lookup(index.by_key, event) if type(index) is RegisterIndex else index.lookup(event)
+    if not tag:
+        gov = {}
+    elif type(tag) is SystemTag:
+        gov = _gov_of(tag)
+    else:
+        gov = tag.as_gov()
+    kinds = _scan_event_pii(event, mask)
+    if kinds:
+        gov["pii"] = sorted(kinds)
+    if gov:
+        event["gov"] = gov
+    _network_type(event)
+    return event
 
 
+@cython.cfunc
 def _network_type(event: Event) -> None:
     """ECS ``network.type`` (ipv4/ipv6) from the source address when the parser did not set it: the IPv6 share
     of the traffic is a KPI of the dual-stack migration."""
-    source = event.get("source")
-    ip = source.get("ip") if isinstance(source, dict) else None
+    source = _get(event, "source")
+    ip = _get(source, "ip") if isinstance(source, dict) else None
     if not isinstance(ip, str):
         return
-    network = event.get("network")
+    network = _get(event, "network")
     if isinstance(network, dict):
         if "type" in network:
             return
