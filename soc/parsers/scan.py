@@ -89,6 +89,32 @@ def _at(line, i, n, ch):
     return i < n and line[i] == ch
 
 
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+@cython.returns(cython.Py_ssize_t)
+@cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, most=cython.Py_ssize_t, end=cython.Py_ssize_t)
+def _digit_run(line, i, n, most):
+    """The end of the run of at most ``most`` ASCII digits starting at ``i`` (``i`` itself when there is none)."""
+    end = n if n - i < most else i + most
+    while i < end and _digit(line[i]):
+        i += 1
+    return i
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+@cython.returns(cython.Py_ssize_t)
+@cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, j=cython.Py_ssize_t)
+def _value_end(line, i, n):
+    """The end of the non-empty run of non-whitespace characters starting at ``i``, or -1 (also when ``i`` is -1)."""
+    if i < 0:
+        return -1
+    j = _token_end(line, i, n)
+    return j if j > i else -1
+
+
 @cython.locals(line=str, n=cython.Py_ssize_t, i=cython.Py_ssize_t, j=cython.Py_ssize_t, k=cython.Py_ssize_t,
                hour_start=cython.Py_ssize_t)
 def split_access(line: str) -> tuple[str | None, ...] | None:
@@ -154,9 +180,7 @@ def split_access(line: str) -> tuple[str | None, ...] | None:
     if _at(line, i, n, "-"):
         j = i + 1
     else:
-        j = i
-        while j < n and _digit(line[j]):
-            j += 1
+        j = _digit_run(line, i, n, n)
         if j == i:
             return None
     size = line[i:j]
@@ -197,9 +221,7 @@ def split_rfc3164(line: str) -> tuple[str | None, ...] | None:
     pri = None
     i = 0
     if _at(line, 0, n, "<"):
-        j = 1
-        while j < n and j < 4 and _digit(line[j]):
-            j += 1
+        j = _digit_run(line, 1, n, 3)
         if j == 1 or not _at(line, j, n, ">"):
             return None
         pri = line[1:j]
@@ -231,9 +253,7 @@ def split_rfc3164(line: str) -> tuple[str | None, ...] | None:
     i += 6
     frac = None
     if _at(line, i, n, "."):
-        j = i + 1
-        while j < n and j < i + 7 and _digit(line[j]):
-            j += 1
+        j = _digit_run(line, i + 1, n, 6)
         if j == i + 1:
             return None
         frac = line[i + 1:j]
@@ -257,9 +277,7 @@ def split_rfc3164(line: str) -> tuple[str | None, ...] | None:
     tag = line[start:k]
     pid = None
     if _at(line, k, n, "["):
-        j = k + 1
-        while j < n and j < k + 11 and _digit(line[j]):
-            j += 1
+        j = _digit_run(line, k + 1, n, 10)
         if j == k + 1 or not _at(line, j, n, "]"):
             return None
         pid = line[k + 1:j]
@@ -321,25 +339,19 @@ def split_netfilter(msg: str, at: int) -> tuple[str | None, ...] | None:
         mac = msg[j:k]
         i = k + 1
     i = _key(msg, i, n, "SRC=")
-    if i < 0:
-        return None
-    j = _token_end(msg, i, n)
-    if j == i:
+    j = _value_end(msg, i, n)
+    if j < 0:
         return None
     src = msg[i:j]
     i = _key(msg, j, n, " DST=")
-    if i < 0:
-        return None
-    j = _token_end(msg, i, n)
-    if j == i:
+    j = _value_end(msg, i, n)
+    if j < 0:
         return None
     dst = msg[i:j]
     i = _key(msg, j, n, " LEN=")
     if i < 0:
         return None
-    j = i
-    while j < n and _digit(msg[j]):
-        j += 1
+    j = _digit_run(msg, i, n, n)
     if j == i or not _at(msg, j, n, " "):
         return None
     length = msg[i:j]
@@ -357,14 +369,10 @@ def split_netfilter(msg: str, at: int) -> tuple[str | None, ...] | None:
     sport = dport = None
     i = _key(msg, j, n, " SPT=")
     if i >= 0:
-        k = i
-        while k < n and k < i + 5 and _digit(msg[k]):
-            k += 1
+        k = _digit_run(msg, i, n, 5)
         end = _key(msg, k, n, " DPT=")
         if k > i and end >= 0:
-            j = end
-            while j < n and j < end + 5 and _digit(msg[j]):
-                j += 1
+            j = _digit_run(msg, end, n, 5)
             if j > end:
                 sport = msg[i:k]
                 dport = msg[end:j]
@@ -411,9 +419,7 @@ def _user_from_port(msg: str, i: int) -> tuple[str, str, str] | None:
         h = p + 6
         e = _token_end(msg, h, n)
         if e > h and msg.startswith(" port ", e):
-            d = e + 6
-            while d < n and d < e + 11 and _digit(msg[d]):
-                d += 1
+            d = _digit_run(msg, e + 6, n, 5)
             if d > e + 6:
                 return msg[i:p], msg[h:e], msg[e + 6:d]
         p = msg.find(" from ", p + 1)
@@ -455,14 +461,11 @@ def uptime_end(text: str) -> int:
     i = 1
     while i < n and _space(text[i]):
         i += 1
-    j = i
-    while j < n and _digit(text[j]):
-        j += 1
+    j = _digit_run(text, i, n, n)
     if j == i or not _at(text, j, n, "."):
         return -1
-    i = j = j + 1
-    while j < n and _digit(text[j]):
-        j += 1
+    i = j + 1
+    j = _digit_run(text, i, n, n)
     if j == i or not _at(text, j, n, "]"):
         return -1
     j += 1
