@@ -66,17 +66,23 @@ def _quoted_end(line, i, n):
 @cython.inline
 @cython.exceptval(check=False)
 @cython.returns(cython.Py_ssize_t)
-@cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, count=cython.Py_ssize_t, end=cython.Py_ssize_t)
+@cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, most=cython.Py_ssize_t, end=cython.Py_ssize_t)
+def _digit_run(line, i, n, most):
+    """The end of the run of at most ``most`` ASCII digits starting at ``i`` (``i`` itself when there is none)."""
+    end = n if n - i < most else i + most
+    while i < end and _digit(line[i]):
+        i += 1
+    return i
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+@cython.returns(cython.Py_ssize_t)
+@cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, count=cython.Py_ssize_t)
 def _digits(line, i, n, count):
     """``i + count`` when ``count`` ASCII digits start at ``i``, else -1."""
-    end = i + count
-    if end > n:
-        return -1
-    while i < end:
-        if not _digit(line[i]):
-            return -1
-        i += 1
-    return end
+    return i + count if _digit_run(line, i, n, count) == i + count else -1
 
 
 @cython.cfunc
@@ -87,19 +93,6 @@ def _digits(line, i, n, count):
 def _at(line, i, n, ch):
     """Whether ``line[i]`` is ``ch``."""
     return i < n and line[i] == ch
-
-
-@cython.cfunc
-@cython.inline
-@cython.exceptval(check=False)
-@cython.returns(cython.Py_ssize_t)
-@cython.locals(line=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, most=cython.Py_ssize_t, end=cython.Py_ssize_t)
-def _digit_run(line, i, n, most):
-    """The end of the run of at most ``most`` ASCII digits starting at ``i`` (``i`` itself when there is none)."""
-    end = n if n - i < most else i + most
-    while i < end and _digit(line[i]):
-        i += 1
-    return i
 
 
 @cython.cfunc
@@ -133,11 +126,9 @@ def split_access(line: str) -> tuple[str | None, ...] | None:
     if j == i or not _at(line, j, n, " ") or not _at(line, j + 1, n, "["):
         return None
     user = line[i:j]
-    hour_start = i = j + 2
-    if i >= n or not _digit(line[i]):  # dd/Mmm/yyyy:hh
-        return None
-    i += 2 if i + 1 < n and _digit(line[i + 1]) else 1
-    if not _at(line, i, n, "/") or i + 4 >= n:
+    hour_start = j + 2
+    i = _digit_run(line, hour_start, n, 2)  # dd/Mmm/yyyy:hh
+    if i == hour_start or not _at(line, i, n, "/") or i + 4 >= n:
         return None
     if not ("A" <= line[i + 1] <= "Z" and "a" <= line[i + 2] <= "z" and "a" <= line[i + 3] <= "z"):
         return None
@@ -235,9 +226,9 @@ def split_rfc3164(line: str) -> tuple[str | None, ...] | None:
         return None
     while j < n and line[j] == " ":
         j += 1
-    if j >= n or not _digit(line[j]):
+    k = _digit_run(line, j, n, 2)
+    if k == j:
         return None
-    k = j + 2 if j + 1 < n and _digit(line[j + 1]) else j + 1
     day = line[j:k]
     if not _at(line, k, n, " ") or _digits(line, k + 1, n, 2) < 0:
         return None
