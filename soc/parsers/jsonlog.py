@@ -31,6 +31,10 @@ _MESSAGE_KEYS: Final = ("message", "msg", "log", "text")
 _LEVEL_KEYS: Final = ("level", "severity", "lvl", "loglevel", "log.level")
 _SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89abcdefABCDEF]")  # \ud800-\udfff in the JSON text
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# Deepest nesting a JSON line may have. Real logs stay far below; without a bound, acceptance would depend on how
+# deep the Python stack happens to be when the line is parsed (json.loads recurses), and orjson refuses to write
+# documents past 254 levels. Deeper lines are dead-lettered with their raw bytes.
+MAX_JSON_DEPTH: Final = 128
 _VERB_TYPES: Final = {
     "create": "creation", "delete": "deletion", "deletecollection": "deletion", "update": "change",
     "patch": "change", "get": "access", "list": "access", "watch": "access",
@@ -118,10 +122,26 @@ def _without_surrogates(value: Any) -> Any:
     return value
 
 
+def _depth(value: Any) -> int:
+    """How many arrays and objects deep ``value`` nests (0 for a scalar), walked without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
 def loads(line: str) -> Any:
     """``json.loads`` keeping to what the stores take: NaN, ±Infinity and overflowing numbers become null, lone
-    surrogates U+FFFD (``event.original`` keeps the text as it came)."""
+    surrogates U+FFFD (``event.original`` keeps the text as it came); ValueError past MAX_JSON_DEPTH levels."""
     value = json.loads(line, parse_float=_finite, parse_constant=_no_constant)
+    if line.count("[") + line.count("{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     if "\\u" in line and _SURROGATE_ESCAPE.search(line) is not None:
         value = _without_surrogates(value)
     return value
@@ -131,7 +151,9 @@ def parse_json(line: str, ctx: ParseContext) -> Event:
     """A JSON object per line: Kubernetes audit, ECS documents kept as they are, anything else under ``json``."""
     try:
         obj = loads(line)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:  # deeper than the stack allows, which is deeper than MAX_JSON_DEPTH
+        raise ParseError(f"not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from exc
+    except ValueError as exc:
         raise ParseError(f"not valid JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise ParseError(f"JSON line is a {type(obj).__name__}, not an object")

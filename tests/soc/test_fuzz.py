@@ -17,6 +17,7 @@ import ipaddress
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ from soc.ecs import get
 from soc.enrich import Enricher, RegisterIndex
 from soc.parsers import FORMATS, ParseContext, ParseError, parse
 from soc.parsers.common import MONTHS
+from soc.parsers.jsonlog import MAX_JSON_DEPTH
 from soc.pipeline import Pipeline, RawRecord, file_records
 from soc.receivers import FRAMING_ERRORS, MAX_FRAME, read_frames
 from soc.store.base import SearchQuery
@@ -471,6 +473,26 @@ def test_json_near_valid(line: str) -> None:
     assert (event is None) == (auto is None) or not line.startswith("{")
     if event is not None and event["event"]["dataset"] == "json" and "json" in event:
         assert isinstance(event["json"], dict)
+
+
+@pytest.mark.parametrize("recursion_limit", [1000, 20000])
+def test_json_nesting_is_bounded_whatever_the_stack_depth(recursion_limit: int) -> None:
+    def nested(depth: int) -> str:  # {"a": [[...]]}: depth levels in all
+        return '{"a": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(recursion_limit)
+    try:
+        deepest = parse(nested(MAX_JSON_DEPTH), "json", CTX)
+        assert_storable(deepest, derived=False)
+        with pytest.raises(ParseError, match=f"nested deeper than {MAX_JSON_DEPTH} levels"):
+            parse(nested(MAX_JSON_DEPTH + 1), "json", CTX)
+        with pytest.raises(ParseError, match="nested deeper"):
+            parse(nested(1987), "json", CTX)
+    finally:
+        sys.setrecursionlimit(old)
+    brackets_in_text = parse('{"a": "' + "[{" * 500 + '", "b": [[1]]}', "json", CTX)  # text is not nesting
+    assert brackets_in_text["json"]["b"] == [[1]]
 
 
 def test_json_keeps_values_when_dropping_what_stores_cannot_take() -> None:
