@@ -29,6 +29,40 @@ _OPS = {
 
 
 _TIMES: dict[str, float] = {}  # timestamp text → epoch seconds (events of one second share their text)
+_HOURS: dict[str, int] = {}  # "YYYY-MM-DDTHH" → epoch seconds of that UTC hour
+_MEMO_SIZE = 4096
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def utc_seconds(text: str) -> float | None:
+    """Epoch seconds of a UTC time written as the parsers write ``@timestamp`` (``YYYY-MM-DDTHH:MM:SS``, then
+    ``.fff`` or ``.ffffff`` or nothing, then ``Z``), equal to ``datetime.fromisoformat(text).timestamp()``; None
+    for any other form. The hour is parsed once and remembered; minutes, seconds and the fraction are added."""
+    n = len(text)
+    if (n != 20 and n != 24 and n != 27) or text[n - 1] != "Z" or text[13] != ":" or text[16] != ":":
+        return None
+    fraction = text[20:n - 1]
+    if fraction and (text[19] != "." or not _ascii_digits(fraction)):
+        return None
+    minutes, seconds = text[14:16], text[17:19]
+    if not _ascii_digits(minutes) or not _ascii_digits(seconds) or minutes > "59" or seconds > "59":
+        return None
+    prefix = text[:13]
+    hour = _HOURS.get(prefix)
+    if hour is None:
+        try:
+            hour = int(datetime.fromisoformat(prefix + ":00:00+00:00").timestamp())
+        except ValueError:
+            return None
+        if len(_HOURS) >= _MEMO_SIZE:
+            _HOURS.clear()
+        _HOURS[prefix] = hour
+    micro = (int(fraction) * 1000 if len(fraction) == 3 else int(fraction)) if fraction else 0
+    # as datetime.timestamp() computes it: whole microseconds divided once (the same float, bit for bit)
+    return ((hour + int(minutes) * 60 + int(seconds)) * 1_000_000 + micro) / 1_000_000
 
 
 def event_time(event: Event) -> float:
@@ -39,11 +73,13 @@ def event_time(event: Event) -> float:
     if isinstance(value, str):
         seconds = _TIMES.get(value)
         if seconds is None:
-            try:
-                seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                seconds = 0.0
-            if len(_TIMES) >= 4096:
+            seconds = utc_seconds(value)
+            if seconds is None:
+                try:
+                    seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+                except ValueError:
+                    seconds = 0.0
+            if len(_TIMES) >= _MEMO_SIZE:
                 _TIMES.clear()
             _TIMES[value] = seconds
         return seconds
@@ -62,6 +98,16 @@ class CorrelationMatch:
     event: Event
 
 
+def _key_part(value: Any) -> str | None:
+    """One group-by value as text: a list's first element; None when missing or an object."""
+    if type(value) is str:
+        return value
+    if value is MISSING:
+        return None
+    values = as_list(value)
+    return scalar_text(values[0]) if values else None
+
+
 class _Window:
     """The per-group state of one correlation."""
 
@@ -70,7 +116,7 @@ class _Window:
     def __init__(self) -> None:
         self.last = 0.0  # the newest event time the window has seen
         self.times: deque[float] = deque()
-        self.values: dict[str, float] = {}
+        self.values: OrderedDict[str, float] = OrderedDict()  # value → its newest time, in arrival order
         self.last_by_rule: dict[str, float] = {}
         self.sequence: list[float] = []
 
@@ -86,13 +132,23 @@ class _Tracker:
         self.value_getter = field_getter(corr.field) if corr.field else None
         self.order = [r.id for r in corr.rules]
         self.check = _OPS[corr.op] if corr.op else None
+        # with gt/gte a count that still holds some expired values fails whenever the exact count fails
+        self.grows = corr.op in ("gt", "gte")
+        self._by_rule_getters: dict[str, tuple[Any, ...]] = {}
+
+    def _key_getters(self, rule_id: str) -> tuple[Any, ...]:
+        """The group-by getters for events matched by ``rule_id`` (its aliases resolved), memoised."""
+        getters = self._by_rule_getters.get(rule_id)
+        if getters is None:
+            getters = tuple(self.alias_getters.get(name, {}).get(rule_id) or self.getters[name]
+                            for name in self.corr.group_by)
+            self._by_rule_getters[rule_id] = getters
+        return getters
 
     def _key(self, event: Event, rule: CompiledRule | CompiledCorrelation) -> tuple[str | None, ...]:
         key: list[str | None] = []
-        for name in self.corr.group_by:
-            getter = self.alias_getters.get(name, {}).get(rule.id) or self.getters[name]
-            value = getter(event)
-            key.append(None if value is MISSING else scalar_text(as_list(value)[0]) if as_list(value) else None)
+        for getter in self._key_getters(rule.id):
+            key.append(_key_part(getter(event)))
         return tuple(key)
 
     def _window(self, key: tuple[str | None, ...]) -> _Window:
@@ -120,13 +176,26 @@ class _Tracker:
                 window.times.popleft()
             count, first = len(window.times), window.times[0]
         elif corr.type == "value_count":
+            values = window.values
             value = self.value_getter(event) if self.value_getter else MISSING
             if value is not MISSING:
                 for v in as_list(value):
-                    window.values[str(scalar_text(v))] = ts
-            window.values = {v: t for v, t in window.values.items() if t >= horizon}
-            count = len(window.values)
-            first = min(window.values.values(), default=ts)
+                    text = str(scalar_text(v))
+                    seen = values.pop(text, None)
+                    values[text] = ts if seen is None or ts > seen else seen
+            # values are in arrival order: drop the expired ones at the front (cheap), and count exactly only
+            # when the condition may hold (events out of time order can leave expired values further back)
+            while values:
+                oldest = next(iter(values))
+                if values[oldest] >= horizon:
+                    break
+                del values[oldest]
+            if self.check is None or corr.count is None or (self.grows and not self.check(len(values), corr.count)):
+                return None
+            for text in [v for v, t in values.items() if t < horizon]:
+                del values[text]
+            count = len(values)
+            first = min(values.values(), default=ts)
         elif corr.type == "temporal":
             window.last_by_rule[rule.id] = ts
             window.last_by_rule = {r: t for r, t in window.last_by_rule.items() if t >= horizon}

@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from soc.detect.correlation import Correlator
+from soc.detect.correlation import Correlator, event_time, utc_seconds
 from soc.detect.engine import Detector
 from soc.detect.loader import load_texts
 
@@ -31,11 +33,17 @@ def _detector(correlation: str, max_groups: int = 50_000) -> Detector:
     return Detector(ruleset, logsources={}, correlator=Correlator(ruleset.correlations, max_groups))
 
 
-def _run(detector: Detector, events: list[tuple[float, dict[str, Any]]]) -> list[tuple[int, dict, int]]:
+def _stamp(moment: datetime, zulu: bool) -> str:
+    """``2026-11-20T02:00:00.500000+00:00``, or as the parsers write it, ``2026-11-20T02:00:00.500Z``."""
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z" if zulu else moment.isoformat()
+
+
+def _run(detector: Detector, events: list[tuple[float, dict[str, Any]]], zulu: bool = False,
+         ) -> list[tuple[int, dict, int]]:
     """Feed (seconds after T0, fields) events; returns (event index, group, count) of every firing."""
     fired = []
     for i, (seconds, fields) in enumerate(events):
-        event = {"@timestamp": (T0 + timedelta(seconds=seconds)).isoformat(), **fields}
+        event = {"@timestamp": _stamp(T0 + timedelta(seconds=seconds), zulu), **fields}
         for hit in detector.process(event)[1]:
             fired.append((i, hit.group, hit.count))
     return fired
@@ -57,9 +65,33 @@ level: high
     ([0, 30, 60.5], None),
     ([0, 59, 61, 62], 3),  # the first event slides out, the next three are within a minute
 ])
-def test_event_count_window_boundaries(times: list[float], fires_at: int | None) -> None:
-    fired = _run(_detector(EVENT_COUNT), [(t, _fail()) for t in times])
+@pytest.mark.parametrize("zulu", [False, True])
+def test_event_count_window_boundaries(times: list[float], fires_at: int | None, zulu: bool) -> None:
+    fired = _run(_detector(EVENT_COUNT), [(t, _fail()) for t in times], zulu)
     assert [i for i, _, _ in fired] == ([] if fires_at is None else [fires_at])
+
+
+@given(moment=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+       digits=st.sampled_from([0, 3, 6]))
+def test_utc_seconds_equals_fromisoformat(moment: datetime, digits: int) -> None:
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{moment.microsecond:06d}"[:digits + 1] if digits else "") + "Z"
+    expected = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    assert utc_seconds(text) == expected  # the same float, so windows end exactly where they did
+    assert event_time({"@timestamp": text}) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-20T02:00:00+08:00", "2026-11-20T02:00:00.5Z", "2026-11-20T02:00:00.1234Z", "2026-11-20T02:60:00Z",
+    "2026-11-20T02:00:61Z", "2026-11-20T02:0０:00Z", "2026-13-20T02:00:00Z", "2026-11-20T02:00:00,000Z",
+    "2026-11-20T02:00:00.00xZ", "2026-11-20 02:00:00.000", "not a time at all",
+])
+def test_utc_seconds_leaves_other_forms_to_fromisoformat(text: str) -> None:
+    assert utc_seconds(text) is None
+    try:
+        expected = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        expected = 0.0
+    assert event_time({"@timestamp": text}) == expected
 
 
 def test_event_count_groups_and_fires_once_per_burst() -> None:
@@ -97,6 +129,27 @@ def test_value_count_counts_distinct_values_within_the_window() -> None:
     assert fired == []  # "a" (t=0) is outside the window by the time "d" arrives at t=121
     users[-1] = (120, _fail(user="d"))
     assert [(i, c) for i, _, c in _run(_detector(VALUE_COUNT), users)] == [(4, 4)]
+
+
+def test_value_count_with_events_out_of_time_order() -> None:
+    # "b" arrives late with t=0: it is counted while within the window of the event at hand, and not once expired,
+    # even though values arriving before it are still live
+    late = [(100, _fail(user="a")), (0, _fail(user="b")), (110, _fail(user="c")), (119, _fail(user="d")),
+            (131, _fail(user="e"))]
+    assert [(i, c) for i, _, c in _run(_detector(VALUE_COUNT), late)] == [(3, 4)]
+    late[3] = (121, _fail(user="d"))  # now "b" (t=0) is out of the window when "d" arrives; "e" makes four
+    assert [(i, c) for i, _, c in _run(_detector(VALUE_COUNT), late)] == [(4, 4)]
+    # a value seen again keeps its newest time, whichever order the two arrive in
+    again = [(100, _fail(user="a")), (0, _fail(user="a")), (101, _fail(user="b")), (110, _fail(user="c")),
+             (125, _fail(user="d"))]
+    assert [(i, c) for i, _, c in _run(_detector(VALUE_COUNT), again)] == [(4, 4)]
+
+
+@pytest.mark.parametrize(("condition", "fires_at"), [("lt: 2", [0, 1, 2, 3]), ("eq: 2", [2]), ("neq: 1", [2])])
+def test_value_count_conditions_that_do_not_grow_with_the_count(condition: str, fires_at: list[int]) -> None:
+    rule = VALUE_COUNT.replace("gte: 4", condition)  # a firing clears its window, so "lt: 2" fires every time
+    events = [(0, _fail(user="a")), (10, _fail(user="a")), (20, _fail(user="b")), (30, _fail(user="c"))]
+    assert [i for i, _, _ in _run(_detector(rule), events)] == fires_at
 
 
 TEMPORAL = """
