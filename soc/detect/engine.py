@@ -5,14 +5,15 @@ Rules are indexed so the cost per event does not grow with the number of rules l
 1. by log source — an event's ``event.dataset`` names its Sigma log sources (``logsources.yaml``); only rules
    whose log source is compatible are candidates (events of unknown datasets see every rule);
 2. by literal — a rule that cannot match unless some literal occurs in a field (or, for keywords, in the raw
-   line) is filed under those literals in one Aho-Corasick automaton per field; one pass over the event's text
-   finds every rule whose literal is there (``compiler.literal_gate``);
+   line) is filed under those literals in one literal matcher per field (Hyperscan, or an Aho-Corasick automaton);
+   one pass over the event's text finds every rule whose literal is there (``compiler.literal_gate``);
 3. by a field each remaining rule needs — a rule whose condition cannot be true without field F is filed under F,
    and is only evaluated when the event has F. Rules needing nothing in particular are always evaluated.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,16 @@ from typing import Any
 
 import ahocorasick
 import yaml
+
+try:
+    import hyperscan
+except ImportError:  # no wheel for this platform: the Aho-Corasick automaton does the same work
+    hyperscan = None
+if hyperscan is not None:
+    try:
+        hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK).compile(expressions=[b"ab"])
+    except hyperscan.error:  # a CPU Hyperscan does not support
+        hyperscan = None
 
 from soc.detect.compiler import KEYWORDS, MISSING, Event, EventView, field_getter, lowered_texts, scalar_text
 from soc.detect.correlation import CorrelationMatch, Correlator
@@ -67,11 +78,91 @@ class Match:
     event: Event
 
 
+RuleGroup = tuple[CompiledRule, ...]
+LITERAL_ENGINES = ("hyperscan", "ahocorasick")
+MEMO_SIZE = 4096  # field values a gate remembers the rule groups of (cleared when full)
+MEMO_TRIAL = 4096  # lookups after which a gate whose values mostly differ stops remembering them
+
+
+def _hex_pattern(needle: str) -> bytes:
+    """A Hyperscan expression matching exactly the UTF-8 bytes of ``needle`` (every byte escaped: no syntax)."""
+    return "".join(f"\\x{byte:02x}" for byte in needle.encode("utf-8", "surrogatepass")).encode("ascii")
+
+
+def _collect(pattern: int, _start: int, _end: int, _flags: int, found: list[int]) -> None:
+    found.append(pattern)
+
+
+class _Gate:
+    """One literal gate of a bucket: its rules' needles over a field (or the keyword texts), and what finds them.
+
+    The search runs in Hyperscan (one pass of vectorised literal matching, each needle reported once) when it is
+    installed, else in a pyahocorasick automaton; both give the same groups. A field's value often repeats (a
+    method, an action, a user agent), so a field gate remembers which rule groups each string value brought; a gate
+    that keeps missing (URLs, messages: most values new) stops remembering after MEMO_TRIAL lookups. The memo holds
+    exact results: what a gate finds never depends on it.
+    """
+
+    __slots__ = ("_local", "automaton", "database", "get", "groups", "hits", "memo", "misses", "target")
+
+    def __init__(self, target: str, get: Any, needles: dict[str, RuleGroup], engine: str):
+        self.target = target
+        self.get = get
+        self.groups = list(needles.values())
+        self.automaton: Any = None
+        self.database: Any = None
+        if engine == "hyperscan":
+            self.database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            self.database.compile(expressions=[_hex_pattern(n) for n in needles], ids=list(range(len(needles))),
+                                  elements=len(needles), flags=[hyperscan.HS_FLAG_SINGLEMATCH] * len(needles))
+            self._local = threading.local()  # Hyperscan scratch space is per thread
+        else:
+            self.automaton = ahocorasick.Automaton()
+            for needle, group in needles.items():
+                self.automaton.add_word(needle, group)
+            self.automaton.make_automaton()
+        self.memo: dict[str, tuple[RuleGroup, ...]] | None = None if target == KEYWORDS else {}
+        self.hits = 0
+        self.misses = 0
+
+    def search(self, text: str) -> tuple[RuleGroup, ...]:
+        """The rule groups whose needle occurs in ``text`` (lowercased already), each once."""
+        if self.database is None:
+            return tuple(dict.fromkeys([group for _end, group in self.automaton.iter(text)]))
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self.database)
+        found: list[int] = []
+        self.database.scan(text.encode("utf-8", "surrogatepass"), match_event_handler=_collect, context=found,
+                           scratch=scratch)
+        groups = self.groups
+        return tuple(dict.fromkeys([groups[i] for i in found]))
+
+    def remembered(self, value: str) -> tuple[RuleGroup, ...]:
+        """:meth:`search` on a string value (lowercased here), through the memo while there is one."""
+        memo = self.memo
+        if memo is None:
+            return self.search(value.lower())
+        found = memo.get(value)
+        if found is not None:
+            self.hits += 1
+            return found
+        found = self.search(value.lower())
+        self.misses += 1
+        if self.misses >= MEMO_TRIAL and self.hits < self.misses:
+            self.memo = None
+        elif len(memo) >= MEMO_SIZE:
+            memo.clear()
+        else:
+            memo[value] = found
+        return found
+
+
 @dataclass
 class _Bucket:
     always: list[CompiledRule] = field(default_factory=list)
     anchored: list[tuple[Any, list[CompiledRule]]] = field(default_factory=list)  # (getter, rules)
-    gated: list[tuple[str, Any, Any]] = field(default_factory=list)  # (target, getter, automaton)
+    gated: list[_Gate] = field(default_factory=list)
     order: dict[int, int] = field(default_factory=dict)  # id(rule) → position, to keep matches in rule order
 
 
@@ -106,7 +197,15 @@ class Detector:
     """Evaluates events against a RuleSet; keeps counters per rule and the time spent."""
 
     def __init__(self, ruleset: RuleSet, logsources: dict[str, tuple[LogSource, ...]] | None = None,
-                 correlator: Correlator | None = None):
+                 correlator: Correlator | None = None, literal_engine: str | None = None):
+        """``literal_engine``: "hyperscan" or "ahocorasick" for the literal gates (default: Hyperscan when
+        installed)."""
+        if literal_engine is None:
+            literal_engine = "ahocorasick" if hyperscan is None else "hyperscan"
+        if literal_engine not in LITERAL_ENGINES or (literal_engine == "hyperscan" and hyperscan is None):
+            raise ValueError(f"literal_engine {literal_engine!r}: expected one of {', '.join(LITERAL_ENGINES)}"
+                             + (" (hyperscan is not installed)" if literal_engine == "hyperscan" else ""))
+        self.literal_engine = literal_engine
         self.ruleset = ruleset
         self.rules = ruleset.rules
         self.logsources = dataset_logsources() if logsources is None else logsources
@@ -137,11 +236,9 @@ class Detector:
                     by_field.setdefault(anchor, []).append(rule)
             bucket.anchored = [(field_getter(name), group) for name, group in sorted(by_field.items())]
             for target, needles in sorted(by_needle.items()):
-                automaton = ahocorasick.Automaton()
-                for needle, group in needles.items():
-                    automaton.add_word(needle, tuple(group))
-                automaton.make_automaton()
-                bucket.gated.append((target, None if target == KEYWORDS else field_getter(target), automaton))
+                getter = None if target == KEYWORDS else field_getter(target)
+                groups = {needle: tuple(group) for needle, group in needles.items()}
+                bucket.gated.append(_Gate(target, getter, groups, self.literal_engine))
             self._buckets[dataset] = bucket
         return bucket
 
@@ -158,12 +255,16 @@ class Detector:
                 out.extend(group)
         if bucket.gated:
             view = event if isinstance(event, EventView) else EventView(event)
-            groups: set[tuple[CompiledRule, ...]] = set()
-            for target, get, automaton in bucket.gated:
-                text = _gate_text(view, target, get)
+            groups: set[RuleGroup] = set()
+            for gate in bucket.gated:
+                if gate.memo is not None:
+                    value = gate.get(view)
+                    if type(value) is str:
+                        groups.update(gate.remembered(value))
+                        continue
+                text = _gate_text(view, gate.target, gate.get)
                 if text:
-                    for _end, group in automaton.iter(text):
-                        groups.add(group)
+                    groups.update(gate.search(text))
             if len(groups) == 1 and not out:
                 return list(groups.pop())  # one group: already in rule order
             if groups:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from soc.detect.engine import Detector
 from soc.detect.loader import BUILTIN_RULES, ecs_pipeline, load_rules
 from soc.parsers import parse
@@ -122,7 +124,8 @@ def test_sql_retro_hunt_agrees_with_live_matching(tmp_path: Path) -> None:
     assert matched_somewhere >= 14  # not a comparison of empty sets: the own rules all match their samples
 
 
-def test_indexed_candidates_never_drop_a_matching_rule() -> None:
+@pytest.mark.parametrize("literal_engine", ["hyperscan", "ahocorasick"])
+def test_indexed_candidates_never_drop_a_matching_rule(literal_engine: str) -> None:
     """The log-source buckets, anchors and literal gates only skip rules that cannot match: on real logs and on every
     own rule's samples, the detector matches exactly the rules that evaluating all of them in turn finds."""
     from soc.detect.compiler import EventView
@@ -131,7 +134,7 @@ def test_indexed_candidates_never_drop_a_matching_rule() -> None:
 
     ruleset = load_rules([SIGMA / d for d in ("linux", "web", "network")], ecs_pipeline())
     ruleset.rules += load_rules([BUILTIN_RULES]).rules
-    detector = Detector(ruleset)
+    detector = Detector(ruleset, literal_engine=literal_engine)
     sources = dataset_logsources()
     events = [parse(line) for name in ("Linux_2k.log", "Apache_2k.log")
               for line in (LOGHUB / name).read_text(encoding="utf-8", errors="replace").splitlines()]
