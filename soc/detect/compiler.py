@@ -446,9 +446,11 @@ def required_fields(node: ConditionItem) -> frozenset[str]:
 # -- literal gates (for the Aho-Corasick prefilter) ----------------------------------------------------------
 
 KEYWORDS = "\x00keywords"  # the gate target of keyword (unbound) values
-# Fields that are (nearly) the same for every event of a log source: literals in them filter nothing.
+# Fields that are (nearly) the same for every event of a log source, or take one of a handful of values (a request
+# method, an outcome): literals in them filter little, so a rule is gated on another of its literals when it has one.
 _SAME_PER_SOURCE = {"event.dataset", "event.module", "event.kind", "event.category", "event.type", "ecs.version",
-                    "log.syslog.appname", "process.name", "service.name"}
+                    "log.syslog.appname", "process.name", "service.name", "http.request.method", "event.outcome",
+                    "network.transport", "network.protocol", "log.level"}
 Gate = dict[str, frozenset[str]]  # target (field or KEYWORDS) → needles; the rule needs at least one of them
 
 
