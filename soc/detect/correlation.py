@@ -11,7 +11,7 @@ older than the newest event seen, so groups that go quiet do not wait for the ca
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,16 +109,16 @@ def _key_part(value: Any) -> str | None:
 
 
 class _Window:
-    """The per-group state of one correlation."""
+    """The per-group state of one correlation: the newest event time it has seen, and ``state`` by kind —
+    event_count: the event times in the window (arrival order); value_count: value → its newest time (arrival
+    order); temporal: rule id → its newest time; temporal_ordered: the times of the steps matched so far. Windows
+    are many (one per group) and made often, so each holds only its kind's container."""
 
-    __slots__ = ("last", "last_by_rule", "sequence", "times", "values")
+    __slots__ = ("last", "state")
 
-    def __init__(self) -> None:
-        self.last = 0.0  # the newest event time the window has seen
-        self.times: deque[float] = deque()
-        self.values: OrderedDict[str, float] = OrderedDict()  # value → its newest time, in arrival order
-        self.last_by_rule: dict[str, float] = {}
-        self.sequence: list[float] = []
+    def __init__(self, kind: str) -> None:
+        self.last = 0.0
+        self.state: Any = OrderedDict() if kind == "value_count" else {} if kind == "temporal" else []
 
 
 class _Tracker:
@@ -154,7 +154,7 @@ class _Tracker:
     def _window(self, key: tuple[str | None, ...]) -> _Window:
         window = self.groups.get(key)
         if window is None:
-            window = self.groups[key] = _Window()
+            window = self.groups[key] = _Window(self.corr.type)
             while len(self.groups) > self.max_groups:
                 self.groups.popitem(last=False)
         else:
@@ -171,12 +171,16 @@ class _Tracker:
         count: int
         first: float
         if corr.type == "event_count":
-            window.times.append(ts)
-            while window.times and window.times[0] < horizon:
-                window.times.popleft()
-            count, first = len(window.times), window.times[0]
+            times = window.state
+            times.append(ts)
+            if times[0] < horizon:
+                expired = 1
+                while times[expired] < horizon:  # the newest (ts) is never below the horizon
+                    expired += 1
+                del times[:expired]
+            count, first = len(times), times[0]
         elif corr.type == "value_count":
-            values = window.values
+            values = window.state
             value = self.value_getter(event) if self.value_getter else MISSING
             if value is not MISSING:
                 for v in as_list(value):
@@ -197,24 +201,26 @@ class _Tracker:
             count = len(values)
             first = min(values.values(), default=ts)
         elif corr.type == "temporal":
-            window.last_by_rule[rule.id] = ts
-            window.last_by_rule = {r: t for r, t in window.last_by_rule.items() if t >= horizon}
-            count, first = len(window.last_by_rule), min(window.last_by_rule.values())
+            latest = window.state
+            latest[rule.id] = ts
+            for rule_id in [r for r, t in latest.items() if t < horizon]:
+                del latest[rule_id]
+            count, first = len(latest), min(latest.values())
             if self.check is None:
                 if count < len(set(self.order)):
                     return None
                 return self._fire(key, window, count, first, ts, event)
         else:  # temporal_ordered: the rules must match in the order listed, all within the timespan
-            step = len(window.sequence)
-            if window.sequence and window.sequence[0] < horizon:
-                window.sequence, step = [], 0
-            if rule.id == self.order[step]:
-                window.sequence.append(ts)
+            sequence = window.state
+            if sequence and sequence[0] < horizon:
+                sequence.clear()
+            if rule.id == self.order[len(sequence)]:
+                sequence.append(ts)
             elif rule.id == self.order[0]:
-                window.sequence = [ts]
-            if len(window.sequence) < len(self.order):
+                sequence[:] = [ts]
+            if len(sequence) < len(self.order):
                 return None
-            return self._fire(key, window, len(window.sequence), window.sequence[0], ts, event)
+            return self._fire(key, window, len(sequence), sequence[0], ts, event)
         if self.check is None or corr.count is None or not self.check(count, corr.count):
             return None
         return self._fire(key, window, count, first, ts, event)
