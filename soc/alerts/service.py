@@ -66,6 +66,14 @@ def _at(event: Event) -> datetime:
     return datetime.fromtimestamp(seconds, UTC) if seconds else datetime.now(UTC)
 
 
+_IN_CHUNK = 500  # values in one SQL IN list (well within SQLite's and PostgreSQL's parameter limits)
+
+
+def group_key(rule_id: str, group: dict[str, str | None]) -> str:
+    """The dedup key of an alert: a hash of its rule and the values of its group fields."""
+    return hashlib.sha256(json.dumps([rule_id, sorted(group.items())], default=str).encode()).hexdigest()
+
+
 def as_utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes for timezone columns; they are UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -104,17 +112,96 @@ class AlertService:
                 if (v := _value(detection.event, name)) is not None}
 
     def record(self, session: Session, found: Iterable[Detection], now: datetime | None = None) -> Recorded:
-        """Create or update alerts for the detections; an event already behind the rule's alert adds nothing."""
+        """Create or update alerts for the detections; an event already behind the rule's alert adds nothing.
+
+        A batch is recorded with a few set-wise queries (which events are already behind their rule's alert, which
+        alerts are open for the batch's groups) and one insert of its events, inside a savepoint; should another
+        writer record some of the same events meanwhile (the unique (rule, event) constraint refuses the insert),
+        the batch is recorded again one detection at a time, as before.
+        """
         now = now or datetime.now(UTC)
+        pending = self._unseen(session, list(found))
+        if not pending:
+            return Recorded()
+        try:
+            with session.begin_nested():
+                return self._record_batch(session, pending, now)
+        except IntegrityError:
+            result = Recorded()
+            for detection in pending:
+                outcome = self._record_one(session, detection, now)
+                if outcome is not None:
+                    alert, created = outcome
+                    if created:
+                        result.created[alert.id] = alert
+                    elif alert.id not in result.created:
+                        result.updated[alert.id] = alert
+            return result
+
+    @staticmethod
+    def _unseen(session: Session, found: list[Detection]) -> list[Detection]:
+        """The detections whose event is not yet behind their rule's alert (each (rule, event) once, in order)."""
+        seen: set[tuple[str, str]] = set()
+        rules = sorted({d.rule_id for d in found})
+        events = sorted({d.event_id for d in found})
+        for at in range(0, len(events), _IN_CHUNK):
+            seen.update((rule_id, event_id) for rule_id, event_id in session.execute(
+                select(AlertEvent.rule_id, AlertEvent.event_id).where(
+                    AlertEvent.rule_id.in_(rules), AlertEvent.event_id.in_(events[at:at + _IN_CHUNK]))))
+        out = []
+        for d in found:
+            pair = (d.rule_id, d.event_id)
+            if pair not in seen:
+                seen.add(pair)
+                out.append(d)
+        return out
+
+    def _record_batch(self, session: Session, pending: list[Detection], now: datetime) -> Recorded:
+        """:meth:`record` of detections not yet recorded: the same alerts as recording them one by one."""
+        window = timedelta(minutes=self.policy.dedup_window_minutes)
+        items = [(d, self.group_of(d), _at(d.event)) for d in pending]
+        keyed = [(d, group, at, group_key(d.rule_id, group)) for d, group, at in items]
+        pairs = {(d.rule_id, key) for d, _, _, key in keyed}
+        earliest = min(at for _, _, at, _ in keyed) - window
+        open_alerts: dict[tuple[str, str], list[Alert]] = {}  # per group, oldest first (the newest is preferred)
+        with session.no_autoflush:
+            keys = sorted({key for _, key in pairs})
+            for at in range(0, len(keys), _IN_CHUNK):
+                for alert in session.scalars(
+                        select(Alert).where(Alert.rule_id.in_({r for r, _ in pairs}),
+                                            Alert.group_key.in_(keys[at:at + _IN_CHUNK]),
+                                            Alert.status.in_(OPEN_STATUSES), Alert.last_seen >= earliest)
+                        .order_by(Alert.id)):
+                    if (alert.rule_id, alert.group_key) in pairs:
+                        open_alerts.setdefault((alert.rule_id, alert.group_key), []).append(alert)
+        created: list[Alert] = []
+        links: list[tuple[Alert, Detection, datetime]] = []
+        for d, group, at, key in keyed:
+            alerts = open_alerts.setdefault((d.rule_id, key), [])
+            alert = next((a for a in reversed(alerts) if as_utc(a.last_seen) >= at - window), None)
+            if alert is None:
+                alert = self._new_alert(d, key, group, at, now)
+                session.add(alert)
+                alerts.append(alert)
+                created.append(alert)
+            else:
+                alert.count += d.count
+                alert.first_seen = min(as_utc(alert.first_seen), at)
+                alert.last_seen = max(as_utc(alert.last_seen), at)
+            links.append((alert, d, at))
+        session.flush()  # ids for the new alerts
+        session.add_all([AlertEvent(alert_id=alert.id, rule_id=d.rule_id, event_id=d.event_id, event_time=at)
+                         for alert, d, at in links])
+        session.flush()
         result = Recorded()
-        for detection in found:
-            outcome = self._record_one(session, detection, now)
-            if outcome is not None:
-                alert, created = outcome
-                if created:
+        new = {id(alert) for alert in created}
+        for alert, _, _ in links:
+            if id(alert) in new:
+                if alert.id not in result.created:
                     result.created[alert.id] = alert
-                elif alert.id not in result.created:
-                    result.updated[alert.id] = alert
+                    self._notify(session, alert)
+            elif alert.id not in result.created:
+                result.updated[alert.id] = alert
         return result
 
     def _record_one(self, session: Session, d: Detection, now: datetime) -> tuple[Alert, bool] | None:
@@ -123,7 +210,7 @@ class AlertService:
         if seen is not None:
             return None
         group = self.group_of(d)
-        key = hashlib.sha256(json.dumps([d.rule_id, sorted(group.items())], default=str).encode()).hexdigest()
+        key = group_key(d.rule_id, group)
         at = _at(d.event)
         window = timedelta(minutes=self.policy.dedup_window_minutes)
         alert = session.scalars(
