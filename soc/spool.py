@@ -18,12 +18,13 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from soc.metrics import source_label
 
 HEADER = struct.Struct(">II")
 SEGMENT_BYTES = 64 * 1024 * 1024
+READ_BLOCK = 1024 * 1024  # bytes a reader takes from a segment at once
 CHECKPOINT = "checkpoint"
 CURSOR_PREFIX = "cursor-"
 
@@ -34,8 +35,7 @@ class Position:
     offset: int
 
 
-@dataclass(frozen=True)
-class SpooledRecord:
+class SpooledRecord(NamedTuple):  # a tuple: made for every record read, and cheaper to make than a dataclass
     source: str  # where it came from, e.g. "syslog-udp:127.0.0.1"
     raw: bytes
     key: str  # durable place: "spool:SEGMENT:OFFSET"
@@ -191,20 +191,50 @@ class Spool:
             path = self.dir / _segment_name(position.segment)
             if not path.exists():
                 break
-            with open(path, "rb") as fh:
-                fh.seek(position.offset)
-                while len(records) < max_records and (until is None or position < until):
-                    offset = fh.tell()
-                    payload = _read_record(fh)
-                    if payload is None:
-                        break  # the end, a record being written right now, or a torn one: stop here
-                    source, _, raw = payload.partition(b"\0")
-                    records.append(SpooledRecord(source.decode(), raw, f"spool:{position.segment}:{offset}"))
-                    position = Position(position.segment, fh.tell())
-            if len(records) >= max_records or position.segment >= self.end().segment:
-                break
+            limit = until.offset if until is not None and until.segment == position.segment else None
+            position = Position(position.segment, self._read_segment(path, position, max_records - len(records),
+                                                                     limit, records))
+            if len(records) >= max_records or limit is not None or position.segment >= self.end().segment:
+                break  # (``until`` lies in this segment: what follows it is not this reader's yet)
             position = Position(position.segment + 1, 0)  # this segment is finished: go on to the next
         return records, position
+
+    @staticmethod
+    def _read_segment(path: Path, start: Position, max_records: int, limit: int | None,
+                      records: list[SpooledRecord]) -> int:
+        """Append to ``records`` up to ``max_records`` complete records of one segment starting at ``start`` (and
+        before offset ``limit``); returns the offset after the last one. The file is read in blocks and the records
+        cut from them (one read call per block, not two per record)."""
+        segment, offset = start.segment, start.offset
+        sources: dict[bytes, str] = {}  # a few distinct sources: each decoded once
+        taken = 0
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            block, at = b"", 0  # bytes of the file from offset - at on; ``at``: where the next record starts
+            while taken < max_records and (limit is None or offset < limit):
+                if len(block) - at < HEADER.size:
+                    block, at = block[at:] + fh.read(max(READ_BLOCK, HEADER.size)), 0
+                    if len(block) < HEADER.size:
+                        break
+                length, crc = HEADER.unpack_from(block, at)
+                end = at + HEADER.size + length
+                if end > len(block):
+                    block, at = block[at:] + fh.read(max(READ_BLOCK, end - len(block))), 0
+                    end = HEADER.size + length
+                    if end > len(block):
+                        break  # the end, a record being written right now, or a torn one: stop here
+                payload = block[at + HEADER.size:end]
+                if zlib.crc32(payload) != crc:
+                    break
+                source, _, raw = payload.partition(b"\0")
+                name = sources.get(source)
+                if name is None:
+                    name = sources[source] = source.decode()
+                records.append(SpooledRecord(name, raw, f"spool:{segment}:{offset}"))
+                taken += 1
+                offset += HEADER.size + length
+                at = end
+        return offset
 
     def backlog_bytes(self) -> int:
         """Bytes appended but not yet consumed."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
-from soc.spool import Position, Spool, source_origin, spool_source
+import pytest
+
+from soc import spool as spool_module
+from soc.spool import HEADER, Position, Spool, source_origin, spool_source
 
 
 def _fill(spool: Spool, n: int, start: int = 0) -> None:
@@ -82,3 +86,40 @@ def test_source_origin_is_a_bounded_metrics_label() -> None:
     assert source_origin(spool_source("json", "http:analyst-zhang")) == "http"  # the user name is not a label
     assert source_origin(spool_source("json", "carrier-pigeon:42")) == "other"
     assert source_origin("no-separator-at-all") == "other"
+
+
+@pytest.mark.parametrize("block", [7, 64, 1024 * 1024])
+def test_block_reads_match_record_by_record(tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records cut from blocks of any size (a header or a payload split between two blocks, a record longer than a
+    block) are the records the file holds, in order, up to ``max_records`` and ``until``, and reading stops at a
+    record still being written."""
+    monkeypatch.setattr(spool_module, "READ_BLOCK", block)
+    spool = Spool(tmp_path / "spool", segment_bytes=4000)
+    rng = random.Random(block)
+    written = [(spool_source("syslog", f"tcp:10.0.0.{rng.randrange(3)}"), bytes(rng.randrange(256) for _ in
+                range(rng.choice([0, 1, 30, 200, 2000])))) for _ in range(60)]
+    for at in range(0, len(written), 7):
+        spool.append(written[at:at + 7])
+    got, end = [], spool.checkpoint()
+    while True:
+        records, end = spool.read(end, max_records=rng.randrange(1, 9))
+        if not records:
+            break
+        got += records
+    assert [(r.source, r.raw) for r in got] == written
+    assert len({r.key for r in got}) == len(written) and all(r.key.startswith("spool:") for r in got)
+    middle = got[25].key.split(":")
+    until = Position(int(middle[1]), int(middle[2]))
+    before, stop = spool.read(spool.checkpoint(), 1000, until)
+    assert [r.raw for r in before] == [r.raw for r in got if _position(r.key) < until] and stop <= until
+    # a record being written: its header is there, its payload not all of it yet
+    last = spool.end()
+    with open(tmp_path / "spool" / f"spool-{last.segment:08d}.log", "ab") as fh:
+        fh.write(HEADER.pack(50, 0) + b"partial")
+    records, after = spool.read(last, 10)
+    assert records == [] and after == last
+
+
+def _position(key: str) -> Position:
+    _, segment, offset = key.split(":")
+    return Position(int(segment), int(offset))
