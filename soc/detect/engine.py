@@ -262,6 +262,8 @@ class Detector:
                     if type(value) is str:
                         groups.update(gate.remembered(value))
                         continue
+                    if value is MISSING or value is None:  # nothing to search (as _gate_text finds)
+                        continue
                 text = _gate_text(view, gate.target, gate.get)
                 if text:
                     groups.update(gate.search(text))
