@@ -79,6 +79,13 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _add_to(alert: Alert, d: Detection, at: datetime) -> None:
+    """Count a detection at time ``at`` into an open alert of its group."""
+    alert.count += d.count
+    alert.first_seen = min(as_utc(alert.first_seen), at)
+    alert.last_seen = max(as_utc(alert.last_seen), at)
+
+
 @dataclass
 class Recorded:
     """The alerts a batch of detections created and the ones it added to."""
@@ -185,9 +192,7 @@ class AlertService:
                 alerts.append(alert)
                 created.append(alert)
             else:
-                alert.count += d.count
-                alert.first_seen = min(as_utc(alert.first_seen), at)
-                alert.last_seen = max(as_utc(alert.last_seen), at)
+                _add_to(alert, d, at)
             links.append((alert, d, at))
         session.flush()  # ids for the new alerts
         session.add_all([AlertEvent(alert_id=alert.id, rule_id=d.rule_id, event_id=d.event_id, event_time=at)
@@ -223,9 +228,7 @@ class AlertService:
             session.add(alert)
             session.flush()
         else:
-            alert.count += d.count
-            alert.first_seen = min(as_utc(alert.first_seen), at)
-            alert.last_seen = max(as_utc(alert.last_seen), at)
+            _add_to(alert, d, at)
         try:
             with session.begin_nested():
                 session.add(AlertEvent(alert_id=alert.id, rule_id=d.rule_id, event_id=d.event_id, event_time=at))
