@@ -18,13 +18,14 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 from soc.metrics import source_label
 
 HEADER = struct.Struct(">II")
 SEGMENT_BYTES = 64 * 1024 * 1024
 READ_BLOCK = 1024 * 1024  # bytes a reader takes from a segment at once
+REPAIR_RECORDS = 65536  # records the tail repair holds at once while it looks for the last intact one
 CHECKPOINT = "checkpoint"
 CURSOR_PREFIX = "cursor-"
 
@@ -62,18 +63,6 @@ def source_sender(source: str) -> str | None:
     origin = source.split("|", 1)[-1]
     transport, _, address = origin.partition(":")
     return address or None if transport in ("udp", "tcp") else None
-
-
-def _read_record(fh: BinaryIO) -> bytes | None:
-    """The next complete, intact payload, or None at the end or at a torn/in-progress record."""
-    header = fh.read(HEADER.size)
-    if len(header) < HEADER.size:
-        return None
-    length, crc = HEADER.unpack(header)
-    payload = fh.read(length)
-    if len(payload) < length or zlib.crc32(payload) != crc:
-        return None
-    return payload
 
 
 def _segment_name(number: int) -> str:
@@ -253,10 +242,13 @@ class Spool:
         path = self.dir / _segment_name(segment)
         if not path.exists():
             return
-        good = 0
-        with open(path, "rb") as fh:
-            while _read_record(fh) is not None:
-                good = fh.tell()
+        good, records = 0, []
+        while True:  # the offset after the last intact record (read as the consumer reads, a block at a time)
+            after = self._read_segment(path, Position(segment, good), REPAIR_RECORDS, None, records)
+            records.clear()
+            if after == good:
+                break
+            good = after
         if good < path.stat().st_size:
             with open(path, "r+b") as fh:
                 fh.truncate(good)

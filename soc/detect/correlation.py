@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from soc.detect.compiler import MISSING, Event, as_list, field_getter, scalar_text
+from soc.ecs import utc_seconds
 
 if TYPE_CHECKING:
     from soc.detect.loader import CompiledCorrelation, CompiledRule
@@ -29,40 +30,7 @@ _OPS = {
 
 
 _TIMES: dict[str, float] = {}  # timestamp text → epoch seconds (events of one second share their text)
-_HOURS: dict[str, int] = {}  # "YYYY-MM-DDTHH" → epoch seconds of that UTC hour
 _MEMO_SIZE = 4096
-
-
-def _ascii_digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
-
-
-def utc_seconds(text: str) -> float | None:
-    """Epoch seconds of a UTC time written as the parsers write ``@timestamp`` (``YYYY-MM-DDTHH:MM:SS``, then
-    ``.fff`` or ``.ffffff`` or nothing, then ``Z``), equal to ``datetime.fromisoformat(text).timestamp()``; None
-    for any other form. The hour is parsed once and remembered; minutes, seconds and the fraction are added."""
-    n = len(text)
-    if (n != 20 and n != 24 and n != 27) or text[n - 1] != "Z" or text[13] != ":" or text[16] != ":":
-        return None
-    fraction = text[20:n - 1]
-    if fraction and (text[19] != "." or not _ascii_digits(fraction)):
-        return None
-    minutes, seconds = text[14:16], text[17:19]
-    if not _ascii_digits(minutes) or not _ascii_digits(seconds) or minutes > "59" or seconds > "59":
-        return None
-    prefix = text[:13]
-    hour = _HOURS.get(prefix)
-    if hour is None:
-        try:
-            hour = int(datetime.fromisoformat(prefix + ":00:00+00:00").timestamp())
-        except ValueError:
-            return None
-        if len(_HOURS) >= _MEMO_SIZE:
-            _HOURS.clear()
-        _HOURS[prefix] = hour
-    micro = (int(fraction) * 1000 if len(fraction) == 3 else int(fraction)) if fraction else 0
-    # as datetime.timestamp() computes it: whole microseconds divided once (the same float, bit for bit)
-    return ((hour + int(minutes) * 60 + int(seconds)) * 1_000_000 + micro) / 1_000_000
 
 
 def event_time(event: Event) -> float:

@@ -17,7 +17,7 @@ from typing import Any, Final
 import cython
 import orjson
 
-from soc.ecs import Event
+from soc.ecs import Event, utc_seconds
 
 # ECS field → column, in row order; the store indexes some and filters on all of them without touching the JSON.
 COLUMNS: Final[dict[str, str]] = {
@@ -96,6 +96,9 @@ def _ts_ms(value: Any) -> int:
         dt = value
     else:
         text = str(value)
+        seconds = utc_seconds(text)  # the parsers' form, without fromisoformat (the same float)
+        if seconds is not None:
+            return int(seconds * 1000)
         dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from soc.detect.correlation import Correlator, event_time, utc_seconds
+from soc.detect.correlation import Correlator, event_time
 from soc.detect.engine import Detector
 from soc.detect.loader import load_texts
+from soc.ecs import utc_seconds
 
 BASE = """
 title: failed login

@@ -70,6 +70,29 @@ def test_torn_tail_is_cut_on_open(tmp_path: Path) -> None:
     assert len(reopened.read(Position(1, 0))[0]) == 4
 
 
+@pytest.mark.parametrize("repair_records", [1, 2, 65536])
+@pytest.mark.parametrize("tail", ["header", "payload", "crc"])
+def test_tail_repair_keeps_every_intact_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repair_records: int,
+                                               tail: str) -> None:
+    """The repair reads the segment in rounds of REPAIR_RECORDS and stops at the first record that is cut short or
+    fails its CRC: the records before it stay, it and anything after it go."""
+    monkeypatch.setattr(spool_module, "REPAIR_RECORDS", repair_records)
+    spool = Spool(tmp_path)
+    _fill(spool, 5)
+    spool.close()
+    segment = tmp_path / "spool-00000001.log"
+    whole = segment.stat().st_size
+    payload = b"syslog|udp:127.0.0.1\0message 5"
+    torn = {"header": HEADER.pack(len(payload), 0)[:5],
+            "payload": HEADER.pack(len(payload), 0) + payload[:9],
+            "crc": HEADER.pack(len(payload), 12345) + payload}[tail]
+    with segment.open("ab") as fh:
+        fh.write(torn)
+    reopened = Spool(tmp_path)
+    assert segment.stat().st_size == whole
+    assert [r.raw for r in reopened.read(Position(1, 0))[0]] == [f"message {i}".encode() for i in range(5)]
+
+
 def test_uncommitted_records_are_read_again(tmp_path: Path) -> None:
     """A consumer that dies before commit sees the same records (and keys) after restart."""
     spool = Spool(tmp_path)

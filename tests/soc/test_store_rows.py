@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -69,3 +70,14 @@ def test_row_of_a_typical_event() -> None:
 def test_row_without_timestamp_is_refused() -> None:
     with pytest.raises(KeyError):
         event_row("a", {"message": "no time"})
+
+
+@given(moment=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+       digits=st.sampled_from([0, 3, 6]), zone=st.sampled_from(["Z", "+00:00", "+08:00"]))
+def test_ts_ms_of_every_form_equals_fromisoformat(moment: datetime, digits: int, zone: str) -> None:
+    """The parsers' ``Z`` form takes the short way (soc.ecs.utc_seconds), other forms fromisoformat: the same
+    milliseconds either way."""
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{moment.microsecond:06d}"[:digits + 1] if digits else "") + zone
+    expected = int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    assert ts_ms(text) == expected
+    assert ts_ms(datetime.fromisoformat(text.replace("Z", "+00:00"))) == expected
