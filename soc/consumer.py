@@ -29,7 +29,7 @@ from itertools import groupby
 from typing import TYPE_CHECKING
 
 from soc.metrics import SocMetrics
-from soc.pipeline import Pipeline, Prepared, RawRecord, ingest_gc, short_switch_interval
+from soc.pipeline import Pipeline, Prepared, ingest_gc, short_switch_interval
 from soc.spool import Position, Spool, SpooledRecord, source_format, source_origin, source_sender
 from soc.store.base import StoreUnavailable
 
@@ -150,8 +150,7 @@ class SpoolConsumer:
         self._settings.close()
 
     def _parse(self, records: list[SpooledRecord]) -> list[tuple[str, Prepared]]:
-        return [(source, self.pipeline.prepare((RawRecord(r.key, r.raw) for r in group), source_format(source),
-                                               source_sender(source)))
+        return [(source, self.pipeline.prepare(group, source_format(source), source_sender(source)))
                 for source, group in groupby(records, key=lambda r: r.source)]
 
     # --- detection ------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from soc.deadletter import DeadLetterStore
 from soc.ecs import Event, event_id
@@ -52,6 +52,17 @@ class RawRecord(NamedTuple):
 
     source_key: str
     raw: bytes
+
+
+class SourcedRecord(Protocol):
+    """What ``Pipeline.prepare`` and ``to_event`` read of a record: a RawRecord, or the spool's SpooledRecord as it
+    comes (no copy per record)."""
+
+    @property
+    def source_key(self) -> str: ...
+
+    @property
+    def raw(self) -> bytes: ...
 
 
 def decode(raw: bytes) -> str:
@@ -151,7 +162,8 @@ class Pipeline:
         self.metrics = metrics
         self.source = source_label(source)
 
-    def to_event(self, record: RawRecord, fmt: str, sender: str | None = None) -> tuple[str, Event] | tuple[None, str]:
+    def to_event(self, record: SourcedRecord, fmt: str,
+                 sender: str | None = None) -> tuple[str, Event] | tuple[None, str]:
         """The (id, event) of a record, or (None, reason) when it cannot become one. ``sender``: the address the
         record came from (syslog), kept as ``log.source.address``; the register lookup falls back to it."""
         if len(record.raw) > self.max_line_bytes:
@@ -211,7 +223,7 @@ class Pipeline:
         stats.duration_s = time.perf_counter() - started
         return stats
 
-    def prepare(self, records: Iterable[RawRecord], fmt: str = "auto", sender: str | None = None) -> Prepared:
+    def prepare(self, records: Iterable[SourcedRecord], fmt: str = "auto", sender: str | None = None) -> Prepared:
         """Parse and enrich records without storing them (see ``store_prepared``); ``sender`` as in ``to_event``."""
         prepared = Prepared()
         with ingest_gc():

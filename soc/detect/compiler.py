@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sigma.conditions import (
     ConditionAND,
@@ -285,41 +285,46 @@ def _field_predicate(field: str, value: Any) -> Predicate:
     return predicate
 
 
+_NOTHING: Final = (None, None, None)
+# (the event Detector.match is on, its keyword texts, the same lowercased) in a one-slot list, replaced whole: a
+# reader sees one consistent triple from whichever thread wrote it, and the module's globals never change (a
+# compiled module's cached global lookups would all go stale on every write)
+_KEYWORDS_OF: list[tuple[Any, Any, Any]] = [_NOTHING]
+
+
+def remember_keywords(event: Event) -> None:
+    """Keep the keyword texts computed for ``event`` (by identity) until ``forget_keywords``: the rules that search
+    keywords on one event then share one computation. Detector.match brackets each event with these."""
+    _KEYWORDS_OF[0] = (event, None, None)
+
+
+def forget_keywords() -> None:
+    _KEYWORDS_OF[0] = _NOTHING
+
+
 def keyword_texts(event: Event) -> list[str]:
     """What keywords search: the raw line (``event.original``) or ``message`` when the event has them (events
-    Yunshu parsed), otherwise every value of the event (JSON events given as they are). Cached on
-    :class:`EventView` events, computed each time on plain dicts."""
-    cached = getattr(event, "keyword_cache", None)
-    if cached is not None:
-        return cached
+    Yunshu parsed), otherwise every value of the event (JSON events given as they are). Kept while ``event`` is
+    the one ``remember_keywords`` named, computed each time otherwise."""
+    memo = _KEYWORDS_OF[0]
+    if memo[0] is event and memo[1] is not None:
+        return memo[1]
     inner = event.get("event")
     original = inner.get("original") if isinstance(inner, dict) else None
     message = event.get("message")
     if message is original:  # parsers often keep the line as both: search it once
         message = None
     texts = [t for t in (original, message) if isinstance(t, str)] or list(string_leaves(event))
-    if isinstance(event, EventView):
-        event.keyword_cache = texts
-        event.keyword_lower = [t.lower() for t in texts]
+    if memo[0] is event:
+        _KEYWORDS_OF[0] = (event, texts, [t.lower() for t in texts])
     return texts
 
 
-class EventView(dict):  # type: ignore[type-arg]
-    """An event with room for what several rules would otherwise compute again (the keyword texts)."""
-
-    __slots__ = ("keyword_cache", "keyword_lower")
-
-    def __init__(self, event: Event):
-        super().__init__(event)
-        self.keyword_cache: list[str] | None = None
-        self.keyword_lower: list[str] | None = None
-
-
 def lowered_texts(event: Event) -> list[str]:
-    """The keyword texts, lowercased (cached on EventView events)."""
+    """The keyword texts, lowercased (kept while ``event`` is the remembered one)."""
     texts = keyword_texts(event)
-    lowered = getattr(event, "keyword_lower", None)
-    return lowered if lowered is not None else [t.lower() for t in texts]
+    memo = _KEYWORDS_OF[0]
+    return memo[2] if memo[0] is event and memo[1] is texts else [t.lower() for t in texts]
 
 
 def _keyword_predicate(value: Any) -> Predicate:

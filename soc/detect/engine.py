@@ -34,7 +34,16 @@ if hyperscan is not None:
     except hyperscan.error:  # a CPU Hyperscan does not support
         hyperscan = None
 
-from soc.detect.compiler import KEYWORDS, MISSING, Event, EventView, field_getter, lowered_texts, scalar_text
+from soc.detect.compiler import (
+    KEYWORDS,
+    MISSING,
+    Event,
+    field_getter,
+    forget_keywords,
+    lowered_texts,
+    remember_keywords,
+    scalar_text,
+)
 from soc.detect.correlation import CorrelationMatch, Correlator
 from soc.detect.loader import CompiledRule, RuleSet
 
@@ -166,14 +175,14 @@ class _Bucket:
     order: dict[int, int] = field(default_factory=dict)  # id(rule) → position, to keep matches in rule order
 
 
-def _gate_text(view: EventView, target: str, get: Any) -> str | None:
+def _gate_text(event: Event, target: str, get: Any) -> str | None:
     """The lowercased text a literal gate looks at: the keyword texts, or the field's value(s)."""
     if target == KEYWORDS:
-        texts = lowered_texts(view)
+        texts = lowered_texts(event)
         if len(texts) == 2 and texts[1] in texts[0]:  # the message is part of the raw line: search that once
             return texts[0]
         return "\x00".join(texts)
-    value = get(view)
+    value = get(event)
     if type(value) is str:  # the common case: one string, no list to walk
         return value.lower()
     if value is MISSING or value is None:
@@ -254,17 +263,16 @@ class Detector:
             if get(event) is not MISSING:
                 out.extend(group)
         if bucket.gated:
-            view = event if isinstance(event, EventView) else EventView(event)
             groups: set[RuleGroup] = set()
             for gate in bucket.gated:
                 if gate.memo is not None:
-                    value = gate.get(view)
+                    value = gate.get(event)
                     if type(value) is str:
                         groups.update(gate.remembered(value))
                         continue
                     if value is MISSING or value is None:  # nothing to search (as _gate_text finds)
                         continue
-                text = _gate_text(view, gate.target, gate.get)
+                text = _gate_text(event, gate.target, gate.get)
                 if text:
                     groups.update(gate.search(text))
             if len(groups) == 1 and not out:
@@ -277,8 +285,11 @@ class Detector:
     def match(self, event: Event) -> list[CompiledRule]:
         """The rules matching one event (each candidate evaluated once)."""
         started = time.perf_counter()
-        view = EventView(event)
-        matched = [rule for rule in self.candidates(view) if rule.predicate(view)]
+        remember_keywords(event)  # the rules searching keywords share one computation of the texts
+        try:
+            matched = [rule for rule in self.candidates(event) if rule.predicate(event)]
+        finally:
+            forget_keywords()
         self.eval_seconds += time.perf_counter() - started
         self.evaluated += 1
         for rule in matched:

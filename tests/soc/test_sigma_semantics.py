@@ -205,10 +205,36 @@ def test_rules_are_indexed_by_log_source() -> None:
 
 
 def test_keyword_texts_search_a_line_kept_twice_once() -> None:
-    from soc.detect.compiler import EventView, keyword_texts, lowered_texts
+    from soc.detect.compiler import keyword_texts, lowered_texts
 
     line = "GET /A?q=UNION SELECT"
-    view = EventView({"event": {"original": line}, "message": line})
-    assert keyword_texts(view) == [line] and lowered_texts(view) == [line.lower()]
-    other = EventView({"event": {"original": "<13>x: " + line}, "message": line})
+    event = {"event": {"original": line}, "message": line}
+    assert keyword_texts(event) == [line] and lowered_texts(event) == [line.lower()]
+    other = {"event": {"original": "<13>x: " + line}, "message": line}
     assert keyword_texts(other) == ["<13>x: " + line, line]
+
+
+def test_keyword_texts_are_kept_only_for_the_event_being_matched() -> None:
+    """Detector.match remembers one event's keyword texts by identity while its rules run: never for another event,
+    and not after the match (the same dict changed and matched again is searched as it now reads)."""
+    from soc.detect.compiler import forget_keywords, keyword_texts, lowered_texts, remember_keywords
+
+    first = {"message": "Failed password for root"}
+    second = {"message": "Accepted password for admin"}
+    remember_keywords(first)
+    try:
+        assert keyword_texts(first) is keyword_texts(first)  # computed once
+        assert lowered_texts(first) == ["failed password for root"]
+        assert keyword_texts(second) == ["Accepted password for admin"]  # not the remembered one: its own texts
+        assert keyword_texts(first) == ["Failed password for root"]
+    finally:
+        forget_keywords()
+    first["message"] = "Accepted publickey for root"
+    assert keyword_texts(first) == ["Accepted publickey for root"]
+    text = "title: kw\nid: 00000000-0000-4000-8000-00000000a001\nlogsource: {product: linux}\ndetection:\n" \
+           "  keywords: [failed password]\n  condition: keywords\n"
+    detector = Detector(load_texts([("kw.yml", text)]), logsources={})
+    event = {"message": "Failed password for root"}
+    assert [r.id for r in detector.match(event)] == ["00000000-0000-4000-8000-00000000a001"]
+    event["message"] = "Accepted password for root"
+    assert detector.match(event) == []

@@ -21,7 +21,7 @@ def test_append_read_commit(tmp_path: Path) -> None:
     records, end = spool.read(spool.checkpoint(), 4)
     assert [r.raw for r in records] == [f"message {i}".encode() for i in range(4)]
     assert records[0].source == "syslog|udp:127.0.0.1"
-    assert len({r.key for r in records}) == 4
+    assert len({r.source_key for r in records}) == 4
     spool.commit(end)
     rest, end2 = spool.read(spool.checkpoint(), 100)
     assert [r.raw for r in rest] == [f"message {i}".encode() for i in range(4, 10)]
@@ -33,10 +33,10 @@ def test_append_read_commit(tmp_path: Path) -> None:
 def test_keys_are_stable_across_reopen(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     _fill(spool, 5)
-    first = [r.key for r in spool.read(spool.checkpoint())[0]]
+    first = [r.source_key for r in spool.read(spool.checkpoint())[0]]
     spool.close()
     again = Spool(tmp_path)
-    assert [r.key for r in again.read(again.checkpoint())[0]] == first
+    assert [r.source_key for r in again.read(again.checkpoint())[0]] == first
 
 
 def test_roll_over_and_cleanup(tmp_path: Path) -> None:
@@ -130,11 +130,11 @@ def test_block_reads_match_record_by_record(tmp_path: Path, block: int, monkeypa
             break
         got += records
     assert [(r.source, r.raw) for r in got] == written
-    assert len({r.key for r in got}) == len(written) and all(r.key.startswith("spool:") for r in got)
-    middle = got[25].key.split(":")
+    assert len({r.source_key for r in got}) == len(written) and all(r.source_key.startswith("spool:") for r in got)
+    middle = got[25].source_key.split(":")
     until = Position(int(middle[1]), int(middle[2]))
     before, stop = spool.read(spool.checkpoint(), 1000, until)
-    assert [r.raw for r in before] == [r.raw for r in got if _position(r.key) < until] and stop <= until
+    assert [r.raw for r in before] == [r.raw for r in got if _position(r.source_key) < until] and stop <= until
     # a record being written: its header is there, its payload not all of it yet
     last = spool.end()
     with open(tmp_path / "spool" / f"spool-{last.segment:08d}.log", "ab") as fh:
