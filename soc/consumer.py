@@ -174,7 +174,7 @@ class SpoolConsumer:
                 position = _position(pending["end"])
                 log.info("detection resumes after a batch whose alerts were recorded before the restart")
             self.spool.set_cursor(DETECTED, position)
-        return max(position, checkpoint)
+        return min(max(position, checkpoint), self.spool.end())  # (past the end only if the disk lost appends)
 
     def detect_once(self) -> int:
         """Detect on one batch from the detected cursor; returns how many records were consumed."""
@@ -203,8 +203,10 @@ class SpoolConsumer:
                                "event_id": first.event_id})
             self.spool.set_cursor(DETECTED, batch.start, note)
             self.detection.record(found)
-        self._unrecorded = None
         self._advance(batch)
+        # only now: should moving the cursor fail (a full disk), the retry records again (nothing twice) rather than
+        # evaluate the batch again (its events would count twice in the correlation windows)
+        self._unrecorded = None
 
     def _advance(self, batch: ParsedBatch) -> None:
         self.spool.set_cursor(DETECTED, batch.end)

@@ -12,6 +12,8 @@ tail (crash mid-write) is cut off when the spool is opened.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import struct
 import threading
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from soc.metrics import source_label
+
+log = logging.getLogger("yunshu.soc.spool")
 
 HEADER = struct.Struct(">II")
 SEGMENT_BYTES = 64 * 1024 * 1024
@@ -86,6 +90,11 @@ class Spool:
         self._repair_tail(self._segment)
         self._fh = open(self.dir / _segment_name(self._segment), "ab")  # noqa: SIM115 - kept open for appends
         self._dir_fd_sync()
+        end, checkpoint = self.end(), self.checkpoint()
+        if checkpoint > end:  # the disk lost appends the checkpoint had passed (a power cut): left there, it would
+            # have the consumer skip the records appended next, at offsets it counts as done
+            log.error("spool checkpoint %s lies past the spool's end %s: moved back to it", checkpoint, end)
+            self.commit(end)
 
     # --- appending ----------------------------------------------------------------------------------------
     def append(self, records: list[tuple[str, bytes]]) -> Position:
@@ -99,11 +108,28 @@ class Spool:
         with self._lock:
             if self._fh.tell() and self._fh.tell() + len(chunk) > self.segment_bytes:
                 self._roll()
-            self._fh.write(chunk)
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            start = self._fh.tell()
+            try:
+                self._fh.write(chunk)
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except BaseException:
+                self._cut_back(start)
+                raise
             self._appended.notify_all()
             return Position(self._segment, self._fh.tell())
+
+    def _cut_back(self, offset: int) -> None:
+        """After a failed append (disk full, I/O error): drop whatever part of it reached the segment, so that the
+        records appended next follow the last intact one (a torn record in the middle would stop every reader
+        there). The file is reopened: the failed writer's buffer may still hold part of the chunk."""
+        with contextlib.suppress(OSError):  # its buffer could not be written either: nothing of it is kept
+            self._fh.close()
+        path = self.dir / _segment_name(self._segment)
+        with open(path, "r+b") as fh:
+            fh.truncate(offset)
+            os.fsync(fh.fileno())
+        self._fh = open(path, "ab")  # noqa: SIM115 - kept open for appends
 
     def _roll(self) -> None:
         self._fh.close()
@@ -148,6 +174,7 @@ class Spool:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.dir / name)
+        self._dir_fd_sync()  # the rename itself: else a power cut could keep commit's unlinks but not the new file
 
     def cursor(self, name: str) -> tuple[Position, str] | None:
         """A named reader's position (e.g. detection's) and the note saved with it; None if never set."""
@@ -179,14 +206,31 @@ class Spool:
         """Up to ``max_records`` complete records from ``start`` (and before ``until``), and the position after."""
         records: list[SpooledRecord] = []
         position = start
-        while len(records) < max_records and (until is None or position < until):
+        # Appends are durable when end() can see them (it waits for the append lock): reading only up to it, no
+        # reader takes a record whose fsync has not returned, and a segment counts as finished only if a newer
+        # one existed before the read began (not because one was rolled over while this segment was being read).
+        durable = self.end()
+        if until is None or durable < until:
+            until = durable
+        while len(records) < max_records and position < until:
             path = self.dir / _segment_name(position.segment)
             if not path.exists():
-                break
-            limit = until.offset if until is not None and until.segment == position.segment else None
-            position = Position(position.segment, self._read_segment(path, position, max_records - len(records),
-                                                                     limit, records))
-            if len(records) >= max_records or limit is not None or position.segment >= self.end().segment:
+                position = self._skip_missing(position, until)
+                continue
+            limit = until.offset if until.segment == position.segment else None
+            after = self._read_segment(path, position, max_records - len(records), limit, records)
+            if len(records) < max_records and (limit is None or after < limit):
+                end = path.stat().st_size if limit is None else limit
+                if after < end:  # not a record: damaged on disk
+                    resume = self._skip_damage(path, Position(position.segment, after), limit)
+                    if resume is not None:
+                        position = Position(position.segment, resume)
+                        continue
+                    log.error("spool segment %d: the %d bytes from offset %d on are unreadable (records in them "
+                              "are lost)", position.segment, end - after, after)
+                    after = end
+            position = Position(position.segment, after)
+            if len(records) >= max_records or limit is not None:
                 break  # (``until`` lies in this segment: what follows it is not this reader's yet)
             position = Position(position.segment + 1, 0)  # this segment is finished: go on to the next
         return records, position
@@ -229,6 +273,39 @@ class Spool:
                 at = end
         return offset
 
+    def _skip_missing(self, position: Position, until: Position) -> Position:
+        """A reader's segment is gone (removed by hand, or lost with the file system's metadata): go on at the next
+        segment there is, rather than stop there for ever."""
+        later = [n for n in self.segments() if position.segment < n <= until.segment]
+        if not later:
+            return until
+        log.error("spool segment %d is missing: reading on at segment %d", position.segment, later[0])
+        return Position(later[0], 0)
+
+    @staticmethod
+    def _skip_damage(path: Path, at: Position, limit: int | None) -> int | None:
+        """Where the next intact record starts after bytes at ``at`` that are not one (a record damaged on disk),
+        before ``limit`` (None: the end of the segment); None when nothing intact follows. A candidate must have a
+        payload of ``source\\0raw`` with a ``format|origin`` source and a matching CRC-32."""
+        size = path.stat().st_size
+        stop = size if limit is None else min(limit, size)
+        if at.offset >= stop:
+            return None
+        with open(path, "rb") as fh:
+            fh.seek(at.offset)
+            data = fh.read(stop - at.offset)
+        for i in range(1, len(data) - HEADER.size + 1):
+            length, crc = HEADER.unpack_from(data, i)
+            end = i + HEADER.size + length
+            if length < 3 or end > len(data):
+                continue
+            payload = data[i + HEADER.size:end]
+            if b"|" in payload.partition(b"\0")[0] and b"\0" in payload and zlib.crc32(payload) == crc:
+                log.error("spool segment %d: %d damaged bytes at offset %d passed over (records in them are lost)",
+                          at.segment, i, at.offset)
+                return at.offset + i
+        return None
+
     def backlog_bytes(self) -> int:
         """Bytes appended but not yet consumed."""
         start = self.checkpoint()
@@ -251,9 +328,15 @@ class Spool:
             after = self._read_segment(path, Position(segment, good), REPAIR_RECORDS, None, records)
             records.clear()
             if after == good:
-                break
+                resume = self._skip_damage(path, Position(segment, good), None)
+                if resume is None:
+                    break
+                after = resume  # damage with intact records after it is no torn tail: readers pass over it
             good = after
-        if good < path.stat().st_size:
+        size = path.stat().st_size
+        if good < size:
+            log.warning("spool segment %d: a torn record of %d bytes cut off its end (an append the crash "
+                        "interrupted, never acknowledged)", segment, size - good)
             with open(path, "r+b") as fh:
                 fh.truncate(good)
                 os.fsync(fh.fileno())

@@ -218,19 +218,21 @@ class AlertService:
         key = group_key(d.rule_id, group)
         at = _at(d.event)
         window = timedelta(minutes=self.policy.dedup_window_minutes)
-        alert = session.scalars(
-            select(Alert).where(Alert.rule_id == d.rule_id, Alert.group_key == key,
-                                Alert.status.in_(OPEN_STATUSES), Alert.last_seen >= at - window)
-            .order_by(Alert.id.desc()).limit(1)).first()
-        created = alert is None
-        if alert is None:
-            alert = self._new_alert(d, key, group, at, now)
-            session.add(alert)
-            session.flush()
-        else:
-            _add_to(alert, d, at)
         try:
+            # the alert's creation or update and the link stand or fall together: when another writer recorded
+            # this event for the rule meanwhile, neither an empty new alert nor a count too many is left behind
             with session.begin_nested():
+                alert = session.scalars(
+                    select(Alert).where(Alert.rule_id == d.rule_id, Alert.group_key == key,
+                                        Alert.status.in_(OPEN_STATUSES), Alert.last_seen >= at - window)
+                    .order_by(Alert.id.desc()).limit(1)).first()
+                created = alert is None
+                if alert is None:
+                    alert = self._new_alert(d, key, group, at, now)
+                    session.add(alert)
+                    session.flush()
+                else:
+                    _add_to(alert, d, at)
                 session.add(AlertEvent(alert_id=alert.id, rule_id=d.rule_id, event_id=d.event_id, event_time=at))
         except IntegrityError:  # another writer recorded this event for the rule meanwhile
             return None

@@ -130,6 +130,32 @@ def test_batch_recorded_meanwhile_by_another_writer_falls_back_to_one_at_a_time(
         assert sorted(s.scalars(select(AlertEvent.event_id))) == ["ev-1", "ev-2", "ev-3"]
 
 
+@pytest.mark.parametrize("minutes", [1, 3 * alert_policy().dedup_window_minutes])
+def test_one_at_a_time_recording_that_loses_a_race_leaves_no_trace(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch, minutes: float) -> None:
+    """Another writer records the event for the rule between this writer's look and its insert: neither the count
+    added to the open alert (within the window) nor a new, empty alert (after it) survives the refused link."""
+    from sqlalchemy.orm import Session
+
+    service = AlertService()
+    with runtime.transaction() as s:
+        service.record(s, [_detection(1)], now=T0)
+    monkeypatch.setattr(AlertService, "_unseen", staticmethod(lambda session, found: list(found)))
+    real_scalar = Session.scalar
+
+    def blind(self: Session, statement: Any, *args: Any, **kwargs: Any) -> Any:  # looked before the other commit
+        return None if "alert_events" in str(statement) else real_scalar(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "scalar", blind)
+    with runtime.transaction() as s:
+        result = service.record(s, [_detection(1, minutes=minutes)], now=T0)
+    assert not result.created and not result.updated
+    alerts = _alerts(runtime)
+    assert [(a.count, a.last_seen.replace(tzinfo=UTC)) for a in alerts] == [(1, T0)]
+    with runtime.sessions() as s:
+        assert list(s.scalars(select(AlertEvent.event_id))) == ["ev-1"]
+
+
 @pytest.mark.parametrize(("level", "mlps", "data_class", "severity"), [
     ("high", 3, "important", "critical"),
     ("high", 2, "general", "high"),

@@ -180,3 +180,27 @@ def test_store_parses_what_the_handoff_dropped(tmp_path: Path, runtime: Runtime)
         pass
     assert consumer.pipeline.store.count(SearchQuery()) == 12
     assert consumer.spool.checkpoint() == consumer.detected == consumer.spool.end()
+
+
+def test_a_cursor_that_cannot_be_saved_does_not_detect_the_batch_twice(tmp_path: Path, runtime: Runtime) -> None:
+    """The alerts of a batch are committed, then saving the detected cursor fails (a full spool disk): the retry
+    records the batch again (nothing twice) instead of evaluating it again, which would put its events twice into
+    the correlation windows (six failed logins would pass for twelve)."""
+    consumer = _consumer(tmp_path, runtime)
+    consumer.spool.append(_failures(0, 6))
+    save = consumer.spool.set_cursor
+    failed: list[bool] = []
+
+    def full_disk(name: str, position: object, note: str = "") -> None:
+        if not note and not failed:  # the move past the batch, after its alerts were committed
+            failed.append(True)
+            raise OSError(28, "No space left on device")
+        save(name, position, note)  # type: ignore[arg-type]
+
+    consumer.spool.set_cursor = full_disk  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="No space"):
+        consumer.detect_once()
+    while consumer.detect_once():
+        pass
+    assert failed and consumer.detected == consumer.spool.end()
+    assert BRUTE_FORCE not in _alerts(runtime)  # six failures: no burst of ten

@@ -146,3 +146,139 @@ def test_block_reads_match_record_by_record(tmp_path: Path, block: int, monkeypa
 def _position(key: str) -> Position:
     _, segment, offset = key.split(":")
     return Position(int(segment), int(offset))
+
+
+def _raws(records: list) -> list[bytes]:
+    return [r.raw for r in records]
+
+
+def test_a_roll_over_during_a_read_skips_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records appended to a segment after the reader reached its end, then a roll-over, all before the read
+    returns: the read stays in that segment (it was the newest when the read began), the next one takes them."""
+    spool = Spool(tmp_path, segment_bytes=200)
+    spool.append([("syslog|udp:1", b"A" * 40)])
+    read_segment = Spool._read_segment
+    appended: list[bool] = []
+
+    def meanwhile(*args: object) -> int:
+        offset = read_segment(*args)  # type: ignore[arg-type]
+        if not appended:  # receivers append while the reader is at the end of segment 1
+            appended.append(True)
+            spool.append([("syslog|udp:1", b"B" * 40)])  # still fits in segment 1
+            spool.append([("syslog|udp:1", b"C" * 150)])  # rolls over to segment 2
+        return offset
+
+    monkeypatch.setattr(spool, "_read_segment", meanwhile)
+    first, end = spool.read(spool.checkpoint(), 100)
+    second, _ = spool.read(end, 100)
+    assert [r[:1] for r in _raws(first) + _raws(second)] == [b"A", b"B", b"C"]
+
+
+def test_a_read_waits_for_the_fsync_of_an_append_in_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader never takes a record whose append has not returned (its fsync may yet fail or the power go)."""
+    import threading
+
+    spool = Spool(tmp_path)
+    _fill(spool, 1)
+    in_fsync, release = threading.Event(), threading.Event()
+    real_fsync = spool_module.os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        in_fsync.set()
+        release.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(spool_module.os, "fsync", slow_fsync)
+    writer = threading.Thread(target=_fill, args=(spool, 1, 1))
+    writer.start()
+    assert in_fsync.wait(10)
+    got: list[list[bytes]] = []
+    reader = threading.Thread(target=lambda: got.append(_raws(spool.read(Position(1, 0), 2)[0])))
+    reader.start()
+    reader.join(0.3)
+    assert reader.is_alive() and not got  # waiting for the append's fsync
+    release.set()
+    writer.join(10)
+    reader.join(10)
+    assert got == [[b"message 0", b"message 1"]]
+
+
+def test_a_failed_append_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk full or an I/O error during an append: the caller gets the error, the part of the chunk that reached
+    the file is cut off, and the records appended next are read after the last intact one."""
+    spool = Spool(tmp_path)
+    _fill(spool, 2)
+    real_fsync = spool_module.os.fsync
+    calls: list[int] = []
+
+    def failing_fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(spool_module.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space"):
+        _fill(spool, 3, start=2)
+    monkeypatch.setattr(spool_module.os, "fsync", real_fsync)
+    _fill(spool, 1, start=5)
+    assert _raws(spool.read(Position(1, 0), 100)[0]) == [b"message 0", b"message 1", b"message 5"]
+    spool.close()
+    assert _raws(Spool(tmp_path).read(Position(1, 0), 100)[0]) == [b"message 0", b"message 1", b"message 5"]
+
+
+def _damage(path: Path, record: int) -> None:
+    """Flip a byte in the payload of the record-th record of a segment."""
+    data = bytearray(path.read_bytes())
+    at = 0
+    for _ in range(record):
+        at += HEADER.size + HEADER.unpack_from(data, at)[0]
+    data[at + HEADER.size + 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("sealed", [True, False])
+def test_a_damaged_record_is_passed_over(tmp_path: Path, sealed: bool) -> None:
+    """A record damaged on disk in the middle of a segment costs that record only: readers go on with the next
+    intact one (in a finished segment and in the newest), and opening the spool does not cut the segment there."""
+    spool = Spool(tmp_path, segment_bytes=300 if sealed else 1 << 20)
+    _fill(spool, 5)
+    if sealed:
+        _fill(spool, 5, start=5)  # a second segment: the first is finished
+        assert len(spool.segments()) == 2
+    spool.close()
+    _damage(tmp_path / "spool-00000001.log", 2)
+    reopened = Spool(tmp_path)
+    expected = [f"message {i}".encode() for i in range(10 if sealed else 5) if i != 2]
+    assert _raws(reopened.read(Position(1, 0), 100)[0]) == expected
+    got, position = [], Position(1, 0)
+    while True:  # the same in small reads
+        records, position = reopened.read(position, 2)
+        if not records:
+            break
+        got += _raws(records)
+    assert got == expected
+
+
+def test_a_missing_segment_does_not_stop_the_reader(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, segment_bytes=50)  # one record a segment
+    for i in range(4):
+        _fill(spool, 1, start=i)
+    assert spool.segments() == [1, 2, 3, 4]
+    (tmp_path / "spool-00000002.log").unlink()
+    assert _raws(spool.read(Position(1, 0), 100)[0]) == [b"message 0", b"message 2", b"message 3"]
+
+
+def test_a_checkpoint_past_the_end_moves_back_on_open(tmp_path: Path) -> None:
+    """After a power cut the disk may keep the checkpoint but lose appends it had passed: the checkpoint moves back
+    to the spool's end, so records appended next are not skipped."""
+    spool = Spool(tmp_path)
+    _fill(spool, 3)
+    spool.commit(spool.end())
+    spool.close()
+    segment = tmp_path / "spool-00000001.log"
+    segment.write_bytes(segment.read_bytes()[: segment.stat().st_size // 2])  # lost, torn in the middle
+    reopened = Spool(tmp_path)
+    assert reopened.checkpoint() == reopened.end()
+    _fill(reopened, 1, start=9)
+    assert _raws(reopened.read(reopened.checkpoint(), 100)[0]) == [b"message 9"]
