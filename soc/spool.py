@@ -126,10 +126,15 @@ class Spool:
         with contextlib.suppress(OSError):  # its buffer could not be written either: nothing of it is kept
             self._fh.close()
         path = self.dir / _segment_name(self._segment)
-        with open(path, "r+b") as fh:
-            fh.truncate(offset)
-            os.fsync(fh.fileno())
-        self._fh = open(path, "ab")  # noqa: SIM115 - kept open for appends
+        try:
+            with open(path, "r+b") as fh:
+                fh.truncate(offset)
+                os.fsync(fh.fileno())
+        except OSError:
+            log.exception("spool segment %d: a failed append could not be cut off at offset %d; readers will pass "
+                          "over it", self._segment, offset)
+        finally:
+            self._fh = open(path, "ab")  # noqa: SIM115 - kept open for appends
 
     def _roll(self) -> None:
         self._fh.close()

@@ -227,6 +227,33 @@ def test_a_failed_append_leaves_nothing_behind(tmp_path: Path, monkeypatch: pyte
     assert _raws(Spool(tmp_path).read(Position(1, 0), 100)[0]) == [b"message 0", b"message 1", b"message 5"]
 
 
+def test_appends_go_on_when_a_failed_append_cannot_be_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk refuses the cut too: the error is logged and the spool keeps taking records (the failed append's
+    records stay: read, never lost)."""
+    import builtins
+
+    spool = Spool(tmp_path)
+    _fill(spool, 2)
+    real_fsync, real_open = spool_module.os.fsync, builtins.open
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    def no_cut(path: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if mode == "r+b":
+            raise OSError(5, "Input/output error")
+        return real_open(path, mode, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(spool_module.os, "fsync", failing_fsync)
+    monkeypatch.setattr(spool_module, "open", no_cut, raising=False)
+    with pytest.raises(OSError, match="Input/output"):
+        _fill(spool, 3, start=2)
+    monkeypatch.setattr(spool_module.os, "fsync", real_fsync)
+    monkeypatch.delattr(spool_module, "open")
+    _fill(spool, 1, start=5)
+    assert _raws(spool.read(Position(1, 0), 100)[0]) == [f"message {i}".encode() for i in range(6)]
+
+
 def _damage(path: Path, record: int) -> None:
     """Flip a byte in the payload of the record-th record of a segment."""
     data = bytearray(path.read_bytes())
