@@ -46,11 +46,15 @@ class DeadLetterStore:
         with self._lock:
             before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "INSERT OR IGNORE INTO dead_letters(received_at, source, reason, raw) VALUES (?, ?, ?, ?)",
-                [(now, src, reason, raw) for src, reason, raw in items],
-            )
-            self._db.execute("COMMIT")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO dead_letters(received_at, source, reason, raw) VALUES (?, ?, ?, ?)",
+                    [(now, src, reason, raw) for src, reason, raw in items],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:  # disk full, a blob too big: the next call must find no transaction open
+                self._db.execute("ROLLBACK")
+                raise
             return self._db.total_changes - before
 
     def count(self) -> int:

@@ -29,6 +29,7 @@ MAX_UNDURABLE = 10_000
 # are dropped (and counted) and TCP connections wait. Far above what a healthy disk lets pile up in ``flush_ms``.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 DROP_LOG_SECONDS = 10.0  # at most one warning about dropped datagrams this often
+APPEND_RETRY_SECONDS = 1.0  # after a failed spool append (disk full, I/O error) the group is written again this late
 # what read_frames raises on a stream it cannot frame (truncated, oversize, over the reader's limit); the
 # connection is then closed after what was read so far is made durable
 FRAMING_ERRORS = (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
@@ -54,6 +55,8 @@ class SpoolWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._writing = 0
+        self._in_flight: asyncio.Event | None = None  # set once the group being written is on disk
+        self._overdue: list[asyncio.Event] = []  # of groups whose append failed: set once written after all
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -100,37 +103,57 @@ class SpoolWriter:
             self._wake.set()
             flushed = self._flushed
             await flushed.wait()
+        elif self._in_flight is not None:
+            await self._in_flight.wait()
 
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_ms / 1000)
             self._wake.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # the group is queued again: TCP senders wait, UDP beyond the buffer is dropped
+                log.exception("spool append failed; %d record(s) kept in memory and written again in %.0f s",
+                              len(self._pending), APPEND_RETRY_SECONDS)
+                await asyncio.sleep(APPEND_RETRY_SECONDS)
 
     async def flush(self) -> None:
+        """Append the pending records as one group. Should the append fail, they go back to the front of the queue
+        (in order) and whoever waits for them goes on waiting; the error is raised."""
         if not self._pending:
             return
         batch, self._pending, self.pending_bytes = self._pending, [], 0
         done, self._flushed = self._flushed, asyncio.Event()
-        self._writing = len(batch)
+        self._writing, self._in_flight = len(batch), done
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.spool.append, batch)
+        except BaseException:
+            self._pending[:0] = batch
+            self.pending_bytes += sum(len(raw) for _, raw in batch)
+            self._overdue.append(done)
+            raise
         finally:
-            self._writing = 0
+            self._writing, self._in_flight = 0, None
         counts: dict[str, int] = {}
         for source, _ in batch:
             counts[source] = counts.get(source, 0) + 1
         for source, n in counts.items():
             self.metrics.spooled.labels(source_origin(source)).inc(n)
         done.set()
+        for event in self._overdue:
+            event.set()
+        self._overdue.clear()
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception:  # shutting down: say what is lost, and let the rest of the service stop
+            log.exception("spool append failed at shutdown: %d received record(s) not spooled", len(self._pending))
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

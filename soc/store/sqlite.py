@@ -179,7 +179,9 @@ def open_wal_database(path: Path, schema: str, page_size: int | None = None) -> 
     if page_size:
         db.execute(f"PRAGMA page_size={int(page_size)}")
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk when it returns (NORMAL could lose the last ones to a power cut), for the spool's
+    # checkpoint moves past the records of a batch, and drops their segment, as soon as it is stored
+    db.execute("PRAGMA synchronous=FULL")
     db.executescript(schema)
     return db
 

@@ -171,3 +171,36 @@ def test_live_udp_drops_are_counted_and_tcp_waits_when_the_buffer_is_full(tmp_pa
     assert tcp == [f"<38>tcp line {i:02d} {'t' * 30}".encode() for i in range(40)]
     assert totals["tcp"]["received"] == totals["tcp"]["spooled"] == 40 and totals["tcp"]["dropped"] == 0
     spool.close()
+
+
+def test_spool_writer_keeps_records_through_a_failed_append(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk refuses an append (full for a moment): the group stays queued, in order, whoever waits for it goes
+    on waiting, and the next attempt writes it; the writer never stops."""
+    import soc.receivers as receivers
+
+    monkeypatch.setattr(receivers, "APPEND_RETRY_SECONDS", 0.05)
+    spool = Spool(tmp_path / "spool")
+    append, failures = spool.append, [OSError(28, "No space left on device")]
+
+    def full_once(records: list[tuple[str, bytes]]) -> object:
+        if failures:
+            raise failures.pop()
+        return append(records)
+
+    monkeypatch.setattr(spool, "append", full_once)
+    metrics = SocMetrics()
+
+    async def run() -> None:
+        writer = SpoolWriter(spool, metrics, flush_ms=5)
+        writer.start()
+        writer.submit("syslog|tcp:192.0.2.1", b"first")
+        waiting = asyncio.ensure_future(writer.durable())
+        await asyncio.sleep(0.02)  # the first append fails meanwhile
+        writer.submit("syslog|tcp:192.0.2.1", b"second")
+        await asyncio.wait_for(asyncio.gather(waiting, writer.durable()), 5)
+        assert not failures and not writer._task.done()  # type: ignore[union-attr]
+        await writer.stop()
+
+    asyncio.run(run())
+    assert [r.raw for r in spool.read(spool.checkpoint())[0]] == [b"first", b"second"]
+    assert metrics.spooled.labels("tcp")._value.get() == 2
