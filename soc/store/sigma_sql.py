@@ -3,7 +3,8 @@
 pySigma parses the rule; this module turns its parsed condition tree into one SQLite ``WHERE`` expression over
 the stored ECS document (``e.doc``). Each field test runs on ``json_each`` of the field's path, so a list in the
 event matches when any element does — as the in-memory matcher does. Semantics follow soc/detect/compiler.py:
-strings case-insensitive (LIKE; ASCII case folding, which is SQLite's) unless ``cased`` (GLOB), regexes searched
+strings case-insensitive (LIKE over both sides lowercased by Python's ``str.lower``, as the matcher compares; SQLite's
+own LIKE folds ASCII only) unless ``cased`` (GLOB), regexes searched
 unanchored, CIDR, numeric comparisons, exists/null, field references, timestamp parts, keywords on the raw line.
 
 The pySigma SQLite backend was not used: its pySigma-1 release groups CIDR alternatives without parentheses and
@@ -80,8 +81,14 @@ def _sql_timepart(value: Any, part: str) -> int | None:
     return None if ts is None else TIME_PARTS[part](ts)
 
 
+def sql_lower(value: Any) -> Any:
+    """``sigma_lower(x)``: text lowercased as Python does (every script, not ASCII only); other values as they are."""
+    return value.lower() if isinstance(value, str) else value
+
+
 def register_functions(db: sqlite3.Connection) -> None:
-    """The helpers the generated SQL calls (REGEXP, CIDR membership, numbers, timestamp parts)."""
+    """The helpers the generated SQL calls (REGEXP, CIDR membership, numbers, timestamp parts, lowercase)."""
+    db.create_function("sigma_lower", 1, sql_lower, deterministic=True)
     db.create_function("regexp", 2, _sql_regexp, deterministic=True)
     db.create_function("sigma_cidr", 2, _sql_cidr, deterministic=True)
     db.create_function("sigma_number", 1, as_number, deterministic=True)
@@ -135,13 +142,13 @@ def _value_test(value: Any, v: str) -> Sql:
     if isinstance(value, SigmaCasedString):
         return f"CAST({v} AS TEXT) GLOB ?", [_glob(value)]
     if isinstance(value, SigmaString):
-        return f"{v} LIKE ? ESCAPE '\\'", [_like(value)]
+        return f"sigma_lower({v}) LIKE ? ESCAPE '\\'", [_like(value).lower()]
     if isinstance(value, SigmaRegularExpression):
         return f"{v} REGEXP ?", [_regex_source(value)]
     if isinstance(value, SigmaTimestampPart):
         return f"sigma_timepart({v}, ?) = ?", [_PARTS[value.timestamp_part], value.number]
     if isinstance(value, SigmaBool):
-        return f"{v} IN (?, ?)", [int(value.boolean), str(value.boolean).lower()]
+        return f"lower(CAST({v} AS TEXT)) = ?", [str(value.boolean).lower()]
     if isinstance(value, SigmaNumber):
         return f"sigma_number({v}) = ?", [float(value.number)]
     if isinstance(value, SigmaCompareExpression):
@@ -155,9 +162,9 @@ def _field_sql(field: str, value: Any) -> Sql:
     path = json_path(field)
     if isinstance(value, SigmaExists):
         return f"json_type(e.doc, ?) IS {'NOT ' if value.exists else ''}NULL", [path]
-    if isinstance(value, SigmaNull):
-        return ("(json_type(e.doc, ?) IS NULL OR json_type(e.doc, ?) = 'null' OR json_array_length(e.doc, ?) = 0)",
-                [path, path, path])
+    if isinstance(value, SigmaNull):  # missing, JSON null or an empty list (json_array_length is 0 on a scalar too)
+        return ("(coalesce(json_type(e.doc, ?), 'null') = 'null' OR (json_type(e.doc, ?) = 'array' AND "
+                "json_array_length(e.doc, ?) = 0))", [path, path, path])
     if isinstance(value, SigmaFieldReference):
         other = json_path(value.field)
         if value.starts_with:
@@ -168,11 +175,14 @@ def _field_sql(field: str, value: Any) -> Sql:
             test = "CAST(a.value AS TEXT) = CAST(b.value AS TEXT)"
         return (f"EXISTS (SELECT 1 FROM json_each(e.doc, ?) a, json_each(e.doc, ?) b WHERE a.type NOT IN "
                 f"('object', 'array') AND b.type NOT IN ('object', 'array') AND {test})", [path, other])
-    test, params = _value_test(value, "j.value")
-    return (f"EXISTS (SELECT 1 FROM json_each(e.doc, ?) j WHERE j.type NOT IN ('object', 'array', 'null') "
-            f"AND {test})", [path, *params])
+    test, params = _value_test(value, _SCALAR)
+    # json_each walks a list's elements, and an object's members too: an object is no value (as in memory)
+    return (f"(json_type(e.doc, ?) IS NOT 'object' AND EXISTS (SELECT 1 FROM json_each(e.doc, ?) j WHERE j.type "
+            f"NOT IN ('object', 'array', 'null') AND {test}))", [path, path, *params])
 
 
+# a json_each value as the matcher sees it: JSON true and false are the texts "true" and "false", not 1 and 0
+_SCALAR = "(CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE j.value END)"
 _ORIGINAL = "json_extract(e.doc, '$.\"event\".\"original\"')"
 _MESSAGE = "json_extract(e.doc, '$.\"message\"')"
 _KEYWORD_TEXT = f"COALESCE({_ORIGINAL}, {_MESSAGE}, e.doc)"
@@ -183,9 +193,11 @@ def _keyword_sql(value: Any) -> Sql:
         parts = [_keyword_sql(item) for item in value.values]
         return "(" + " OR ".join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
     if isinstance(value, SigmaString) and not isinstance(value, SigmaCasedString):
-        pattern = _like(value, contains=True)  # the raw line or the message, else any value (as in memory)
-        return (f"({_ORIGINAL} LIKE ? ESCAPE '\\' OR {_MESSAGE} LIKE ? ESCAPE '\\' OR ({_ORIGINAL} IS NULL AND "
-                f"{_MESSAGE} IS NULL AND e.doc LIKE ? ESCAPE '\\'))", [pattern, pattern, pattern])
+        pattern = _like(value, contains=True).lower()  # the raw line or the message, else any value (as in memory)
+        # coalesce: a missing field makes LIKE NULL, and NOT NULL would drop the event under ``not keywords``
+        return (f"coalesce(sigma_lower({_ORIGINAL}) LIKE ? ESCAPE '\\' OR sigma_lower({_MESSAGE}) LIKE ? ESCAPE "
+                f"'\\' OR ({_ORIGINAL} IS NULL AND {_MESSAGE} IS NULL AND sigma_lower(e.doc) LIKE ? ESCAPE '\\'), 0)",
+                [pattern, pattern, pattern])
     return _value_test(value, _KEYWORD_TEXT)
 
 

@@ -116,7 +116,7 @@ def insert_rows(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
 _LAST_ROWID = "SELECT coalesce(max(rowid), 0) FROM events"
 # text blocks over the rows after ?1, one for each BLOCK_ROWS of rowids: their distinct messages joined
 _ADD_BLOCKS = """INSERT INTO text_blocks(first_rowid, last_rowid, body)
-SELECT min(rowid), max(rowid), group_concat(DISTINCT message) FROM events
+SELECT min(rowid), max(rowid), sigma_lower(group_concat(DISTINCT message)) FROM events
 WHERE rowid > ?1 AND message IS NOT NULL AND message != '' GROUP BY rowid / ?2 ORDER BY 1"""
 _INDEX_BLOCKS = "INSERT INTO text_blocks_fts(rowid, body) SELECT id, body FROM text_blocks WHERE id > ?"
 _DROP_EMPTY_BLOCKS = """DELETE FROM text_blocks WHERE NOT EXISTS
@@ -182,6 +182,7 @@ def open_wal_database(path: Path, schema: str, page_size: int | None = None) -> 
     # FULL: a commit is on disk when it returns (NORMAL could lose the last ones to a power cut), for the spool's
     # checkpoint moves past the records of a batch, and drops their segment, as soon as it is stored
     db.execute("PRAGMA synchronous=FULL")
+    register_functions(db)  # (text blocks are lowercased by sigma_lower as they are written)
     db.executescript(schema)
     return db
 
@@ -196,7 +197,6 @@ class SQLiteStore:
         migrate_text_index(self._db)
         for pragma in EVENT_STORE_PRAGMAS:
             self._db.execute(pragma)
-        register_functions(self._db)
         self._db.create_function("yunshu_ip_key", 1, _sql_ip_key, deterministic=True)
 
     # --- writing --------------------------------------------------------------------------------------
@@ -281,12 +281,16 @@ class SQLiteStore:
         if q.text:
             text = q.text.strip()
             if len(text) >= 3:  # trigrams need three characters; % and _ widen the lookup, the check narrows it
+                # blocks are lowercased as written (FTS5's LIKE folds ASCII only); blocks written before
+                # 2026-12-02 kept their case, so a text with other letters is looked up as typed too
+                variants = list(dict.fromkeys((text.lower(), text)))
+                lookup = " UNION ".join(["SELECT rowid FROM text_blocks_fts WHERE text_blocks_fts.body LIKE ?"]
+                                        * len(variants))
                 clauses.append("e.rowid IN (SELECT x.rowid FROM text_blocks b JOIN events x ON x.rowid BETWEEN "
-                               "b.first_rowid AND b.last_rowid WHERE b.id IN (SELECT rowid FROM text_blocks_fts "
-                               "WHERE text_blocks_fts.body LIKE ?))")
-                params.append(f"%{text}%")
-            clauses.append("e.message LIKE ? ESCAPE '\\'")
-            params.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+                               f"b.first_rowid AND b.last_rowid WHERE b.id IN ({lookup}))")
+                params.extend(f"%{variant}%" for variant in variants)
+            clauses.append("sigma_lower(e.message) LIKE ? ESCAPE '\\'")  # case folded in every script
+            params.append("%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     @staticmethod

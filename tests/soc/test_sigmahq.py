@@ -124,6 +124,52 @@ def test_sql_retro_hunt_agrees_with_live_matching(tmp_path: Path) -> None:
     assert matched_somewhere >= 14  # not a comparison of empty sets: the own rules all match their samples
 
 
+# (detection, events): edge cases where the SQL once meant something else than the matcher
+_SQL_EDGES = [
+    ("  sel:\n    process.command_line|contains: wget\n  filter:\n    user.name: null\n"
+     "  condition: sel and not filter",
+     [{"process": {"command_line": "wget http://x/a.sh"}, "user": {"name": "alice"}},
+      {"process": {"command_line": "wget http://x/a.sh"}, "user": {"name": None}},
+      {"process": {"command_line": "wget http://x/a.sh"}, "user": {"name": []}},
+      {"process": {"command_line": "wget http://x/a.sh"}, "user": {"name": ""}},
+      {"process": {"command_line": "wget http://x/a.sh"}}]),
+    ("  sel:\n    process.name: sudo\n  benign:\n    - backup.sh\n  condition: sel and not benign",
+     [{"process": {"name": "sudo"}, "message": "sudo run"},
+      {"process": {"name": "sudo"}, "event": {"original": "sudo run"}},
+      {"process": {"name": "sudo"}},
+      {"process": {"name": "sudo"}, "message": "sudo backup.sh"}]),
+    ("  sel:\n    user|contains: a\n  condition: sel",
+     [{"user": {"a": "a"}}, {"user": "bab"}, {"user": ["x", "yay"]}]),
+    ("  sel:\n    user: '*'\n  condition: sel", [{"user": {"a": 1}}, {"user": "z"}]),
+    ("  sel:\n    ok: 'true'\n  condition: sel", [{"ok": True}, {"ok": 1}, {"ok": "TRUE"}, {"ok": False}]),
+    ("  sel:\n    ok: true\n  condition: sel", [{"ok": True}, {"ok": 1}, {"ok": "TRUE"}, {"ok": "false"}]),
+    ("  sel:\n    n|gt: 0\n  condition: sel", [{"n": True}, {"n": 2}, {"n": "3"}]),
+    ("  sel:\n    cmd|contains: ПАРОЛЬ\n  condition: sel", [{"cmd": "мой пароль"}, {"cmd": "МОЙ ПАРОЛЬ"}]),
+    ("  sel:\n    - ÉCOLE\n  condition: sel", [{"message": "école ouverte"}, {"message": "ecole"}]),
+]
+
+
+@pytest.mark.parametrize(("detection", "events"), _SQL_EDGES)
+def test_sql_retro_hunt_agrees_on_edge_cases(tmp_path: Path, detection: str, events: list[dict]) -> None:
+    """null against present values, ``not`` over keywords of events without a raw line, object-valued fields,
+    JSON booleans and case in other scripts: the SQL finds exactly the events the matcher finds."""
+    from soc.detect.loader import load_texts
+    from soc.store.base import SearchQuery
+    from soc.store.sqlite import SQLiteStore
+
+    rule = load_texts([("edge.yml", f"title: edge\nlogsource: {{product: test}}\ndetection:\n{detection}\n")]).rules[0]
+    docs = [(f"id{i}", {"@timestamp": "2026-11-20T00:00:00.000Z", **event}) for i, event in enumerate(events)]
+    store = SQLiteStore(tmp_path / "events.db")
+    try:
+        assert store.write(docs).created == len(docs)
+        assert rule.sigma is not None
+        expected = {doc_id for doc_id, event in docs if rule.predicate(event)}
+        found = {doc_id for doc_id, _ in store.hunt(rule.sigma, SearchQuery()).hits}
+        assert found == expected
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("literal_engine", ["hyperscan", "ahocorasick"])
 def test_indexed_candidates_never_drop_a_matching_rule(literal_engine: str) -> None:
     """The log-source buckets, anchors and literal gates only skip rules that cannot match: on real logs and on every

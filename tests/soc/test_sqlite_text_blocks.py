@@ -118,3 +118,15 @@ def test_a_store_with_the_per_row_index_is_migrated_to_text_blocks(tmp_path: Pat
     assert store.delete_before(NOW + timedelta(days=1), "一般数据") == 6
     store.close()
     assert _blocks(path) == []
+
+
+def test_blocks_written_before_lowercasing_are_found_as_typed(tmp_path: Path) -> None:
+    """Text blocks are lowercased as written (2026-12-02); a block of an older store kept its case and is still
+    found by a text typed in that case."""
+    store = SQLiteStore(tmp_path / "events.db")
+    store.write([("a", {"@timestamp": "2026-11-20T08:00:00.000Z", "message": "ÉCOLE ouverte"})])
+    assert store._db.execute("SELECT body FROM text_blocks").fetchone()[0] == "école ouverte"
+    store._db.execute("UPDATE text_blocks SET body = 'ÉCOLE ouverte'")  # as an older store wrote it
+    store._db.execute("INSERT INTO text_blocks_fts(text_blocks_fts) VALUES ('rebuild')")
+    assert [doc_id for doc_id, _ in store.search(SearchQuery(text="ÉCOLE")).hits] == ["a"]
+    store.close()

@@ -289,3 +289,11 @@ def test_sqlite_commits_are_on_disk_when_they_return(tmp_path: Path) -> None:
         assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     finally:
         store.close()
+
+
+def test_full_text_folds_case_in_every_script(store: EventStore) -> None:
+    docs = [(event_id("case", str(i)), {"@timestamp": "2026-11-20T08:00:00.000Z", "message": m})
+            for i, m in enumerate(["ÉCOLE ouverte", "Ärger mit dem Server", "мой ПАРОЛЬ истёк"])]
+    assert store.write(docs).created == 3
+    for text, expected in (("école", 0), ("ÄRGER", 1), ("пароль", 2), ("École Ouverte", 0)):
+        assert [doc_id for doc_id, _ in store.search(SearchQuery(text=text)).hits] == [docs[expected][0]], text
