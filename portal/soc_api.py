@@ -30,8 +30,16 @@ def services(request: Request) -> SocServices:
     return soc
 
 
-def split_records(body: bytes) -> list[bytes]:
-    """A JSON array becomes one record per element; anything else is NDJSON (one record per line)."""
+MAX_RECORDS_PER_REQUEST = 100_000  # bounds the memory one request takes (10 MiB of "1\n" would be 5M records)
+
+
+class TooManyRecords(ValueError):
+    """A body holding more records than MAX_RECORDS_PER_REQUEST."""
+
+
+def split_records(body: bytes, max_records: int = MAX_RECORDS_PER_REQUEST) -> list[bytes]:
+    """A JSON array becomes one record per element; anything else is NDJSON (one record per line). More than
+    ``max_records`` records: TooManyRecords, before they are copied out."""
     text = body.lstrip()
     if text.startswith(b"["):
         try:
@@ -39,9 +47,15 @@ def split_records(body: bytes) -> list[bytes]:
         except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested too deeply
             items = None
         if isinstance(items, list):
+            if len(items) > max_records:
+                raise TooManyRecords(f"{len(items)} records in one request; at most {max_records}")
             # a lone surrogate ("\ud800" unpaired) can only sit in a JSON string: write it back as that escape
             return [json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
                     for item in items]
+    if body.count(b"\n") >= max_records:  # (an upper bound: blank lines are no records)
+        lines = sum(1 for line in body.split(b"\n") if line.strip())
+        if lines > max_records:
+            raise TooManyRecords(f"{lines} records in one request; at most {max_records}")
     return [line.rstrip(b"\r") for line in body.split(b"\n") if line.strip()]
 
 
@@ -65,7 +79,10 @@ async def ingest(request: Request, rt: Runtime = Depends(runtime), session: Any 
         body += chunk
         if len(body) > limit:
             raise HTTPException(413, f"body larger than {limit} bytes / 请求体过大")
-    records = split_records(bytes(body))
+    try:
+        records = split_records(bytes(body))
+    except TooManyRecords as exc:
+        raise HTTPException(413, f"{exc}: split the upload / 单次请求记录过多，请分批上传") from None
     if records:
         await run_in_threadpool(services(request).accept, f"http:{principal.name}", "json", records)
     return JSONResponse({"accepted": len(records)}, status_code=202)

@@ -170,6 +170,15 @@ def test_http_ingest_limits(soc_portal) -> None:  # type: ignore[no-untyped-def]
     analyst = {"Authorization": f"Bearer {tokens['security_analyst']}"}
     big = b"x" * (rt.settings.soc.http_max_bytes + 1)
     assert client.post("/api/soc/ingest", content=big, headers=analyst).status_code == 413
+    from portal.soc_api import MAX_RECORDS_PER_REQUEST
+
+    spooled = client.get("/api/soc/health", headers=analyst).json()["spool_backlog_bytes"]
+    for many in (b"1\n" * (MAX_RECORDS_PER_REQUEST + 1), b"[" + b"0," * MAX_RECORDS_PER_REQUEST + b"0]"):
+        refused = client.post("/api/soc/ingest", content=many, headers=analyst)
+        assert refused.status_code == 413 and f"at most {MAX_RECORDS_PER_REQUEST}" in refused.json()["detail"]
+    assert client.get("/api/soc/health", headers=analyst).json()["spool_backlog_bytes"] == spooled  # nothing taken
+    at_most = client.post("/api/soc/ingest", content=b"\n" + b"1\n" * MAX_RECORDS_PER_REQUEST, headers=analyst)
+    assert at_most.json() == {"accepted": MAX_RECORDS_PER_REQUEST}
     approver = {"Authorization": f"Bearer {tokens['resource_approver']}"}
     assert client.post("/api/soc/ingest", content=b"{}", headers=approver).status_code == 403
     assert client.post("/api/soc/ingest", content=b"{}").status_code == 401
