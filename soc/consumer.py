@@ -246,15 +246,14 @@ class SpoolConsumer:
                     self.spool.commit(end)  # moved into a newer segment
                 return 0
             batch = ParsedBatch(start, end, self._parse(records))
-        for origin, prepared in _by_origin(batch.groups):
-            self._store(origin, prepared)
+        done = [(origin, self.pipeline.store_prepared(prepared)) for origin, prepared in _by_origin(batch.groups)]
         self.spool.commit(batch.end)
+        # counted once the whole batch is stored: after StoreUnavailable in a later group the batch is stored again
+        # from its start, and its first groups then come back as duplicates (stored by the failed attempt)
+        for origin, stats in done:
+            self.metrics.count_stored(origin, stats.read, stats.stored + stats.duplicates, stats.dead_lettered)
         self.metrics.backlog.set(self.spool.backlog_bytes())
         return batch.records
-
-    def _store(self, origin: str, prepared: Prepared) -> None:
-        stats = self.pipeline.store_prepared(prepared)
-        self.metrics.count_stored(origin, stats.read, stats.stored, stats.dead_lettered)
 
     def _wait_for_work(self) -> None:
         if self._detected is None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from core.audit import AuditEntry
@@ -87,3 +88,43 @@ def test_job_events_count_under_source_job(sqlite_rt: Runtime, tmp_path: Path) -
                              "dead_lettered": 0, "dropped": 0}}
     assert second == {"job": {"received": 2 * stored, "spooled": 0, "parsed": 2 * stored, "stored": stored,
                               "dead_lettered": 0, "dropped": 0}}
+
+
+def test_a_batch_stored_again_after_an_outage_is_counted_once(tmp_path: Path) -> None:
+    """The store goes down between the two origins of a batch: the batch is stored again from its start, and each
+    origin's parsed, stored and dead-lettered counts still come out once."""
+    from soc.consumer import SpoolConsumer
+    from soc.deadletter import DeadLetterStore
+    from soc.enrich import Enricher, RegisterIndex
+    from soc.metrics import SocMetrics
+    from soc.pipeline import Pipeline
+    from soc.spool import Spool, spool_source
+    from soc.store.base import StoreUnavailable
+    from soc.store.sqlite import SQLiteStore
+
+    class DownOnce(SQLiteStore):
+        calls = 0
+
+        def write_encoded(self, encoded: Any) -> Any:
+            DownOnce.calls += 1
+            if DownOnce.calls == 2:
+                raise StoreUnavailable("down for a moment")
+            return super().write_encoded(encoded)
+
+    metrics = SocMetrics()
+    pipeline = Pipeline(DownOnce(tmp_path / "events.db"), DeadLetterStore(tmp_path / "dead.db"),
+                        Enricher(RegisterIndex()), retry_seconds=0)
+    spool = Spool(tmp_path / "spool")
+    event = lambda n: json.dumps({"@timestamp": "2026-11-20T03:00:00Z", "message": f"n{n}"}).encode()  # noqa: E731
+    spool.append([(spool_source("json", "udp:192.0.2.1"), event(i)) for i in range(10)]
+                 + [(spool_source("json", "udp:192.0.2.1"), b"not json {")]
+                 + [(spool_source("json", "tcp:192.0.2.2"), event(100 + i)) for i in range(5)])
+    consumer = SpoolConsumer(spool, pipeline, metrics)
+    with pytest.raises(StoreUnavailable):
+        consumer.drain_once()
+    assert consumer.drain_once() == 16
+    totals = metrics.ingest_totals()
+    assert {k: totals["udp"][k] for k in ("parsed", "stored", "dead_lettered")} == {
+        "parsed": 10, "stored": 10, "dead_lettered": 1}
+    assert {k: totals["tcp"][k] for k in ("parsed", "stored", "dead_lettered")} == {
+        "parsed": 5, "stored": 5, "dead_lettered": 0}
