@@ -841,3 +841,30 @@ def test_http_ingest_answers_202_or_413_never_500(ingest_client) -> None:  # typ
 def _metric(text: str, name: str) -> int:
     m = re.search(rf'^{name}{{source="http"}} ([0-9.e+]+)$', text, re.M)
     return int(float(m.group(1))) if m else 0
+
+
+def test_a_run_of_bad_lines_is_dead_lettered_as_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file with no parseable line: its dead letters are written a batch at a time (not held to the end of the
+    file), and a line of any length keeps at most DEAD_LETTER_MAX_BYTES of its bytes."""
+    from soc import pipeline as pipeline_module
+    from soc.pipeline import DEAD_LETTER_MAX_BYTES
+
+    sink = _Sink(max_line_bytes=65536)
+    calls: list[int] = []
+    submit = pipeline_module._BatchWriter.submit
+
+    def counting(self: object, batch: list, dead: list, encoded: object = None) -> None:
+        calls.append(len(dead))
+        submit(self, batch, dead, encoded)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline_module._BatchWriter, "submit", counting)
+    try:
+        huge = b"{" + b"x" * (DEAD_LETTER_MAX_BYTES + 10)
+        lines = [f"not json {i} {{".encode() for i in range(50)] + [huge]
+        stats = sink.pipeline.run([RawRecord(f"file:/t:{i}", raw) for i, raw in enumerate(lines)], "json")
+        assert (stats.stored, stats.dead_lettered) == (0, 51)
+        assert sum(calls) == 51 and max(calls) <= 7  # handed to the writer batch_size (7) at a time
+        letter = sink.dead.latest(1)[0]
+        assert letter.raw == huge[:DEAD_LETTER_MAX_BYTES] and f"first {DEAD_LETTER_MAX_BYTES} bytes" in letter.reason
+    finally:
+        sink.close()
