@@ -205,11 +205,14 @@ async def _drain_line(reader: asyncio.StreamReader, start: bytes) -> tuple[bytes
         total += len(chunk)
 
 
-async def read_frames(reader: asyncio.StreamReader, oversize: Oversize | None = None):  # type: ignore[no-untyped-def]
+async def read_frames(reader: asyncio.StreamReader, oversize: Oversize | None = None,  # type: ignore[no-untyped-def]
+                      cut_short: Oversize | None = None):
     """Yield syslog messages from a TCP stream: octet counting (``LEN SP MSG``) or newline framing.
 
     A frame longer than MAX_FRAME (or a line longer than the reader's limit) raises, unless ``oversize`` is
-    given: then it is read past, reported to ``oversize`` (first bytes, length) and the stream goes on.
+    given: then it is read past, reported to ``oversize`` (first bytes, length) and the stream goes on. An
+    octet-counted frame the sender's close cuts short raises IncompleteReadError, unless ``cut_short`` is given:
+    then it gets (the bytes that came, up to KEEP_OF_OVERSIZE, and the length announced) and the stream ends.
     """
     while True:
         head = await reader.read(1)
@@ -223,12 +226,19 @@ async def read_frames(reader: asyncio.StreamReader, oversize: Oversize | None = 
                 nxt = await reader.read(1)
             if nxt == b" ":
                 length = int(head)
-                if length > MAX_FRAME:
-                    if oversize is None:
-                        raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
-                    oversize(await _drain(reader, length), length)
-                    continue
-                yield await reader.readexactly(length)
+                try:
+                    if length > MAX_FRAME:
+                        if oversize is None:
+                            raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+                        oversize(await _drain(reader, length), length)
+                        continue
+                    frame = await reader.readexactly(length)
+                except asyncio.IncompleteReadError as exc:
+                    if cut_short is None:
+                        raise
+                    cut_short(exc.partial[:KEEP_OF_OVERSIZE], length)
+                    return
+                yield frame
                 continue
             head += nxt
             if not nxt:
@@ -289,9 +299,19 @@ class SyslogReceivers:
                 self.deadletters.add_many([(f"{source}:oversize", f"frame of {length} bytes exceeds the limit of "
                                             f"{MAX_FRAME}; first {len(kept)} bytes kept", kept)])
 
+        def cut_short(came: bytes, length: int) -> None:
+            """The connection closed inside an octet-counted frame: what came of it goes to the dead letters."""
+            log.warning("syslog tcp frame of %d bytes from %s cut short by the connection's close", length, peer)
+            self.metrics.received.labels(source_origin(source)).inc()
+            self.metrics.dead_lettered.labels(source_origin(source)).inc()
+            if self.deadletters is not None:
+                self.deadletters.add_many([(f"{source}:cut-short", f"octet-counted frame of {length} bytes ended by "
+                                            f"the connection's close; {len(came)} bytes kept", came)])
+
         try:
             count = 0
-            async for message in read_frames(reader, oversize if self.deadletters is not None else None):
+            async for message in read_frames(reader, oversize if self.deadletters is not None else None,
+                                             cut_short if self.deadletters is not None else None):
                 self.writer.submit(source, message)
                 count += 1
                 if (count % 500 == 0 and self.writer.undurable >= MAX_UNDURABLE) or self.writer.full:

@@ -204,3 +204,32 @@ def test_spool_writer_keeps_records_through_a_failed_append(tmp_path: Path, monk
     asyncio.run(run())
     assert [r.raw for r in spool.read(spool.checkpoint())[0]] == [b"first", b"second"]
     assert metrics.spooled.labels("tcp")._value.get() == 2
+
+
+@pytest.mark.parametrize("announced", [40, MAX_FRAME + 10])
+def test_a_frame_cut_short_by_the_close_is_dead_lettered(tmp_path: Path, announced: int) -> None:
+    """The sender closes inside an octet-counted frame (of an ordinary size or an oversize one): the frames before
+    it are spooled, the bytes that came of it go to the dead letters with the reason, and both are counted."""
+    port = free_port()
+    spool = Spool(tmp_path / "spool")
+    dead = DeadLetterStore(tmp_path / "dead.db")
+    metrics = SocMetrics()
+
+    async def run() -> None:
+        receivers = SyslogReceivers(spool, metrics, "127.0.0.1", port, dead)
+        await receivers.start()
+        try:
+            await _send_tcp("127.0.0.1", port, b"9 <38>first" + str(announced).encode() + b" <38>cut sho")
+            await _until(lambda: dead.count() == 1 and spool.backlog_bytes() > 0)
+        finally:
+            await receivers.stop()
+
+    asyncio.run(run())
+    assert [r.raw for r in spool.read(spool.checkpoint(), 10)[0]] == [b"<38>first"]
+    letter = dead.latest(1)[0]
+    assert letter.raw == b"<38>cut sho"
+    assert f"frame of {announced} bytes ended by the connection's close" in letter.reason
+    totals = metrics.ingest_totals()["tcp"]
+    assert (totals["received"], totals["dead_lettered"]) == (2, 1)
+    spool.close()
+    dead.close()
