@@ -150,8 +150,11 @@ class SpoolConsumer:
         self._settings.close()
 
     def _parse(self, records: list[SpooledRecord]) -> list[tuple[str, Prepared]]:
-        return [(source, self.pipeline.prepare(group, source_format(source), source_sender(source)))
-                for source, group in groupby(records, key=lambda r: r.source)]
+        groups = [(source, self.pipeline.prepare(group, source_format(source), source_sender(source)))
+                  for source, group in groupby(records, key=lambda r: r.source)]
+        for source, prepared in groups:  # a dead letter names the sender (the spool place goes with its segment)
+            prepared.dead = [(f"{source} {key}", reason, raw) for key, reason, raw in prepared.dead]
+        return groups
 
     # --- detection ------------------------------------------------------------------------------------------
 

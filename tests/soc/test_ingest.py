@@ -160,6 +160,8 @@ def test_http_bulk_ingest_with_scoping(soc_portal) -> None:  # type: ignore[no-u
     assert mine["total"] == 3 and {e["gov"]["department"] for e in mine["items"]} == {"GAJ"}
     health = client.get("/api/soc/health", headers=analyst).json()
     assert health["dead_letters"] == 1 and health["spool_backlog_bytes"] == 0
+    (letter,) = client.app.state.soc.soc.deadletters.latest()  # names who sent it, not only the spool place
+    assert letter.source.startswith("json|http:") and " spool:" in letter.source and letter.raw == b"this is not json"
     metrics = client.get("/metrics").text
     assert 'yunshu_soc_stored_total{source="http"} 4.0' in metrics
     assert 'yunshu_soc_dead_lettered_total{source="http"} 1.0' in metrics
