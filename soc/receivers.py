@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from soc.deadletter import DeadLetterStore
 from soc.metrics import SocMetrics
@@ -56,6 +57,7 @@ class SpoolWriter:
         self._task: asyncio.Task[None] | None = None
         self._writing = 0
         self._in_flight: asyncio.Event | None = None  # set once the group being written is on disk
+        self._appending: asyncio.Future[Any] | None = None  # the append of that group, in a worker thread
         self._overdue: list[asyncio.Event] = []  # of groups whose append failed: set once written after all
 
     def start(self) -> None:
@@ -126,9 +128,12 @@ class SpoolWriter:
         batch, self._pending, self.pending_bytes = self._pending, [], 0
         done, self._flushed = self._flushed, asyncio.Event()
         self._writing, self._in_flight = len(batch), done
+        self._appending = asyncio.get_running_loop().run_in_executor(None, self.spool.append, batch)
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.spool.append, batch)
-        except BaseException:
+            # shielded: cancelled (stop), this task stops waiting but the append goes on in its thread, and stop()
+            # waits for it; the group is not queued again, it is being written
+            await asyncio.shield(self._appending)
+        except Exception:  # (not CancelledError)
             self._pending[:0] = batch
             self.pending_bytes += sum(len(raw) for _, raw in batch)
             self._overdue.append(done)
@@ -150,6 +155,11 @@ class SpoolWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._appending is not None and not self._appending.done():
+            try:
+                await self._appending  # a group cut off by the cancel is still being written: let it finish
+            except Exception:
+                log.exception("spool append failed at shutdown: the group being written is not spooled")
         try:
             await self.flush()
         except Exception:  # shutting down: say what is lost, and let the rest of the service stop

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -233,3 +234,29 @@ def test_a_frame_cut_short_by_the_close_is_dead_lettered(tmp_path: Path, announc
     assert (totals["received"], totals["dead_lettered"]) == (2, 1)
     spool.close()
     dead.close()
+
+
+def test_stopping_during_an_append_writes_its_group_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """stop() cancels the writer while a group is being appended in its worker thread: that append finishes, and
+    the group is neither queued again (written twice) nor lost."""
+    spool = Spool(tmp_path / "spool")
+    append = spool.append
+    started = threading.Event()
+
+    def slow(records: list[tuple[str, bytes]]) -> object:
+        started.set()
+        time.sleep(0.3)
+        return append(records)
+
+    monkeypatch.setattr(spool, "append", slow)
+
+    async def run() -> None:
+        writer = SpoolWriter(spool, SocMetrics(), flush_ms=5)
+        writer.start()
+        writer.submit("syslog|tcp:192.0.2.1", b"only once")
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        await writer.stop()
+
+    asyncio.run(run())
+    assert [r.raw for r in spool.read(spool.checkpoint())[0]] == [b"only once"]
