@@ -46,10 +46,18 @@ def as_timestamp(value: Any) -> datetime | None:
 
 
 def in_network(value: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-    """Whether an event value is an address (a zone suffix ignored) inside ``network``."""
+    """Whether an event value is an address (a zone suffix ignored) inside ``network``. An IPv4-mapped IPv6
+    address (``::ffff:10.1.2.4``) and its IPv4 address are one address, as the stores' address keys and
+    Elasticsearch's ip type take them."""
     if not isinstance(value, str):
         return False
     try:
-        return ipaddress.ip_address(value.strip().split("%")[0]) in network
+        address = ipaddress.ip_address(value.strip().split("%")[0])
     except ValueError:
         return False
+    if address.version != network.version:
+        if isinstance(address, ipaddress.IPv6Address):
+            mapped = address.ipv4_mapped
+            return mapped is not None and mapped in network
+        return ipaddress.IPv6Address(f"::ffff:{address}") in network
+    return address in network

@@ -238,3 +238,20 @@ def test_keyword_texts_are_kept_only_for_the_event_being_matched() -> None:
     assert [r.id for r in detector.match(event)] == ["00000000-0000-4000-8000-00000000a001"]
     event["message"] = "Accepted password for root"
     assert detector.match(event) == []
+
+
+@pytest.mark.parametrize(("address", "network", "inside"), [
+    ("::ffff:10.1.2.4", "10.0.0.0/8", True),
+    ("10.1.2.4", "::ffff:0:0/96", True),
+    ("10.1.2.4", "::ffff:10.0.0.0/104", True),
+    ("::ffff:11.0.0.1", "10.0.0.0/8", False),
+    ("2001:db8::1", "10.0.0.0/8", False),
+    ("10.1.2.4", "2001:db8::/32", False),
+    ("fe80::1%eth0", "fe80::/10", True),
+])
+def test_cidr_takes_an_ipv4_mapped_address_as_its_ipv4_address(address: str, network: str, inside: bool) -> None:
+    """As the stores' address keys and Elasticsearch's ip type do, so detection, hunts and searches agree."""
+    text = f"title: cidr\nlogsource: {{product: test}}\ndetection:\n  sel:\n    source.ip|cidr: '{network}'\n" \
+           "  condition: sel\n"
+    detector = Detector(load_texts([("cidr.yml", text)]), logsources={})
+    assert bool(detector.match({"source": {"ip": address}})) is inside

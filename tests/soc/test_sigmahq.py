@@ -146,6 +146,10 @@ _SQL_EDGES = [
     ("  sel:\n    n|gt: 0\n  condition: sel", [{"n": True}, {"n": 2}, {"n": "3"}]),
     ("  sel:\n    cmd|contains: ПАРОЛЬ\n  condition: sel", [{"cmd": "мой пароль"}, {"cmd": "МОЙ ПАРОЛЬ"}]),
     ("  sel:\n    - ÉCOLE\n  condition: sel", [{"message": "école ouverte"}, {"message": "ecole"}]),
+    ("  sel:\n    source.ip|cidr: 10.0.0.0/8\n  condition: sel",
+     [{"source": {"ip": "::ffff:10.1.2.4"}}, {"source": {"ip": "10.1.2.4"}}, {"source": {"ip": "::ffff:11.0.0.1"}}]),
+    ("  sel:\n    source.ip|cidr: '::ffff:0:0/96'\n  condition: sel",
+     [{"source": {"ip": "10.1.2.4"}}, {"source": {"ip": "2001:db8::1"}}]),
 ]
 
 
