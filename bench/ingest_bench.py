@@ -43,6 +43,7 @@ from soc.pipeline import GROUP_COMMIT_ROWS, ingest_gc
 from soc.service import Soc, ingest_files
 from soc.store.base import EncodedBatch, SearchQuery, WriteResult
 from soc.store.rows import event_row
+from soc.store.sigma_sql import register_functions
 from soc.store.sqlite import (
     EVENT_STORE_PAGE_SIZE,
     EVENT_STORE_PRAGMAS,
@@ -236,6 +237,7 @@ def store_anatomy(lines: list[str], index: RegisterIndex, ctx: ParseContext, wor
     out = []
     for i, (label, schema, per_transaction) in enumerate(variants):
         db = open_wal_database(workdir / f"anatomy{i}.db", schema, EVENT_STORE_PAGE_SIZE)
+        register_functions(db)  # as SQLiteStore does (text blocks are lowercased as written)
         for pragma in EVENT_STORE_PRAGMAS:
             db.execute(pragma)
         started = time.perf_counter()

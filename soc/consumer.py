@@ -153,7 +153,8 @@ class SpoolConsumer:
         groups = [(source, self.pipeline.prepare(group, source_format(source), source_sender(source)))
                   for source, group in groupby(records, key=lambda r: r.source)]
         for source, prepared in groups:  # a dead letter names the sender (the spool place goes with its segment)
-            prepared.dead = [(f"{source} {key}", reason, raw) for key, reason, raw in prepared.dead]
+            if prepared.dead:
+                prepared.dead = [(f"{source} {key}", reason, raw) for key, reason, raw in prepared.dead]
         return groups
 
     # --- detection ------------------------------------------------------------------------------------------

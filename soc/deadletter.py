@@ -53,7 +53,8 @@ class DeadLetterStore:
                 )
                 self._db.execute("COMMIT")
             except BaseException:  # disk full, a blob too big: the next call must find no transaction open
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # (SQLite may have rolled back already: keep the first error)
+                    self._db.execute("ROLLBACK")
                 raise
             return self._db.total_changes - before
 

@@ -58,6 +58,7 @@ class SpoolWriter:
         self._writing = 0
         self._in_flight: asyncio.Event | None = None  # set once the group being written is on disk
         self._appending: asyncio.Future[Any] | None = None  # the append of that group, in a worker thread
+        self._appending_group: tuple[list[tuple[str, bytes]], asyncio.Event] | None = None  # (records, its event)
         self._overdue: list[asyncio.Event] = []  # of groups whose append failed: set once written after all
 
     def start(self) -> None:
@@ -125,21 +126,28 @@ class SpoolWriter:
         (in order) and whoever waits for them goes on waiting; the error is raised."""
         if not self._pending:
             return
-        batch, self._pending, self.pending_bytes = self._pending, [], 0
+        batch, batch_bytes, self._pending, self.pending_bytes = self._pending, self.pending_bytes, [], 0
         done, self._flushed = self._flushed, asyncio.Event()
         self._writing, self._in_flight = len(batch), done
         self._appending = asyncio.get_running_loop().run_in_executor(None, self.spool.append, batch)
+        self._appending_group = (batch, done)
         try:
             # shielded: cancelled (stop), this task stops waiting but the append goes on in its thread, and stop()
-            # waits for it; the group is not queued again, it is being written
+            # finishes the group; it is not queued again, it is being written
             await asyncio.shield(self._appending)
         except Exception:  # (not CancelledError)
+            self._appending_group = None
             self._pending[:0] = batch
-            self.pending_bytes += sum(len(raw) for _, raw in batch)
+            self.pending_bytes += batch_bytes
             self._overdue.append(done)
             raise
         finally:
             self._writing, self._in_flight = 0, None
+        self._appending_group = None
+        self._written(batch, done)
+
+    def _written(self, batch: list[tuple[str, bytes]], done: asyncio.Event) -> None:
+        """A group is on disk: count it and release whoever waits for it (and for groups that failed before)."""
         counts: dict[str, int] = {}
         for source, _ in batch:
             counts[source] = counts.get(source, 0) + 1
@@ -155,11 +163,14 @@ class SpoolWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._appending is not None and not self._appending.done():
+        group, self._appending_group = self._appending_group, None
+        if group is not None and self._appending is not None:  # the cancel cut its flush off while it was written
             try:
-                await self._appending  # a group cut off by the cancel is still being written: let it finish
+                await self._appending
             except Exception:
-                log.exception("spool append failed at shutdown: the group being written is not spooled")
+                log.exception("spool append failed at shutdown: %d received record(s) not spooled", len(group[0]))
+            else:
+                self._written(*group)
         try:
             await self.flush()
         except Exception:  # shutting down: say what is lost, and let the rest of the service stop
@@ -188,15 +199,18 @@ Oversize = Callable[[bytes, int], None]  # (the frame's first bytes, its full le
 KEEP_OF_OVERSIZE = 64 * 1024  # bytes of an oversize frame kept for the dead-letter store
 
 
-async def _drain(reader: asyncio.StreamReader, length: int) -> bytes:
-    """Read and drop ``length`` bytes, returning the first KEEP_OF_OVERSIZE of them."""
+async def _drain(reader: asyncio.StreamReader, length: int) -> tuple[bytes, bool]:
+    """Read and drop ``length`` bytes; (the first KEEP_OF_OVERSIZE of them, whether the stream ended first)."""
     kept = b""
     while length > 0:
-        chunk = await reader.readexactly(min(length, 64 * 1024))
+        try:
+            chunk = await reader.readexactly(min(length, 64 * 1024))
+        except asyncio.IncompleteReadError as exc:
+            return (kept + exc.partial)[:KEEP_OF_OVERSIZE], True
         if len(kept) < KEEP_OF_OVERSIZE:
             kept += chunk[:KEEP_OF_OVERSIZE - len(kept)]
         length -= len(chunk)
-    return kept
+    return kept, False
 
 
 async def _drain_line(reader: asyncio.StreamReader, start: bytes) -> tuple[bytes, int, bool]:
@@ -236,20 +250,25 @@ async def read_frames(reader: asyncio.StreamReader, oversize: Oversize | None = 
                 nxt = await reader.read(1)
             if nxt == b" ":
                 length = int(head)
-                try:
-                    if length > MAX_FRAME:
-                        if oversize is None:
-                            raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
-                        oversize(await _drain(reader, length), length)
+                if length > MAX_FRAME:
+                    if oversize is None:
+                        raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+                    kept, ended = await _drain(reader, length)
+                    if not ended:
+                        oversize(kept, length)
                         continue
-                    frame = await reader.readexactly(length)
-                except asyncio.IncompleteReadError as exc:
-                    if cut_short is None:
-                        raise
-                    cut_short(exc.partial[:KEEP_OF_OVERSIZE], length)
-                    return
-                yield frame
-                continue
+                else:
+                    try:
+                        frame = await reader.readexactly(length)
+                    except asyncio.IncompleteReadError as exc:
+                        kept = exc.partial[:KEEP_OF_OVERSIZE]
+                    else:
+                        yield frame
+                        continue
+                if cut_short is None:
+                    raise asyncio.IncompleteReadError(kept, length)
+                cut_short(kept, length)
+                return
             head += nxt
             if not nxt:
                 ended = True
@@ -300,28 +319,27 @@ class SyslogReceivers:
         peer = writer.get_extra_info("peername")[0]
         source = spool_source("syslog", f"tcp:{peer}")
 
-        def oversize(kept: bytes, length: int) -> None:
-            """Too big to take: its first bytes and the reason go to the dead-letter store, the stream goes on."""
-            log.warning("syslog tcp frame of %d bytes from %s dead-lettered (limit %d)", length, peer, MAX_FRAME)
+        def dead_letter(tag: str, reason: str, kept: bytes) -> None:
+            """A frame that cannot be taken: counted, logged, and its first bytes go to the dead letters with the
+            reason; the stream goes on (or has ended)."""
+            log.warning("syslog tcp frame from %s dead-lettered: %s", peer, reason)
             self.metrics.received.labels(source_origin(source)).inc()
             self.metrics.dead_lettered.labels(source_origin(source)).inc()
-            if self.deadletters is not None:
-                self.deadletters.add_many([(f"{source}:oversize", f"frame of {length} bytes exceeds the limit of "
-                                            f"{MAX_FRAME}; first {len(kept)} bytes kept", kept)])
+            assert self.deadletters is not None
+            self.deadletters.add_many([(f"{source}:{tag}", reason, kept)])
+
+        def oversize(kept: bytes, length: int) -> None:
+            dead_letter("oversize", f"frame of {length} bytes exceeds the limit of {MAX_FRAME}; first {len(kept)} "
+                        "bytes kept", kept)
 
         def cut_short(came: bytes, length: int) -> None:
-            """The connection closed inside an octet-counted frame: what came of it goes to the dead letters."""
-            log.warning("syslog tcp frame of %d bytes from %s cut short by the connection's close", length, peer)
-            self.metrics.received.labels(source_origin(source)).inc()
-            self.metrics.dead_lettered.labels(source_origin(source)).inc()
-            if self.deadletters is not None:
-                self.deadletters.add_many([(f"{source}:cut-short", f"octet-counted frame of {length} bytes ended by "
-                                            f"the connection's close; {len(came)} bytes kept", came)])
+            dead_letter("cut-short", f"octet-counted frame of {length} bytes ended by the connection's close; "
+                        f"{len(came)} bytes kept", came)
 
+        keeping = self.deadletters is not None
         try:
             count = 0
-            async for message in read_frames(reader, oversize if self.deadletters is not None else None,
-                                             cut_short if self.deadletters is not None else None):
+            async for message in read_frames(reader, oversize if keeping else None, cut_short if keeping else None):
                 self.writer.submit(source, message)
                 count += 1
                 if (count % 500 == 0 and self.writer.undurable >= MAX_UNDURABLE) or self.writer.full:

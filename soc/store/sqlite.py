@@ -182,7 +182,6 @@ def open_wal_database(path: Path, schema: str, page_size: int | None = None) -> 
     # FULL: a commit is on disk when it returns (NORMAL could lose the last ones to a power cut), for the spool's
     # checkpoint moves past the records of a batch, and drops their segment, as soon as it is stored
     db.execute("PRAGMA synchronous=FULL")
-    register_functions(db)  # (text blocks are lowercased by sigma_lower as they are written)
     db.executescript(schema)
     return db
 
@@ -194,6 +193,7 @@ class SQLiteStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._db = open_wal_database(self.path, SCHEMA, EVENT_STORE_PAGE_SIZE)
+        register_functions(self._db)  # (before the migration: text blocks are lowercased by sigma_lower)
         migrate_text_index(self._db)
         for pragma in EVENT_STORE_PRAGMAS:
             self._db.execute(pragma)

@@ -207,10 +207,11 @@ def test_spool_writer_keeps_records_through_a_failed_append(tmp_path: Path, monk
     assert metrics.spooled.labels("tcp")._value.get() == 2
 
 
-@pytest.mark.parametrize("announced", [40, MAX_FRAME + 10])
-def test_a_frame_cut_short_by_the_close_is_dead_lettered(tmp_path: Path, announced: int) -> None:
-    """The sender closes inside an octet-counted frame (of an ordinary size or an oversize one): the frames before
-    it are spooled, the bytes that came of it go to the dead letters with the reason, and both are counted."""
+@pytest.mark.parametrize(("announced", "sent"), [(40, 0), (MAX_FRAME + 10, 0), (MAX_FRAME + 10, 100_000)])
+def test_a_frame_cut_short_by_the_close_is_dead_lettered(tmp_path: Path, announced: int, sent: int) -> None:
+    """The sender closes inside an octet-counted frame (of an ordinary size or an oversize one, after a few bytes or
+    after more than one read's worth): the frames before it are spooled, its first bytes go to the dead letters
+    with the reason, and both are counted."""
     port = free_port()
     spool = Spool(tmp_path / "spool")
     dead = DeadLetterStore(tmp_path / "dead.db")
@@ -220,7 +221,8 @@ def test_a_frame_cut_short_by_the_close_is_dead_lettered(tmp_path: Path, announc
         receivers = SyslogReceivers(spool, metrics, "127.0.0.1", port, dead)
         await receivers.start()
         try:
-            await _send_tcp("127.0.0.1", port, b"9 <38>first" + str(announced).encode() + b" <38>cut sho")
+            await _send_tcp("127.0.0.1", port,
+                            b"9 <38>first" + str(announced).encode() + b" <38>cut sho" + b"r" * sent)
             await _until(lambda: dead.count() == 1 and spool.backlog_bytes() > 0)
         finally:
             await receivers.stop()
@@ -228,7 +230,7 @@ def test_a_frame_cut_short_by_the_close_is_dead_lettered(tmp_path: Path, announc
     asyncio.run(run())
     assert [r.raw for r in spool.read(spool.checkpoint(), 10)[0]] == [b"<38>first"]
     letter = dead.latest(1)[0]
-    assert letter.raw == b"<38>cut sho"
+    assert letter.raw == (b"<38>cut sho" + b"r" * sent)[:64 * 1024]  # its first bytes
     assert f"frame of {announced} bytes ended by the connection's close" in letter.reason
     totals = metrics.ingest_totals()["tcp"]
     assert (totals["received"], totals["dead_lettered"]) == (2, 1)
@@ -250,13 +252,18 @@ def test_stopping_during_an_append_writes_its_group_once(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(spool, "append", slow)
 
+    metrics = SocMetrics()
+
     async def run() -> None:
-        writer = SpoolWriter(spool, SocMetrics(), flush_ms=5)
+        writer = SpoolWriter(spool, metrics, flush_ms=5)
         writer.start()
         writer.submit("syslog|tcp:192.0.2.1", b"only once")
+        waiting = asyncio.ensure_future(writer.durable())
         while not started.is_set():
             await asyncio.sleep(0.01)
         await writer.stop()
+        await asyncio.wait_for(waiting, 5)  # released once the group is on disk
 
     asyncio.run(run())
     assert [r.raw for r in spool.read(spool.checkpoint())[0]] == [b"only once"]
+    assert metrics.spooled.labels("tcp")._value.get() == 1
