@@ -174,6 +174,14 @@ def test_live_udp_drops_are_counted_and_tcp_waits_when_the_buffer_is_full(tmp_pa
     spool.close()
 
 
+def _writer_with_one_record(spool: Spool, metrics: SocMetrics, raw: bytes) -> tuple[SpoolWriter, asyncio.Future]:
+    """A running writer (a group commit every 5 ms) with one TCP record submitted, and a task waiting for it."""
+    writer = SpoolWriter(spool, metrics, flush_ms=5)
+    writer.start()
+    writer.submit("syslog|tcp:192.0.2.1", raw)
+    return writer, asyncio.ensure_future(writer.durable())
+
+
 def test_spool_writer_keeps_records_through_a_failed_append(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The disk refuses an append (full for a moment): the group stays queued, in order, whoever waits for it goes
     on waiting, and the next attempt writes it; the writer never stops."""
@@ -192,10 +200,7 @@ def test_spool_writer_keeps_records_through_a_failed_append(tmp_path: Path, monk
     metrics = SocMetrics()
 
     async def run() -> None:
-        writer = SpoolWriter(spool, metrics, flush_ms=5)
-        writer.start()
-        writer.submit("syslog|tcp:192.0.2.1", b"first")
-        waiting = asyncio.ensure_future(writer.durable())
+        writer, waiting = _writer_with_one_record(spool, metrics, b"first")
         await asyncio.sleep(0.02)  # the first append fails meanwhile
         writer.submit("syslog|tcp:192.0.2.1", b"second")
         await asyncio.wait_for(asyncio.gather(waiting, writer.durable()), 5)
@@ -251,14 +256,10 @@ def test_stopping_during_an_append_writes_its_group_once(tmp_path: Path, monkeyp
         return append(records)
 
     monkeypatch.setattr(spool, "append", slow)
-
     metrics = SocMetrics()
 
     async def run() -> None:
-        writer = SpoolWriter(spool, metrics, flush_ms=5)
-        writer.start()
-        writer.submit("syslog|tcp:192.0.2.1", b"only once")
-        waiting = asyncio.ensure_future(writer.durable())
+        writer, waiting = _writer_with_one_record(spool, metrics, b"only once")
         while not started.is_set():
             await asyncio.sleep(0.01)
         await writer.stop()
