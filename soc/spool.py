@@ -227,7 +227,7 @@ class Spool:
             if len(records) < max_records and (limit is None or after < limit):
                 end = path.stat().st_size if limit is None else limit
                 if after < end:  # not a record: damaged on disk
-                    resume = self._skip_damage(path, Position(position.segment, after), limit)
+                    resume = self._skip_damage(path, Position(position.segment, after), end)
                     if resume is not None:
                         position = Position(position.segment, resume)
                         continue
@@ -288,12 +288,10 @@ class Spool:
         return Position(later[0], 0)
 
     @staticmethod
-    def _skip_damage(path: Path, at: Position, limit: int | None) -> int | None:
+    def _skip_damage(path: Path, at: Position, stop: int) -> int | None:
         """Where the next intact record starts after bytes at ``at`` that are not one (a record damaged on disk),
-        before ``limit`` (None: the end of the segment); None when nothing intact follows. A candidate must have a
-        payload of ``source\\0raw`` with a ``format|origin`` source and a matching CRC-32."""
-        size = path.stat().st_size
-        stop = size if limit is None else min(limit, size)
+        before offset ``stop``; None when nothing intact follows. A candidate must have a payload of
+        ``source\\0raw`` with a ``format|origin`` source and a matching CRC-32."""
         if at.offset >= stop:
             return None
         with open(path, "rb") as fh:
@@ -328,17 +326,16 @@ class Spool:
         path = self.dir / _segment_name(segment)
         if not path.exists():
             return
-        good, records = 0, []
+        good, records, size = 0, [], path.stat().st_size
         while True:  # the offset after the last intact record (read as the consumer reads, a block at a time)
             after = self._read_segment(path, Position(segment, good), REPAIR_RECORDS, None, records)
             records.clear()
             if after == good:
-                resume = self._skip_damage(path, Position(segment, good), None)
+                resume = self._skip_damage(path, Position(segment, good), size)
                 if resume is None:
                     break
                 after = resume  # damage with intact records after it is no torn tail: readers pass over it
             good = after
-        size = path.stat().st_size
         if good < size:
             log.warning("spool segment %d: a torn record of %d bytes cut off its end (an append the crash "
                         "interrupted, never acknowledged)", segment, size - good)
