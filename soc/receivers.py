@@ -55,10 +55,10 @@ class SpoolWriter:
         self._flushed = asyncio.Event()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._writing = 0
-        self._in_flight: asyncio.Event | None = None  # set once the group being written is on disk
-        self._appending: asyncio.Future[Any] | None = None  # the append of that group, in a worker thread
-        self._appending_group: tuple[list[tuple[str, bytes]], asyncio.Event] | None = None  # (records, its event)
+        # the group being appended (its records, the event set once they are on disk) and the append itself, in a
+        # worker thread; kept past a cancel (stop) until stop() has seen the append finish
+        self._appending_group: tuple[list[tuple[str, bytes]], asyncio.Event] | None = None
+        self._appending: asyncio.Future[Any] | None = None
         self._overdue: list[asyncio.Event] = []  # of groups whose append failed: set once written after all
 
     def start(self) -> None:
@@ -67,7 +67,8 @@ class SpoolWriter:
     @property
     def undurable(self) -> int:
         """Records submitted but not yet on disk (pending, or being written)."""
-        return len(self._pending) + self._writing
+        group = self._appending_group
+        return len(self._pending) + (len(group[0]) if group is not None else 0)
 
     @property
     def full(self) -> bool:
@@ -106,8 +107,8 @@ class SpoolWriter:
             self._wake.set()
             flushed = self._flushed
             await flushed.wait()
-        elif self._in_flight is not None:
-            await self._in_flight.wait()
+        elif self._appending_group is not None:
+            await self._appending_group[1].wait()
 
     async def _run(self) -> None:
         while True:
@@ -128,9 +129,8 @@ class SpoolWriter:
             return
         batch, batch_bytes, self._pending, self.pending_bytes = self._pending, self.pending_bytes, [], 0
         done, self._flushed = self._flushed, asyncio.Event()
-        self._writing, self._in_flight = len(batch), done
-        self._appending = asyncio.get_running_loop().run_in_executor(None, self.spool.append, batch)
         self._appending_group = (batch, done)
+        self._appending = asyncio.get_running_loop().run_in_executor(None, self.spool.append, batch)
         try:
             # shielded: cancelled (stop), this task stops waiting but the append goes on in its thread, and stop()
             # finishes the group; it is not queued again, it is being written
@@ -141,8 +141,6 @@ class SpoolWriter:
             self.pending_bytes += batch_bytes
             self._overdue.append(done)
             raise
-        finally:
-            self._writing, self._in_flight = 0, None
         self._appending_group = None
         self._written(batch, done)
 
