@@ -53,8 +53,10 @@ def split_records(body: bytes, max_records: int = MAX_RECORDS_PER_REQUEST) -> li
             # a lone surrogate ("\ud800" unpaired) can only sit in a JSON string: write it back as that escape
             return [json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
                     for item in items]
-    if body.count(b"\n") >= max_records:  # (an upper bound: blank lines are no records) counted line by line,
-        lines = sum(1 for line in io.BytesIO(body) if line.strip())  # without a list of them all
+    # newlines bound the records from above (blank lines are none); only past the limit are they counted exactly,
+    # line by line without a list of them all
+    if body.count(b"\n") >= max_records:
+        lines = sum(1 for line in io.BytesIO(body) if line.strip())
         if lines > max_records:
             raise TooManyRecords(f"{lines} records in one request; at most {max_records}")
     return [line.rstrip(b"\r") for line in body.split(b"\n") if line.strip()]
