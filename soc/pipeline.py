@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import queue
 import sys
 import threading
@@ -10,13 +11,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 
 from soc.deadletter import DeadLetterStore
 from soc.ecs import Event, event_id
 from soc.metrics import SocMetrics, source_label
 from soc.parsers import ParseContext, ParseError, parse
 from soc.store.base import EncodedBatch, EncodingStore, EventStore, StoreUnavailable
+
+log = logging.getLogger("yunshu.soc.pipeline")
 
 # Group commit. A store transaction costs much more per row when it is small (each one rewrites every index page it
 # dirties: SQLite measured 75 µs/row at 2000 rows per transaction, 52 at 10000, 49 at 20000), so the writer thread
@@ -429,8 +432,20 @@ class _BatchWriter:
             raise self.error
 
 
-def file_records(path: str) -> Iterable[RawRecord]:
-    """The lines of a file with their byte offsets as durable keys (re-reading gives the same ids)."""
+QUIET_SECONDS = 2.0  # a file untouched this long is not being written
+MAX_WAIT_SECONDS = 10.0  # how long an unterminated last line of a file being written may be waited for
+
+
+def file_records(path: str, quiet_seconds: float = QUIET_SECONDS,
+                 max_wait_seconds: float = MAX_WAIT_SECONDS) -> Iterable[RawRecord]:
+    """The lines of a file with their byte offsets as durable keys (re-reading gives the same ids).
+
+    Reading stops at the first line end at or past the file's size when it was opened, so a file that keeps
+    growing is not followed. A last line without a newline is taken as it is when the file has been quiet for
+    ``quiet_seconds``. While the file is being written it is waited for (up to ``max_wait_seconds``) to end; if
+    it never does, it is left out and logged, for the next run to read whole, so that no cut-off half of a line
+    is stored.
+    """
     import os
     from pathlib import Path
 
@@ -440,8 +455,36 @@ def file_records(path: str) -> Iterable[RawRecord]:
     prefix = f"file:{name}:"
     offset = 0
     with resolved.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
         for raw in fh:
+            if raw[-1:] != b"\n":
+                raw = _last_line(fh, raw, quiet_seconds, max_wait_seconds)
+                if raw is None:
+                    log.warning("file %s: the line at byte %d is still being written; left for the next run",
+                                name, offset)
+                    return
             line = raw[:-1] if raw[-1:] == b"\n" else raw
             if line and not line.isspace():  # blank lines are skipped (isspace: the ASCII whitespace strip removes)
                 yield RawRecord(prefix + str(offset), line)
             offset += len(raw)
+            if offset >= size:
+                return
+
+
+def _last_line(fh: IO[bytes], raw: bytes, quiet_seconds: float, max_wait_seconds: float) -> bytes | None:
+    """``raw`` (read without its newline at the end of ``fh``) once whole: ended by a newline written meanwhile,
+    or as it is when the file has been quiet for ``quiet_seconds``; None when it is still growing after
+    ``max_wait_seconds``."""
+    import os
+
+    deadline = time.monotonic() + max_wait_seconds
+    while True:
+        raw += fh.readline()
+        if raw[-1:] == b"\n":
+            return raw
+        quiet_for = time.time() - os.fstat(fh.fileno()).st_mtime
+        if quiet_for >= quiet_seconds:
+            return raw
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(min(quiet_seconds - quiet_for, 0.2, max(deadline - time.monotonic(), 0.0)))
