@@ -10,6 +10,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
+from portal.api_types import Offset, RowId
 from portal.deps import DB_SESSION, Principal, require, runtime
 from portal.models import User
 from portal.rbac import policy
@@ -102,7 +103,7 @@ def alert_detail(session: Session, alert: Alert) -> dict[str, Any]:
 @router.get("")
 def list_alerts(session: Session = DB_SESSION, principal: Principal = Depends(require("soc.read")),
                 status: str | None = None, severity: str | None = None,
-                limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                limit: int = Query(100, ge=1, le=1000), offset: Offset = 0) -> dict[str, Any]:
     """Alerts newest first (by last seen)."""
     query = alert_query(principal, session, status, severity)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
@@ -111,13 +112,13 @@ def list_alerts(session: Session = DB_SESSION, principal: Principal = Depends(re
 
 
 @router.get("/{alert_id}")
-def get_alert(alert_id: int, session: Session = DB_SESSION,
+def get_alert(alert_id: RowId, session: Session = DB_SESSION,
               principal: Principal = Depends(require("soc.read"))) -> dict[str, Any]:
     return alert_detail(session, visible_alert(session, principal, alert_id))
 
 
 @router.post("/{alert_id}/transition")
-def transition(alert_id: int, body: TransitionIn, session: Session = DB_SESSION,
+def transition(alert_id: RowId, body: TransitionIn, session: Session = DB_SESSION,
                rt: Runtime = Depends(runtime),
                principal: Principal = Depends(require("soc.alerts.manage"))) -> dict[str, Any]:
     """Acknowledge, investigate, resolve, mark as false positive or reopen; written to the audit chain."""
@@ -138,7 +139,7 @@ def transition(alert_id: int, body: TransitionIn, session: Session = DB_SESSION,
 
 
 @router.post("/{alert_id}/assign")
-def assign(alert_id: int, body: AssignIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+def assign(alert_id: RowId, body: AssignIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
            principal: Principal = Depends(require("soc.alerts.manage"))) -> dict[str, Any]:
     """Hand an open alert over to another analyst (or unassign it) without changing its status; audited."""
     alert = visible_alert(session, principal, alert_id)
@@ -155,7 +156,7 @@ def assign(alert_id: int, body: AssignIn, session: Session = DB_SESSION, rt: Run
 
 
 @router.post("/{alert_id}/comments", status_code=201)
-def comment(alert_id: int, body: CommentIn, session: Session = DB_SESSION,
+def comment(alert_id: RowId, body: CommentIn, session: Session = DB_SESSION,
             principal: Principal = Depends(require("soc.alerts.comment"))) -> dict[str, Any]:
     alert = visible_alert(session, principal, alert_id)
     try:

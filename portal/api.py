@@ -19,6 +19,7 @@ from inventory.files import FileFormatError, detect_format
 from inventory.models import Department, System
 from inventory.queries import SystemFilter, list_departments, list_hosts, list_systems, normalise_filter
 from inventory.register import ImportRejected, export_text, host_record, import_file, system_record
+from portal.api_types import RowId
 from portal.deps import DB_SESSION, Principal, require, runtime
 from portal.models import ApiToken, User
 from portal.security import create_token, create_user
@@ -221,7 +222,7 @@ def new_token(body: NewToken, session: Session = DB_SESSION, rt: Runtime = Depen
 
 
 @router.delete("/tokens/{token_id}", tags=["auth"])
-def revoke_token(token_id: int, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+def revoke_token(token_id: RowId, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                  principal: Principal = Depends(require("tokens.own"))) -> dict[str, Any]:
     token = session.get(ApiToken, token_id)
     if token is None or (token.user_id != principal.user.id and not principal.can("users.manage")):

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
 from portal.alerts_api import visible_alert
+from portal.api_types import RowId, RowIdField, UtcTime
 from portal.deps import DB_SESSION, Principal, require, runtime
 from portal.soc_api import services
 from soc.drills.models import Drill, DrillFinding, DrillStep
@@ -37,6 +38,7 @@ from soc.drills.service import (
 )
 
 router = APIRouter(prefix="/api/soc/drills", tags=["drills"])
+MAX_STEP_OFFSET_SECONDS = 366 * 86400  # a step is planned within a year of the drill's start
 
 
 class StepIn(BaseModel):
@@ -44,7 +46,7 @@ class StepIn(BaseModel):
     technique: str
     target: str = Field(min_length=1, max_length=255)
     expected_rule: str | None = Field(None, max_length=64)
-    offset_seconds: float = Field(0, ge=0)
+    offset_seconds: float = Field(0, ge=0, le=MAX_STEP_OFFSET_SECONDS, allow_inf_nan=False)
 
 
 class DrillIn(BaseModel):
@@ -54,25 +56,25 @@ class DrillIn(BaseModel):
     description: str = Field("", max_length=10_000)
     teams: dict[str, list[str]] = {}
     steps: list[StepIn] = []
-    planned_start: datetime | None = None
+    planned_start: UtcTime | None = None
     scope: list[str] = []
 
 
 class ExecutedIn(BaseModel):
-    at: datetime | None = Field(None, description="when the red team executed the step (default: now)")
+    at: UtcTime | None = Field(None, description="when the red team executed the step (default: now)")
 
 
 class LinkIn(BaseModel):
-    alert_id: int
+    alert_id: RowIdField
 
 
 class FindingIn(BaseModel):
     title: str = Field(min_length=1, max_length=256)
     remediation: str = Field(min_length=1, max_length=10_000)
     severity: Literal["low", "medium", "high", "critical"] = "medium"
-    step_seq: int | None = None
+    step_seq: RowIdField | None = None
     owner: str | None = Field(None, max_length=64)
-    due: datetime | None = None
+    due: UtcTime | None = None
 
 
 class FindingStatusIn(BaseModel):
@@ -137,13 +139,13 @@ def new_drill(body: DrillIn, session: Session = DB_SESSION, rt: Runtime = Depend
 
 
 @router.get("/{drill_id}")
-def get_drill(drill_id: int, session: Session = DB_SESSION,
+def get_drill(drill_id: RowId, session: Session = DB_SESSION,
               principal: Principal = Depends(require("soc.read"))) -> dict[str, Any]:
     return score(session, _drill(session, drill_id, principal), principal.departments(session))
 
 
 @router.post("/{drill_id}/replay")
-def replay_drill(drill_id: int, request: Request, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+def replay_drill(drill_id: RowId, request: Request, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                  principal: Principal = Depends(require("soc.drills.manage"))) -> dict[str, Any]:
     """Inject the scenario's attack logs into the pipeline now, then link and score (synchronous)."""
     drill = _drill(session, drill_id)
@@ -158,7 +160,7 @@ def replay_drill(drill_id: int, request: Request, session: Session = DB_SESSION,
 
 
 @router.post("/{drill_id}/steps/{seq}/links", status_code=201)
-def link_alert(drill_id: int, seq: int, body: LinkIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+def link_alert(drill_id: RowId, seq: RowId, body: LinkIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                principal: Principal = Depends(require("soc.drills.manage"))) -> dict[str, Any]:
     drill = _drill(session, drill_id)
     step = _step(drill, seq)
@@ -170,7 +172,7 @@ def link_alert(drill_id: int, seq: int, body: LinkIn, session: Session = DB_SESS
 
 
 @router.post("/{drill_id}/steps/{seq}/executed")
-def step_executed(drill_id: int, seq: int, body: ExecutedIn, session: Session = DB_SESSION,
+def step_executed(drill_id: RowId, seq: RowId, body: ExecutedIn, session: Session = DB_SESSION,
                   rt: Runtime = Depends(runtime), principal: Principal = Depends(require("soc.drills.manage"))
                   ) -> dict[str, Any]:
     """Record when a step was actually carried out (the timeline), then link the alerts that followed it."""
@@ -178,8 +180,7 @@ def step_executed(drill_id: int, seq: int, body: ExecutedIn, session: Session = 
     if drill.status == "completed":
         raise HTTPException(409, f"drill {drill_id} is completed")
     step = _step(drill, seq)
-    at = body.at or datetime.now(UTC)
-    step.executed_at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    step.executed_at = body.at or datetime.now(UTC)
     if drill.status == "planned":
         drill.status, drill.actual_start = "running", step.executed_at
     rt.audit.append(session, actor=principal.name, action="drill.step", object_type="drill",
@@ -189,19 +190,24 @@ def step_executed(drill_id: int, seq: int, body: ExecutedIn, session: Session = 
 
 
 @router.post("/{drill_id}/findings", status_code=201)
-def new_finding(drill_id: int, body: FindingIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+def new_finding(drill_id: RowId, body: FindingIn, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                 principal: Principal = Depends(require("soc.drills.manage"))) -> dict[str, Any]:
     drill = _drill(session, drill_id)
     step: DrillStep | None = None
     if body.step_seq is not None:
         step = _step(drill, body.step_seq, 422)
-    add_finding(session, rt.audit, principal.name, drill, body.title, body.remediation, body.severity, step,
-                body.owner, body.due)
+    try:
+        add_finding(session, rt.audit, principal.name, drill, body.title, body.remediation, body.severity, step,
+                    body.owner, body.due)
+    except DrillInputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except DrillError as exc:
+        raise HTTPException(409, str(exc)) from None
     return score(session, drill)
 
 
 @router.post("/{drill_id}/findings/{finding_id}/status")
-def finding_status(drill_id: int, finding_id: int, body: FindingStatusIn, session: Session = DB_SESSION,
+def finding_status(drill_id: RowId, finding_id: RowId, body: FindingStatusIn, session: Session = DB_SESSION,
                    rt: Runtime = Depends(runtime), principal: Principal = Depends(require("soc.drills.manage"))
                    ) -> dict[str, Any]:
     """Move a finding open → in_progress → closed (who and when are kept); reopening a closed one needs a reason."""
@@ -219,7 +225,7 @@ def finding_status(drill_id: int, finding_id: int, body: FindingStatusIn, sessio
 
 
 @router.post("/{drill_id}/complete")
-def complete_drill(drill_id: int, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
+def complete_drill(drill_id: RowId, session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                    principal: Principal = Depends(require("soc.drills.manage"))) -> dict[str, Any]:
     try:
         return complete(session, rt.audit, principal.name, _drill(session, drill_id))
@@ -228,7 +234,7 @@ def complete_drill(drill_id: int, session: Session = DB_SESSION, rt: Runtime = D
 
 
 @router.get("/{drill_id}/report", response_model=None)
-def drill_report(drill_id: int, session: Session = DB_SESSION, principal: Principal = Depends(require("soc.read")),
+def drill_report(drill_id: RowId, session: Session = DB_SESSION, principal: Principal = Depends(require("soc.read")),
                  format: Literal["json", "html"] = Query("html")) -> Response:
     result = score(session, _drill(session, drill_id, principal), principal.departments(session))
     if format == "json":

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from infra.jobs import JobRefused, list_jobs, show_job
 from infra.migration_kpis import migration_kpis
 from infra.waves import plan_waves
+from portal.api_types import Offset, RowId
 from portal.deps import DB_SESSION, Principal, require
 
 router = APIRouter(prefix="/api", tags=["network"])
@@ -36,7 +37,7 @@ def jobs(limit: int = Query(50, ge=1, le=500), status: str | None = None, sessio
 
 
 @router.get("/jobs/{job_id}")
-def job(job_id: int, after: int = Query(0, ge=0), session: Session = DB_SESSION,
+def job(job_id: RowId, after: Offset = 0, session: Session = DB_SESSION,
         _: Principal = Depends(require("jobs.read"))) -> dict[str, Any]:
     """One job; ``after``: only events with a higher sequence number (for following a running job)."""
     try:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
 from portal.alerts_api import alert_detail, alert_query, assignable_users, check_assignee, visible_alert
+from portal.api_types import RowId
 from portal.deps import DB_SESSION, Principal, require, runtime
 from portal.i18n import translator
 from portal.web import language, render
@@ -83,14 +84,14 @@ def _detail_page(request: Request, session: Session, principal: Principal, alert
 
 
 @router.get("/soc/alerts/{alert_id}")
-def alert_page(alert_id: int, request: Request, session: Session = DB_SESSION,
+def alert_page(alert_id: RowId, request: Request, session: Session = DB_SESSION,
                principal: Principal = Depends(require("soc.read", web=True))) -> HTMLResponse:
     notice = DONE_NOTICES.get(request.query_params.get("done", ""))
     return _detail_page(request, session, principal, visible_alert(session, principal, alert_id), notice=notice)
 
 
 @router.post("/soc/alerts/{alert_id}/transition")
-def alert_transition(alert_id: int, request: Request, status: str = Form(...), note: str = Form(""),
+def alert_transition(alert_id: RowId, request: Request, status: str = Form(...), note: str = Form(""),
                      assignee: str = Form(""), session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                      principal: Principal = Depends(require("soc.alerts.manage", web=True))) -> Response:
     """Move the alert along its workflow; a given assignee must be a user who may work alerts (else 422)."""
@@ -109,7 +110,7 @@ def alert_transition(alert_id: int, request: Request, status: str = Form(...), n
 
 
 @router.post("/soc/alerts/{alert_id}/assign")
-def alert_assign(alert_id: int, request: Request, assignee: str = Form(""), note: str = Form(""),
+def alert_assign(alert_id: RowId, request: Request, assignee: str = Form(""), note: str = Form(""),
                  unassign: str = Form(""), session: Session = DB_SESSION, rt: Runtime = Depends(runtime),
                  principal: Principal = Depends(require("soc.alerts.manage", web=True))) -> Response:
     """Hand an open alert over to another analyst without changing its status (转交); audited as alert.assign.
@@ -131,7 +132,7 @@ def alert_assign(alert_id: int, request: Request, assignee: str = Form(""), note
 
 
 @router.post("/soc/alerts/{alert_id}/comments")
-def alert_comment(alert_id: int, request: Request, body: str = Form(""), session: Session = DB_SESSION,
+def alert_comment(alert_id: RowId, request: Request, body: str = Form(""), session: Session = DB_SESSION,
                   principal: Principal = Depends(require("soc.alerts.comment", web=True))) -> Response:
     alert = visible_alert(session, principal, alert_id)
     try:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from infra.jobs import JobRefused, list_jobs, show_job
 from infra.migration_kpis import CITY, migration_kpis
 from infra.waves import plan_waves
+from portal.api_types import RowId
 from portal.deps import DB_SESSION, Principal, require
 from portal.web import render
 
@@ -27,7 +28,7 @@ def net_page(request: Request, session: Session = DB_SESSION,
 
 
 @router.get("/net/jobs/{job_id}")
-def job_page(job_id: int, request: Request, session: Session = DB_SESSION,
+def job_page(job_id: RowId, request: Request, session: Session = DB_SESSION,
              principal: Principal = Depends(require("jobs.read", web=True))) -> HTMLResponse:
     """A job with its events; while it runs the page follows /api/jobs/{id}?after=… (see static/job.js)."""
     try:

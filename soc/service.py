@@ -127,8 +127,7 @@ class SocServices:
         secrets = {w.url: w.secret for w in self.rt.settings.soc.webhooks}
         while not self._stop.wait(interval):
             try:
-                with self.rt.transaction() as session:
-                    deliver_due(session, secrets)
+                deliver_due(self.rt.transaction, secrets)
             except Exception:  # notifications must never take the service down
                 log.exception("webhook delivery failed; will retry")
 

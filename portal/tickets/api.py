@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
+from portal.api_types import DB_INT_MAX
 from portal.deps import DB_SESSION, Principal, require, runtime
 from portal.tickets import service as svc
 from portal.tickets.models import STATES, Ticket
@@ -32,7 +33,8 @@ class NoteIn(BaseModel):
 
 
 class CompleteIn(BaseModel):
-    evaluation_id: int = Field(ge=1, description="a later evaluation of the system in which the unit is 符合")
+    evaluation_id: int = Field(ge=1, le=DB_INT_MAX,
+                               description="a later evaluation of the system in which the unit is 符合")
     note: str | None = Field(None, max_length=10_000)
 
 

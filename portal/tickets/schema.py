@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from inventory.records import Grading, mlps_level_input
 from inventory.vocabulary import vocabulary
+from portal.api_types import DB_INT_MAX
 from portal.tickets.models import TICKET_TYPES
 
 POLICY_FILE = Path(__file__).with_name("policy.yaml")
@@ -116,7 +117,7 @@ class ComplianceRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    evaluation_id: int = Field(ge=1)
+    evaluation_id: int = Field(ge=1, le=DB_INT_MAX)
     unit: str = Field(pattern=r"^L[1-4]-[A-Z]{3,4}\d-\d{2}$")
     clause: str = Field("", max_length=64)
     control_point: str = Field("", max_length=128)

@@ -79,6 +79,11 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _within(alert: Alert, at: datetime, window: timedelta) -> bool:
+    """Whether a detection at ``at`` joins the alert: within the dedup window of the time the alert spans."""
+    return as_utc(alert.first_seen) - window <= at <= as_utc(alert.last_seen) + window
+
+
 def _add_to(alert: Alert, d: Detection, at: datetime) -> None:
     """Count a detection at time ``at`` into an open alert of its group."""
     alert.count += d.count
@@ -113,8 +118,15 @@ class AlertService:
     # -- recording -------------------------------------------------------------------------------------------
 
     def group_of(self, detection: Detection) -> dict[str, str | None]:
+        """The values an alert is deduplicated on: the policy's group fields (the system among them), or a
+        correlation's group-by values and the department of the event that completed it (a correlation grouped by
+        source address alone would otherwise fold one department's detections into another's alert)."""
         if detection.correlation:
-            return dict(detection.group)
+            group = dict(detection.group)
+            department = scalar_text(_value(detection.event, "gov.department"))
+            if department is not None:
+                group["gov.department"] = department
+            return group
         return {name: scalar_text(v) for name in self.policy.group_fields
                 if (v := _value(detection.event, name)) is not None}
 
@@ -185,7 +197,7 @@ class AlertService:
         links: list[tuple[Alert, Detection, datetime]] = []
         for d, group, at, key in keyed:
             alerts = open_alerts.setdefault((d.rule_id, key), [])
-            alert = next((a for a in reversed(alerts) if as_utc(a.last_seen) >= at - window), None)
+            alert = next((a for a in reversed(alerts) if _within(a, at, window)), None)
             if alert is None:
                 alert = self._new_alert(d, key, group, at, now)
                 session.add(alert)
@@ -224,7 +236,8 @@ class AlertService:
             with session.begin_nested():
                 alert = session.scalars(
                     select(Alert).where(Alert.rule_id == d.rule_id, Alert.group_key == key,
-                                        Alert.status.in_(OPEN_STATUSES), Alert.last_seen >= at - window)
+                                        Alert.status.in_(OPEN_STATUSES), Alert.last_seen >= at - window,
+                                        Alert.first_seen <= at + window)
                     .order_by(Alert.id.desc()).limit(1)).first()
                 created = alert is None
                 if alert is None:

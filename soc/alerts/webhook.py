@@ -12,6 +12,8 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -35,7 +37,7 @@ def backoff(attempts: int) -> timedelta:
 
 
 def post(url: str, secret: str, delivery_id: int, body: bytes, timeout: float = 10.0) -> None:
-    """One signed POST; raises OSError/HTTPError on failure (non-2xx included)."""
+    """One signed POST; raises (OSError, HTTPError for a non-2xx answer, http.client errors …) on failure."""
     timestamp = str(int(time.time()))
     request = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json; charset=utf-8", "User-Agent": "Yunshu-Webhook/1",
@@ -46,28 +48,47 @@ def post(url: str, secret: str, delivery_id: int, body: bytes, timeout: float = 
             raise urllib.error.HTTPError(url, response.status, "unexpected status", response.headers, None)
 
 
-def deliver_due(session: Session, secrets: dict[str, str], now: datetime | None = None, limit: int = 50) -> int:
-    """Try every pending delivery that is due; returns how many were delivered."""
+def deliver_due(transaction: Callable[[], AbstractContextManager[Session]], secrets: dict[str, str],
+                now: datetime | None = None, limit: int = 50, post_timeout: float = 10.0) -> int:
+    """Try every pending delivery that is due; returns how many were delivered.
+
+    The due deliveries are claimed in one short transaction (the attempt counted and the next one scheduled, so a
+    crash during the POSTs retries after the backoff rather than at once), posted with no transaction open (a
+    receiver that hangs must not hold the database's write lock from alert recording), and their outcomes written
+    in another short transaction. Any error of a POST, whatever its kind, is a failed attempt of that delivery only.
+    """
     now = now or datetime.now(UTC)
-    due = session.scalars(select(WebhookDelivery).where(WebhookDelivery.status == "pending",
-                                                        WebhookDelivery.next_attempt_at <= now)
-                          .order_by(WebhookDelivery.id).limit(limit)).all()
-    delivered = 0
-    for item in due:
-        secret = secrets.get(item.url)
-        item.attempts += 1
+    with transaction() as session:
+        due = session.scalars(select(WebhookDelivery).where(WebhookDelivery.status == "pending",
+                                                            WebhookDelivery.next_attempt_at <= now)
+                              .order_by(WebhookDelivery.id).limit(limit)).all()
+        claimed = []
+        for item in due:
+            item.attempts += 1
+            item.next_attempt_at = now + backoff(item.attempts)
+            claimed.append((item.id, item.url, item.payload, item.attempts))
+    outcomes: dict[int, str | None] = {}  # delivery id → error (None: delivered)
+    for delivery_id, url, payload, _ in claimed:
+        secret = secrets.get(url)
         try:
             if secret is None:
                 raise ValueError("the webhook is no longer configured")
-            post(item.url, secret, item.id, item.payload.encode("utf-8"))
-        except (OSError, ValueError) as exc:
-            item.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if item.attempts >= MAX_ATTEMPTS or secret is None:
+            post(url, secret, delivery_id, payload.encode("utf-8"), post_timeout)
+        except Exception as exc:  # a bad receiver (refused, garbage, TLS, timeout …) is a failed attempt
+            outcomes[delivery_id] = f"{type(exc).__name__}: {exc}"[:2000]
+        else:
+            outcomes[delivery_id] = None
+    with transaction() as session:
+        for delivery_id, url, _, attempts in claimed:
+            item = session.get(WebhookDelivery, delivery_id)
+            if item is None:
+                continue
+            error = outcomes[delivery_id]
+            if error is None:
+                item.status, item.delivered_at, item.last_error = "delivered", now, None
+                continue
+            item.last_error = error
+            if attempts >= MAX_ATTEMPTS or url not in secrets:
                 item.status = "failed"
-                log.error("webhook %s for alert %s failed for good: %s", item.url, item.alert_id, item.last_error)
-            else:
-                item.next_attempt_at = now + backoff(item.attempts)
-            continue
-        item.status, item.delivered_at, item.last_error = "delivered", now, None
-        delivered += 1
-    return delivered
+                log.error("webhook %s for alert %s failed for good: %s", url, item.alert_id, error)
+    return sum(1 for error in outcomes.values() if error is None)

@@ -2,8 +2,9 @@
 
 Auto-linking joins an alert to an executed step when the alert's first event falls in the step's window (one
 minute before execution to ``window_minutes`` after), the alert concerns the step's target (host name, system id
-or address) and it detects what the step did (the step's ATT&CK technique or a sub-technique of it is among the
-alert's tags, or the alert's rule is the step's expected rule).
+or address) and it detects what the step did (the step's ATT&CK technique, a sub-technique of it or its parent
+technique is among the alert's tags, or the alert's rule is the step's expected rule). A completed drill takes no
+more links or findings: its report was written to the audit chain (a finding's status still moves on).
 
 Time to detect (MTTD) runs from a step's execution to the creation of its first linked alert (``Alert.created_at``,
 when the SOC raised it), so detection and pipeline delay count; the alert's ``first_seen`` is the time of the event it
@@ -128,8 +129,17 @@ def auto_link(session: Session, drill: Drill, rule_ids: dict[str, str] | None = 
     return added
 
 
+def _check_open(drill: Drill) -> None:
+    """DrillError when the drill is completed (its report is in the audit chain and stays as written)."""
+    if drill.status == "completed":
+        raise DrillError(f"drill {drill.id} is completed / 演练已结束")
+
+
 def link_by_hand(session: Session, audit: AuditChain | None, actor: str, step: DrillStep, alert: Alert) -> None:
     """An analyst's link between a step and an alert (also written to the audit chain)."""
+    drill = session.get(Drill, step.drill_id)
+    assert drill is not None  # a step belongs to its drill
+    _check_open(drill)
     exists = session.scalar(select(DrillAlertLink.id).where(DrillAlertLink.step_id == step.id,
                                                             DrillAlertLink.alert_id == alert.id))
     if exists is not None:
@@ -175,7 +185,8 @@ def finding_record(finding: DrillFinding) -> dict[str, Any]:
 
 
 def score(session: Session, drill: Drill, departments: set[str] | None = None) -> dict[str, Any]:
-    """Coverage, time to detect per step, time to resolve the linked alerts, and the findings.
+    """Coverage, time to detect per step, time to resolve the linked alerts (each alert once,
+    however many steps it is linked to), and the findings.
 
     Coverage, MTTD and MTTR are the drill's results and count every linked alert; with ``departments`` (a
     department-scoped viewer) a step lists only the alerts of those departments and counts the others in
@@ -183,7 +194,7 @@ def score(session: Session, drill: Drill, departments: set[str] | None = None) -
     """
     steps = []
     mttds: list[float] = []
-    mttrs: list[float] = []
+    mttrs: dict[int, float] = {}  # alert id → time to resolve
     for step in drill.steps:
         links = session.execute(select(DrillAlertLink, Alert).join(Alert, Alert.id == DrillAlertLink.alert_id)
                                 .where(DrillAlertLink.step_id == step.id)
@@ -196,7 +207,7 @@ def score(session: Session, drill: Drill, departments: set[str] | None = None) -
             mttds.append(mttd)
         for alert in alerts:
             if alert.resolved_at is not None:
-                mttrs.append((as_utc(alert.resolved_at) - as_utc(alert.created_at)).total_seconds())
+                mttrs[alert.id] = (as_utc(alert.resolved_at) - as_utc(alert.created_at)).total_seconds()
         shown = [(link, a) for link, a in links if departments is None or a.department_code in departments]
         steps.append({
             "seq": step.seq, "name": step.name, "technique": step.technique, "target": step.target,
@@ -219,7 +230,7 @@ def score(session: Session, drill: Drill, departments: set[str] | None = None) -
         "coverage": round(len(detected) / len(executed), 4) if executed else None,
         "detected_steps": len(detected), "executed_steps": len(executed),
         "mttd_seconds": round(mean(mttds), 1) if mttds else None,
-        "mttr_seconds": round(mean(mttrs), 1) if mttrs else None,
+        "mttr_seconds": round(mean(mttrs.values()), 1) if mttrs else None,
         "findings": [finding_record(f) for f in drill.findings],
     }
 
@@ -228,10 +239,11 @@ def add_finding(session: Session, audit: AuditChain | None, actor: str, drill: D
                 severity: str = "medium", step: DrillStep | None = None, owner: str | None = None,
                 due: datetime | None = None) -> DrillFinding:
     """A finding with its remediation task (status open), written to the audit chain."""
+    _check_open(drill)
     if not title.strip() or not remediation.strip():
-        raise DrillError("a finding needs a title and a remediation task")
+        raise DrillInputError("a finding needs a title and a remediation task")
     if severity not in FINDING_SEVERITIES:
-        raise DrillError(f"severity {severity!r} must be one of {', '.join(FINDING_SEVERITIES)}")
+        raise DrillInputError(f"severity {severity!r} must be one of {', '.join(FINDING_SEVERITIES)}")
     finding = DrillFinding(drill_id=drill.id, step_id=step.id if step else None, title=title.strip(),
                            severity=severity, remediation=remediation.strip(), owner=owner, due=due, status="open",
                            status_by=actor, status_at=datetime.now(UTC))

@@ -64,11 +64,32 @@ def test_dedup_within_window_and_idempotent_replays(runtime: Runtime) -> None:
         service.record(s, [_detection(10, minutes=4 + window - 1)], now=T0)  # within the window of the last one
         service.record(s, [_detection(11, minutes=4 + 3 * window)], now=T0)  # long after: a new alert
         service.record(s, [_detection(12, ip="198.51.100.1")], now=T0)  # another source: another group
+        service.record(s, [_detection(13, minutes=-3 * window)], now=T0)  # ingested late, long before: a new alert
     alerts = _alerts(runtime)
-    assert [a.count for a in alerts] == [6, 1, 1]
+    assert [a.count for a in alerts] == [6, 1, 1, 1]
     assert alerts[0].last_seen.replace(tzinfo=UTC) == T0 + timedelta(minutes=4 + window - 1)
     assert alerts[0].attack == ["attack.t1110", "attack.credential-access"]
     assert alerts[0].department_code == "GAJ" and alerts[0].system_id == "GAJ-RKXX"
+
+
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_a_correlation_alert_is_kept_per_department(runtime: Runtime, one_by_one: bool) -> None:
+    """A correlation grouped by source address alone that fires on two departments' hosts: one alert each."""
+    service = AlertService()
+    found = []
+    for n, (dept, host) in enumerate([("GAJ", "gaj-web01"), ("RSJ", "rsj-web01"), ("GAJ", "gaj-web01")]):
+        d = _detection(n, minutes=n * 5, gov={"department": dept, "system": {"id": f"{dept}-SYS"}})
+        d.event["host"] = {"name": host}
+        found.append(Detection("spray", "Password spraying", "high", (), d.event_id, d.event, correlation=True,
+                               group={"source.ip": "203.0.113.5"}, count=20))
+    with runtime.transaction() as s:
+        if one_by_one:
+            for d in found:
+                service.record(s, [d], now=T0)
+        else:
+            service.record(s, found, now=T0)
+    assert [(a.department_code, a.host_name, a.count) for a in _alerts(runtime)] == [
+        ("GAJ", "gaj-web01", 40), ("RSJ", "rsj-web01", 20)]
 
 
 def _state(rt: Runtime) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -237,13 +258,17 @@ def test_webhook_signed_retried_and_given_up(runtime: Runtime) -> None:
         with runtime.transaction() as s:
             service.record(s, [_detection(1, level="high")], now=T0)  # critical → sent
             service.record(s, [_detection(2, level="low", rule="quiet", gov={"department": "GAJ"})], now=T0)
-        with runtime.transaction() as s:
+        with runtime.sessions() as s:
             assert s.scalar(select(func.count(WebhookDelivery.id))) == 1  # the low alert is below min_severity
-            assert deliver_due(s, {receiver.url: SECRET}, now=T0) == 0  # answered 500
+        hooks = {receiver.url: SECRET}
+        assert deliver_due(runtime.transaction, hooks, now=T0) == 0  # answered 500
+        with runtime.sessions() as s:
             delivery = s.scalars(select(WebhookDelivery)).one()
             assert delivery.status == "pending" and "500" in (delivery.last_error or "")
-            assert deliver_due(s, {receiver.url: SECRET}, now=T0) == 0  # not due yet (backoff)
-            assert deliver_due(s, {receiver.url: SECRET}, now=T0 + timedelta(minutes=5)) == 1
+        assert deliver_due(runtime.transaction, hooks, now=T0) == 0  # not due yet (backoff)
+        assert deliver_due(runtime.transaction, hooks, now=T0 + timedelta(minutes=5)) == 1
+        with runtime.sessions() as s:
+            delivery = s.scalars(select(WebhookDelivery)).one()
             assert delivery.status == "delivered" and delivery.attempts == 2
         headers, body = receiver.requests[-1]
         assert headers["x-yunshu-signature"] == signature(SECRET, headers["x-yunshu-timestamp"], body)
@@ -256,13 +281,88 @@ def test_webhook_signed_retried_and_given_up(runtime: Runtime) -> None:
         later = T0
         for _ in range(MAX_ATTEMPTS):
             later += timedelta(hours=2)
-            with runtime.transaction() as s:
-                deliver_due(s, {receiver.url: SECRET}, now=later)
+            deliver_due(runtime.transaction, {receiver.url: SECRET}, now=later)
         with runtime.sessions() as s:
             last = s.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id.desc())).first()
             assert last is not None and last.status == "failed" and last.attempts == MAX_ATTEMPTS
     finally:
         receiver.close()
+
+
+class _RawReceiver:
+    """A TCP server that reads a request and answers ``reply`` (raw bytes), or with ``reply`` None holds the
+    connection open until released."""
+
+    def __init__(self, reply: bytes | None):
+        import socket
+
+        self.reply = reply
+        self.connected = threading.Event()
+        self.release = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                self.connected.set()
+                if self.reply is None:
+                    self.release.wait(30)
+                else:
+                    conn.sendall(self.reply)
+
+    def close(self) -> None:
+        self.release.set()
+        self.sock.close()
+
+
+def test_a_broken_receiver_fails_only_its_own_delivery(runtime: Runtime) -> None:
+    good, broken = _Receiver([]), _RawReceiver(b"garbage\r\n\r\n")
+    try:
+        service = AlertService(webhooks=[WebhookTarget(good.url, SECRET, "high"),
+                                         WebhookTarget(broken.url, SECRET, "high")])
+        with runtime.transaction() as s:
+            service.record(s, [_detection(1, level="high")], now=T0)
+        hooks = {good.url: SECRET, broken.url: SECRET}
+        later = T0
+        for _ in range(MAX_ATTEMPTS):
+            deliver_due(runtime.transaction, hooks, now=later)
+            later += timedelta(hours=2)
+        assert len(good.requests) == 1  # delivered once, never re-sent because the other receiver failed
+        with runtime.sessions() as s:
+            outcome = {d.url: (d.status, d.attempts) for d in s.scalars(select(WebhookDelivery))}
+            errors = [d.last_error for d in s.scalars(select(WebhookDelivery).where(WebhookDelivery.url == broken.url))]
+        assert outcome == {good.url: ("delivered", 1), broken.url: ("failed", MAX_ATTEMPTS)}
+        assert errors[0] and "BadStatusLine" in errors[0]
+    finally:
+        good.close()
+        broken.close()
+
+
+def test_a_hanging_receiver_does_not_hold_the_database(runtime: Runtime) -> None:
+    hanging = _RawReceiver(None)
+    try:
+        service = AlertService(webhooks=[WebhookTarget(hanging.url, SECRET, "high")])
+        with runtime.transaction() as s:
+            service.record(s, [_detection(1, level="high")], now=T0)
+        sender = threading.Thread(target=deliver_due, args=(runtime.transaction, {hanging.url: SECRET}),
+                                  kwargs={"now": T0, "post_timeout": 60.0})
+        sender.start()
+        assert hanging.connected.wait(30)
+        with runtime.transaction() as s:  # alert recording goes on while the POST waits
+            service.record(s, [_detection(2, ip="192.0.2.9", level="high")], now=T0)
+        assert sender.is_alive()
+        hanging.release.set()
+        sender.join(30)
+        assert len(_alerts(runtime)) == 2
+    finally:
+        hanging.close()
 
 
 def _failed_logins(host: str, ip: str, n: int) -> list[dict[str, Any]]:
@@ -285,7 +385,7 @@ def test_alerts_api_scoping_and_workflow(soc_portal) -> None:  # type: ignore[no
     assert {(a["department"], a["title"]) for a in everything} == {
         ("GAJ", "SSH brute force from one source"), ("RSJ", "SSH brute force from one source")}
     gaj_alert = next(a for a in everything if a["department"] == "GAJ")
-    assert gaj_alert["group"] == {"source.ip": "203.0.113.5", "host.name": gaj.name}
+    assert gaj_alert["group"] == {"source.ip": "203.0.113.5", "host.name": gaj.name, "gov.department": "GAJ"}
     assert gaj_alert["correlation"] is True and "attack.t1110.001" in gaj_alert["attack"]
 
     mine = client.get("/api/soc/alerts", headers=dept_user).json()

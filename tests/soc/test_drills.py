@@ -6,6 +6,7 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -261,3 +262,74 @@ def test_findings_move_to_closed_and_reopen_with_a_reason_audited(soc_portal) ->
     assert moves == [("open", "in_progress", None, False), ("in_progress", "closed", "规则已上线并经回放验证", False),
                      ("closed", "open", "复测仍可注入", True)]
     assert {actor for _, actor, _ in entries} == {"security-analyst"}
+
+
+def _resolved_alert(session, first: datetime, resolve_seconds: float, host: str = "web01") -> int:  # type: ignore[no-untyped-def]
+    from soc.alerts.models import Alert
+
+    alert = Alert(rule_id="r", rule_title="brute", rule_level="high", group_key=str(first), group_fields={},
+                  severity="high", score=3, status="resolved", host_name=host, attack=["attack.t1110"], count=1,
+                  first_seen=first, last_seen=first, created_at=first, acknowledge_due=first, resolve_due=first,
+                  acknowledged_at=first, resolved_at=first + timedelta(seconds=resolve_seconds))
+    session.add(alert)
+    session.flush()
+    return alert.id
+
+
+def test_times_with_offsets_mttr_per_alert_and_a_completed_drill_stays_as_audited(soc_portal) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from zoneinfo import ZoneInfo
+
+    client, rt, tokens = soc_portal
+    analyst = {"Authorization": f"Bearer {tokens['security_analyst']}"}
+    t0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+    shanghai = t0.astimezone(ZoneInfo("Asia/Shanghai"))  # 10:00+08:00, the same instant
+    drill_id = client.post("/api/soc/drills", headers=analyst, json={
+        "title": "m", "type": "attack_defense", "planned_start": shanghai.isoformat(),
+        "steps": [{"name": "brute 1", "technique": "T1110", "target": "web01"},
+                  {"name": "brute 2", "technique": "T1110", "target": "web01", "offset_seconds": 300}]}
+    ).json()["drill"]["id"]
+    with rt.transaction() as s:
+        _resolved_alert(s, t0 + timedelta(minutes=1), 60)  # after step 1 only
+        _resolved_alert(s, t0 + timedelta(minutes=6), 600)  # after step 2, and inside step 1's window as well
+        earlier = _resolved_alert(s, t0 - timedelta(days=1), 5)
+    client.post(f"/api/soc/drills/{drill_id}/steps/1/executed", headers=analyst, json={"at": shanghai.isoformat()})
+    scored = client.post(f"/api/soc/drills/{drill_id}/steps/2/executed", headers=analyst,
+                         json={"at": (shanghai + timedelta(minutes=5)).isoformat()}).json()
+    assert scored["drill"]["planned_start"] == t0.isoformat()  # +08:00 input stored as the same instant in UTC
+    assert [s["executed_at"] for s in scored["steps"]] == [t0.isoformat(), (t0 + timedelta(minutes=5)).isoformat()]
+    assert [len(s["alerts"]) for s in scored["steps"]] == [2, 1]
+    assert scored["mttr_seconds"] == 330.0  # two alerts (60 s and 600 s), one of them linked to both steps
+    client.post(f"/api/soc/drills/{drill_id}/complete", headers=analyst)
+    report = client.get(f"/api/soc/drills/{drill_id}/report?format=json", headers=analyst).content
+    late_link = client.post(f"/api/soc/drills/{drill_id}/steps/1/links", headers=analyst, json={"alert_id": earlier})
+    late_finding = client.post(f"/api/soc/drills/{drill_id}/findings", headers=analyst,
+                               json={"title": "t", "remediation": "r"})
+    assert (late_link.status_code, late_finding.status_code) == (409, 409), (late_link.text, late_finding.text)
+    assert client.get(f"/api/soc/drills/{drill_id}/report?format=json", headers=analyst).content == report
+
+
+@pytest.mark.parametrize(("method", "path", "body", "names"), [
+    ("post", "/api/soc/drills", {"title": "x", "type": "emergency",
+                                 "steps": [{"name": "s", "technique": "T1110", "target": "h", "offset_seconds": 1e12}]},
+     "offset_seconds"),
+    ("post", "/api/soc/drills", {"title": "x", "type": "emergency",
+                                 "steps": [{"name": "s", "technique": "T1110", "target": "h",
+                                            "offset_seconds": "inf"}]}, "offset_seconds"),
+    ("post", "/api/soc/drills", {"title": "x", "type": "emergency", "planned_start": "0001-01-01T00:00:00Z",
+                                 "steps": [{"name": "s", "technique": "T1110", "target": "h"}]}, "planned_start"),
+    ("get", "/api/soc/alerts/99999999999999999999", None, "alert_id"),
+    ("get", "/api/soc/drills/99999999999999999999", None, "drill_id"),
+    ("get", "/api/soc/alerts?offset=99999999999999999999", None, "offset"),
+    ("post", "/api/soc/drills/1/steps/1/links", {"alert_id": 99999999999999999999}, "alert_id"),
+    ("post", "/api/soc/drills/1/steps/1/executed", {"at": "0001-01-01T00:00:00Z"}, "at"),
+    ("post", "/api/soc/drills/1/findings", {"title": " ", "remediation": "r"}, "title"),
+])
+def test_out_of_range_input_is_a_422_naming_the_field(soc_portal, method: str, path: str, body: Any,  # type: ignore[no-untyped-def]  # noqa: F811
+                                                       names: str) -> None:
+    client, _rt, tokens = soc_portal
+    analyst = {"Authorization": f"Bearer {tokens['security_analyst']}"}
+    step = {"name": "s", "technique": "T1110", "target": "h"}
+    client.post("/api/soc/drills", headers=analyst, json={"title": "d", "type": "emergency", "steps": [step]})
+    response = getattr(client, method)(path, headers=analyst, **({"json": body} if body is not None else {}))
+    assert response.status_code == 422, response.text
+    assert names in response.text
