@@ -179,9 +179,11 @@ def _string_matcher(value: SigmaString, contains: bool = False) -> Callable[[str
             return lambda s: fold(s).startswith(literal)
     if all(p == star for p in parts):
         return lambda s: True
-    pattern = "".join(re.escape(p) if isinstance(p, str) else (".*" if p == star else ".") for p in parts)
-    regex = re.compile(pattern, re.DOTALL | (0 if cased else re.IGNORECASE))
-    return lambda s: regex.fullmatch(s) is not None
+    # case folded by str.lower as in the paths above and the literal gates (re.IGNORECASE folds some letters,
+    # such as the dotless ı, otherwise)
+    pattern = "".join(re.escape(fold(p)) if isinstance(p, str) else (".*" if p == star else ".") for p in parts)
+    regex = re.compile(pattern, re.DOTALL)
+    return lambda s: regex.fullmatch(fold(s)) is not None
 
 
 _REGEX_FLAGS = {
@@ -327,9 +329,16 @@ def lowered_texts(event: Event) -> list[str]:
     return memo[2] if memo[0] is event and memo[1] is texts else [t.lower() for t in texts]
 
 
+def _plain_text(value: SigmaString) -> str:
+    """The text of a Sigma string without wildcards, as matched (``to_plain`` would write escapes back in)."""
+    return "".join(part for part in value.s if isinstance(part, str))
+
+
 def _keyword_predicate(value: Any) -> Predicate:
+    if isinstance(value, SigmaNumber) and not isinstance(value, SigmaTimestampPart):
+        value = SigmaString(str(value.number))  # a number keyword is searched for as text, like any keyword
     if isinstance(value, SigmaString) and not value.contains_special() and not isinstance(value, SigmaCasedString):
-        needle = value.to_plain().lower()
+        needle = _plain_text(value).lower()
         return lambda e: any(needle in t for t in lowered_texts(e))
     if isinstance(value, SigmaString):
         match = _string_matcher(value, contains=True)
@@ -370,20 +379,21 @@ def compile_condition(node: ConditionItem) -> Predicate:
     raise CompileError(f"condition element {type(node).__name__} is not supported")
 
 
-def _plain_key(value: Any) -> str | None:
-    """The set key of a value that plain equality can test: case-folded text of a wildcard-free string or a
-    number's text; None for anything else (wildcards, cased strings, regexes …)."""
+def _plain_key(value: Any) -> tuple[str, str] | None:
+    """The set key of a value that plain equality can test: ("text", case-folded text) of a wildcard-free string,
+    ("number", its text) of a number; None for anything else (wildcards, cased strings, regexes …)."""
     if isinstance(value, SigmaCasedString):
         return None
     if isinstance(value, SigmaString) and not value.contains_special():
-        return value.to_plain().lower()
-    if isinstance(value, SigmaNumber) and not isinstance(value, SigmaTimestampPart) and isinstance(value.number, int):
-        return str(value.number)
+        return "text", _plain_text(value).lower()
+    if isinstance(value, SigmaNumber) and not isinstance(value, SigmaTimestampPart):
+        return "number", str(value.number)
     return None
 
 
 def _equality_set(node: ConditionOR) -> Predicate | None:
-    """``field: [a, b, c, …]`` (an OR of plain equalities on one field) as one set lookup, or None."""
+    """``field: [a, b, c, …]`` (an OR of plain equalities on one field) as set lookups, or None; each value is
+    compared as :func:`_scalar_test` compares it one by one (strings as text, numbers as numbers or their text)."""
     args = node.args
     if len(args) < 4 or not all(isinstance(a, ConditionFieldEqualsValueExpression) for a in args):
         return None
@@ -391,23 +401,26 @@ def _equality_set(node: ConditionOR) -> Predicate | None:
     keys = [_plain_key(a.value) for a in args]  # type: ignore[attr-defined]
     if len(fields) != 1 or any(k is None for k in keys):
         return None
-    get, wanted = field_getter(fields.pop()), frozenset(keys)
+    get = field_getter(fields.pop())
+    texts = frozenset(k for kind, k in keys if kind == "text")  # type: ignore[misc]
+    number_texts = frozenset(k for kind, k in keys if kind == "number")  # type: ignore[misc]
+    numbers = frozenset(float(k) for k in number_texts)
 
     def member(e: Event) -> bool:
         value = get(e)
         if value is MISSING or value is None:
             return False
         for v in (value if isinstance(value, list) else (value,)):
-            if isinstance(v, bool):
-                continue
-            if isinstance(v, str):
-                if v.lower() in wanted:
+            if texts:
+                t = scalar_text(v)
+                if t is not None and t.lower() in texts:
                     return True
-                number = as_number(v)  # "22.0" equals 22, as the one-by-one test has it
-            else:
-                number = as_number(v)
-            if number is not None and number.is_integer() and str(int(number)) in wanted:
-                return True
+            if numbers:
+                if isinstance(v, str) and v.strip() in number_texts:
+                    return True
+                n = as_number(v)
+                if n is not None and n in numbers:
+                    return True
         return False
     return member
 
@@ -419,7 +432,7 @@ def _keyword_set(node: ConditionOR) -> Predicate | None:
         value = getattr(arg, "value", None) if isinstance(arg, ConditionValueExpression) else None
         if not isinstance(value, SigmaString) or isinstance(value, SigmaCasedString) or value.contains_special():
             return None
-        needles.append(value.to_plain().lower())
+        needles.append(_plain_text(value).lower())
     if len(needles) < 2:
         return None
     unique = tuple(dict.fromkeys(needles))

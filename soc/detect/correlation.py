@@ -6,15 +6,21 @@ correlation fires when its condition holds on the window that ends with the curr
 that group is then cleared, so one burst gives one match, not one per further event. :meth:`Correlator.sweep`
 (called by the detection stage after each batch) drops the groups whose newest event is more than a timespan
 older than the newest event seen, so groups that go quiet do not wait for the cap to be evicted.
+
+Windows run on event time. A group's window ends at the newest event time it has seen: an event arriving late but
+within the timespan of that counts, one older than that is not counted. temporal_ordered takes a step only at or
+after the time of the step before it. An event without one of the group-by fields, or without the counted field of
+a value_count, is not counted (as terms aggregations leave out missing values); a time without a zone is UTC.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from soc.detect.compiler import MISSING, Event, as_list, field_getter, scalar_text
@@ -37,15 +43,19 @@ def event_time(event: Event) -> float:
     """Epoch seconds of ``@timestamp`` (ISO-8601 or epoch number); 0.0 when the event has none."""
     value = event.get("@timestamp", event.get("timestamp"))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value / 1000 if value > 1e11 else float(value)
+        try:
+            return value / 1000 if value > 1e11 else float(value)
+        except OverflowError:  # an integer past any float: no time
+            return 0.0
     if isinstance(value, str):
         seconds = _TIMES.get(value)
         if seconds is None:
             seconds = utc_seconds(value)
             if seconds is None:
                 try:
-                    seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-                except ValueError:
+                    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                    seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+                except (ValueError, OverflowError):
                     seconds = 0.0
             if len(_TIMES) >= _MEMO_SIZE:
                 _TIMES.clear()
@@ -93,7 +103,7 @@ class _Tracker:
     def __init__(self, corr: CompiledCorrelation, max_groups: int):
         self.corr = corr
         self.max_groups = max_groups
-        self.groups: OrderedDict[tuple[str | None, ...], _Window] = OrderedDict()
+        self.groups: OrderedDict[tuple[str, ...], _Window] = OrderedDict()
         self.getters = {name: field_getter(name) for name in corr.group_by}
         self.alias_getters = {alias: {rid: field_getter(f) for rid, f in fields.items()}
                               for alias, fields in corr.aliases.items()}
@@ -113,13 +123,17 @@ class _Tracker:
             self._by_rule_getters[rule_id] = getters
         return getters
 
-    def _key(self, event: Event, rule: CompiledRule | CompiledCorrelation) -> tuple[str | None, ...]:
-        key: list[str | None] = []
+    def _key(self, event: Event, rule: CompiledRule | CompiledCorrelation) -> tuple[str, ...] | None:
+        """The group-by values of the event; None when one is missing (the event is not counted)."""
+        key: list[str] = []
         for getter in self._key_getters(rule.id):
-            key.append(_key_part(getter(event)))
+            part = _key_part(getter(event))
+            if part is None:
+                return None
+            key.append(part)
         return tuple(key)
 
-    def _window(self, key: tuple[str | None, ...]) -> _Window:
+    def _window(self, key: tuple[str, ...]) -> _Window:
         window = self.groups.get(key)
         if window is None:
             window = self.groups[key] = _Window(self.corr.type)
@@ -132,18 +146,26 @@ class _Tracker:
     def observe(self, event: Event, rule: CompiledRule | CompiledCorrelation, ts: float) -> CorrelationMatch | None:
         corr = self.corr
         key = self._key(event, rule)
+        if key is None:
+            return None
         window = self._window(key)
         if ts > window.last:
             window.last = ts
-        horizon = ts - corr.timespan_s
+        horizon = window.last - corr.timespan_s  # the window ends at the newest event time of the group
+        if ts < horizon:
+            return None  # too late to count
+        last = window.last
         count: int
         first: float
         if corr.type == "event_count":
-            times = window.state
-            times.append(ts)
+            times = window.state  # in time order
+            if not times or ts >= times[-1]:
+                times.append(ts)
+            else:
+                bisect.insort(times, ts)
             if times[0] < horizon:
                 expired = 1
-                while times[expired] < horizon:  # the newest (ts) is never below the horizon
+                while times[expired] < horizon:  # the newest is never below the horizon
                     expired += 1
                 del times[:expired]
             count, first = len(times), times[0]
@@ -152,7 +174,9 @@ class _Tracker:
             value = self.value_getter(event) if self.value_getter else MISSING
             if value is not MISSING:
                 for v in as_list(value):
-                    text = str(scalar_text(v))
+                    text = scalar_text(v)
+                    if text is None:  # null or an object: no value
+                        continue
                     seen = values.pop(text, None)
                     values[text] = ts if seen is None or ts > seen else seen
             # values are in arrival order: drop the expired ones at the front (cheap), and count exactly only
@@ -170,30 +194,31 @@ class _Tracker:
             first = min(values.values(), default=ts)
         elif corr.type == "temporal":
             latest = window.state
-            latest[rule.id] = ts
+            if ts > latest.get(rule.id, horizon - 1.0):
+                latest[rule.id] = ts
             for rule_id in [r for r, t in latest.items() if t < horizon]:
                 del latest[rule_id]
             count, first = len(latest), min(latest.values())
             if self.check is None:
                 if count < len(set(self.order)):
                     return None
-                return self._fire(key, window, count, first, ts, event)
-        else:  # temporal_ordered: the rules must match in the order listed, all within the timespan
+                return self._fire(key, window, count, first, last, event)
+        else:  # temporal_ordered: the rules must match in the order listed, in time order, within the timespan
             sequence = window.state
             if sequence and sequence[0] < horizon:
                 sequence.clear()
-            if rule.id == self.order[len(sequence)]:
+            if rule.id == self.order[len(sequence)] and (not sequence or ts >= sequence[-1]):
                 sequence.append(ts)
             elif rule.id == self.order[0]:
                 sequence[:] = [ts]
             if len(sequence) < len(self.order):
                 return None
-            return self._fire(key, window, len(sequence), sequence[0], ts, event)
+            return self._fire(key, window, len(sequence), sequence[0], sequence[-1], event)
         if self.check is None or corr.count is None or not self.check(count, corr.count):
             return None
-        return self._fire(key, window, count, first, ts, event)
+        return self._fire(key, window, count, first, last, event)
 
-    def _fire(self, key: tuple[str | None, ...], window: _Window, count: int, first: float, last: float,
+    def _fire(self, key: tuple[str, ...], window: _Window, count: int, first: float, last: float,
               event: Event) -> CorrelationMatch:
         del self.groups[key]
         return CorrelationMatch(self.corr, dict(zip(self.corr.group_by, key, strict=True)), count, first, last,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -121,7 +122,11 @@ def _title(rule: SigmaRule | SigmaCorrelationRule) -> str | None:
 
 
 def _rule_id(rule: SigmaRule | SigmaCorrelationRule) -> str:
-    return str(rule.id) if rule.id else (rule.name or rule.title)
+    """The rule's id; without one its name; without either a UUID derived from its title (not the title itself,
+    which could equal another rule's name and feed that rule's correlations)."""
+    if rule.id:
+        return str(rule.id)
+    return rule.name or str(uuid.uuid5(uuid.NAMESPACE_URL, f"yunshu-sigma-title:{rule.title}"))
 
 
 def _reason(exc: Exception) -> str:
@@ -161,16 +166,16 @@ def _compile_correlation(corr: SigmaCorrelationRule, compiled: dict[int, Compile
     if corr.type not in SUPPORTED_CORRELATIONS:
         raise CompileError(f"correlation type {corr.type} is not supported (event_count, value_count, temporal, "
                            "temporal_ordered are)")
-    if pipeline is not None:
-        corr = copy.deepcopy(corr)
-        pipeline.apply(corr)
     bases: list[CompiledRule | CompiledCorrelation] = []
-    for ref in corr.rules:
+    for ref in corr.rules:  # resolved on the rule as loaded: the pipeline's copy below refers to copies of its rules
         target = getattr(ref, "rule", None)
         base = compiled.get(id(target)) if target is not None else None
         if base is None:
             raise CompileError(f"referenced rule {ref.reference!r} is not loaded")
         bases.append(base)
+    if pipeline is not None:  # field names (group-by, aliases, value_count's field) as the pipeline maps them
+        corr = copy.deepcopy(corr)
+        pipeline.apply(corr)
     condition = corr.condition
     if condition is not None and not hasattr(condition, "op"):
         raise CompileError("extended (boolean) correlation conditions are not supported")

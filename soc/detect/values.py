@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,8 +23,13 @@ def as_number(value: Any) -> float | None:
     """A number from an event value (numbers, numeric text); None for anything else, booleans included."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:  # past any float: it compares as an infinity of its sign
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, float):
+        return value
     if isinstance(value, str):
         try:
             return float(value.strip())
@@ -33,9 +39,13 @@ def as_number(value: Any) -> float | None:
 
 
 def as_timestamp(value: Any) -> datetime | None:
-    """A UTC time from ISO-8601 text (no zone: UTC) or an epoch number (seconds, or milliseconds when large)."""
+    """A UTC time from ISO-8601 text (no zone: UTC) or an epoch number (seconds, or milliseconds when large); None
+    for anything else, a number past the years datetime holds included."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     if isinstance(value, str):
         try:
             ts = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -216,3 +216,93 @@ correlation: {type: value_sum, rules: [failed], group-by: [ip], timespan: 1m, co
 """)])
     assert [e.reason for e in ruleset.errors] == [
         "correlation type value_sum is not supported (event_count, value_count, temporal, temporal_ordered are)"]
+
+
+SUCCESS = {"outcome": "success", "ip": "1.1.1.1"}
+
+
+@pytest.mark.parametrize(("rule", "events", "fired"), [
+    # a late event older than the newest minus the timespan does not count
+    (EVENT_COUNT, [(1000, _fail()), (1001, _fail()), (0, _fail())], []),
+    # a late event within the window of the newest does, and the match spans the window's times
+    (EVENT_COUNT, [(0, _fail()), (50, _fail()), (30, _fail())], [(2, 3)]),
+    (TEMPORAL, [(1000, _fail()), (0, SUCCESS)], []),
+    (TEMPORAL, [(100, _fail()), (0, _fail()), (120, SUCCESS)], [(2, 2)]),  # the late failure keeps t=100
+    (ORDERED, [(30, _fail()), (0, SUCCESS)], []),  # success happened first, though it arrived second
+    (ORDERED, [(0, _fail()), (30, SUCCESS)], [(1, 2)]),
+])
+def test_windows_run_on_event_time_with_late_events(rule: str, events: list[tuple[float, dict[str, Any]]],
+                                                     fired: list[tuple[int, int]]) -> None:
+    assert [(i, count) for i, _, count in _run(_detector(rule), events)] == fired
+
+
+def test_a_late_event_in_the_window_sets_first_seen() -> None:
+    detector = _detector(EVENT_COUNT)
+    hits = []
+    for seconds in (10, 50, 0):
+        event = {"@timestamp": _stamp(T0 + timedelta(seconds=seconds), True), **_fail()}
+        hits += detector.process(event)[1]
+    assert [(h.first_seen - T0.timestamp(), h.last_seen - T0.timestamp()) for h in hits] == [(0.0, 50.0)]
+
+
+def test_events_without_the_group_by_or_counted_field_are_not_counted() -> None:
+    assert _run(_detector(EVENT_COUNT), [(i, {"outcome": "failure"}) for i in range(5)]) == []
+    two_fields = EVENT_COUNT.replace("group-by: [ip]", "group-by: [ip, user]")
+    assert _run(_detector(two_fields), [(i, {"outcome": "failure", "ip": "1.1.1.1"}) for i in range(5)]) == []
+    nulls = [(0, _fail(user="a")), (1, _fail(user="b")), (2, _fail(user="c"))]
+    nulls += [(3, {**_fail(), "user": None}), (4, {**_fail(), "user": {"name": "x"}})]
+    assert _run(_detector(VALUE_COUNT), nulls) == []  # three values: null and an object are none
+
+
+def test_a_time_without_a_zone_is_utc_whatever_the_host_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        detector = _detector(EVENT_COUNT)
+        stamps = ["2026-11-20T02:00:00.250000", "2026-11-20T02:00:10Z", "2026-11-20T02:00:20Z"]
+        fired = [hit for stamp in stamps for hit in detector.process({"@timestamp": stamp, **_fail()})[1]]
+        assert [h.count for h in fired] == [3]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_correlations_load_and_fire_under_a_field_mapping_pipeline() -> None:
+    """Rule folders of the user's are loaded through the ECS pipeline: their correlations must resolve their rules
+    (and see their group-by fields renamed)."""
+    from soc.detect.loader import ecs_pipeline
+
+    web = """
+title: scan request
+name: scan
+logsource: {category: webserver}
+detection: {sel: {sc-status: 404}, condition: sel}
+---
+title: many 404s from one client
+correlation: {type: event_count, rules: [scan], group-by: [c-ip], timespan: 1m, condition: {gte: 3}}
+level: high
+"""
+    ruleset = load_texts([("web.yml", web)], ecs_pipeline())
+    assert not ruleset.errors, ruleset.errors
+    assert [c.group_by for c in ruleset.correlations] == [("source.ip",)]
+    detector = Detector(ruleset, logsources={}, correlator=Correlator(ruleset.correlations))
+    fired = []
+    for seconds in range(3):
+        event = {"@timestamp": _stamp(T0 + timedelta(seconds=seconds), True), "source": {"ip": "203.0.113.9"},
+                 "http": {"response": {"status_code": 404}}}
+        fired += detector.process(event)[1]
+    assert [(h.group, h.count) for h in fired] == [({"source.ip": "203.0.113.9"}, 3)]
+
+
+def test_a_rule_titled_like_another_rules_name_does_not_feed_its_correlation() -> None:
+    rules = BASE + """---
+title: failed
+logsource: {product: test}
+detection: {sel: {outcome: other}, condition: sel}
+"""
+    ruleset = load_texts([("base.yml", rules), ("corr.yml", EVENT_COUNT)])
+    detector = Detector(ruleset, logsources={}, correlator=Correlator(ruleset.correlations))
+    assert _run(detector, [(i, {"outcome": "other", "ip": "1.1.1.1"}) for i in range(3)]) == []
+    assert [count for _, _, count in _run(detector, [(10 + i, _fail()) for i in range(3)])] == [3]

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from soc.detect.engine import Detector
 from soc.detect.loader import load_texts
@@ -125,6 +127,16 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("keyword-any-field", {"sel": ["evil.sh"]}, {"a": {"b": ["x", "run evil.sh now"]}}, True),
     ("keyword-wildcard", {"sel": ["rm *bash_history"]}, {"message": "rm -f ~/.bash_history"}, True),
     ("keyword-miss", {"sel": ["union select"]}, {"message": "select from union"}, False),
+    ("keyword-number", {"sel": [6]}, {"message": 'argc=2 a0="init" a1="6"'}, True),
+    ("keyword-number-miss", {"sel": [7]}, {"message": 'argc=2 a0="init" a1="6"'}, False),
+    ("keyword-escaped-question", {"sel": ["what\\?"]}, {"message": "so what? yes"}, True),
+    ("keywords-escaped-star", {"sel": ["a\\*c", "zzzz"]}, {"message": "xx a*c yy"}, True),
+    ("list-escaped-star", {"sel": {"cmd": ["a\\*c", "x1", "x2", "x3"]}}, {"cmd": "a*c"}, True),
+    ("list-escaped-star-literal", {"sel": {"cmd": ["a\\*c", "x1", "x2", "x3"]}}, {"cmd": "a\\*c"}, False),
+    # numbers past any float, and times past datetime's years: no value rather than an error
+    ("huge-integer-equal", {"sel": {"destination.port": 23}}, {"destination": {"port": 10**400}}, False),
+    ("huge-integer-compare", {"sel": {"n|gt": 5}}, {"n": 10**400}, True),
+    ("huge-epoch-hour", {"sel": {"@timestamp|hour": 3}}, {"@timestamp": 1e20}, False),
 ]
 
 
@@ -255,3 +267,30 @@ def test_cidr_takes_an_ipv4_mapped_address_as_its_ipv4_address(address: str, net
            "  condition: sel\n"
     detector = Detector(load_texts([("cidr.yml", text)]), logsources={})
     assert bool(detector.match({"source": {"ip": address}})) is inside
+
+
+def test_a_huge_number_in_one_field_does_not_stop_other_rules() -> None:
+    text = _rule({"sel": {"user": "root"}}) + "---\n" + _rule({"sel": {"destination.port": 23}}).replace(
+        "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002")
+    ruleset = load_texts([("rules.yml", text)])
+    event = {"user": "root", "destination": {"port": 10**400}}
+    assert [r.id for r in Detector(ruleset, logsources={}).match(event)] == ["00000000-0000-4000-8000-000000000001"]
+
+
+_VALUES = st.one_of(st.sampled_from(["5", "10", "true", "root", "ROOT", "1e1", "5.0", " 5", "x"]),
+                    st.sampled_from([5, 10, 5.0, 1.5]), st.booleans())
+
+
+@given(wanted=st.lists(_VALUES, min_size=3, max_size=3), seen=st.one_of(_VALUES, st.lists(_VALUES, max_size=3)))
+def test_a_long_value_list_matches_as_its_values_one_by_one(wanted: list[Any], seen: Any) -> None:
+    """Four or more plain values on a field are looked up in sets: the answer must be the one-by-one answer."""
+    one_by_one = matches({"sel": {"f": wanted}}, {"f": seen})
+    assert matches({"sel": {"f": [*wanted, "never-seen-value"]}}, {"f": seen}) is one_by_one
+
+
+@pytest.mark.parametrize(("value", "text"), [("whoami?/all", "WHOAMı /ALL"), ("a*b?c", "AİB C"),
+                                             ("x?y", "XΣY")])
+def test_wildcards_fold_case_as_the_literal_gate_does(value: str, text: str) -> None:
+    ruleset = load_texts([("rule.yml", _rule({"sel": {"cmd|contains": value}}))])
+    event = {"cmd": text}
+    assert ruleset.rules[0].predicate(event) is bool(Detector(ruleset, logsources={}).match(event))

@@ -53,6 +53,11 @@ def test_real_logs_through_community_and_own_rules() -> None:
     attack = '203.0.113.9 - - [20/Nov/2026:10:00:01 +0800] "GET /dl?f=../../../etc/passwd HTTP/1.1" 200 1 "-" "curl"'
     matched, _ = detector.process(parse(attack))
     assert PATH_TRAVERSAL in {r.id for r in matched}  # SigmaHQ's cs-uri-query mapped to url.query
+    # an auditd EXECVE record is a Linux process creation: SigmaHQ's CommandLine rules reach it
+    execve = ('type=EXECVE msg=audit(1700000000.123:456): argc=4 a0="xmrig" a1="-o" a2="pool.minexmr.com:4444" '
+              'a3="--donate-level=0"')
+    matched, _ = detector.process(parse(execve))
+    assert "Linux Crypto Mining Indicators" in {r.title for r in matched}
 
 
 def test_cli_check_and_match(tmp_path: Path) -> None:
