@@ -39,6 +39,17 @@ def cmd_soc_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number ≥ 0."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{number} is below 0")
+    return number
+
+
 def _soc_query(args: argparse.Namespace, limit: int = 100) -> SearchQuery | None:
     """The SearchQuery of the shared filter options (--query, --where, --from, --to); None after an error."""
     from soc.ecs import parse_query_time
@@ -338,7 +349,7 @@ def add_soc_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     ing.set_defaults(func=cmd_soc_ingest)
     srch = soc.add_parser("search", help="search stored events (JSON lines)")
     _add_event_filters(srch)
-    srch.add_argument("--limit", type=int, default=100)
+    srch.add_argument("--limit", type=_count, default=100)
     srch.set_defaults(func=cmd_soc_search)
     stats = soc.add_parser("stats", help="aggregations over stored events: terms, date histogram (JSON lines)")
     _add_event_filters(stats)
@@ -364,7 +375,7 @@ def add_soc_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     which.add_argument("--rule-id", help="id or name of a loaded rule (built-in or from soc.rules_dirs)")
     hunt.add_argument("--pipeline", choices=["none", "ecs"], default="none")
     _add_event_filters(hunt)
-    hunt.add_argument("--limit", type=int, default=100)
+    hunt.add_argument("--limit", type=_count, default=100)
     hunt.set_defaults(func=cmd_soc_hunt)
     drill = soc.add_parser("drill", help="drills (攻防演练/应急演练)").add_subparsers(dest="drill_cmd", required=True)
     run = drill.add_parser("run", help="create a drill from a scenario and replay its attack logs now")
@@ -379,7 +390,7 @@ def add_soc_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     rep.set_defaults(func=cmd_soc_drill_report)
     alerts = soc.add_parser("alerts", help="alerts as JSON lines, newest first; `alerts assign` hands one over")
     alerts.add_argument("--status", help="open, new, acknowledged, investigating, resolved or false_positive")
-    alerts.add_argument("--limit", type=int, default=1000)
+    alerts.add_argument("--limit", type=_count, default=1000)
     alerts.set_defaults(func=cmd_soc_alerts)
     alert_cmds = alerts.add_subparsers(dest="alerts_cmd")
     assign = alert_cmds.add_parser("assign", help="hand an open alert over to USER (status unchanged; audited)")

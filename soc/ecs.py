@@ -18,6 +18,12 @@ Event = dict[str, Any]
 
 ECS_VERSION = "8.17.0"
 
+# tags of an event whose @timestamp is the time it was parsed: it carries none, or none that could be read (a store
+# that files events by day cannot tell from the time alone where a replay of it went)
+TIME_ASSUMED = "timestamp_assumed"
+TIME_UNPARSED = "timestamp_unparsed"
+ASSUMED_TIME_TAGS = frozenset({TIME_ASSUMED, TIME_UNPARSED})
+
 
 def iso_utc(ts: datetime) -> str:
     """``2026-11-22T04:15:51.123Z`` (naive datetimes are taken as UTC)."""

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import cython
 
-from soc.ecs import iso_utc
+from soc.ecs import TIME_ASSUMED, iso_utc
 from soc.parsers.scan import is_ipv4
 
 SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
@@ -185,8 +185,20 @@ def now_utc(ctx: ParseContext) -> datetime:
 
 
 def now_iso(ctx: ParseContext) -> str:
-    """``@timestamp`` for records that carry no time of their own."""
+    """``@timestamp`` for records that carry no time of their own (see :func:`assume_time`)."""
     return iso_utc(now_utc(ctx))
+
+
+def add_tag(event: dict, tag: str) -> None:
+    """Append ``tag`` to the event's ``tags`` (made a list when it is not one)."""
+    tags = event.get("tags")
+    event["tags"] = [*tags, tag] if isinstance(tags, list) else [tag]
+
+
+def assume_time(event: dict, ctx: ParseContext, tag: str = TIME_ASSUMED) -> None:
+    """Stamp an event that carries no time of its own with the time it is parsed, and tag it so."""
+    event["@timestamp"] = now_iso(ctx)
+    add_tag(event, tag)
 
 
 _ip_cache: dict[str, str | None] = {}

@@ -7,12 +7,14 @@ import math
 import re
 from typing import Any, Final
 
-from soc.ecs import ECS_VERSION, Event
+from soc.ecs import ECS_VERSION, TIME_ASSUMED, TIME_UNPARSED, Event
 from soc.parsers.common import (
     ParseContext,
     ParseError,
     add_related,
+    add_tag,
     as_ip,
+    assume_time,
     epoch_number_iso,
     iso_text,
     now_iso,
@@ -192,8 +194,7 @@ def _clean_addresses(event: Event) -> None:
         dropped |= len(good) != len(values)
         related["ip"] = good
     if dropped:
-        tags = event.get("tags")
-        event["tags"] = [*tags, "invalid_ip_dropped"] if isinstance(tags, list) else ["invalid_ip_dropped"]
+        add_tag(event, "invalid_ip_dropped")
 
 
 def _ecs_document(obj: dict, line: str, ctx: ParseContext) -> Event:
@@ -202,13 +203,9 @@ def _ecs_document(obj: dict, line: str, ctx: ParseContext) -> Event:
         return _generic(obj, line, ctx)
     ts = _timestamp(event.get("@timestamp"), ctx)
     if ts is None:
-        ts = now_iso(ctx)
-        tags = event.get("tags")
-        if isinstance(tags, list):
-            tags.append("timestamp_unparsed")
-        else:
-            event["tags"] = ["timestamp_unparsed"]
-    event["@timestamp"] = ts
+        assume_time(event, ctx, TIME_UNPARSED)
+    else:
+        event["@timestamp"] = ts
     _clean_addresses(event)
     node = event.setdefault("event", {})
     node.setdefault("kind", "event")
@@ -252,6 +249,8 @@ def _generic(obj: dict, line: str, ctx: ParseContext) -> Event:
         "json": obj,
         "ecs": {"version": ECS_VERSION},
     }
+    if ts is None:
+        add_tag(event, TIME_ASSUMED)
     for key in _LEVEL_KEYS:
         level = _str(obj.get(key))
         if level is not None:
@@ -282,6 +281,8 @@ def k8s_audit(obj: dict, line: str, ctx: ParseContext) -> Event:
         "kubernetes": {"audit": obj},
         "ecs": {"version": ECS_VERSION},
     }
+    if ts is None:
+        add_tag(event, TIME_ASSUMED)
     audit_id = _str(obj.get("auditID"))
     if audit_id:
         node["id"] = audit_id

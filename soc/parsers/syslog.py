@@ -15,12 +15,13 @@ from typing import Final
 
 import cython
 
-from soc.ecs import ECS_VERSION, Event
+from soc.ecs import ECS_VERSION, TIME_ASSUMED, Event
 from soc.parsers import auth, firewall
 from soc.parsers.common import (
     MONTHS,
     ParseContext,
     ParseError,
+    add_tag,
     as_ip,
     day_offset,
     days_since_epoch,
@@ -299,8 +300,11 @@ def parse_rfc5424(line: str, ctx: ParseContext, handler: Handler | None = None) 
         syslog["procid"] = procid
         if procid.isascii() and procid.isdigit() and len(procid) <= 10:
             pid = procid
-    return _build(timestamp, line, msg, syslog, None if host == "-" else host, None if app == "-" else app, pid,
-                  handler, ctx)
+    event = _build(timestamp, line, msg, syslog, None if host == "-" else host, None if app == "-" else app, pid,
+                   handler, ctx)
+    if ts == "-":
+        add_tag(event, TIME_ASSUMED)
+    return event
 
 
 def parse_syslog(line: str, ctx: ParseContext, handler: Handler | None = None) -> Event:

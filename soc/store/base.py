@@ -111,6 +111,10 @@ class SearchQuery:
     departments: set[str] | None = None  # None: every department; otherwise only events of these
     limit: int = 100
 
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0:
+            raise ValueError(f"limit must be a whole number ≥ 0, got {self.limit!r}")
+
 
 @dataclass
 class SearchResult:

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from elastic_transport import BaseNode, ConnectionTimeout, HttpHeaders, RequestsHttpNode, Urllib3HttpNode
 from elastic_transport import ConnectionError as TransportConnectionError
-from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
+from elasticsearch import ApiError, Elasticsearch, SerializationError, UnsupportedProductError
 
-from soc.ecs import Event, iso_utc
+from soc.ecs import ASSUMED_TIME_TAGS, Event, iso_utc
 from soc.store.base import (
     IP_FIELDS,
     KEYWORD_FIELDS,
@@ -49,8 +49,12 @@ _AGGREGATABLE = _LEAF_TYPES - {"text"}
 # Statuses meaning "the store cannot take this right now" (spool and retry) rather than "this request is wrong".
 _UNAVAILABLE_STATUS = {401, 403, 408, 429}
 _PREFIX = re.compile(r"[a-z0-9][a-z0-9._-]*")
-# Statuses of a server refusing the request's media type (Content-Type / Accept).
+# Statuses of a server refusing the request's media type (Content-Type / Accept); an Elasticsearch 8 node asked for
+# compatible-with=9 answers 400 media_type_header_exception instead.
 _MEDIA_TYPE_REFUSED = {406, 415}
+# Bulk requests stay well below Elasticsearch's default http.max_content_length (100 MiB), by an estimate of each
+# document's size; a request refused as too large (413) is split, down to a single document that is rejected.
+MAX_BULK_BYTES = 16 * 1024 * 1024
 _VENDOR_MEDIA_TYPES = {
     "application/vnd.elasticsearch+json": "application/json",
     "application/vnd.elasticsearch+x-ndjson": "application/x-ndjson",
@@ -209,6 +213,24 @@ def _event_day(event: Event) -> datetime:
     return ts.astimezone(UTC)
 
 
+def _refuses_media_type(exc: ApiError) -> bool:
+    return exc.meta.status in _MEDIA_TYPE_REFUSED or (
+        exc.meta.status == 400 and "media_type_header_exception" in str(exc.body or exc.message))
+
+
+def _weight(event: Event) -> int:
+    """A cheap estimate of a document's size in a bulk request: its free texts and a kilobyte for the rest."""
+    inner = event.get("event")
+    original = inner.get("original") if isinstance(inner, dict) else None
+    message = event.get("message")
+    return 1024 + sum(len(t) for t in (original, message) if isinstance(t, str))
+
+
+def _time_assumed(event: Event) -> bool:
+    tags = event.get("tags")
+    return isinstance(tags, list) and not ASSUMED_TIME_TAGS.isdisjoint(t for t in tags if isinstance(t, str))
+
+
 def _without_original(event: Event) -> Event:
     inner = event.get("event")
     if not isinstance(inner, dict) or "original" not in inner:
@@ -359,7 +381,7 @@ class ElasticsearchStore:
             raise ValueError(f"the event store server is not Elasticsearch (no 'X-Elastic-Product: "
                              f"Elasticsearch' header), which the elasticsearch client refuses: {exc}") from None
         except ApiError as exc:
-            if exc.meta.status not in _MEDIA_TYPE_REFUSED:
+            if not _refuses_media_type(exc):
                 raise
             refusal = f"{exc.meta.status} {exc.message}"
         if not self._owns_client:
@@ -376,7 +398,7 @@ class ElasticsearchStore:
         try:
             self._probe()
         except ApiError as exc:
-            if exc.meta.status in _MEDIA_TYPE_REFUSED:
+            if _refuses_media_type(exc):
                 raise ValueError(f"the event store server refuses both the compatibility and the plain JSON "
                                  f"media types: {exc.meta.status} {exc.message}") from None
             raise
@@ -386,10 +408,16 @@ class ElasticsearchStore:
             return False
         try:
             self._call(self.client.ilm.get_status)
-        except ApiError as exc:
+        except (ApiError, StoreUnavailable) as exc:
+            refused = exc if isinstance(exc, ApiError) else exc.__cause__
+            # a user without the read_ilm privilege (401/403) is "no ILM", not an unavailable store
+            if not isinstance(refused, ApiError) or (isinstance(exc, StoreUnavailable)
+                                                     and refused.meta.status not in (401, 403)):
+                raise
             if self._ilm_wanted:
-                raise RuntimeError(f"ILM required (ilm=True) but not available: {exc}") from exc
-            log.info("no ILM on this cluster (%s); retention falls back to delete-by-query", exc.meta.status)
+                raise RuntimeError(f"ILM required (ilm=True) but not available: {refused}") from exc
+            log.info("no ILM on this cluster or not readable by this user (%s); retention falls back to "
+                     "delete-by-query", refused.meta.status)
             return False
         return True
 
@@ -424,28 +452,78 @@ class ElasticsearchStore:
                 result.rejected.append((doc_id, f"invalid @timestamp: {exc}"))
                 continue
             pending.append((doc_id, index, event if self.keep_original else _without_original(event)))
-        refresh = self.refresh_policy or None
-        for chunk in _chunks(pending, self.chunk_size):
-            operations: list[Mapping[str, Any]] = []
-            for doc_id, index, source in chunk:
-                operations.append({"create": {"_index": index, "_id": doc_id}})
-                operations.append(source)
-            response = self._call(lambda ops=operations: self.client.bulk(operations=ops, refresh=refresh))
-            unavailable: str | None = None
-            for (doc_id, _, _), item in zip(chunk, response["items"], strict=True):
-                info = next(iter(item.values()))
-                status = int(info.get("status", 0))
-                if 200 <= status < 300:
-                    result.created += 1
-                elif status == 409:
-                    result.duplicates += 1
-                elif status >= 500 or status in _UNAVAILABLE_STATUS:
-                    unavailable = unavailable or f"{status} {_error_reason(info)}"
-                else:
-                    result.rejected.append((str(info.get("_id") or doc_id), _error_reason(info)))
+        pending = self._not_stored_elsewhere(pending, result)
+        for chunk in self._bulk_chunks(pending):
+            unavailable = self._bulk(chunk, result)
             if unavailable:
                 raise StoreUnavailable(f"elasticsearch refused items of a bulk request: {unavailable}")
         return result
+
+    def _not_stored_elsewhere(self, pending: list[tuple[str, str, Event]],
+                              result: WriteResult) -> list[tuple[str, str, Event]]:
+        """``pending`` without the documents stamped with their parse time (tagged so by the parsers) that are
+        stored already, counted as duplicates: parsed again on another day, such a document would go to another
+        daily index, where ``create`` cannot see its first copy."""
+        assumed = [doc_id for doc_id, _, source in pending if _time_assumed(source)]
+        if not assumed:
+            return pending
+        stored: set[str] = set()
+        for chunk in _chunks(assumed, 1000):
+            response = self._search(query={"ids": {"values": list(chunk)}}, size=len(chunk), source=False,
+                                    track_total_hits=False)
+            stored.update(hit["_id"] for hit in response["hits"]["hits"])
+        result.duplicates += sum(1 for doc_id, _, _ in pending if doc_id in stored)
+        return [item for item in pending if item[0] not in stored]
+
+    def _bulk_chunks(self, pending: list[tuple[str, str, Event]]) -> Iterator[list[tuple[str, str, Event]]]:
+        """Chunks of at most ``chunk_size`` documents and about MAX_BULK_BYTES."""
+        chunk: list[tuple[str, str, Event]] = []
+        weight = 0
+        for item in pending:
+            size = _weight(item[2])
+            if chunk and (len(chunk) >= self.chunk_size or weight + size > MAX_BULK_BYTES):
+                yield chunk
+                chunk, weight = [], 0
+            chunk.append(item)
+            weight += size
+        if chunk:
+            yield chunk
+
+    def _bulk(self, chunk: list[tuple[str, str, Event]], result: WriteResult) -> str | None:
+        """Bulk-create a chunk into ``result``; returns why items were refused as unavailable (None if none were).
+
+        A chunk refused as a whole for its size (413) or that cannot be serialised is split in two and each half
+        sent again; a single document refused so is rejected with the reason."""
+        operations: list[Mapping[str, Any]] = []
+        for doc_id, index, source in chunk:
+            operations.append({"create": {"_index": index, "_id": doc_id}})
+            operations.append(source)
+        refresh = self.refresh_policy or None
+        try:
+            response = self._call(lambda: self.client.bulk(operations=operations, refresh=refresh))
+        except (ApiError, SerializationError) as exc:
+            if isinstance(exc, ApiError) and exc.meta.status != 413:
+                raise
+            if len(chunk) == 1:
+                reason = ("larger than the cluster takes in one request (413)" if isinstance(exc, ApiError)
+                          else f"cannot be written as JSON: {exc}")
+                result.rejected.append((chunk[0][0], reason))
+                return None
+            half = len(chunk) // 2
+            return self._bulk(chunk[:half], result) or self._bulk(chunk[half:], result)
+        unavailable: str | None = None
+        for (doc_id, _, _), item in zip(chunk, response["items"], strict=True):
+            info = next(iter(item.values()))
+            status = int(info.get("status", 0))
+            if 200 <= status < 300:
+                result.created += 1
+            elif status == 409:
+                result.duplicates += 1
+            elif status >= 500 or status in _UNAVAILABLE_STATUS:
+                unavailable = unavailable or f"{status} {_error_reason(info)}"
+            else:
+                result.rejected.append((str(info.get("_id") or doc_id), _error_reason(info)))
+        return unavailable
 
     # -- reading ---------------------------------------------------------------------------------------------
 
@@ -473,16 +551,27 @@ class ElasticsearchStore:
         for name, cidr in query.cidr.items():
             self._field(name, "match a CIDR", {"ip"})
             filters.append({"term": {name: cidr}})
-        if query.text:
-            filters.append({"match": {"message": {"query": query.text, "operator": "and"}}})
+        if query.text and query.text.strip():  # the words in their order (blank text: no condition)
+            filters.append({"match_phrase": {"message": query.text}})
         if query.departments is not None:
             if not query.departments:
                 return {"match_none": {}}
             filters.append({"terms": {"gov.department": sorted(query.departments)}})
         return {"bool": {"filter": filters}} if filters else {"match_all": {}}
 
+    def _read(self, fn: Callable[[], T]) -> T:
+        """A read: as :meth:`_call`, and a query the cluster refuses (400: a value that does not fit its field's
+        type, say) is a ValueError naming the reason."""
+        try:
+            return self._call(fn)
+        except ApiError as exc:
+            if exc.meta.status == 400:
+                body = exc.body if isinstance(exc.body, dict) else {"error": str(exc.body or exc.message)}
+                raise ValueError(f"Elasticsearch refused the query: {_error_reason(body)}") from None
+            raise
+
     def _search(self, **kwargs: Any) -> dict[str, Any]:
-        response = self._call(lambda: self.client.search(
+        response = self._read(lambda: self.client.search(
             index=self.index_pattern, ignore_unavailable=True, allow_no_indices=True, **kwargs))
         return response.body
 
@@ -498,7 +587,7 @@ class ElasticsearchStore:
 
     def count(self, query: SearchQuery) -> int:
         self.ensure_ready()
-        response = self._call(lambda: self.client.count(
+        response = self._read(lambda: self.client.count(
             index=self.index_pattern, ignore_unavailable=True, allow_no_indices=True,
             query=self.build_query(query)))
         return int(response["count"])

@@ -278,7 +278,7 @@ class SQLiteStore:
         if q.departments is not None:
             clauses.append(f"e.department IN ({', '.join('?' * len(q.departments)) or 'NULL'})")
             params.extend(sorted(q.departments))
-        if q.text:
+        if q.text and q.text.strip():  # blank text: no condition
             text = q.text.strip()
             if len(text) >= 3:  # trigrams need three characters; % and _ widen the lookup, the check narrows it
                 # blocks are lowercased as written (FTS5's LIKE folds ASCII only); blocks written before

@@ -195,6 +195,8 @@ def test_rfc5424_nil_values() -> None:
     assert event["host"] == {"name": "collector"}
     assert event["message"] == ""
     assert "process" not in event
+    assert event["tags"] == ["timestamp_assumed"]  # stamped with the parse time (a store may need to know)
+    assert "tags" not in parse("<14>1 2026-01-02T03:04:05Z h a - - - m", "syslog", ctx)
 
 
 def test_rfc3164_with_pri_and_su() -> None:
@@ -624,6 +626,10 @@ def test_json_generic_objects() -> None:
     assert event["json"]["event"] == "user logged in" and event["message"] == structlog
     bare = parse('{"a": [1, 2]}', "json", ParseContext(now=datetime(2026, 1, 1, tzinfo=UTC)))
     assert bare["@timestamp"] == "2026-01-01T00:00:00.000Z"
+    assert bare["tags"] == ["timestamp_assumed"] and "tags" not in event
+    k8s = parse('{"kind": "Event", "apiVersion": "audit.k8s.io/v1", "verb": "get", "stage": "ResponseComplete"}',
+                "json", ParseContext(now=datetime(2026, 1, 1, tzinfo=UTC)))
+    assert k8s["event"]["dataset"] == "kubernetes.audit" and k8s["tags"] == ["timestamp_assumed"]
     with pytest.raises(ParseError, match="not an object"):
         parse("[1, 2, 3]", "json")
     with pytest.raises(ParseError, match="not valid JSON"):

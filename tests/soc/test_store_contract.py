@@ -209,6 +209,8 @@ def test_sqlite_refuses_malformed_ip_filters(tmp_path: Path) -> None:
 
 def test_full_text_including_chinese(filled: EventStore) -> None:
     assert filled.count(SearchQuery(text="Failed password")) == 2
+    assert filled.count(SearchQuery(text="password Failed")) == 0  # the words in their order
+    assert filled.count(SearchQuery(text="   ")) == filled.count(SearchQuery())  # blank text: no condition
     hits = filled.search(SearchQuery(text="身份信息")).hits
     assert [h[0] for h in hits] == [DOCS[3][0]]
 
@@ -297,3 +299,8 @@ def test_full_text_folds_case_in_every_script(store: EventStore) -> None:
     assert store.write(docs).created == 3
     for text, expected in (("école", 0), ("ÄRGER", 1), ("пароль", 2), ("École Ouverte", 0)):
         assert [doc_id for doc_id, _ in store.search(SearchQuery(text=text)).hits] == [docs[expected][0]], text
+
+
+def test_a_negative_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="limit"):
+        SearchQuery(limit=-1)

@@ -11,6 +11,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -656,3 +657,127 @@ def test_the_soc_opens_its_store_with_the_configured_retention(es_url: str, tmp_
         soc.close()
     finally:
         rt.close()
+
+
+class _FakeCluster(BaseHTTPRequestHandler):
+    """A small Elasticsearch stand-in: templates acknowledged, searches empty, bulk items created; ``mode`` adds
+    one behaviour of a real cluster: "es8" refuses the compatible-with=9 media type with a 400 as an
+    Elasticsearch 8 node does, "ilm403" refuses ILM status to a user without read_ilm, "limit" answers 413 to
+    a request body over ``max_bytes``."""
+
+    mode: ClassVar[str] = ""
+    max_bytes: ClassVar[int] = 0
+    bulk_sizes: ClassVar[list[int]] = []
+
+    def do_any(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.mode == "es8" and "compatible-with=9" in (self.headers.get("content-type") or "") + (
+                self.headers.get("accept") or ""):
+            self._send(400, {"error": {"type": "media_type_header_exception",
+                                       "reason": "Invalid media-type value on headers [Accept, Content-Type]"},
+                             "status": 400})
+        elif self.mode == "ilm403" and self.path.startswith("/_ilm/"):
+            self._send(403, {"error": {"type": "security_exception", "reason": "action [cluster:admin/ilm/get] "
+                                       "is unauthorized"}, "status": 403})
+        elif self.path.startswith("/_bulk"):
+            if self.mode == "limit" and len(body) > self.max_bytes:
+                self._send(413, {"error": {"type": "content_too_long", "reason": "request too large"},
+                                 "status": 413})
+                return
+            self.bulk_sizes.append(len(body))
+            lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+            items = [{"create": {"_index": op["create"]["_index"], "_id": op["create"]["_id"], "status": 201}}
+                     for op in lines[::2]]
+            self._send(200, {"took": 1, "errors": False, "items": items})
+        elif "_search" in self.path or "_count" in self.path:
+            self._send(200, {"took": 1, "count": 0, "hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}})
+        else:
+            self._send(200, {"acknowledged": True})
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_any
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("x-elastic-product", "Elasticsearch")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def _fake(mode: str, max_bytes: int = 0) -> Iterator[tuple[str, type[_FakeCluster]]]:
+    handler = type("Handler", (_FakeCluster,), {"mode": mode, "max_bytes": max_bytes, "bulk_sizes": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_elasticsearch_8_node_refusing_compatible_with_9_gets_plain_json() -> None:
+    with _fake("es8") as (url, _):
+        store = ElasticsearchStore(url, client_options={"max_retries": 0})
+        try:
+            assert store.write(docs_of(ev(0))).created == 1
+            assert store.plain_media_types
+        finally:
+            store.close()
+
+
+def test_ilm_not_readable_by_the_user_means_retention_by_delete_by_query() -> None:
+    with _fake("ilm403") as (url, _):
+        store = ElasticsearchStore(url, client_options={"node_class": PlainMediaTypeNode, "max_retries": 0})
+        try:
+            assert store.write(docs_of(ev(0))).created == 1
+            assert store.retention_mode == "delete_by_query"
+        finally:
+            store.close()
+
+
+def test_bulk_requests_too_large_are_split_and_a_document_too_large_alone_is_rejected() -> None:
+    small = [ev(i, message="x" * 30_000) for i in range(10)]
+    huge = ev(99, message="y" * 300_000)
+    with _fake("limit", max_bytes=200_000) as (url, handler):
+        store = ElasticsearchStore(url, client_options={"node_class": PlainMediaTypeNode, "max_retries": 0})
+        try:
+            docs = docs_of(*small[:5], huge, *small[5:])
+            result = store.write(docs)
+        finally:
+            store.close()
+    assert (result.created, result.duplicates) == (10, 0)
+    assert result.rejected == [(docs[5][0], "larger than the cluster takes in one request (413)")]
+    assert all(size <= 200_000 for size in handler.bulk_sizes)
+
+
+def test_a_document_that_cannot_be_serialised_is_rejected_alone(store: ElasticsearchStore) -> None:
+    bad = ev(1, labels={"odd": object()})
+    docs = [*docs_of(ev(0)), ("bad-doc", bad), *docs_of(ev(2))]
+    result = store.write(docs)
+    assert result.created == 2
+    assert [doc_id for doc_id, _ in result.rejected] == ["bad-doc"]
+    assert "JSON" in result.rejected[0][1]
+
+
+def test_a_document_stamped_with_its_parse_time_is_stored_once_across_days(store: ElasticsearchStore) -> None:
+    """A record without a time of its own, parsed again on the next day, would go to the next daily index."""
+    first = ev(0, tags=["timestamp_assumed"])
+    again = {**first, "@timestamp": (T0 + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+    assert store.write([("no-time-1", first)]).created == 1
+    store.refresh()
+    retry = store.write([("no-time-1", again), ("no-time-2", again)])
+    assert (retry.created, retry.duplicates) == (1, 1)
+    store.refresh()
+    assert store.count(SearchQuery()) == 2
+
+
+def test_a_filter_value_that_does_not_fit_its_field_is_a_value_error(store: ElasticsearchStore) -> None:
+    store.write(docs_of(ev(0)))
+    with pytest.raises(ValueError, match="Elasticsearch refused the query"):
+        store.count(SearchQuery(where={"source.port": "abc"}))
