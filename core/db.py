@@ -16,6 +16,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+DB_INT_MAX = 2**63 - 1  # the largest integer either database stores (PostgreSQL BIGINT, SQLite INTEGER)
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 NAMING = {

@@ -12,7 +12,8 @@ from typing import Annotated
 from fastapi import Path, Query
 from pydantic import AfterValidator, Field
 
-DB_INT_MAX = 2**63 - 1  # the largest integer either database stores (PostgreSQL BIGINT, SQLite INTEGER)
+from core.db import DB_INT_MAX
+
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 

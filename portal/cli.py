@@ -30,7 +30,7 @@ from portal.cli_soc import add_soc_commands
 from portal.models import ROLES, User
 from portal.security import create_token, create_user
 from portal.tickets.cli import add_ticket_commands
-from soc.store.base import StoreUnavailable
+from soc.store.base import StoreConfigError, StoreUnavailable
 
 SAMPLE_CITY = Path(__file__).resolve().parent.parent / "inventory" / "samples" / "city.yaml"
 _runtime = open_configured_runtime
@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except AuditKeyMissing as exc:
         err.print(f"[red]{exc}[/]")
+        return 2
+    except StoreConfigError as exc:  # a store URL or server that cannot be used: a setting to correct
+        err.print(f"[red]事件存储配置错误 / event store: {exc}[/]")
         return 2
     except StoreUnavailable as exc:  # the event store is down or refusing (after the pipeline's retries)
         err.print(f"[red]事件存储不可用 / event store unavailable: {exc}[/]\n"

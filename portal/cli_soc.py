@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.db import DB_INT_MAX
 from portal.cli_common import err, open_configured_runtime
 from soc.store.base import HISTOGRAM_INTERVALS, SearchQuery
 
@@ -45,8 +46,16 @@ def _count(text: str) -> int:
         number = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{number} is below 0")
+    if not 0 <= number <= DB_INT_MAX:
+        raise argparse.ArgumentTypeError(f"{number} is not between 0 and {DB_INT_MAX}")
+    return number
+
+
+def _row_id(text: str) -> int:
+    """An argparse type: the id of a stored row (1 … the databases' largest integer)."""
+    number = _count(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is not an id (ids start at 1)")
     return number
 
 
@@ -74,7 +83,7 @@ def cmd_soc_search(args: argparse.Namespace) -> int:
     query = _soc_query(args, args.limit)
     if query is None:
         return 2
-    soc = open_soc(_runtime(), args.store)
+    soc = open_soc(_runtime(), args.store, must_exist=True, detect=False)
     try:
         result = soc.store.search(query)
     except ValueError as exc:
@@ -96,7 +105,7 @@ def cmd_soc_stats(args: argparse.Namespace) -> int:
     query = _soc_query(args)
     if query is None:
         return 2
-    soc = open_soc(_runtime(), args.store)
+    soc = open_soc(_runtime(), args.store, must_exist=True, detect=False)
     try:
         answer = aggregate(soc.store, query, args.terms, args.interval, args.size)
     except ValueError as exc:
@@ -148,15 +157,21 @@ def cmd_soc_rules_match(args: argparse.Namespace) -> int:
     detector = Detector(ruleset, logsources={})  # raw events: every rule applies, whatever the dataset
     bad = 0
     index = -1
-    with open(args.events, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
+    try:
+        fh = open(args.events, "rb")  # noqa: SIM115 - closed below; an unreadable path is reported first
+    except OSError as exc:
+        err.print(f"[red]--events {args.events}: {exc.strerror or exc}[/]")
+        return 2
+    with fh:
+        for number, raw in enumerate(fh, 1):
+            line = raw.decode("utf-8", "replace")  # a stray byte is a replacement character, as ingest decodes
             if not line.strip():
                 continue
             index += 1
             try:
                 event = json.loads(line)
-            except ValueError as exc:
-                err.print(f"[red]{args.events}:{number}: not JSON ({exc}); skipped[/]")
+            except (ValueError, RecursionError) as exc:
+                err.print(f"[red]{args.events}:{number}: not JSON ({type(exc).__name__}: {exc}); skipped[/]")
                 bad += 1
                 continue
             if not isinstance(event, dict):
@@ -200,7 +215,7 @@ def cmd_soc_hunt(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         err.print(f"[red]{exc}[/]")
         return 2
-    soc = open_soc(rt, args.store)
+    soc = open_soc(rt, args.store, must_exist=True, detect=False)
     try:
         result = hunt(soc.store, rule, query)
     except ValueError as exc:
@@ -261,7 +276,11 @@ def cmd_soc_drill_report(args: argparse.Namespace) -> int:
         result = score(session, drill)
     text = report_json(result) if args.format == "json" else report_html(result)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            err.print(f"[red]-o {args.output}: {exc.strerror or exc}[/]")
+            return 2
     else:
         print(text)
     return 0
@@ -319,7 +338,7 @@ def cmd_soc_retention(args: argparse.Namespace) -> int:
     from soc.service import apply_retention, open_soc
 
     rt = _runtime()
-    soc = open_soc(rt, args.store)
+    soc = open_soc(rt, args.store, must_exist=True, detect=False)
     try:
         deleted = apply_retention(soc, rt.settings.soc.retention_days)
     finally:
@@ -355,7 +374,7 @@ def add_soc_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     _add_event_filters(stats)
     stats.add_argument("--terms", action="append", default=[], metavar="FIELD", help="top values of FIELD")
     stats.add_argument("--interval", choices=list(HISTOGRAM_INTERVALS), help="date histogram bucket size")
-    stats.add_argument("--size", type=int, default=10, help="buckets per terms field")
+    stats.add_argument("--size", type=_count, default=10, help="buckets per terms field")
     stats.set_defaults(func=cmd_soc_stats)
     rules = soc.add_parser("rules", help="Sigma rules").add_subparsers(dest="rules_cmd", required=True)
     check = rules.add_parser("check", help="load rules and list every one that fails, with the reason")
@@ -384,7 +403,7 @@ def add_soc_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     run.add_argument("--actor", default=os.environ.get("USER", "cli"))
     run.set_defaults(func=cmd_soc_drill_run)
     rep = drill.add_parser("report", help="a drill's report")
-    rep.add_argument("id", type=int)
+    rep.add_argument("id", type=_row_id)
     rep.add_argument("--format", choices=["html", "json"], default="html")
     rep.add_argument("-o", "--output")
     rep.set_defaults(func=cmd_soc_drill_report)
@@ -394,7 +413,7 @@ def add_soc_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     alerts.set_defaults(func=cmd_soc_alerts)
     alert_cmds = alerts.add_subparsers(dest="alerts_cmd")
     assign = alert_cmds.add_parser("assign", help="hand an open alert over to USER (status unchanged; audited)")
-    assign.add_argument("id", type=int, metavar="ID")
+    assign.add_argument("id", type=_row_id, metavar="ID")
     assign.add_argument("user", nargs="?", metavar="USER", help="user name of an analyst (soc.alerts.manage)")
     assign.add_argument("--unassign", action="store_true", help="leave the alert without an assignee")
     assign.add_argument("--note", help="why it is handed over (kept as a note)")

@@ -55,21 +55,23 @@ class Soc:
         self.deadletters.close()
 
 
-def open_soc(rt: Runtime, store_url: str | None = None, metrics: SocMetrics | None = None) -> Soc:
+def open_soc(rt: Runtime, store_url: str | None = None, metrics: SocMetrics | None = None,
+             must_exist: bool = False, detect: bool = True) -> Soc:
     """The configured store (or ``store_url``), the dead-letter file, a register index loaded now and, unless
     detection is switched off, the rules with the alert service; counters go to ``metrics`` (else a registry of
-    the SOC's own, which nothing scrapes: a command-line run)."""
+    the SOC's own, which nothing scrapes: a command-line run). ``must_exist``: as in ``open_store`` (commands that
+    only read); ``detect=False`` leaves the rules unloaded (commands that only read or delete stored events)."""
     settings = rt.settings.soc
     with rt.sessions() as session:
         index = RegisterIndex.load(session)
     detection = None
-    if settings.detection:
+    if settings.detection and detect:
         alerts = AlertService(webhooks=[WebhookTarget(w.url, w.secret, w.min_severity) for w in settings.webhooks],
                               audit=rt.audit)
         detector = Detector(load_configured_rules(settings.rules_dirs))
         detection = DetectionStage(detector, rt.transaction, alerts, metrics)
     return Soc(
-        store=open_store(store_url or settings.store_url, rt.settings.home, settings.retention_days),
+        store=open_store(store_url or settings.store_url, rt.settings.home, settings.retention_days, must_exist),
         deadletters=DeadLetterStore(rt.settings.home / "soc" / "deadletter.db"),
         enricher=Enricher(index, mask_pii=settings.mask_pii),
         ctx=ParseContext(tz=ZoneInfo(settings.timezone)),

@@ -215,6 +215,9 @@ def load_texts(sources: Iterable[tuple[str, bytes | str]], pipeline: ProcessingP
         except (SigmaError, ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
             result.errors.append(LoadError(name, None, _reason(exc)))
             continue
+        except (AttributeError, TypeError):  # pySigma takes each YAML document for a mapping
+            result.errors.append(LoadError(name, None, "not a Sigma rule: each YAML document must be a mapping"))
+            continue
         for rule in collection.rules:
             if rule.errors:
                 result.errors.append(LoadError(name, _title(rule), "; ".join(_reason(e) for e in rule.errors)))

@@ -58,6 +58,8 @@ def split_where(items: list[str]) -> tuple[dict[str, str | int], dict[str, str]]
         name = name.strip()
         if not sep or not name:
             raise ValueError(f"filters are field=value, got {item!r}")
+        if value.startswith("="):
+            raise ValueError(f"filters are field=value with one '=', got {item!r}")
         if name in IP_FIELDS:
             ip_filter_network(name, value)
         (cidr if name in IP_FIELDS and "/" in value else where)[name] = value
@@ -97,6 +99,11 @@ class EncodedBatch:
             joined.payload.extend(batch.payload)
             joined.rejected.extend(batch.rejected)
         return joined
+
+
+class StoreConfigError(ValueError):
+    """The store URL, or the server it names, cannot be used (an unknown scheme, a missing embedded store that is
+    only read, a server that does not answer as Elasticsearch); a setting to correct, not an outage."""
 
 
 @dataclass

@@ -33,6 +33,7 @@ from soc.store.base import (
     KEYWORD_FIELDS,
     SearchQuery,
     SearchResult,
+    StoreConfigError,
     StoreUnavailable,
     WriteResult,
     histogram_step,
@@ -378,14 +379,18 @@ class ElasticsearchStore:
             self._probe()
             return
         except UnsupportedProductError as exc:
-            raise ValueError(f"the event store server is not Elasticsearch (no 'X-Elastic-Product: "
+            raise StoreConfigError(f"the event store server is not Elasticsearch (no 'X-Elastic-Product: "
                              f"Elasticsearch' header), which the elasticsearch client refuses: {exc}") from None
+        except SerializationError as exc:  # an answer that is not JSON: some other web server
+            raise StoreConfigError(f"the event store server did not answer a search as Elasticsearch does ({exc})"
+                                   ) from None
         except ApiError as exc:
             if not _refuses_media_type(exc):
-                raise
+                raise StoreConfigError(f"the event store server did not answer a search as Elasticsearch does "
+                                       f"({exc.meta.status} {exc.message})") from None
             refusal = f"{exc.meta.status} {exc.message}"
         if not self._owns_client:
-            raise ValueError(f"the event store server refuses the client's compatibility media type ({refusal}); "
+            raise StoreConfigError(f"the event store server refuses the client's compatibility media type ({refusal}); "
                              "build the client with node_class=PlainMediaTypeNode, or pass a URL")
         options = dict(self._client_options)
         options["node_class"] = plain_media_type_node(options.get("node_class"))
@@ -399,7 +404,7 @@ class ElasticsearchStore:
             self._probe()
         except ApiError as exc:
             if _refuses_media_type(exc):
-                raise ValueError(f"the event store server refuses both the compatibility and the plain JSON "
+                raise StoreConfigError(f"the event store server refuses both the compatibility and the plain JSON "
                                  f"media types: {exc.meta.status} {exc.message}") from None
             raise
 

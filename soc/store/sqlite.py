@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.db import DB_INT_MAX
 from soc.ecs import Event
 from soc.store.base import (
     IP_FIELDS,
@@ -88,6 +89,15 @@ def cidr_range(cidr: str) -> tuple[bytes, bytes]:
 def _sql_ip_key(value: Any) -> bytes | None:
     """``yunshu_ip_key(x)``: the 16-byte key of an address in SQL (NULL for anything else)."""
     return ip_key(value) if isinstance(value, str) else None
+
+
+def _as_integer(text: str) -> int | str:
+    """``text`` as the integer it writes, when SQLite can hold it (JSON numbers compare as numbers), else as is."""
+    if text.lstrip("-").isdigit():
+        number = int(text)
+        if -DB_INT_MAX - 1 <= number <= DB_INT_MAX:
+            return number
+    return text
 
 
 def _json_path(field: str) -> str:
@@ -270,7 +280,7 @@ class SQLiteStore:
             else:  # json_each yields a scalar itself, or each element of a list; numbers match as numbers too
                 clauses.append("EXISTS (SELECT 1 FROM json_each(e.doc, ?) WHERE value IN (?, ?))")
                 text = str(value)
-                params.extend([_json_path(field), text, int(text) if text.lstrip("-").isdigit() else text])
+                params.extend([_json_path(field), text, _as_integer(text)])
         for field, cidr in q.cidr.items():
             if field not in IP_FIELDS:
                 raise ValueError(f"CIDR search is supported on {', '.join(IP_FIELDS)}, not {field}")
