@@ -243,8 +243,8 @@ def store_anatomy(lines: list[str], index: RegisterIndex, ctx: ParseContext, wor
         started = time.perf_counter()
         for at in range(0, len(rows), per_transaction):
             chunk = rows[at:at + per_transaction]
-            if "text_blocks" in schema:  # as SQLiteStore.write does
-                write_rows(db, chunk)
+            if "text_blocks" in schema:  # as SQLiteStore.write does (the corpus holds no list values)
+                write_rows(db, chunk, lists=False)
             else:
                 db.execute("BEGIN IMMEDIATE")
                 insert_rows(db, chunk)

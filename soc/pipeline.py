@@ -325,9 +325,7 @@ class _EarlyEncoder:
             self._encode_pending()
 
     def _encode_pending(self) -> None:
-        part = self.encode(self.pending)
-        self.encoded.payload.extend(part.payload)
-        self.encoded.rejected.extend(part.rejected)
+        self.encoded.extend(self.encode(self.pending))
         self.pending = []
 
     def take(self) -> tuple[list[tuple[str, bytes]], EncodedBatch]:

@@ -40,6 +40,17 @@ class Detection:
     correlation: bool = False
     group: dict[str, str | None] = field(default_factory=dict)
     count: int = 1
+    departments: tuple[str, ...] = ()  # a correlation's: of the events it counted
+
+    @property
+    def department(self) -> str | None:
+        """The department the alert belongs to: the event's; for a correlation over several departments' events
+        none (a city-level alert, seen by the roles that see every department)."""
+        if len(self.departments) > 1:
+            return None
+        gov = self.event.get("gov")
+        name = gov.get("department") if isinstance(gov, dict) else None
+        return name if isinstance(name, str) else None
 
 
 def detections(event_id: str, event: Event, matched: Iterable[CompiledRule],
@@ -47,7 +58,7 @@ def detections(event_id: str, event: Event, matched: Iterable[CompiledRule],
     """The alert-worthy results for one event: generating rules and generating correlations."""
     out = [Detection(r.id, r.title, r.level, r.tags, event_id, event) for r in matched if r.generate]
     out += [Detection(m.correlation.id, m.correlation.title, m.correlation.level, m.correlation.tags, event_id,
-                      event, correlation=True, group=m.group, count=m.count)
+                      event, correlation=True, group=m.group, count=m.count, departments=m.departments)
             for m in correlated if m.correlation.generate]
     return out
 
@@ -119,13 +130,13 @@ class AlertService:
 
     def group_of(self, detection: Detection) -> dict[str, str | None]:
         """The values an alert is deduplicated on: the policy's group fields (the system among them), or a
-        correlation's group-by values and the department of the event that completed it (a correlation grouped by
+        correlation's group-by values and the departments of the events it counted (a correlation grouped by
         source address alone would otherwise fold one department's detections into another's alert)."""
         if detection.correlation:
             group = dict(detection.group)
-            department = scalar_text(_value(detection.event, "gov.department"))
-            if department is not None:
-                group["gov.department"] = department
+            departments = detection.departments or tuple(filter(None, [detection.department]))
+            if departments:
+                group["gov.department"] = ",".join(departments)
             return group
         return {name: scalar_text(v) for name in self.policy.group_fields
                 if (v := _value(detection.event, name)) is not None}
@@ -265,7 +276,7 @@ class AlertService:
         return Alert(
             rule_id=d.rule_id, rule_title=d.title, rule_level=d.level, correlation=d.correlation, group_key=key,
             group_fields=group, severity=severity, score=self.policy.score(d.level, mlps_level, data_class),
-            status="new", department_code=gov.get("department"), system_id=system.get("id"),
+            status="new", department_code=d.department, system_id=system.get("id"),
             mlps_level=mlps_level, data_class=data_class, attack=[t for t in d.tags if t.startswith("attack.")],
             source_ip=scalar_text(_value(d.event, "source.ip")), host_name=scalar_text(_value(d.event, "host.name")),
             count=d.count, first_seen=at, last_seen=at, summary=str(d.event.get("message", ""))[:1000],

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from soc.alerts.models import WebhookDelivery
@@ -52,20 +52,23 @@ def deliver_due(transaction: Callable[[], AbstractContextManager[Session]], secr
                 now: datetime | None = None, limit: int = 50, post_timeout: float = 10.0) -> int:
     """Try every pending delivery that is due; returns how many were delivered.
 
-    The due deliveries are claimed in one short transaction (the attempt counted and the next one scheduled, so a
-    crash during the POSTs retries after the backoff rather than at once), posted with no transaction open (a
+    The due deliveries are claimed in one short transaction (the attempt counted; rows another deliverer is claiming
+    are skipped; the next attempt put off past the time all the POSTs may take, so no other deliverer takes them
+    meanwhile and a crash during the POSTs retries them later, not at once), posted with no transaction open (a
     receiver that hangs must not hold the database's write lock from alert recording), and their outcomes written
-    in another short transaction. Any error of a POST, whatever its kind, is a failed attempt of that delivery only.
+    in another short transaction, only to rows still as claimed. Any error of a POST, whatever its kind, is a failed
+    attempt of that delivery only, retried after the backoff.
     """
     now = now or datetime.now(UTC)
     with transaction() as session:
         due = session.scalars(select(WebhookDelivery).where(WebhookDelivery.status == "pending",
                                                             WebhookDelivery.next_attempt_at <= now)
-                              .order_by(WebhookDelivery.id).limit(limit)).all()
+                              .order_by(WebhookDelivery.id).limit(limit).with_for_update(skip_locked=True)).all()
+        lease = timedelta(seconds=post_timeout * len(due) + 60)
         claimed = []
         for item in due:
             item.attempts += 1
-            item.next_attempt_at = now + backoff(item.attempts)
+            item.next_attempt_at = now + lease
             claimed.append((item.id, item.url, item.payload, item.attempts))
     outcomes: dict[int, str | None] = {}  # delivery id → error (None: delivered)
     for delivery_id, url, payload, _ in claimed:
@@ -80,15 +83,15 @@ def deliver_due(transaction: Callable[[], AbstractContextManager[Session]], secr
             outcomes[delivery_id] = None
     with transaction() as session:
         for delivery_id, url, _, attempts in claimed:
-            item = session.get(WebhookDelivery, delivery_id)
-            if item is None:
-                continue
             error = outcomes[delivery_id]
             if error is None:
-                item.status, item.delivered_at, item.last_error = "delivered", now, None
-                continue
-            item.last_error = error
-            if attempts >= MAX_ATTEMPTS or url not in secrets:
-                item.status = "failed"
-                log.error("webhook %s for alert %s failed for good: %s", url, item.alert_id, error)
+                values: dict[str, object] = {"status": "delivered", "delivered_at": now, "last_error": None}
+            elif attempts >= MAX_ATTEMPTS or url not in secrets:
+                values = {"status": "failed", "last_error": error}
+                log.error("webhook %s (delivery %s) failed for good: %s", url, delivery_id, error)
+            else:
+                values = {"last_error": error, "next_attempt_at": now + backoff(attempts)}
+            session.execute(update(WebhookDelivery).where(  # only a row still as this call claimed it
+                WebhookDelivery.id == delivery_id, WebhookDelivery.attempts == attempts,
+                WebhookDelivery.status == "pending").values(**values))
     return sum(1 for error in outcomes.values() if error is None)

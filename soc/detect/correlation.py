@@ -74,7 +74,7 @@ class CorrelationMatch:
     first_seen: float
     last_seen: float
     event: Event
-
+    departments: tuple[str, ...] = ()  # of the events counted since the group's window last fired
 
 def _key_part(value: Any) -> str | None:
     """One group-by value as text: a list's first element; None when missing or an object."""
@@ -90,13 +90,27 @@ class _Window:
     """The per-group state of one correlation: the newest event time it has seen, and ``state`` by kind —
     event_count: the event times in the window (arrival order); value_count: value → its newest time (arrival
     order); temporal: rule id → its newest time; temporal_ordered: the times of the steps matched so far. Windows
-    are many (one per group) and made often, so each holds only its kind's container."""
+    are many (one per group) and made often, so each holds only its kind's container. ``departments``: those of the
+    events counted since the window last fired (None, one name, or a set of names once there are several)."""
 
-    __slots__ = ("last", "state")
+    __slots__ = ("departments", "last", "state")
 
     def __init__(self, kind: str) -> None:
         self.last = 0.0
         self.state: Any = OrderedDict() if kind == "value_count" else {} if kind == "temporal" else []
+        self.departments: Any = None
+
+    def count_department(self, event: Event) -> None:
+        gov = event.get("gov")
+        name = gov.get("department") if isinstance(gov, dict) else None
+        if type(name) is not str or name == self.departments:
+            return
+        if self.departments is None:
+            self.departments = name
+        elif type(self.departments) is str:
+            self.departments = {self.departments, name}
+        else:
+            self.departments.add(name)
 
 
 class _Tracker:
@@ -154,6 +168,7 @@ class _Tracker:
         horizon = window.last - corr.timespan_s  # the window ends at the newest event time of the group
         if ts < horizon:
             return None  # too late to count
+        window.count_department(event)
         last = window.last
         count: int
         first: float
@@ -209,8 +224,8 @@ class _Tracker:
                 sequence.clear()
             if rule.id == self.order[len(sequence)] and (not sequence or ts >= sequence[-1]):
                 sequence.append(ts)
-            elif rule.id == self.order[0]:
-                sequence[:] = [ts]
+            elif rule.id == self.order[0] and len(sequence) == 1 and ts >= sequence[0]:
+                sequence[0] = ts  # a newer start replaces a lone one (more of the timespan left); progress is kept
             if len(sequence) < len(self.order):
                 return None
             return self._fire(key, window, len(sequence), sequence[0], sequence[-1], event)
@@ -221,8 +236,10 @@ class _Tracker:
     def _fire(self, key: tuple[str, ...], window: _Window, count: int, first: float, last: float,
               event: Event) -> CorrelationMatch:
         del self.groups[key]
+        seen = window.departments
+        departments = () if seen is None else (seen,) if type(seen) is str else tuple(sorted(seen))
         return CorrelationMatch(self.corr, dict(zip(self.corr.group_by, key, strict=True)), count, first, last,
-                                event)
+                                event, departments)
 
     def sweep(self, now: float) -> int:
         """Drop the groups, least recently used first, whose newest event is older than ``now`` minus the timespan

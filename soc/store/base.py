@@ -90,15 +90,21 @@ class EncodedBatch:
 
     payload: Any
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    lists: bool = False  # some document has a list where the store keeps one value (SQLiteStore's hot columns)
 
     @classmethod
     def join(cls, batches: list[EncodedBatch]) -> EncodedBatch:
         """One batch holding the payloads and the rejected documents of ``batches``, in their order."""
         joined = cls(payload=[])
         for batch in batches:
-            joined.payload.extend(batch.payload)
-            joined.rejected.extend(batch.rejected)
+            joined.extend(batch)
         return joined
+
+    def extend(self, other: EncodedBatch) -> None:
+        """Append ``other``'s payload and rejected documents (and what it holds) to this batch."""
+        self.payload.extend(other.payload)
+        self.rejected.extend(other.rejected)
+        self.lists = self.lists or other.lists
 
 
 class StoreConfigError(ValueError):

@@ -381,9 +381,9 @@ class ElasticsearchStore:
         except UnsupportedProductError as exc:
             raise StoreConfigError(f"the event store server is not Elasticsearch (no 'X-Elastic-Product: "
                              f"Elasticsearch' header), which the elasticsearch client refuses: {exc}") from None
-        except SerializationError as exc:  # an answer that is not JSON: some other web server
-            raise StoreConfigError(f"the event store server did not answer a search as Elasticsearch does ({exc})"
-                                   ) from None
+        except SerializationError as exc:  # an answer that is not JSON: a proxy's error page, or the wrong URL
+            raise StoreUnavailable(f"the event store server answered with what is not JSON (a proxy's error page, "
+                                   f"or not Elasticsearch at this URL): {exc}") from None
         except ApiError as exc:
             if not _refuses_media_type(exc):
                 raise StoreConfigError(f"the event store server did not answer a search as Elasticsearch does "
@@ -464,6 +464,14 @@ class ElasticsearchStore:
                 raise StoreUnavailable(f"elasticsearch refused items of a bulk request: {unavailable}")
         return result
 
+    def _unwritable(self, source: Event) -> str | None:
+        """Why the client cannot write ``source`` as JSON, or None when it can."""
+        try:
+            self.client.transport.serializers.dumps(source, mimetype="application/json")
+        except SerializationError as exc:
+            return f"cannot be written as JSON: {exc}"
+        return None
+
     def _not_stored_elsewhere(self, pending: list[tuple[str, str, Event]],
                               result: WriteResult) -> list[tuple[str, str, Event]]:
         """``pending`` without the documents stamped with their parse time (tagged so by the parsers) that are
@@ -497,8 +505,10 @@ class ElasticsearchStore:
     def _bulk(self, chunk: list[tuple[str, str, Event]], result: WriteResult) -> str | None:
         """Bulk-create a chunk into ``result``; returns why items were refused as unavailable (None if none were).
 
-        A chunk refused as a whole for its size (413) or that cannot be serialised is split in two and each half
-        sent again; a single document refused so is rejected with the reason."""
+        A chunk refused as a whole for its size (413) is split in two and each half sent again, down to a single
+        document, which is rejected. A serialisation error is the request's when some document cannot be written
+        as JSON (those are rejected, the rest sent again), otherwise the answer's (a proxy's error page, say):
+        StoreUnavailable."""
         operations: list[Mapping[str, Any]] = []
         for doc_id, index, source in chunk:
             operations.append({"create": {"_index": index, "_id": doc_id}})
@@ -506,13 +516,18 @@ class ElasticsearchStore:
         refresh = self.refresh_policy or None
         try:
             response = self._call(lambda: self.client.bulk(operations=operations, refresh=refresh))
-        except (ApiError, SerializationError) as exc:
-            if isinstance(exc, ApiError) and exc.meta.status != 413:
+        except SerializationError as exc:
+            unwritable = {id(item): reason for item in chunk if (reason := self._unwritable(item[2])) is not None}
+            if not unwritable:
+                raise StoreUnavailable(f"elasticsearch answered with what is not JSON: {exc}") from exc
+            result.rejected.extend((item[0], unwritable[id(item)]) for item in chunk if id(item) in unwritable)
+            rest = [item for item in chunk if id(item) not in unwritable]
+            return self._bulk(rest, result) if rest else None
+        except ApiError as exc:
+            if exc.meta.status != 413:
                 raise
             if len(chunk) == 1:
-                reason = ("larger than the cluster takes in one request (413)" if isinstance(exc, ApiError)
-                          else f"cannot be written as JSON: {exc}")
-                result.rejected.append((chunk[0][0], reason))
+                result.rejected.append((chunk[0][0], "larger than the cluster takes in one request (413)"))
                 return None
             half = len(chunk) // 2
             return self._bulk(chunk[:half], result) or self._bulk(chunk[half:], result)

@@ -39,6 +39,12 @@ IP_KEYS: Final[dict[str, str]] = {
 }
 ROW_COLUMNS: Final = ("id", "ts", *COLUMNS.values(), *IP_KEYS.values(), "message", "doc")
 
+# A hot column holding a list value (a JSON log with ["alice", "bob"] for user.name) holds this mark and the JSON
+# array of the list's texts; the store matches and counts each element (as Elasticsearch does a multi-valued
+# keyword). LIST_END bounds the marked range of a column for a range test.
+LIST_MARK: Final = "\x1e"
+LIST_END: Final = "\x1f"
+_lists_made: list[int] = [0]  # list values marked so far (one slot: a compiled module's globals are not rebound)
 _CACHE_MAX: Final = 8192
 _MISSING: Final[Any] = object()
 _V4_MAPPED: Final = bytes(10) + b"\xff\xff"
@@ -125,7 +131,36 @@ def _text(node: Any, name: str) -> str | None:
     value = node.get(name)
     if value is None:
         return None
-    return value if type(value) is str else str(value)
+    if type(value) is str:
+        return _marked([value]) if value.startswith(LIST_MARK) else value
+    if type(value) is list:
+        return _listed(value)
+    return str(value)
+
+
+def _listed(values: list) -> str | None:
+    """A column's value for a list: its one text, or LIST_MARK and the JSON array of its distinct texts; None when
+    it holds no text (objects and nulls are none)."""
+    texts = list(dict.fromkeys(v if type(v) is str else str(v) for v in values
+                               if v is not None and not isinstance(v, (dict, list))))
+    if not texts:
+        return None
+    if len(texts) == 1 and not texts[0].startswith(LIST_MARK):
+        return texts[0]
+    return _marked(texts)
+
+
+def _marked(texts: list[str]) -> str:
+    """LIST_MARK and the JSON array of ``texts`` (also a text that itself starts with the mark: as a list of one,
+    so that no value can pass for a marked list)."""
+    _lists_made[0] += 1
+    return LIST_MARK + json.dumps(texts, ensure_ascii=False, separators=(",", ":"))
+
+
+def lists_made() -> int:
+    """How many list values rows have marked so far (in this process): a change across ``event_row`` calls tells
+    that one of them marked a list (or another thread's did, which only costs a needless check)."""
+    return _lists_made[0]
 
 
 @cython.cfunc

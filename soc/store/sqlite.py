@@ -38,7 +38,18 @@ from soc.store.base import (
     histogram_step,
     ip_filter_network,
 )
-from soc.store.rows import COLUMNS, IP_KEYS, ROW_COLUMNS, event_row, ip_key, network_range, ts_ms
+from soc.store.rows import (
+    COLUMNS,
+    IP_KEYS,
+    LIST_END,
+    LIST_MARK,
+    ROW_COLUMNS,
+    event_row,
+    ip_key,
+    lists_made,
+    network_range,
+    ts_ms,
+)
 from soc.store.sigma_sql import UnsupportedInSql, register_functions, rule_sql
 
 if TYPE_CHECKING:
@@ -64,6 +75,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 {"".join(f"CREATE INDEX IF NOT EXISTS events_{c} ON events({c}, ts);" for c in INDEXED)}
 {"".join(f"DROP INDEX IF EXISTS events_{c};" for c in (*COLUMNS.values(), *IP_KEYS.values()) if c not in INDEXED)}
+CREATE TABLE IF NOT EXISTS listed_columns (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS text_blocks (
     id INTEGER PRIMARY KEY,
     first_rowid INTEGER NOT NULL,
@@ -141,13 +153,30 @@ def index_text_after(db: sqlite3.Connection, last_rowid: int) -> None:
         db.execute(_INDEX_BLOCKS, (last_block,))
 
 
-def write_rows(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
-    """Insert prepared rows and their text blocks in one transaction; returns how many were new. The caller rolls
-    back on error."""
+_HOT_TEXT = tuple(COLUMNS.values())
+# which hot columns of the rows after ?3 hold a list value (one pass over the rows of the write in progress)
+_FIND_LISTS = "SELECT " + ", ".join(f"max({c} >= ?1 AND {c} < ?2)" for c in _HOT_TEXT) + " FROM events WHERE rowid > ?3"
+
+
+def note_listed_columns(db: sqlite3.Connection, last_rowid: int) -> None:
+    """Remember the hot columns that hold a list value in a row after ``last_rowid`` (``listed_columns``): only
+    their filters and terms look into the lists, so stores of single-valued events keep their plain queries."""
+    flags = db.execute(_FIND_LISTS, (LIST_MARK, LIST_END, last_rowid)).fetchone()
+    names = [(column,) for column, flag in zip(_HOT_TEXT, flags, strict=True) if flag]
+    if names:
+        db.executemany("INSERT OR IGNORE INTO listed_columns(name) VALUES (?)", names)
+
+
+def write_rows(db: sqlite3.Connection, rows: list[tuple[Any, ...]], lists: bool = True) -> int:
+    """Insert prepared rows and their text blocks in one transaction; returns how many were new. ``lists``: some row
+    may hold a list value (``EncodedBatch.lists``; False saves the pass that looks). The caller rolls back on
+    error."""
     db.execute("BEGIN IMMEDIATE")
     last = db.execute(_LAST_ROWID).fetchone()[0]
     created = insert_rows(db, rows)
     index_text_after(db, last)
+    if lists:
+        note_listed_columns(db, last)
     db.execute("COMMIT")
     return created
 
@@ -215,11 +244,13 @@ class SQLiteStore:
         cannot become a row is rejected here. Needs no lock: the pipeline runs it in its parsing thread."""
         encoded = EncodedBatch(payload=[])
         rows = encoded.payload
+        before = lists_made()
         for doc_id, event in docs:
             try:
                 rows.append(event_row(doc_id, event))
             except (KeyError, ValueError, TypeError) as exc:
                 encoded.rejected.append((doc_id, f"{type(exc).__name__}: {exc}"))
+        encoded.lists = lists_made() != before
         return encoded
 
     def write(self, docs: list[tuple[str, Event]]) -> WriteResult:
@@ -233,7 +264,7 @@ class SQLiteStore:
         unusable = len(result.rejected)  # rejected before the database saw them
         with self._lock:
             try:
-                created = write_rows(self._db, rows)
+                created = write_rows(self._db, rows, encoded.lists)
             except sqlite3.OperationalError as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
@@ -241,16 +272,16 @@ class SQLiteStore:
             except Exception:  # a row the database refuses: store the others one by one, reject that row
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                created = self._write_one_by_one(rows, result)
+                created = self._write_one_by_one(rows, result, encoded.lists)
             result.created = max(created, 0)
         result.duplicates = len(rows) - result.created - (len(result.rejected) - unusable)
         return result
 
-    def _write_one_by_one(self, rows: list[tuple[Any, ...]], result: WriteResult) -> int:
+    def _write_one_by_one(self, rows: list[tuple[Any, ...]], result: WriteResult, lists: bool) -> int:
         created = 0
         for row in rows:
             try:
-                created += write_rows(self._db, [row])
+                created += write_rows(self._db, [row], lists)
             except sqlite3.OperationalError as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
@@ -262,8 +293,13 @@ class SQLiteStore:
         return created
 
     # --- reading --------------------------------------------------------------------------------------
+    def _listed(self) -> frozenset[str]:
+        """The hot columns some row holds a list value in."""
+        return frozenset(name for (name,) in self._query("SELECT name FROM listed_columns", []))
+
     def _where(self, q: SearchQuery) -> tuple[str, list[Any]]:
         clauses, params = [], []
+        listed = self._listed() if q.where else frozenset()
         if q.start:
             clauses.append("e.ts >= ?")
             params.append(ts_ms(q.start))
@@ -274,6 +310,10 @@ class SQLiteStore:
             column = COLUMNS.get(field)
             if field in IP_FIELDS:  # an address, or a CIDR as Elasticsearch takes in a term on an ip field
                 self._ip_clause(field, ip_filter_network(field, value), clauses, params)
+            elif column in listed:  # the value, or an element of a list value
+                clauses.append(f"(e.{column} = ? OR (e.{column} >= ? AND e.{column} < ? AND EXISTS "
+                               f"(SELECT 1 FROM json_each(substr(e.{column}, 2)) WHERE value = ?)))")
+                params.extend([str(value), LIST_MARK, LIST_END, str(value)])
             elif column:
                 clauses.append(f"e.{column} = ?")
                 params.append(str(value))
@@ -345,7 +385,9 @@ class SQLiteStore:
     def terms(self, field_name: str, query: SearchQuery, size: int = 10) -> list[tuple[str, int]]:
         where, params = self._where(query)
         column = COLUMNS.get(field_name)
-        if column:
+        if column in self._listed():
+            rows = self._terms_with_lists(column, where, params, size)
+        elif column:
             sql = (f"SELECT e.{column} AS v, count(*) AS n FROM events e{where}"
                    f"{' AND' if where else ' WHERE'} e.{column} IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT ?")
             rows = self._query(sql, [*params, size])
@@ -354,6 +396,30 @@ class SQLiteStore:
                    "GROUP BY v ORDER BY n DESC, v LIMIT ?")
             rows = self._query(sql, [_json_path(field_name), *params, size])
         return [(str(v), n) for v, n in rows]
+
+    def _terms_with_lists(self, column: str, where: str, params: list[Any], size: int) -> list[tuple[Any, int]]:
+        """Top values of a hot column some rows hold lists in, each element counted (as terms on a multi-valued
+        keyword). The lists are few: their elements are counted apart, then the plain values' top ``size`` plus
+        as many again as there are list elements (no other value can rank above those), with the exact plain
+        counts of the list elements."""
+        joiner = " AND" if where else " WHERE"
+        marked = f"e.{column} >= ? AND e.{column} < ?"
+        in_lists = dict(self._query(
+            f"SELECT j.value, count(*) FROM events e, json_each(substr(e.{column}, 2)) j{where}{joiner} {marked} "
+            "GROUP BY j.value", [*params, LIST_MARK, LIST_END]))
+        counts = dict(self._query(
+            f"SELECT e.{column} AS v, count(*) AS n FROM events e{where}{joiner} e.{column} IS NOT NULL "
+            f"AND NOT ({marked}) GROUP BY v ORDER BY n DESC, v LIMIT ?",
+            [*params, LIST_MARK, LIST_END, size + len(in_lists)]))
+        values = sorted(set(in_lists) - set(counts))
+        for at in range(0, len(values), 500):
+            chunk = values[at:at + 500]
+            counts.update(self._query(
+                f"SELECT e.{column}, count(*) FROM events e{where}{joiner} e.{column} IN "
+                f"({', '.join('?' * len(chunk))}) GROUP BY e.{column}", [*params, *chunk]))
+        for value, n in in_lists.items():
+            counts[value] = counts.get(value, 0) + n
+        return sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))[:size]
 
     def date_histogram(self, query: SearchQuery, interval: str, offset_minutes: int = 0) -> list[tuple[datetime, int]]:
         step = histogram_step(interval) * 1000

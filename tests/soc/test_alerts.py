@@ -7,6 +7,7 @@ import random
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -90,6 +91,17 @@ def test_a_correlation_alert_is_kept_per_department(runtime: Runtime, one_by_one
             service.record(s, found, now=T0)
     assert [(a.department_code, a.host_name, a.count) for a in _alerts(runtime)] == [
         ("GAJ", "gaj-web01", 40), ("RSJ", "rsj-web01", 20)]
+
+
+def test_a_correlation_over_several_departments_is_a_city_level_alert(runtime: Runtime) -> None:
+    d = _detection(1, gov={"department": "RSJ", "system": {"id": "RSJ-SYS"}})
+    spray = Detection("spray", "Password spraying", "high", (), d.event_id, d.event, correlation=True,
+                      group={"source.ip": "203.0.113.5"}, count=3, departments=("GAJ", "RSJ"))
+    with runtime.transaction() as s:
+        AlertService().record(s, [spray], now=T0)
+    [alert] = _alerts(runtime)
+    assert alert.department_code is None  # seen by the roles that see every department, not by RSJ alone
+    assert alert.group_fields == {"source.ip": "203.0.113.5", "gov.department": "GAJ,RSJ"}
 
 
 def _state(rt: Runtime) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -297,6 +309,7 @@ class _RawReceiver:
         import socket
 
         self.reply = reply
+        self.connections = 0
         self.connected = threading.Event()
         self.release = threading.Event()
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -311,6 +324,7 @@ class _RawReceiver:
                 return
             with conn:
                 conn.recv(65536)
+                self.connections += 1
                 self.connected.set()
                 if self.reply is None:
                     self.release.wait(30)
@@ -345,7 +359,9 @@ def test_a_broken_receiver_fails_only_its_own_delivery(runtime: Runtime) -> None
         broken.close()
 
 
-def test_a_hanging_receiver_does_not_hold_the_database(runtime: Runtime) -> None:
+@contextmanager
+def _posting_to_a_hanging_receiver(runtime: Runtime) -> Iterator[tuple[AlertService, _RawReceiver, threading.Thread]]:
+    """An alert whose webhook POST is in flight (in a thread) to a receiver holding it until released."""
     hanging = _RawReceiver(None)
     try:
         service = AlertService(webhooks=[WebhookTarget(hanging.url, SECRET, "high")])
@@ -355,14 +371,31 @@ def test_a_hanging_receiver_does_not_hold_the_database(runtime: Runtime) -> None
                                   kwargs={"now": T0, "post_timeout": 60.0})
         sender.start()
         assert hanging.connected.wait(30)
+        try:
+            yield service, hanging, sender
+        finally:
+            hanging.release.set()
+            sender.join(30)
+    finally:
+        hanging.close()
+
+
+def test_a_delivery_being_posted_is_not_taken_by_another_deliverer(runtime: Runtime) -> None:
+    with _posting_to_a_hanging_receiver(runtime) as (_, hanging, _):
+        # later than the first attempt's backoff: the claim must still hold the delivery
+        assert deliver_due(runtime.transaction, {hanging.url: SECRET}, now=T0 + timedelta(seconds=30)) == 0
+    assert hanging.connections == 1
+    with runtime.sessions() as s:
+        delivery = s.scalars(select(WebhookDelivery)).one()
+        assert (delivery.status, delivery.attempts) == ("pending", 1) and delivery.last_error
+
+
+def test_a_hanging_receiver_does_not_hold_the_database(runtime: Runtime) -> None:
+    with _posting_to_a_hanging_receiver(runtime) as (service, _, sender):
         with runtime.transaction() as s:  # alert recording goes on while the POST waits
             service.record(s, [_detection(2, ip="192.0.2.9", level="high")], now=T0)
         assert sender.is_alive()
-        hanging.release.set()
-        sender.join(30)
-        assert len(_alerts(runtime)) == 2
-    finally:
-        hanging.close()
+    assert len(_alerts(runtime)) == 2
 
 
 def _failed_logins(host: str, ip: str, n: int) -> list[dict[str, Any]]:

@@ -34,13 +34,20 @@ def _run(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
     return code, out.out, out.err
 
 
-@pytest.fixture(params=["text/plain", "application/json"])
-def not_elasticsearch(request: pytest.FixtureRequest) -> Iterator[str]:
+# (content type, body, exit code): a 404 page is a wrong URL (2); a body that claims to be JSON and is not may be a
+# proxy's error page while the cluster is down (3, unavailable)
+_NOT_ES = [("text/plain", b"Not Found", 2), ("application/json", b'{"error": "no such route"}', 2),
+           ("application/json", b"<html>Not Found</html>", 3)]
+
+
+@pytest.fixture(params=_NOT_ES, ids=["text", "json", "html-as-json"])
+def not_elasticsearch(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    content_type, body, code = request.param
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = b"Not Found" if request.param == "text/plain" else b'{"error": "no such route"}'
             self.send_response(404)
-            self.send_header("content-type", request.param)
+            self.send_header("content-type", content_type)
             self.send_header("x-elastic-product", "Elasticsearch")
             self.send_header("content-length", str(len(body)))
             self.end_headers()
@@ -53,7 +60,7 @@ def not_elasticsearch(request: pytest.FixtureRequest) -> Iterator[str]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield f"http://127.0.0.1:{server.server_address[1]}", code
     server.shutdown()
     server.server_close()
 
@@ -81,9 +88,10 @@ def test_a_mistyped_sqlite_store_is_refused_not_created(home: Path, tmp_path: Pa
 
 def test_a_server_that_is_not_elasticsearch_is_a_clear_error(home: Path, monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture[str],
-                                                             not_elasticsearch: str) -> None:
-    code, _, err = _run(home, monkeypatch, capsys, "soc", "search", "--store", not_elasticsearch)
-    assert code == 2 and "Elasticsearch" in err
+                                                             not_elasticsearch: tuple[str, int]) -> None:
+    url, expected = not_elasticsearch
+    code, _, err = _run(home, monkeypatch, capsys, "soc", "search", "--store", url)
+    assert "Elasticsearch" in err and code == expected
 
 
 def test_a_huge_number_in_where_finds_nothing_instead_of_failing(home: Path, monkeypatch: pytest.MonkeyPatch,

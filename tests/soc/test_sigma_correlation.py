@@ -306,3 +306,22 @@ detection: {sel: {outcome: other}, condition: sel}
     detector = Detector(ruleset, logsources={}, correlator=Correlator(ruleset.correlations))
     assert _run(detector, [(i, {"outcome": "other", "ip": "1.1.1.1"}) for i in range(3)]) == []
     assert [count for _, _, count in _run(detector, [(10 + i, _fail()) for i in range(3)])] == [3]
+
+
+def test_a_match_names_the_departments_of_the_events_it_counted() -> None:
+    detector = _detector(EVENT_COUNT)
+    hits = []
+    for seconds, department in [(0, "GAJ"), (1, "GAJ"), (2, "RSJ"), (10, "RSJ"), (11, "RSJ"), (12, "RSJ")]:
+        event = {"@timestamp": _stamp(T0 + timedelta(seconds=seconds), True), **_fail(),
+                 "gov": {"department": department}}
+        hits += detector.process(event)[1]
+    assert [h.departments for h in hits] == [("GAJ", "RSJ"), ("RSJ",)]
+
+
+def test_ordered_progress_survives_a_late_first_step() -> None:
+    three = """
+title: failure, success, failure again
+correlation: {type: temporal_ordered, rules: [failed, accepted, failed], group-by: [ip], timespan: 1m}
+"""
+    events = [(100, _fail()), (110, SUCCESS), (50, _fail()), (120, _fail())]
+    assert [(i, count) for i, _, count in _run(_detector(three), events)] == [(3, 3)]

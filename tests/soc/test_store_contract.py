@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -304,3 +305,47 @@ def test_full_text_folds_case_in_every_script(store: EventStore) -> None:
 def test_a_negative_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="limit"):
         SearchQuery(limit=-1)
+
+
+def test_list_values_in_hot_fields_match_and_count_each_element(store: EventStore) -> None:
+    """JSON logs may carry a list where ECS has one keyword (user.name, host.name): each element matches a filter
+    and counts in terms, as Elasticsearch treats a multi-valued keyword."""
+    names = [["alice", "bob"], "bob", "carol", ["dave"], ["bob", "erin", "alice", "alice"], '\x1e["bob"]']
+    docs = []
+    for i, name in enumerate(names):
+        event = _event(i, "json", "198.18.9.1", "x", "GAJ", "general", f"list event {i}")
+        event["user"] = {"name": name}
+        event["host"] = {"name": ["web-a", "web-b"] if i == 0 else "web-c"}
+        docs.append((event_id("lists", str(i)), event))
+    store.write(docs)
+    assert store.count(SearchQuery(where={"user.name": "bob"})) == 3
+    assert store.count(SearchQuery(where={"user.name": "alice"})) == 2
+    assert store.count(SearchQuery(where={"user.name": "dave"})) == 1  # a one-element list is its value
+    assert store.count(SearchQuery(where={"host.name": "web-b"})) == 1
+    assert store.terms("user.name", SearchQuery()) == [("bob", 3), ("alice", 2), ('\x1e["bob"]', 1), ("carol", 1),
+                                                        ("dave", 1), ("erin", 1)]  # a document counts once
+    assert store.count(SearchQuery(where={"user.name": '\x1e["bob"]'})) == 1  # a value like a mark is itself
+    assert store.terms("user.name", SearchQuery(), size=2) == [("bob", 3), ("alice", 2)]
+    assert store.terms("host.name", SearchQuery(where={"user.name": "alice"})) == [
+        ("web-a", 1), ("web-b", 1), ("web-c", 1)]
+
+
+def test_list_values_reach_the_embedded_store_through_the_pipeline(tmp_path: Path) -> None:
+    """The pipeline encodes a few events at a time and joins them: the mark that a batch holds lists survives."""
+    from soc.deadletter import DeadLetterStore
+    from soc.enrich import Enricher, RegisterIndex
+    from soc.parsers import ParseContext
+    from soc.pipeline import Pipeline, RawRecord
+    from soc.store.sqlite import SQLiteStore
+
+    store, dead = SQLiteStore(tmp_path / "events.db"), DeadLetterStore(tmp_path / "dead.db")
+    try:
+        lines = [json.dumps({"@timestamp": "2026-11-20T02:00:00Z", "message": f"m{i}",
+                             "user": {"name": ["alice", "bob"] if i == 77 else f"u{i}"}}) for i in range(100)]
+        stats = Pipeline(store, dead, Enricher(RegisterIndex()), ParseContext(), retry_seconds=0).run(
+            [RawRecord(f"file:/x:{i}", line.encode()) for i, line in enumerate(lines)], "json")
+        assert stats.stored == 100
+        assert store.count(SearchQuery(where={"user.name": "bob"})) == 1
+    finally:
+        store.close()
+        dead.close()

@@ -663,7 +663,7 @@ class _FakeCluster(BaseHTTPRequestHandler):
     """A small Elasticsearch stand-in: templates acknowledged, searches empty, bulk items created; ``mode`` adds
     one behaviour of a real cluster: "es8" refuses the compatible-with=9 media type with a 400 as an
     Elasticsearch 8 node does, "ilm403" refuses ILM status to a user without read_ilm, "limit" answers 413 to
-    a request body over ``max_bytes``."""
+    a request body over ``max_bytes``, "proxy503" answers bulk requests with a proxy's HTML error page."""
 
     mode: ClassVar[str] = ""
     max_bytes: ClassVar[int] = 0
@@ -679,6 +679,13 @@ class _FakeCluster(BaseHTTPRequestHandler):
         elif self.mode == "ilm403" and self.path.startswith("/_ilm/"):
             self._send(403, {"error": {"type": "security_exception", "reason": "action [cluster:admin/ilm/get] "
                                        "is unauthorized"}, "status": 403})
+        elif self.mode == "proxy503" and self.path.startswith("/_bulk"):
+            page = b"<html><body>503 Service Temporarily Unavailable</body></html>"
+            self.send_response(503)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
         elif self.path.startswith("/_bulk"):
             if self.mode == "limit" and len(body) > self.max_bytes:
                 self._send(413, {"error": {"type": "content_too_long", "reason": "request too large"},
@@ -781,3 +788,13 @@ def test_a_filter_value_that_does_not_fit_its_field_is_a_value_error(store: Elas
     store.write(docs_of(ev(0)))
     with pytest.raises(ValueError, match="Elasticsearch refused the query"):
         store.count(SearchQuery(where={"source.port": "abc"}))
+
+
+def test_a_proxy_error_page_is_unavailable_not_a_reason_to_reject_documents() -> None:
+    with _fake("proxy503") as (url, _):
+        store = ElasticsearchStore(url, client_options={"node_class": PlainMediaTypeNode, "max_retries": 0})
+        try:
+            with pytest.raises(StoreUnavailable, match="not JSON"):
+                store.write(docs_of(ev(0), ev(1)))
+        finally:
+            store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soc.store.rows import COLUMNS, IP_KEYS, ROW_COLUMNS, event_row, ip_key, ts_ms
+from soc.store.rows import COLUMNS, IP_KEYS, LIST_MARK, ROW_COLUMNS, event_row, ip_key, ts_ms
 
 
 def _walk(event: dict, dotted: str) -> Any:
@@ -22,9 +23,24 @@ def _walk(event: dict, dotted: str) -> Any:
     return node
 
 
+def _column(value: Any) -> str | None:
+    """A hot column's value: the text; for a list its one text, or LIST_MARK and the JSON array of its texts."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        text = str(value)
+        return LIST_MARK + json.dumps([text], ensure_ascii=False) if text.startswith(LIST_MARK) else text
+    texts = list(dict.fromkeys(str(v) for v in value if v is not None and not isinstance(v, (dict, list))))
+    if not texts:
+        return None
+    if len(texts) == 1 and not texts[0].startswith(LIST_MARK):
+        return texts[0]
+    return LIST_MARK + json.dumps(texts, ensure_ascii=False, separators=(",", ":"))
+
+
 def _expected(doc_id: str, event: dict) -> tuple[Any, ...]:
     """The row as COLUMNS and IP_KEYS describe it, computed the slow, generic way."""
-    hot = [None if (v := _walk(event, name)) is None else str(v) for name in COLUMNS]
+    hot = [_column(_walk(event, name)) for name in COLUMNS]
     keys = [ip_key(_walk(event, name)) for name in IP_KEYS]
     return (doc_id, ts_ms(event["@timestamp"]), *hot, *keys, event.get("message"), orjson.dumps(event).decode())
 
@@ -33,9 +49,10 @@ class Tag(str):
     """A str subclass: the column holds a plain str of it."""
 
 
-_leaf = st.one_of(st.none(), st.integers(-5, 500), st.sampled_from(["", "GAJ", "198.18.1.10", "2001:db8::5", "x"]),
+_leaf = st.one_of(st.none(), st.integers(-5, 500),
+                  st.sampled_from(["", "GAJ", "198.18.1.10", "2001:db8::5", "x", "\x1e[\"admin\"]"]),
                   st.builds(Tag, st.sampled_from(["RSJ", "10.0.0.1"])),
-                  st.lists(st.sampled_from(["198.18.0.1", "2001:db8::1", "bad"]), max_size=3))
+                  st.lists(st.sampled_from(["198.18.0.1", "2001:db8::1", "bad", "\x1eodd"]), max_size=3))
 _node = st.one_of(_leaf, st.dictionaries(st.sampled_from(["ip", "name", "id", "dataset", "action", "outcome",
                                                           "department", "mlps_level", "data_class", "system"]),
                                          st.one_of(_leaf, st.fixed_dictionaries({"id": _leaf})), max_size=6))
