@@ -214,6 +214,9 @@ class AlertService:
                 session.add(alert)
                 alerts.append(alert)
                 created.append(alert)
+                if self.webhooks:  # notified as created (as one by one), not as the rest of the batch leaves it
+                    session.flush()
+                    self._notify(session, alert)
             else:
                 _add_to(alert, d, at)
             links.append((alert, d, at))
@@ -225,9 +228,7 @@ class AlertService:
         new = {id(alert) for alert in created}
         for alert, _, _ in links:
             if id(alert) in new:
-                if alert.id not in result.created:
-                    result.created[alert.id] = alert
-                    self._notify(session, alert)
+                result.created.setdefault(alert.id, alert)
             elif alert.id not in result.created:
                 result.updated[alert.id] = alert
         return result

@@ -336,6 +336,15 @@ class _RawReceiver:
         self.sock.close()
 
 
+def test_a_notification_describes_the_alert_as_created_whichever_way_it_is_recorded(runtime: Runtime) -> None:
+    service = AlertService(webhooks=[WebhookTarget("http://127.0.0.1:9/hook", SECRET, "high")])
+    with runtime.transaction() as s:
+        service.record(s, [_detection(i, minutes=i, level="high") for i in range(3)], now=T0)  # one batch
+    with runtime.sessions() as s:
+        payload = json.loads(s.scalars(select(WebhookDelivery)).one().payload)
+    assert payload["count"] == 1 and [a.count for a in _alerts(runtime)] == [3]
+
+
 def test_a_broken_receiver_fails_only_its_own_delivery(runtime: Runtime) -> None:
     good, broken = _Receiver([]), _RawReceiver(b"garbage\r\n\r\n")
     try:
