@@ -297,9 +297,12 @@ class SQLiteStore:
         """The hot columns some row holds a list value in."""
         return frozenset(name for (name,) in self._query("SELECT name FROM listed_columns", []))
 
-    def _where(self, q: SearchQuery) -> tuple[str, list[Any]]:
+    def _where(self, q: SearchQuery, listed: frozenset[str] | None = None) -> tuple[str, list[Any]]:
+        """The WHERE clause of a query and its parameters; ``listed``: the columns holding lists, when the caller
+        has read them already."""
         clauses, params = [], []
-        listed = self._listed() if q.where else frozenset()
+        if listed is None:
+            listed = self._listed() if q.where else frozenset()
         if q.start:
             clauses.append("e.ts >= ?")
             params.append(ts_ms(q.start))
@@ -383,9 +386,10 @@ class SQLiteStore:
         return self._query(f"SELECT count(*) FROM events e{where}", params)[0][0]
 
     def terms(self, field_name: str, query: SearchQuery, size: int = 10) -> list[tuple[str, int]]:
-        where, params = self._where(query)
+        listed = self._listed()
+        where, params = self._where(query, listed)
         column = COLUMNS.get(field_name)
-        if column in self._listed():
+        if column in listed:
             rows = self._terms_with_lists(column, where, params, size)
         elif column:
             sql = (f"SELECT e.{column} AS v, count(*) AS n FROM events e{where}"
