@@ -5,7 +5,7 @@ Stage A: the seeded corpus (sshd, firewall, nginx) parsed and enriched in memory
 parse + enrich alone, the same plus detection with Yunshu's rules and SigmaHQ's linux/web/network rules (mapped to
 ECS), and detection alone. Stage B: a real ``SocServices`` (spool, consumer, store, rules, alerts in SQLite) receives
 syslog over TCP at a fixed rate from a sender process of its own (so that sending does not compete for the
-service's interpreter lock); brute-force bursts from fresh addresses are mixed in, and each alert's latency is its
+service's interpreter lock; nginx's access lines behind the syslog header nginx puts on them); brute-force bursts from fresh addresses are mixed in, and each alert's latency is its
 creation time minus the send time of the line that completed the burst. Stage B runs at the target rate and, with
 ``--rates``, at lower rates too (where the machine keeps up, the latency is the pipeline's own).
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpus import generate
-from bench.ingest_bench import ROOT, register_index
+from bench.ingest_bench import ROOT, nginx_host, register_index
 from bench.report import machine_info
 from core.runtime import open_runtime
 from core.settings import Settings
@@ -144,7 +144,9 @@ def stage_b(rate: int, seconds: int, workdir: Path) -> dict[str, Any]:
     port = _free_port()
     settings = Settings(home=workdir / "var", soc={"syslog_port": port})  # type: ignore[arg-type]
     rt = open_runtime(settings)
-    background = [line for _, line in generate(rate * seconds, seed=7)]
+    web = f"<190>{datetime.now(UTC).astimezone().strftime('%b %d %H:%M:%S')} {nginx_host()} nginx: "
+    # access lines arrive as nginx sends them to syslog (access_log syslog:server=…): behind a header naming the host
+    background = [web + line if kind == "nginx" else line for kind, line in generate(rate * seconds, seed=7)]
     lines: list[str] = []
     marks: dict[int, float] = {}
     bursts = 0

@@ -16,7 +16,7 @@ from typing import Final
 import cython
 
 from soc.ecs import ECS_VERSION, TIME_ASSUMED, Event
-from soc.parsers import auth, firewall
+from soc.parsers import auth, firewall, web
 from soc.parsers.common import (
     MONTHS,
     ParseContext,
@@ -86,6 +86,10 @@ PROGRAMS: Final[dict[str, Handler]] = {
     "klogind": auth.klogind,
     "snmpd": auth.snmpd,
     "kernel": firewall.kernel,
+    "nginx": web.nginx_message,
+    "httpd": web.apache_message,
+    "apache": web.apache_message,
+    "apache2": web.apache_message,
 }
 
 _hour3164: dict[tuple[str, tzinfo, object], str] = {}  # ("Mmm dd hh", tz, now) → "YYYY-MM-DDTHH:" in UTC or ""

@@ -1,4 +1,5 @@
-"""Web server logs: nginx/Apache access (combined and common log format) and the Apache error log."""
+"""Web server logs: nginx/Apache access (combined and common log format), the nginx and Apache error logs, and
+the same lines carried in syslog (nginx ``access_log syslog:server=…``, Apache piped to ``logger -t httpd``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import cython
 
 from soc.ecs import ECS_VERSION, Event
 from soc.parsers.common import (
+    DEFAULT_CONTEXT,
     MONTHS,
     ParseContext,
     ParseError,
@@ -30,16 +32,23 @@ _ACCESS: Final = re.compile(
 )
 # [Sun Dec 04 04:47:44 2005] [error] [client 1.2.3.4] msg          (Apache 2.2)
 # [Fri Sep 09 10:42:29.902022 2011] [core:error] [pid 35708:tid 4328636416] [client 1.2.3.4:5678] AH00128: msg
-_APACHE_ERROR: Final = re.compile(
-    r"\[(?:[A-Z][a-z]{2}) (([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))? (\d{4}))\] "
+# from "[module:level]" on: also what Apache sends to syslog (ErrorLog syslog:…), which leaves the time out
+_APACHE_ERROR_BODY: Final = (
     r"\[(?:([^\s:\]]*):)?(\w+)\]"
     r"(?: \[pid (\d{1,10})(?::tid (\d{1,20}))?\])?"
     r"(?: \[client ([^\]\s]+)\])?"
-    r" ?(.*)",
+    r" ?(.*)"
+)
+_APACHE_ERROR: Final = re.compile(
+    r"\[(?:[A-Z][a-z]{2}) (([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))? (\d{4}))\] "
+    + _APACHE_ERROR_BODY,
     re.DOTALL | re.ASCII,
 )
+_APACHE_SYSLOG_ERROR: Final = re.compile(_APACHE_ERROR_BODY, re.DOTALL | re.ASCII)
 _ERROR_CODE: Final = re.compile(r"(AH\d{5}): ")
 _ERROR_LEVELS: Final = frozenset(("emerg", "alert", "crit", "error"))
+# Apache's LogLevel names: a bracketed word that is none of them does not make a syslog message an error line
+_APACHE_LEVELS: Final = _ERROR_LEVELS | {"warn", "notice", "info", "debug", *(f"trace{n}" for n in range(1, 9))}
 
 _clf_cache: dict[tuple[str, str], str] = {}
 _err_cache: dict[tuple[str, object], str] = {}
@@ -183,26 +192,31 @@ def parse_apache_error(line: str, ctx: ParseContext) -> Event:
     m = _APACHE_ERROR.match(line)
     if m is None:
         raise ParseError("not an Apache error-log line (expected '[Www Mmm dd hh:mm:ss yyyy] [level] ...')")
-    module, level, pid, tid, client, msg = m.group(9, 10, 11, 12, 13, 14)
+    event: Event = {"@timestamp": _error_timestamp(m, ctx), "ecs": {"version": ECS_VERSION}}
+    _apache_error_fields(event, line, *m.group(9, 10, 11, 12, 13, 14))
+    if ctx.hostname:
+        event["host"] = {"name": ctx.hostname}
+    return event
+
+
+def _apache_error_fields(event: Event, line: str, module: str | None, level: str, pid: str | None, tid: str | None,
+                         client: str | None, msg: str) -> None:
+    """The fields of an Apache error line after its time (``[module:level] [pid] [client] msg``)."""
     level = level.lower()
     msg = msg.rstrip()
-    event: Event = {
-        "@timestamp": _error_timestamp(m, ctx),
-        "event": {
-            "kind": "event", "category": ["web"], "type": ["error" if level in _ERROR_LEVELS else "info"],
-            "dataset": "apache.error", "module": "apache", "original": line,
-        },
-        "message": msg,
-        "log": {"level": level},
-        "ecs": {"version": ECS_VERSION},
+    event["event"] = {
+        "kind": "event", "category": ["web"], "type": ["error" if level in _ERROR_LEVELS else "info"],
+        "dataset": "apache.error", "module": "apache", "original": line,
     }
+    event["message"] = msg
+    event.setdefault("log", {})["level"] = level
     if module:
         event["apache"] = {"error": {"module": module}}
     if pid is not None:
-        process: dict = {"pid": int(pid)}
+        process: dict = event.setdefault("process", {})
+        process["pid"] = int(pid)
         if tid is not None:
             process["thread"] = {"id": int(tid)}
-        event["process"] = process
     if client is not None:
         ip = as_ip(client)
         if ip is not None:
@@ -217,9 +231,6 @@ def parse_apache_error(line: str, ctx: ParseContext) -> Event:
     code = _ERROR_CODE.match(msg)
     if code is not None:
         event["error"] = {"code": code.group(1)}
-    if ctx.hostname:
-        event["host"] = {"name": ctx.hostname}
-    return event
 
 
 # 2024/01/31 12:00:00 [error] 1234#5678: *99 open() "/x" failed (2: No such file), client: 1.2.3.4, server: a, …
@@ -257,3 +268,55 @@ def parse_nginx_error(line: str, ctx: ParseContext) -> Event:
     if ctx.hostname:
         event["host"] = {"name": ctx.hostname}
     return event
+
+
+# --- carried in syslog -------------------------------------------------------------------------------------------
+
+def _lay_over(event: Event, parsed: Event, own_time: bool) -> None:
+    """Lay the fields of a web-server line parsed on its own over the syslog event that carried it. The syslog
+    header keeps ``host``, ``log.syslog`` and the process name; ``event.original`` stays the whole received line.
+    ``own_time``: the line's time replaces the header's (an access line names its zone; the header does not)."""
+    original = event["event"].get("original")
+    for key, value in parsed.items():
+        if key == "host" or key == "ecs" or (key == "@timestamp" and not own_time):
+            continue
+        if key == "log" or key == "process":
+            event.setdefault(key, {}).update(value)
+        else:
+            event[key] = value
+    if original is not None:
+        event["event"]["original"] = original
+
+
+def _access_over_syslog(event: Event, msg: str, dataset: str) -> bool:
+    try:
+        parsed = parse_access(msg, DEFAULT_CONTEXT, dataset)
+    except ParseError:
+        return False
+    _lay_over(event, parsed, own_time=True)
+    return True
+
+
+def nginx_message(event: Event, msg: str) -> bool:
+    """An nginx access or error line sent to syslog (``access_log syslog:server=…``, ``error_log syslog:…``);
+    anything else nginx says stays a plain syslog event."""
+    if msg[:1].isdigit() and msg[4:5] == "/" and msg[7:8] == "/":
+        try:
+            parsed = parse_nginx_error(msg, DEFAULT_CONTEXT)
+        except ParseError:
+            return False
+        _lay_over(event, parsed, own_time=False)  # local time without a zone: the header's is as good
+        return True
+    return _access_over_syslog(event, msg, "nginx.access")
+
+
+def apache_message(event: Event, msg: str) -> bool:
+    """An Apache access line piped to syslog (``CustomLog "|logger -t httpd"``) or an error line Apache sent to
+    syslog itself (``ErrorLog syslog:local1``: ``[module:level] [pid …] [client …] msg``, no time)."""
+    if msg[:1] == "[":
+        m = _APACHE_SYSLOG_ERROR.match(msg)
+        if m is None or m.group(2).lower() not in _APACHE_LEVELS:
+            return False
+        _apache_error_fields(event, event["event"].get("original", msg), *m.groups())
+        return True
+    return _access_over_syslog(event, msg, "apache.access")
