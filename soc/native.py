@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 ROOT: Final = Path(__file__).resolve().parent.parent
 # Modules on the per-event path of ingest and detection, compiled at setup (their .py is the source).
 COMPILED: Final[tuple[str, ...]] = (
-    "soc.ecs", "soc.enrich",
+    "soc.ecs", "soc.enrich", "soc.records",
     "soc.parsers", "soc.parsers.common", "soc.parsers.syslog", "soc.parsers.auth", "soc.parsers.firewall",
     "soc.parsers.web", "soc.parsers.auditd", "soc.parsers.jsonlog", "soc.parsers.openstack", "soc.parsers.scan",
     "soc.detect.compiler", "soc.detect.engine", "soc.detect.correlation", "soc.detect.values", "soc.store.rows",

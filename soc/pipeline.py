@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any, NamedTuple, Protocol
+from typing import IO, Any, NamedTuple
 
 from soc.deadletter import DeadLetterStore
-from soc.ecs import Event, event_id
+from soc.ecs import Event
 from soc.metrics import SocMetrics, source_label
-from soc.parsers import ParseContext, ParseError, parse
+from soc.parsers import ParseContext
+from soc.records import SourcedRecord, events_of, record_event
 from soc.store.base import EncodedBatch, EncodingStore, EventStore, StoreUnavailable
 
 log = logging.getLogger("yunshu.soc.pipeline")
@@ -55,25 +56,6 @@ class RawRecord(NamedTuple):
 
     source_key: str
     raw: bytes
-
-
-class SourcedRecord(Protocol):
-    """What ``Pipeline.prepare`` and ``to_event`` read of a record: a RawRecord, or the spool's SpooledRecord as it
-    comes (no copy per record)."""
-
-    @property
-    def source_key(self) -> str: ...
-
-    @property
-    def raw(self) -> bytes: ...
-
-
-def decode(raw: bytes) -> str:
-    """UTF-8, else GB18030 (common on Chinese systems); raise UnicodeDecodeError when neither fits."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("gb18030")
 
 
 # Cyclic-GC thresholds while ingesting. A batch of thousands of events (each a dozen dicts and lists) lives between
@@ -168,23 +150,8 @@ class Pipeline:
 
     def to_event(self, record: SourcedRecord, fmt: str,
                  sender: str | None = None) -> tuple[str, Event] | tuple[None, str]:
-        """The (id, event) of a record, or (None, reason) when it cannot become one. ``sender``: the address the
-        record came from (syslog), kept as ``log.source.address``; the register lookup falls back to it."""
-        if len(record.raw) > self.max_line_bytes:
-            return None, f"record of {len(record.raw)} bytes exceeds the limit of {self.max_line_bytes}"
-        try:
-            line = decode(record.raw).rstrip("\r\n")
-        except UnicodeDecodeError:
-            return None, "neither UTF-8 nor GB18030 text"
-        try:
-            event = parse(line, fmt, self.ctx)
-        except ParseError as exc:
-            return None, f"parse error ({fmt}): {exc}"
-        if sender is not None:
-            log_node = event.setdefault("log", {})
-            if isinstance(log_node, dict):
-                log_node["source"] = {"address": sender}
-        return event_id(record.source_key, record.raw), self.enrich(event)
+        """The (id, event) of a record, or (None, reason) when it cannot become one (see ``records.record_event``)."""
+        return record_event(record, fmt, self.ctx, self.enrich, self.max_line_bytes, sender)
 
     @staticmethod
     def _dead_letter(record: SourcedRecord, reason: str) -> tuple[str, str, bytes]:
@@ -211,10 +178,11 @@ class Pipeline:
         dead: list[tuple[str, str, bytes]] = []
         early = (_EarlyEncoder(self.store.encode)
                  if self.after_write is None and isinstance(self.store, EncodingStore) else None)
+        ctx, enrich, max_line_bytes = self.ctx, self.enrich, self.max_line_bytes
         with ingest_gc(), short_switch_interval(), _BatchWriter(self, stats) as writer:
             for record in records:
                 stats.read += 1
-                doc_id, result = self.to_event(record, fmt)
+                doc_id, result = record_event(record, fmt, ctx, enrich, max_line_bytes)
                 if doc_id is None:
                     dead.append(self._dead_letter(record, str(result)))
                     if len(dead) >= self.batch_size:  # a long run of bad lines is not held until the next events
@@ -242,14 +210,11 @@ class Pipeline:
     def prepare(self, records: Iterable[SourcedRecord], fmt: str = "auto", sender: str | None = None) -> Prepared:
         """Parse and enrich records without storing them (see ``store_prepared``); ``sender`` as in ``to_event``."""
         prepared = Prepared()
+        failed: list[tuple[SourcedRecord, str]] = []
         with ingest_gc():
-            for record in records:
-                prepared.read += 1
-                doc_id, result = self.to_event(record, fmt, sender)
-                if doc_id is None:
-                    prepared.dead.append(self._dead_letter(record, str(result)))
-                else:
-                    prepared.events.append((doc_id, result))  # type: ignore[arg-type]
+            prepared.read = events_of(records, fmt, self.ctx, self.enrich, self.max_line_bytes, sender,
+                                      prepared.events, failed)
+        prepared.dead = [self._dead_letter(record, reason) for record, reason in failed]
         return prepared
 
     def store_prepared(self, prepared: Prepared) -> IngestStats:
