@@ -7,6 +7,11 @@ strings case-insensitive (LIKE over both sides lowercased by Python's ``str.lowe
 own LIKE folds ASCII only) unless ``cased`` (GLOB), regexes searched
 unanchored, CIDR, numeric comparisons, exists/null, field references, timestamp parts, keywords on the raw line.
 
+A JSON path follows nested objects only. The matcher also walks lists of objects (``{"a": [{"b": 1}]}`` for ``a.b``)
+and takes keys spelled with dots (``{"a.b": 1}``, ``{"a": {"b.c": 1}}``). A document where the path meets a list or
+such a key is handed, for that field test, to the matcher's own predicate (``sigma_field``, registered here); every
+other document is tested in SQL alone.
+
 The pySigma SQLite backend was not used: its pySigma-1 release groups CIDR alternatives without parentheses and
 has no keyword search, and its pySigma-2 release cannot be installed beside the Elasticsearch backend.
 """
@@ -16,9 +21,13 @@ from __future__ import annotations
 import ipaddress
 import re
 import sqlite3
+import threading
+from collections import OrderedDict
 from functools import lru_cache
+from itertools import count
 from typing import Any
 
+import orjson
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
@@ -48,6 +57,7 @@ from sigma.types import (
     TimestampPart,
 )
 
+from soc.detect.compiler import Predicate, field_predicate
 from soc.detect.values import TIME_PARTS, as_number, as_timestamp, in_network
 
 Sql = tuple[str, list[Any]]
@@ -86,8 +96,45 @@ def sql_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+# field tests handed to the matcher (see the module docstring): token → predicate, the most recent kept
+_PREDICATES: OrderedDict[str, Predicate] = OrderedDict()
+_PREDICATES_MAX = 4096
+_predicates_lock = threading.Lock()
+_parsed = threading.local()  # the document last parsed by sigma_field in this thread: (text, event)
+
+
+_tokens = count()
+
+
+def _predicate_token(field: str, value: Any) -> str:
+    """A new token naming the matcher's predicate for ``field: value`` (the oldest are forgotten)."""
+    predicate = field_predicate(field, value)
+    with _predicates_lock:
+        token = f"t{next(_tokens)}"
+        _PREDICATES[token] = predicate
+        while len(_PREDICATES) > _PREDICATES_MAX:
+            _PREDICATES.popitem(last=False)
+    return token
+
+
+def _sql_field(doc: str, token: str) -> int:
+    """``sigma_field(e.doc, token)``: the matcher's verdict on the stored document."""
+    predicate = _PREDICATES.get(token)
+    if predicate is None:
+        raise sqlite3.OperationalError("a retro-hunt field test is no longer registered; run the hunt again")
+    last = getattr(_parsed, "last", None)
+    if last is not None and last[0] == doc:
+        event = last[1]
+    else:
+        event = orjson.loads(doc)
+        _parsed.last = (doc, event)
+    return int(bool(predicate(event)))
+
+
 def register_functions(db: sqlite3.Connection) -> None:
-    """The helpers the generated SQL calls (REGEXP, CIDR membership, numbers, timestamp parts, lowercase)."""
+    """The helpers the generated SQL calls (REGEXP, CIDR membership, numbers, timestamp parts, lowercase, the
+    matcher's own field tests)."""
+    db.create_function("sigma_field", 2, _sql_field)
     db.create_function("sigma_lower", 1, sql_lower, deterministic=True)
     db.create_function("regexp", 2, _sql_regexp, deterministic=True)
     db.create_function("sigma_cidr", 2, _sql_cidr, deterministic=True)
@@ -99,7 +146,11 @@ def register_functions(db: sqlite3.Connection) -> None:
 
 def json_path(field: str) -> str:
     """``source.ip`` → ``$."source"."ip"`` (each key quoted, so dots and dashes inside names are safe)."""
-    return "$" + "".join('."' + part.replace('"', '""') + '"' for part in field.split("."))
+    return _path_of(field.split("."))
+
+
+def _path_of(keys: list[str]) -> str:
+    return "$" + "".join('."' + key.replace('"', '""') + '"' for key in keys)
 
 
 def _like(value: SigmaString, contains: bool = False) -> str:
@@ -158,7 +209,39 @@ def _value_test(value: Any, v: str) -> Sql:
     raise UnsupportedInSql(f"value type {type(value).__name__} has no SQL form here")
 
 
+def _other_shapes(field: str) -> Sql | None:
+    """SQL true for a document where the matcher may find ``field`` elsewhere than at its nested JSON path: a key
+    spelled with the rest of the dots at some level, or a list on the way. None for a field without dots."""
+    parts = field.split(".")
+    if len(parts) < 2:
+        return None
+    tests, params = [], []
+    for i in range(len(parts) - 1):
+        tests.append("json_type(e.doc, ?) = 'array'")  # a list on the way (below the root, which is an object)
+        params.append(_path_of(parts[:i + 1]))
+        tests.append("json_type(e.doc, ?) IS NOT NULL")  # the rest of the path as one key
+        params.append(_path_of([*parts[:i], ".".join(parts[i:])]))
+    return "(" + " OR ".join(tests) + ")", params
+
+
 def _field_sql(field: str, value: Any) -> Sql:
+    """The SQL test of ``field: value``: in SQL on the nested path, or by the matcher where the document's shape is
+    one the path does not follow (``_other_shapes``; for a field reference, either field's)."""
+    sql, params = _nested_field_sql(field, value)
+    odd = _other_shapes(field)
+    if isinstance(value, SigmaFieldReference):
+        other = _other_shapes(value.field)
+        if odd is None:
+            odd = other
+        elif other is not None:
+            odd = f"({odd[0]} OR {other[0]})", [*odd[1], *other[1]]
+    if odd is None:
+        return sql, params
+    return (f"(CASE WHEN {odd[0]} THEN sigma_field(e.doc, ?) ELSE {sql} END)",
+            [*odd[1], _predicate_token(field, value), *params])
+
+
+def _nested_field_sql(field: str, value: Any) -> Sql:
     path = json_path(field)
     if isinstance(value, SigmaExists):
         return f"json_type(e.doc, ?) IS {'NOT ' if value.exists else ''}NULL", [path]

@@ -158,6 +158,35 @@ _SQL_EDGES = [
 ]
 
 
+# documents whose shape a nested JSON path does not follow: lists of objects, keys spelled with dots
+_SHAPES = [
+    {"process": [{"name": "sudo", "args": ["-i"]}, {"name": "bash"}], "source": {"ip": "10.1.2.3"}},
+    {"process.name": "sudo", "source.ip": "10.1.2.3"},
+    {"process": {"name": "bash"}, "process.name": "sudo"},
+    {"process": {"parent.name": "sudo"}, "user": [{"name": "root"}, {"name": None}]},
+    {"a": {"b": [{"c": "sudo"}, {"c": {"d": "x"}}]}, "source": [{"ip": "192.0.2.9"}, {"ip": "10.9.9.9"}]},
+    {"a.b": {"c": "sudo"}, "user": []},
+    {"a": {"b.c": "sudo"}, "user": {"name": "root", "target": {"name": "root"}}},
+    {"process": {"name": "sudo"}, "user": {"name": "root"}},
+    {"process": "sudo", "user": [{"name": []}]},
+]
+_SQL_EDGES += [(detection, _SHAPES) for detection in [
+    "  sel:\n    process.name: sudo\n  condition: sel",
+    "  sel:\n    process.name|contains: ud\n  condition: sel",
+    "  sel:\n    process.parent.name: sudo\n  condition: sel",
+    "  sel:\n    a.b.c: sudo\n  condition: sel",
+    "  sel:\n    a.b.c.d: x\n  condition: sel",
+    "  sel:\n    source.ip|cidr: 10.0.0.0/8\n  condition: sel",
+    "  sel:\n    process.name|exists: true\n  condition: sel",
+    "  sel:\n    process.name|exists: false\n  condition: sel",
+    "  sel:\n    user.name: null\n  condition: sel",
+    "  sel:\n    process.args: '-i'\n  condition: sel",
+    "  sel:\n    user.name|fieldref: user.target.name\n  condition: sel",
+    "  sel:\n    a.b.c|fieldref: process.name\n  condition: sel",
+    "  sel:\n    process.name: sudo\n  filter:\n    source.ip|cidr: 10.0.0.0/8\n  condition: sel and not filter",
+]]
+
+
 @pytest.mark.parametrize(("detection", "events"), _SQL_EDGES)
 def test_sql_retro_hunt_agrees_on_edge_cases(tmp_path: Path, detection: str, events: list[dict]) -> None:
     """null against present values, ``not`` over keywords of events without a raw line, object-valued fields,
