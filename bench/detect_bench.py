@@ -5,9 +5,10 @@ Stage A: the seeded corpus (sshd, firewall, nginx) parsed and enriched in memory
 parse + enrich alone, the same plus detection with Yunshu's rules and SigmaHQ's linux/web/network rules (mapped to
 ECS), and detection alone. Stage B: a real ``SocServices`` (spool, consumer, store, rules, alerts in SQLite) receives
 syslog over TCP at a fixed rate from a sender process of its own (so that sending does not compete for the
-service's interpreter lock; nginx's access lines behind the syslog header nginx puts on them); brute-force bursts from fresh addresses are mixed in, and each alert's latency is its
-creation time minus the send time of the line that completed the burst. Stage B runs at the target rate and, with
-``--rates``, at lower rates too (where the machine keeps up, the latency is the pipeline's own).
+service's interpreter lock; nginx's access lines come behind the syslog header nginx puts on them); brute-force
+bursts from fresh addresses are mixed in, and each alert's latency is its creation time minus the send time of the
+line that completed the burst. The CPU time of the service's threads is reported per event sent. Stage B runs at the
+target rate and, with ``--rates``, at lower rates too (where the machine keeps up, the latency is the pipeline's own).
 """
 
 from __future__ import annotations
@@ -174,6 +175,8 @@ def stage_b(rate: int, seconds: int, workdir: Path) -> dict[str, Any]:
             if len(alerts) >= bursts and services.spool.backlog_bytes() == 0:
                 break
             time.sleep(0.2)
+        cpu = _thread_cpu_seconds({"soc-detect": "detection reader", "soc-consumer": "store writer",
+                                   thread.name: "receivers (event loop)"})
     finally:
         asyncio.run_coroutine_threadsafe(services.stop(), loop).result(60)
         loop.call_soon_threadsafe(loop.stop)
@@ -196,7 +199,25 @@ def stage_b(rate: int, seconds: int, workdir: Path) -> dict[str, Any]:
         "latency_p99_s": round(p99, 3) if p99 is not None else None,
         "latency_max_s": round(latencies[-1], 3) if latencies else None,
         "pass": p99 is not None and p99 < TARGET_P99_S and len(latencies) == bursts,
+        "thread_cpu_us_per_event": {name: round(seconds / len(lines) * 1e6, 1) for name, seconds in cpu.items()},
     }
+
+
+def _thread_cpu_seconds(names: dict[str, str]) -> dict[str, float]:
+    """CPU seconds (user + system) each named thread of this process has used so far, under the label ``names``
+    gives it (Linux ``/proc``; empty elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        label = names.get(thread.name)
+        if label is None or thread.native_id is None:
+            continue
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[label] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15 of stat(5))
+    return out
 
 
 def _free_port() -> int:
@@ -215,6 +236,8 @@ def markdown(result: dict[str, Any]) -> str:
         rows.append(f"| receipt → alert p99 at {b['rate_target']:,} events/s (achieved {b['achieved_rate']:,}) | "
                     f"{b['latency_p99_s']} s (p50 {b['latency_p50_s']} s, {b['alerts']}/{b['bursts']} alerts) | "
                     + (f"< {TARGET_P99_S} s | {'PASS' if b['pass'] else 'FAIL'} |" if target else " | |"))
+        for name, micros in (b.get("thread_cpu_us_per_event") or {}).items():
+            rows.append(f"| … CPU of the {name} thread at {b['rate_target']:,} events/s | {micros} µs an event | | |")
     m = result["machine"]
     corpus = f"Corpus: {a['events']:,} seeded lines (sshd, firewall, nginx). " if a else ""
     rows += ["", f"{corpus}Machine: {m['cpu_model']}, {m['cpus']} CPUs, Python {m['python']} (hot path "
