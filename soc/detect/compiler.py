@@ -249,9 +249,7 @@ def _scalar_test(value: Any) -> Callable[[Any], bool]:
     raise CompileError(f"value type {type(value).__name__} is not supported")
 
 
-def field_predicate(field: str, value: Any) -> Predicate:
-    """The test of one ``field|modifiers: value`` item on an event (the retro-hunt SQL falls back on it for documents
-    whose shape its JSON paths do not follow)."""
+def _field_predicate(field: str, value: Any) -> Predicate:
     get = field_getter(field)
     if isinstance(value, SigmaExists):
         if value.exists:
@@ -375,7 +373,7 @@ def compile_condition(node: ConditionItem) -> Predicate:
         inner = compile_condition(node.args[0])
         return lambda e: not inner(e)
     if isinstance(node, ConditionFieldEqualsValueExpression):
-        return field_predicate(node.field, node.value)
+        return _field_predicate(node.field, node.value)
     if isinstance(node, ConditionValueExpression):
         return _keyword_predicate(node.value)
     raise CompileError(f"condition element {type(node).__name__} is not supported")

@@ -306,7 +306,7 @@ def parse_rfc5424(line: str, ctx: ParseContext, handler: Handler | None = None) 
             pid = procid
     event = _build(timestamp, line, msg, syslog, None if host == "-" else host, None if app == "-" else app, pid,
                    handler, ctx)
-    if ts == "-":
+    if ts == "-" and event["@timestamp"] == timestamp:  # (a web line carried in the message has its own time)
         add_tag(event, TIME_ASSUMED)
     return event
 

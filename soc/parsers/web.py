@@ -311,9 +311,17 @@ def nginx_message(event: Event, msg: str) -> bool:
 
 
 def apache_message(event: Event, msg: str) -> bool:
-    """An Apache access line piped to syslog (``CustomLog "|logger -t httpd"``) or an error line Apache sent to
-    syslog itself (``ErrorLog syslog:local1``: ``[module:level] [pid …] [client …] msg``, no time)."""
+    """An Apache access or error line piped to syslog (``CustomLog "|logger -t httpd"``, ``ErrorLog "|logger …"``)
+    or an error line Apache sent to syslog itself (``ErrorLog syslog:local1``: ``[module:level] [pid …] msg``, no
+    time)."""
     if msg[:1] == "[":
+        if _APACHE_ERROR.match(msg) is not None:  # piped to logger, the line keeps its own time
+            try:
+                parsed = parse_apache_error(msg, DEFAULT_CONTEXT)
+            except ParseError:
+                return False
+            _lay_over(event, parsed, own_time=False)  # local time without a zone: the header's is as good
+            return True
         m = _APACHE_SYSLOG_ERROR.match(msg)
         if m is None or m.group(2).lower() not in _APACHE_LEVELS:
             return False

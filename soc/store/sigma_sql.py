@@ -8,9 +8,9 @@ own LIKE folds ASCII only) unless ``cased`` (GLOB), regexes searched
 unanchored, CIDR, numeric comparisons, exists/null, field references, timestamp parts, keywords on the raw line.
 
 A JSON path follows nested objects only. The matcher also walks lists of objects (``{"a": [{"b": 1}]}`` for ``a.b``)
-and takes keys spelled with dots (``{"a.b": 1}``, ``{"a": {"b.c": 1}}``). A document where the path meets a list or
-such a key is handed, for that field test, to the matcher's own predicate (``sigma_field``, registered here); every
-other document is tested in SQL alone.
+and takes keys spelled with dots (``{"a.b": 1}``, ``{"a": {"b.c": 1}}``). Where a field's path meets a list or such a
+key in a document, the part of the condition naming that field is handed to the matcher's own compiled predicate
+(``sigma_match``, registered here); everything else is tested in SQL.
 
 The pySigma SQLite backend was not used: its pySigma-1 release groups CIDR alternatives without parentheses and
 has no keyword search, and its pySigma-2 release cannot be installed beside the Elasticsearch backend.
@@ -22,7 +22,8 @@ import ipaddress
 import re
 import sqlite3
 import threading
-from collections import OrderedDict
+import weakref
+from collections.abc import Callable
 from functools import lru_cache
 from itertools import count
 from typing import Any
@@ -57,7 +58,7 @@ from sigma.types import (
     TimestampPart,
 )
 
-from soc.detect.compiler import Predicate, field_predicate
+from soc.detect.compiler import CompileError, Predicate, compile_condition
 from soc.detect.values import TIME_PARTS, as_number, as_timestamp, in_network
 
 Sql = tuple[str, list[Any]]
@@ -96,45 +97,54 @@ def sql_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-# field tests handed to the matcher (see the module docstring): token → predicate, the most recent kept
-_PREDICATES: OrderedDict[str, Predicate] = OrderedDict()
-_PREDICATES_MAX = 4096
+# parts of conditions handed to the matcher: token → holder of the predicate, kept as long as a translation's caller
+# holds it (``rule_sql``'s ``keep``), so no other hunt can make a running one lose its predicates
+_PREDICATES: weakref.WeakValueDictionary[str, _Held] = weakref.WeakValueDictionary()
 _predicates_lock = threading.Lock()
-_parsed = threading.local()  # the document last parsed by sigma_field in this thread: (text, event)
-
-
+_parsed = threading.local()  # the document last parsed by sigma_match in this thread: (text, event)
 _tokens = count()
 
 
-def _predicate_token(field: str, value: Any) -> str:
-    """A new token naming the matcher's predicate for ``field: value`` (the oldest are forgotten)."""
-    predicate = field_predicate(field, value)
+class _Held:
+    """A predicate registered for the SQL (a plain object, so that the registry can hold it weakly)."""
+
+    __slots__ = ("__weakref__", "predicate")
+
+    def __init__(self, predicate: Predicate):
+        self.predicate = predicate
+
+
+def _predicate_token(node: ConditionItem, keep: list[object]) -> str:
+    """A new token naming the matcher's predicate for a part of a condition; registered while ``keep`` holds it."""
+    try:
+        held = _Held(compile_condition(node))
+    except CompileError as exc:
+        raise UnsupportedInSql(str(exc)) from None
+    keep.append(held)
     with _predicates_lock:
         token = f"t{next(_tokens)}"
-        _PREDICATES[token] = predicate
-        while len(_PREDICATES) > _PREDICATES_MAX:
-            _PREDICATES.popitem(last=False)
+        _PREDICATES[token] = held
     return token
 
 
-def _sql_field(doc: str, token: str) -> int:
-    """``sigma_field(e.doc, token)``: the matcher's verdict on the stored document."""
-    predicate = _PREDICATES.get(token)
-    if predicate is None:
-        raise sqlite3.OperationalError("a retro-hunt field test is no longer registered; run the hunt again")
+def _sql_match(doc: str, token: str) -> int:
+    """``sigma_match(e.doc, token)``: the matcher's verdict on the stored document."""
+    held = _PREDICATES.get(token)
+    if held is None:  # only when the caller let go of ``keep`` before running the SQL
+        raise sqlite3.OperationalError(f"retro-hunt predicate {token} is not registered")
     last = getattr(_parsed, "last", None)
     if last is not None and last[0] == doc:
         event = last[1]
     else:
         event = orjson.loads(doc)
         _parsed.last = (doc, event)
-    return int(bool(predicate(event)))
+    return int(bool(held.predicate(event)))
 
 
 def register_functions(db: sqlite3.Connection) -> None:
     """The helpers the generated SQL calls (REGEXP, CIDR membership, numbers, timestamp parts, lowercase, the
     matcher's own field tests)."""
-    db.create_function("sigma_field", 2, _sql_field)
+    db.create_function("sigma_match", 2, _sql_match)
     db.create_function("sigma_lower", 1, sql_lower, deterministic=True)
     db.create_function("regexp", 2, _sql_regexp, deterministic=True)
     db.create_function("sigma_cidr", 2, _sql_cidr, deterministic=True)
@@ -211,13 +221,17 @@ def _value_test(value: Any, v: str) -> Sql:
 
 def _other_shapes(field: str) -> Sql | None:
     """SQL true for a document where the matcher may find ``field`` elsewhere than at its nested JSON path: a key
-    spelled with the rest of the dots at some level, or a list on the way. None for a field without dots."""
+    spelling the rest of the path with its dots at some level, or a list on the way (always, for a name with a quote,
+    a backslash or a control character). None for a plain field without dots.
+    (SQLite parses a document once for all the JSON functions of a statement, so these tests cost little.)"""
     parts = field.split(".")
+    if any(not part.isprintable() or '"' in part or "\\" in part for part in parts):
+        return "1", []  # a name a JSON path cannot spell as the matcher reads it: always the matcher
     if len(parts) < 2:
         return None
     tests, params = [], []
     for i in range(len(parts) - 1):
-        tests.append("json_type(e.doc, ?) = 'array'")  # a list on the way (below the root, which is an object)
+        tests.append("json_type(e.doc, ?) = 'array'")  # a list on the way (the document itself is an object)
         params.append(_path_of(parts[:i + 1]))
         tests.append("json_type(e.doc, ?) IS NOT NULL")  # the rest of the path as one key
         params.append(_path_of([*parts[:i], ".".join(parts[i:])]))
@@ -225,23 +239,6 @@ def _other_shapes(field: str) -> Sql | None:
 
 
 def _field_sql(field: str, value: Any) -> Sql:
-    """The SQL test of ``field: value``: in SQL on the nested path, or by the matcher where the document's shape is
-    one the path does not follow (``_other_shapes``; for a field reference, either field's)."""
-    sql, params = _nested_field_sql(field, value)
-    odd = _other_shapes(field)
-    if isinstance(value, SigmaFieldReference):
-        other = _other_shapes(value.field)
-        if odd is None:
-            odd = other
-        elif other is not None:
-            odd = f"({odd[0]} OR {other[0]})", [*odd[1], *other[1]]
-    if odd is None:
-        return sql, params
-    return (f"(CASE WHEN {odd[0]} THEN sigma_field(e.doc, ?) ELSE {sql} END)",
-            [*odd[1], _predicate_token(field, value), *params])
-
-
-def _nested_field_sql(field: str, value: Any) -> Sql:
     path = json_path(field)
     if isinstance(value, SigmaExists):
         return f"json_type(e.doc, ?) IS {'NOT ' if value.exists else ''}NULL", [path]
@@ -284,15 +281,32 @@ def _keyword_sql(value: Any) -> Sql:
     return _value_test(value, _KEYWORD_TEXT)
 
 
-def condition_sql(node: ConditionItem) -> Sql:
-    """The WHERE expression (with its parameters) of a parsed Sigma condition."""
+def condition_sql(node: ConditionItem, keep: list[object]) -> Sql:
+    """The WHERE expression (with its parameters) of a parsed Sigma condition. A part naming one field (a field test,
+    a list of values for one field, a field reference) is tested in SQL, or by the matcher for a document of a shape
+    its JSON path does not follow (``_other_shapes``): the check runs only where SQL reaches that part. The matcher's
+    predicates stay registered while ``keep`` is held: hold it until the SQL has run."""
+    fields = _fields(node)
+    if isinstance(node, ConditionFieldEqualsValueExpression) or len(fields) == 1:
+        sql, params = _plain_sql(node)
+        shapes = [o for o in map(_other_shapes, sorted(fields)) if o is not None]
+        if not shapes:
+            return sql, params
+        return (f"(CASE WHEN {' OR '.join(o[0] for o in shapes)} THEN sigma_match(e.doc, ?) ELSE {sql} END)",
+                [x for o in shapes for x in o[1]] + [_predicate_token(node, keep)] + params)
+    return _plain_sql(node, lambda part: condition_sql(part, keep))
+
+
+def _plain_sql(node: ConditionItem, inner: Callable[[ConditionItem], Sql] | None = None) -> Sql:
+    """The condition in SQL on nested JSON paths; its parts through ``inner`` (by default the same translation)."""
+    inner = inner or _plain_sql
     if isinstance(node, (ConditionAND, ConditionOR)):
-        parts = [condition_sql(a) for a in node.args]
+        parts = [inner(a) for a in node.args]
         joiner = " AND " if isinstance(node, ConditionAND) else " OR "
         return "(" + joiner.join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
     if isinstance(node, ConditionNOT):
-        inner, params = condition_sql(node.args[0])
-        return f"NOT {inner}", params
+        sql, params = inner(node.args[0])
+        return f"NOT {sql}", params
     if isinstance(node, ConditionFieldEqualsValueExpression):
         return _field_sql(node.field, node.value)
     if isinstance(node, ConditionValueExpression):
@@ -300,7 +314,18 @@ def condition_sql(node: ConditionItem) -> Sql:
     raise UnsupportedInSql(f"condition element {type(node).__name__} has no SQL form here")
 
 
-def rule_sql(rule: SigmaRule) -> Sql:
-    """The WHERE expression matching the events the rule matches (its conditions are alternatives)."""
-    parts = [condition_sql(c.parsed) for c in rule.detection.parsed_condition]
+def _fields(node: ConditionItem) -> set[str]:
+    """The fields a condition names (a field reference's other field too)."""
+    if isinstance(node, (ConditionAND, ConditionOR, ConditionNOT)):
+        return set().union(*(_fields(a) for a in node.args))
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        other = node.value.field if isinstance(node.value, SigmaFieldReference) else None
+        return {node.field} if other is None else {node.field, other}
+    return set()
+
+
+def rule_sql(rule: SigmaRule, keep: list[object]) -> Sql:
+    """The WHERE expression matching the events the rule matches (its conditions are alternatives); ``keep`` as in
+    ``condition_sql``."""
+    parts = [condition_sql(c.parsed, keep) for c in rule.detection.parsed_condition]
     return "(" + " OR ".join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]

@@ -435,7 +435,8 @@ class SQLiteStore:
 
     def hunt(self, rule: SigmaRule, query: SearchQuery) -> SearchResult:
         try:
-            condition, rule_params = rule_sql(rule)
+            keep: list[object] = []  # the matcher's predicates the SQL calls, registered while this is held
+            condition, rule_params = rule_sql(rule, keep)
         except UnsupportedInSql as exc:
             raise ValueError(str(exc)) from None
         where, params = self._where(query)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -184,7 +185,11 @@ _SQL_EDGES += [(detection, _SHAPES) for detection in [
     "  sel:\n    user.name|fieldref: user.target.name\n  condition: sel",
     "  sel:\n    a.b.c|fieldref: process.name\n  condition: sel",
     "  sel:\n    process.name: sudo\n  filter:\n    source.ip|cidr: 10.0.0.0/8\n  condition: sel and not filter",
+    "  sel1:\n    process.name:\n" + "".join(f"      - v{i}\n" for i in range(300)) + "      - sudo\n"
+    "  sel2:\n    a.b.c|contains:\n" + "".join(f"      - w{i}\n" for i in range(300)) + "      - ud\n"
+    "  condition: 1 of sel*",
 ]]
+_SQL_EDGES.append(("  sel:\n    a\"b.c: x\n  condition: sel", [{'a"b': {"c": "x"}}, {"a": {"b.c": "x"}}, {"x": 1}]))
 
 
 @pytest.mark.parametrize(("detection", "events"), _SQL_EDGES)
@@ -237,3 +242,29 @@ def test_indexed_candidates_never_drop_a_matching_rule(literal_engine: str) -> N
         assert [r.id for r in detector.match(event)] == everything, event.get("message")
         fired += bool(everything)
     assert fired >= 50  # the comparison saw rules fire, not only silence
+
+
+def test_sql_retro_hunt_keeps_its_matcher_predicates_while_other_hunts_translate(tmp_path: Path) -> None:
+    """The matcher's predicates a hunt's SQL calls stay registered however many other translations come and go."""
+    import gc
+
+    from soc.detect.loader import load_texts
+    from soc.store.sigma_sql import register_functions, rule_sql
+    from soc.store.sqlite import SQLiteStore
+
+    rule = load_texts([("r.yml", "title: r\nlogsource: {product: test}\ndetection:\n  sel:\n    process.name: sudo\n"
+                                 "  condition: sel\n")]).rules[0]
+    assert rule.sigma is not None
+    store = SQLiteStore(tmp_path / "events.db")
+    try:
+        store.write([("d1", {"@timestamp": "2026-11-20T00:00:00.000Z", "process": [{"name": "sudo"}]})])
+        keep: list[object] = []
+        condition, params = rule_sql(rule.sigma, keep)
+        for _ in range(5000):  # others' translations, dropped at once
+            rule_sql(rule.sigma, [])
+        gc.collect()
+        with sqlite3.connect(tmp_path / "events.db") as db:
+            register_functions(db)
+            assert db.execute(f"SELECT e.id FROM events e WHERE {condition}", params).fetchall() == [("d1",)]
+    finally:
+        store.close()

@@ -54,9 +54,21 @@ def test_apache_error_sent_to_syslog_without_its_time() -> None:
     assert event["@timestamp"] == "2026-11-20T16:00:01.000Z"  # the header's time (the line has none)
 
 
+def test_apache_error_piped_to_logger_keeps_its_time_in_the_line() -> None:
+    msg = "[Sun Dec 04 04:47:44 2005] [error] [client 1.2.3.4] File does not exist: /var/www/html/x"
+    event = parse(_sent("<190>Nov 21 00:00:05 web01 httpd: ", msg), "syslog")
+    assert event["event"]["dataset"] == "apache.error" and event["log"]["level"] == "error"
+    assert event["source"]["ip"] == "1.2.3.4" and event["message"].startswith("File does not exist")
+    assert event["host"]["name"] == "web01"
+
+
 def test_rfc5424_app_name_selects_the_web_parser() -> None:
     event = parse(f"<190>1 2026-11-20T16:00:05Z web03 nginx - - - {ACCESS}", "syslog")
     assert event["event"]["dataset"] == "nginx.access" and event["host"]["name"] == "web03"
+    # without a header time the access line's own time stands, and it is not tagged as assumed
+    event = parse(f"<190>1 - web03 nginx - - - {ACCESS}", "syslog")
+    assert event["@timestamp"] == "2026-11-20T16:00:00.000Z" and "timestamp_assumed" not in event.get("tags", [])
+    assert "timestamp_assumed" in parse("<190>1 - web03 nginx - - - worker started", "syslog")["tags"]
 
 
 @pytest.mark.parametrize("msg", ["signal process started", "[bogus] no closing", "2026/11/21 not an error line",
