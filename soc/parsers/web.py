@@ -4,6 +4,7 @@ the same lines carried in syslog (nginx ``access_log syslog:server=…``, Apache
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
 import cython
@@ -288,12 +289,14 @@ def _lay_over(event: Event, parsed: Event, own_time: bool) -> None:
         event["event"]["original"] = original
 
 
-def _access_over_syslog(event: Event, msg: str, dataset: str) -> bool:
+def _carried(event: Event, msg: str, parser: Callable[[str, ParseContext], Event], own_time: bool) -> bool:
+    """Parse a web-server line carried in a syslog message and lay it over the syslog event (``own_time``: the
+    line's time, which names its zone, replaces the header's); False when the message is no such line."""
     try:
-        parsed = parse_access(msg, DEFAULT_CONTEXT, dataset)
+        parsed = parser(msg, DEFAULT_CONTEXT)
     except ParseError:
         return False
-    _lay_over(event, parsed, own_time=True)
+    _lay_over(event, parsed, own_time)
     return True
 
 
@@ -301,13 +304,8 @@ def nginx_message(event: Event, msg: str) -> bool:
     """An nginx access or error line sent to syslog (``access_log syslog:server=…``, ``error_log syslog:…``);
     anything else nginx says stays a plain syslog event."""
     if msg[:1].isdigit() and msg[4:5] == "/" and msg[7:8] == "/":
-        try:
-            parsed = parse_nginx_error(msg, DEFAULT_CONTEXT)
-        except ParseError:
-            return False
-        _lay_over(event, parsed, own_time=False)  # local time without a zone: the header's is as good
-        return True
-    return _access_over_syslog(event, msg, "nginx.access")
+        return _carried(event, msg, parse_nginx_error, own_time=False)  # local time, no zone: the header's is as good
+    return _carried(event, msg, parse_nginx, own_time=True)
 
 
 def apache_message(event: Event, msg: str) -> bool:
@@ -315,16 +313,11 @@ def apache_message(event: Event, msg: str) -> bool:
     or an error line Apache sent to syslog itself (``ErrorLog syslog:local1``: ``[module:level] [pid …] msg``, no
     time)."""
     if msg[:1] == "[":
-        if _APACHE_ERROR.match(msg) is not None:  # piped to logger, the line keeps its own time
-            try:
-                parsed = parse_apache_error(msg, DEFAULT_CONTEXT)
-            except ParseError:
-                return False
-            _lay_over(event, parsed, own_time=False)  # local time without a zone: the header's is as good
-            return True
+        if _APACHE_ERROR.match(msg) is not None:  # piped to logger, the line keeps its own (local) time
+            return _carried(event, msg, parse_apache_error, own_time=False)
         m = _APACHE_SYSLOG_ERROR.match(msg)
         if m is None or m.group(2).lower() not in _APACHE_LEVELS:
             return False
         _apache_error_fields(event, event["event"].get("original", msg), *m.groups())
         return True
-    return _access_over_syslog(event, msg, "apache.access")
+    return _carried(event, msg, parse_apache_access, own_time=True)
