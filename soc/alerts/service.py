@@ -205,6 +205,7 @@ class AlertService:
                     if (alert.rule_id, alert.group_key) in pairs:
                         open_alerts.setdefault((alert.rule_id, alert.group_key), []).append(alert)
         created: list[Alert] = []
+        notes: list[tuple[Alert, dict[str, Any]]] = []  # new alerts and their payloads as created (ids to come)
         links: list[tuple[Alert, Detection, datetime]] = []
         for d, group, at, key in keyed:
             alerts = open_alerts.setdefault((d.rule_id, key), [])
@@ -215,12 +216,13 @@ class AlertService:
                 alerts.append(alert)
                 created.append(alert)
                 if self.webhooks:  # notified as created (as one by one), not as the rest of the batch leaves it
-                    session.flush()
-                    self._notify(session, alert)
+                    notes.append((alert, alert_payload(alert, alert.created_at)))
             else:
                 _add_to(alert, d, at)
             links.append((alert, d, at))
         session.flush()  # ids for the new alerts
+        for alert, payload in notes:
+            self._notify(session, alert, payload)
         session.add_all([AlertEvent(alert_id=alert.id, rule_id=d.rule_id, event_id=d.event_id, event_time=at)
                          for alert, d, at in links])
         session.flush()
@@ -284,13 +286,16 @@ class AlertService:
             created_at=now, acknowledge_due=now + timedelta(minutes=sla.acknowledge),
             resolve_due=now + timedelta(minutes=sla.resolve))
 
-    def _notify(self, session: Session, alert: Alert) -> None:
+    def _notify(self, session: Session, alert: Alert, payload: dict[str, Any] | None = None) -> None:
+        """Queue the alert's notifications; ``payload``: the alert as it was created (else as it is now), its id
+        filled in here (the alert must have been flushed)."""
+        payload = alert_payload(alert, alert.created_at) if payload is None else {**payload, "id": alert.id}
+        text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
         rank = SEVERITY_ORDER.index
         for hook in self.webhooks:
             if rank(alert.severity) >= rank(hook.min_severity):  # type: ignore[arg-type]
                 session.add(WebhookDelivery(alert_id=alert.id, url=hook.url, next_attempt_at=alert.created_at,
-                                            payload=json.dumps(alert_payload(alert, alert.created_at),
-                                                               ensure_ascii=False, sort_keys=True)))
+                                            payload=text))
 
     # -- workflow --------------------------------------------------------------------------------------------
 
