@@ -18,6 +18,7 @@ from soc.parsers.common import (
     as_count,
     as_ip,
     as_port,
+    digits_value,
     local_iso,
     offset_iso,
     set_endpoint,
@@ -118,7 +119,7 @@ def parse_access(line: str, ctx: ParseContext, dataset: str = "nginx.access") ->
             raise ParseError("not an access-log line (expected 'host ident user [time] \"request\" status bytes')")
         groups = m.groups()
     client, user, hour_text, minute, second, zone, request, status_text, size, referrer, agent = groups
-    status = int(status_text)
+    status = digits_value(status_text)
     module = dataset.partition(".")[0]
     event: Event = {
         "@timestamp": _clf_timestamp(hour_text, minute, second, zone),

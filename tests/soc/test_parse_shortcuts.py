@@ -1,0 +1,111 @@
+"""Shortcuts on the parse path: compiled digit fields and the memo of the last RFC 3164 time.
+
+Each must give exactly what the plain code gives: the compiled digit loop what ``isdigit`` + ``int`` give from the
+module's source, and the memo what a fresh conversion gives, whatever zone, reference time or fraction comes next.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from zoneinfo import ZoneInfo
+
+import cython
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from soc.parsers import ParseContext, common, parse
+
+
+def _source_module() -> ModuleType:
+    """soc.parsers.common run from its source (uncompiled), beside the imported (compiled) one."""
+    name = "soc.parsers._common_from_source"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(common.__file__).with_name("common.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+SOURCE = _source_module()
+DIGITS = st.text(alphabet="0123456789", min_size=0, max_size=22)
+NEAR_DIGITS = st.text(alphabet="0123456789 +-_.x\u00b2\u0663\uff11", min_size=0, max_size=8)
+
+
+def test_the_imported_module_is_the_compiled_one() -> None:
+    """Otherwise the comparisons below would compare the source with itself."""
+    assert not cython.compiled  # (this test module itself runs interpreted)
+    assert Path(common.__file__).suffix == ".so"
+    assert Path(SOURCE.__file__).suffix == ".py"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(DIGITS, NEAR_DIGITS))
+@example("65535")
+@example("65536")
+@example("00080")
+@example("999999999999999999")  # 18 digits: the compiled loop
+@example("9223372036854775807")  # 19 digits: INT64_MAX, the plain path
+@example("9223372036854775808")
+@example("\u0663")  # ARABIC-INDIC DIGIT THREE: isdigit() but not ASCII
+@example("1_000")  # int() reads it; not a port nor a count
+def test_digit_fields_compiled_as_from_source(text: str) -> None:
+    assert common.as_port(text) == SOURCE.as_port(text)
+    assert common.as_count(text) == SOURCE.as_count(text)
+
+
+@pytest.mark.parametrize("text", ["0", "7", "0042", "123456789012345678", "2147483648", "\u0663", "1_000"])
+def test_digits_value_is_int(text: str) -> None:
+    assert common.digits_value(text) == int(text) == SOURCE.digits_value(text)
+
+
+def test_as_port_and_count_take_none_and_other_types() -> None:
+    for module in (common, SOURCE):
+        assert module.as_port(None) is None
+        assert module.as_port("") is None
+        assert module.as_count("") is None
+
+
+LINE = "<38>Nov 21 00:00:00 web01 sshd[1]: Failed password for root from 203.0.113.9 port 2222 ssh2"
+
+
+def test_the_same_time_in_another_zone_is_converted_again() -> None:
+    """The memo of the last RFC 3164 time must not hand a line the conversion made for another zone."""
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    shanghai = parse(LINE, "syslog", ParseContext(tz=ZoneInfo("Asia/Shanghai"), now=now))
+    utc = parse(LINE, "syslog", ParseContext(tz=ZoneInfo("UTC"), now=now))
+    again = parse(LINE, "syslog", ParseContext(tz=ZoneInfo("Asia/Shanghai"), now=now))
+    assert shanghai["@timestamp"] == again["@timestamp"] == "2026-11-20T16:00:00.000Z"
+    assert utc["@timestamp"] == "2026-11-21T00:00:00.000Z"
+
+
+def test_the_same_time_read_in_another_year_is_converted_again() -> None:
+    """RFC 3164 has no year: the reference time decides it, so it is part of what the memo compares."""
+    tz = ZoneInfo("UTC")
+    this_year = parse(LINE, "syslog", ParseContext(tz=tz, now=datetime(2026, 11, 22, tzinfo=UTC)))
+    years_ago = parse(LINE, "syslog", ParseContext(tz=tz, now=datetime(2005, 11, 22, tzinfo=UTC)))
+    assert this_year["@timestamp"].startswith("2026-11-21T00:00:00")
+    assert years_ago["@timestamp"].startswith("2005-11-21T00:00:00")
+
+
+@pytest.mark.parametrize("stamps", [
+    ("Nov 21 00:00:00", "Nov 21 00:00:00.5", "Nov 21 00:00:00.25", "Nov 21 00:00:00"),
+    ("Nov 21 00:00:00", "Nov 21 00:00:01", "Nov 21 00:01:00", "Nov 21 01:00:00", "Nov 22 00:00:00"),
+    ("Mar 29 02:30:00", "Mar 29 02:30:00"),  # a DST change day in Europe: the conversion takes the long way
+])
+def test_consecutive_times_each_convert_as_alone(stamps: tuple[str, ...]) -> None:
+    """Lines in a row, each equal to the same line parsed after an unrelated one (no memo to reuse)."""
+    ctx = ParseContext(tz=ZoneInfo("Europe/Berlin"), now=datetime(2026, 11, 22, tzinfo=UTC))
+    in_a_row = [parse(f"<13>{stamp} host prog: hello", "syslog", ctx)["@timestamp"] for stamp in stamps]
+    alone = []
+    for stamp in stamps:
+        parse("<13>Jan  1 12:34:56 other prog: reset", "syslog", ctx)
+        alone.append(parse(f"<13>{stamp} host prog: hello", "syslog", ctx)["@timestamp"])
+    assert in_a_row == alone
+    assert in_a_row[0] != in_a_row[1] or stamps[0] == stamps[1]
