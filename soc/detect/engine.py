@@ -16,12 +16,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import ahocorasick
+import cython
 import yaml
 
 try:
@@ -102,6 +103,7 @@ def _collect(pattern: int, _start: int, _end: int, _flags: int, found: list[int]
     found.append(pattern)
 
 
+@cython.cclass
 class _Gate:
     """One literal gate of a bucket: its rules' needles over a field (or the keyword texts), and what finds them.
 
@@ -112,7 +114,15 @@ class _Gate:
     exact results: what a gate finds never depends on it.
     """
 
-    __slots__ = ("_local", "automaton", "database", "get", "groups", "hits", "memo", "misses", "target")
+    target = cython.declare(object, visibility="public")
+    get = cython.declare(object, visibility="public")
+    groups = cython.declare(list, visibility="public")
+    automaton = cython.declare(object, visibility="public")
+    database = cython.declare(object, visibility="public")
+    _local = cython.declare(object)
+    memo = cython.declare(object, visibility="public")  # dict, or None once the gate stops remembering
+    hits = cython.declare(cython.Py_ssize_t, visibility="public")
+    misses = cython.declare(cython.Py_ssize_t, visibility="public")
 
     def __init__(self, target: str, get: Any, needles: dict[str, RuleGroup], engine: str):
         self.target = target
@@ -134,6 +144,7 @@ class _Gate:
         self.hits = 0
         self.misses = 0
 
+    @cython.ccall
     def search(self, text: str) -> tuple[RuleGroup, ...]:
         """The rule groups whose needle occurs in ``text`` (lowercased already), each once."""
         if self.database is None:
@@ -147,6 +158,7 @@ class _Gate:
         groups = self.groups
         return tuple(dict.fromkeys([groups[i] for i in found]))
 
+    @cython.ccall
     def remembered(self, value: str) -> tuple[RuleGroup, ...]:
         """:meth:`search` on a string value (lowercased here), through the memo while there is one."""
         memo = self.memo
@@ -167,12 +179,20 @@ class _Gate:
         return found
 
 
-@dataclass
+@cython.cclass
 class _Bucket:
-    always: list[CompiledRule] = field(default_factory=list)
-    anchored: list[tuple[Any, list[CompiledRule]]] = field(default_factory=list)  # (getter, rules)
-    gated: list[_Gate] = field(default_factory=list)
-    order: dict[int, int] = field(default_factory=dict)  # id(rule) → position, to keep matches in rule order
+    """The rules of one dataset, as the detector looks them up."""
+
+    always = cython.declare(list, visibility="public")
+    anchored = cython.declare(list, visibility="public")  # (getter, rules)
+    gated = cython.declare(list, visibility="public")  # _Gate
+    order = cython.declare(dict, visibility="public")  # id(rule) → position, to keep matches in rule order
+
+    def __init__(self, order: dict[int, int]):
+        self.always = []
+        self.anchored = []
+        self.gated = []
+        self.order = order
 
 
 def _gate_text(event: Event, target: str, get: Any) -> str | None:
@@ -195,6 +215,11 @@ def _gate_text(event: Event, target: str, get: Any) -> str | None:
     return "\x00".join(texts)
 
 
+def _in_rule_order(rules: list[CompiledRule], order: dict[int, int]) -> None:
+    """Sort ``rules`` by their position in the bucket (a function of its own: a compiled method takes no closure)."""
+    rules.sort(key=lambda rule: order[id(rule)])
+
+
 def _anchor(rule: CompiledRule) -> str | None:
     """The field a rule is filed under: a needed field, preferring the uncommon and the specific."""
     if not rule.required:
@@ -202,8 +227,23 @@ def _anchor(rule: CompiledRule) -> str | None:
     return min(rule.required, key=lambda f: (f in _COMMON, -f.count("."), f))
 
 
+@cython.cclass
 class Detector:
-    """Evaluates events against a RuleSet; keeps counters per rule and the time spent."""
+    """Evaluates events against a RuleSet; keeps counters per rule and the time spent.
+
+    Compiled as an extension type (as are its buckets and gates): attributes are struct fields and the per-event
+    methods are called without a lookup (≈ 10% of detection's instructions went to finding attributes and methods).
+    """
+
+    literal_engine = cython.declare(str, visibility="public")
+    ruleset = cython.declare(object, visibility="public")
+    rules = cython.declare(list, visibility="public")
+    logsources = cython.declare(dict, visibility="public")
+    correlator = cython.declare(object, visibility="public")
+    _buckets = cython.declare(dict)
+    evaluated = cython.declare(cython.Py_ssize_t, visibility="public")
+    eval_seconds = cython.declare(cython.double, visibility="public")
+    hits = cython.declare(dict, visibility="public")
 
     def __init__(self, ruleset: RuleSet, logsources: dict[str, tuple[LogSource, ...]] | None = None,
                  correlator: Correlator | None = None, literal_engine: str | None = None):
@@ -224,6 +264,7 @@ class Detector:
         self.eval_seconds = 0.0
         self.hits: dict[str, int] = {}
 
+    @cython.ccall
     def _bucket(self, dataset: str | None) -> _Bucket:
         bucket = self._buckets.get(dataset)
         if bucket is None:
@@ -251,6 +292,8 @@ class Detector:
             self._buckets[dataset] = bucket
         return bucket
 
+    @cython.ccall
+    @cython.locals(gate=_Gate, bucket=_Bucket)
     def candidates(self, event: Event) -> list[CompiledRule]:
         """The rules worth evaluating on this event (see the module docstring)."""
         inner = event.get("event")
@@ -279,9 +322,10 @@ class Detector:
                 return list(groups.pop())  # one group: already in rule order
             if groups:
                 out.extend({id(rule): rule for group in groups for rule in group}.values())
-                out.sort(key=lambda r: bucket.order[id(r)])
+                _in_rule_order(out, bucket.order)
         return out
 
+    @cython.ccall
     def match(self, event: Event) -> list[CompiledRule]:
         """The rules matching one event (each candidate evaluated once)."""
         started = time.perf_counter()
@@ -296,6 +340,7 @@ class Detector:
             self.hits[rule.id] = self.hits.get(rule.id, 0) + 1
         return matched
 
+    @cython.ccall
     def process(self, event: Event) -> tuple[list[CompiledRule], list[CorrelationMatch]]:
         """Rules matching the event, and the correlations the matches completed."""
         matched = self.match(event)
