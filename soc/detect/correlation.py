@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import cython
+
 from soc.detect.compiler import MISSING, Event, as_list, field_getter, scalar_text
 from soc.ecs import utc_seconds
 
@@ -86,6 +88,7 @@ def _key_part(value: Any) -> str | None:
     return scalar_text(values[0]) if values else None
 
 
+@cython.cclass
 class _Window:
     """The per-group state of one correlation: the newest event time it has seen, and ``state`` by kind —
     event_count: the event times in the window (arrival order); value_count: value → its newest time (arrival
@@ -93,13 +96,16 @@ class _Window:
     are many (one per group) and made often, so each holds only its kind's container. ``departments``: those of the
     events counted since the window last fired (None, one name, or a set of names once there are several)."""
 
-    __slots__ = ("departments", "last", "state")
+    last = cython.declare(cython.double, visibility="public")
+    state = cython.declare(object, visibility="public")
+    departments = cython.declare(object, visibility="public")
 
     def __init__(self, kind: str) -> None:
         self.last = 0.0
         self.state: Any = OrderedDict() if kind == "value_count" else {} if kind == "temporal" else []
         self.departments: Any = None
 
+    @cython.ccall
     def count_department(self, event: Event) -> None:
         gov = event.get("gov")
         name = gov.get("department") if isinstance(gov, dict) else None
@@ -113,11 +119,25 @@ class _Window:
             self.departments.add(name)
 
 
+@cython.cclass
 class _Tracker:
+    """The group windows of one correlation."""
+
+    corr = cython.declare(object, visibility="public")
+    max_groups = cython.declare(cython.Py_ssize_t, visibility="public")
+    groups = cython.declare(object, visibility="public")  # OrderedDict: key → _Window, least recently used first
+    getters = cython.declare(dict, visibility="public")
+    alias_getters = cython.declare(dict, visibility="public")
+    value_getter = cython.declare(object, visibility="public")
+    order = cython.declare(list, visibility="public")
+    check = cython.declare(object, visibility="public")
+    grows = cython.declare(cython.bint, visibility="public")
+    _by_rule_getters = cython.declare(dict)
+
     def __init__(self, corr: CompiledCorrelation, max_groups: int):
         self.corr = corr
         self.max_groups = max_groups
-        self.groups: OrderedDict[tuple[str, ...], _Window] = OrderedDict()
+        self.groups = OrderedDict()
         self.getters = {name: field_getter(name) for name in corr.group_by}
         self.alias_getters = {alias: {rid: field_getter(f) for rid, f in fields.items()}
                               for alias, fields in corr.aliases.items()}
@@ -126,7 +146,7 @@ class _Tracker:
         self.check = _OPS[corr.op] if corr.op else None
         # with gt/gte a count that still holds some expired values fails whenever the exact count fails
         self.grows = corr.op in ("gt", "gte")
-        self._by_rule_getters: dict[str, tuple[Any, ...]] = {}
+        self._by_rule_getters = {}
 
     def _key_getters(self, rule_id: str) -> tuple[Any, ...]:
         """The group-by getters for events matched by ``rule_id`` (its aliases resolved), memoised."""
@@ -137,6 +157,7 @@ class _Tracker:
             self._by_rule_getters[rule_id] = getters
         return getters
 
+    @cython.ccall
     def _key(self, event: Event, rule: CompiledRule | CompiledCorrelation) -> tuple[str, ...] | None:
         """The group-by values of the event; None when one is missing (the event is not counted)."""
         key: list[str] = []
@@ -147,6 +168,7 @@ class _Tracker:
             key.append(part)
         return tuple(key)
 
+    @cython.ccall
     def _window(self, key: tuple[str, ...]) -> _Window:
         window = self.groups.get(key)
         if window is None:
@@ -157,6 +179,8 @@ class _Tracker:
             self.groups.move_to_end(key)
         return window
 
+    @cython.ccall
+    @cython.locals(window=_Window, ts=cython.double, last=cython.double, horizon=cython.double)
     def observe(self, event: Event, rule: CompiledRule | CompiledCorrelation, ts: float) -> CorrelationMatch | None:
         corr = self.corr
         key = self._key(event, rule)
@@ -260,12 +284,18 @@ class _Tracker:
         return len(self.groups)
 
 
+@cython.cclass
 class Correlator:
-    """Feeds base-rule matches into the correlations that reference them."""
+    """Feeds base-rule matches into the correlations that reference them (compiled, as are its trackers and
+    windows: an extension type's attributes are struct fields, its methods called without a lookup)."""
+
+    trackers = cython.declare(list, visibility="public")
+    _by_rule = cython.declare(dict)
+    latest = cython.declare(cython.double, visibility="public")
 
     def __init__(self, correlations: Iterable[CompiledCorrelation], max_groups: int = 50_000):
         self.trackers = [_Tracker(c, max_groups) for c in correlations]
-        self._by_rule: dict[str, list[_Tracker]] = {}
+        self._by_rule = {}
         for tracker in self.trackers:
             for rule_id in dict.fromkeys(tracker.order):
                 self._by_rule.setdefault(rule_id, []).append(tracker)
@@ -275,6 +305,8 @@ class Correlator:
     def active(self) -> bool:
         return bool(self.trackers)
 
+    @cython.ccall
+    @cython.locals(tracker=_Tracker)
     def observe(self, event: Event, matched: Iterable[CompiledRule]) -> list[CorrelationMatch]:
         """Record the event for every correlation over the matched rules; returns those that fired
         (a correlation that fires feeds in turn the correlations chained on it)."""
