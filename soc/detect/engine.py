@@ -195,12 +195,17 @@ class _Bucket:
         self.order = order
 
 
+@cython.locals(line=str, message=str)
 def _gate_text(event: Event, target: str, get: Any) -> str | None:
     """The lowercased text a literal gate looks at: the keyword texts, or the field's value(s)."""
     if target == KEYWORDS:
         texts = lowered_texts(event)
-        if len(texts) == 2 and texts[1] in texts[0]:  # the message is part of the raw line: search that once
-            return texts[0]
+        # the message is part of the raw line (mostly its end, a cheaper test than a substring search): search the
+        # line once
+        if len(texts) == 2:
+            line, message = texts
+            if line.endswith(message) or message in line:
+                return line
         return "\x00".join(texts)
     value = get(event)
     if type(value) is str:  # the common case: one string, no list to walk
