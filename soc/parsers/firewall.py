@@ -60,6 +60,7 @@ def _mac_pair(raw: str) -> tuple[str, str] | None:
     return out
 
 
+@cython.locals(msg=str, prefix=str, proto=str, src_ip=str, dst_ip=str, at=cython.Py_ssize_t, end=cython.Py_ssize_t)
 def netfilter(event: Event, msg: str) -> bool:
     """Add the packet fields of a netfilter log message to ``event``; False when ``msg`` is not one."""
     at = msg.find("IN=")
