@@ -52,6 +52,7 @@ _ERROR_LEVELS: Final = frozenset(("emerg", "alert", "crit", "error"))
 # Apache's LogLevel names: a bracketed word that is none of them does not make a syslog message an error line
 _APACHE_LEVELS: Final = _ERROR_LEVELS | {"warn", "notice", "info", "debug", *(f"trace{n}" for n in range(1, 9))}
 
+_MODULE_OF: Final = {"nginx.access": "nginx", "apache.access": "apache"}  # event.module of the common datasets
 _clf_cache: dict[tuple[str, str], str] = {}
 _err_cache: dict[tuple[str, object], str] = {}
 _CACHE_MAX: Final = 4096
@@ -77,19 +78,32 @@ def _clf_hour(key: tuple[str, str]) -> str:
     return prefix
 
 
+# The last conversion (hour text, minute, second, zone, result), replaced whole: a busy server writes many lines a
+# second, so the line before mostly has the same time.
+_last_clf: tuple = ("", "", "", "", "")
+
+
+@cython.locals(hour_text=str, minute=str, second=str, zone=str, last=tuple)
 def _clf_timestamp(hour_text: str, minute: str, second: str, zone: str) -> str:
     """``10/Oct/2000:13`` + ``55`` + ``36`` + ``-0700`` → UTC ISO (the UTC hour cached, the rest copied)."""
+    global _last_clf
+    last = _last_clf
+    if last[2] == second and last[1] == minute and last[0] == hour_text and last[3] == zone:
+        return last[4]
     key = (hour_text, zone)
     prefix = _clf_cache.get(key)
     if prefix is None:
         prefix = _clf_hour(key)
     if prefix and minute < "60" and second < "60":
-        return f"{prefix}{minute}:{second}.000Z"
-    day, mon, rest = hour_text.split("/")
-    year, hour = rest.split(":")
-    zone = zone.replace(":", "")
-    offset = (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60) * (-1 if zone[0] == "-" else 1)
-    return offset_iso(int(year), MONTHS[mon], int(day), int(hour), int(minute), int(second), 0, offset)
+        result = f"{prefix}{minute}:{second}.000Z"
+    else:
+        day, mon, rest = hour_text.split("/")
+        year, hour = rest.split(":")
+        digits = zone.replace(":", "")
+        offset = (int(digits[1:3]) * 3600 + int(digits[3:5]) * 60) * (-1 if digits[0] == "-" else 1)
+        result = offset_iso(int(year), MONTHS[mon], int(day), int(hour), int(minute), int(second), 0, offset)
+    _last_clf = (hour_text, minute, second, zone, result)
+    return result
 
 
 def _url(event: Event, target: str) -> None:
@@ -110,6 +124,8 @@ def _url(event: Event, target: str) -> None:
     event["url"] = url
 
 
+@cython.locals(request=str, size=str, user=str, referrer=str, agent=str, dataset=str, parts=list, method=str,
+               version=str)
 def parse_access(line: str, ctx: ParseContext, dataset: str = "nginx.access") -> Event:
     """An access-log line in combined or common log format (nginx and Apache write the same)."""
     groups = split_access(line) if cython.compiled else None  # the common shape, split without the regex
@@ -120,7 +136,7 @@ def parse_access(line: str, ctx: ParseContext, dataset: str = "nginx.access") ->
         groups = m.groups()
     client, user, hour_text, minute, second, zone, request, status_text, size, referrer, agent = groups
     status = digits_value(status_text)
-    module = dataset.partition(".")[0]
+    module = _MODULE_OF.get(dataset) or dataset.partition(".")[0]
     event: Event = {
         "@timestamp": _clf_timestamp(hour_text, minute, second, zone),
         "event": {
@@ -145,13 +161,17 @@ def parse_access(line: str, ctx: ParseContext, dataset: str = "nginx.access") ->
     if size != "-" and (body_bytes := as_count(size)) is not None:
         http["response"]["body"] = {"bytes": body_bytes}
     parts = request.split(" ")
-    if len(parts) == 3 and parts[2].startswith("HTTP/"):
-        http["request"] = {"method": parts[0]}
-        http["version"] = parts[2][5:]
-        _url(event, parts[1])
-    elif len(parts) == 2 and parts[0].isalpha():
-        http["request"] = {"method": parts[0]}
-        _url(event, parts[1])
+    if len(parts) == 3:
+        method, target, version = parts
+        if version.startswith("HTTP/"):
+            http["request"] = {"method": method}
+            http["version"] = version[5:]
+            _url(event, target)
+    elif len(parts) == 2:
+        method, target = parts
+        if method.isalpha():
+            http["request"] = {"method": method}
+            _url(event, target)
     if referrer is not None and referrer != "-":
         http.setdefault("request", {})["referrer"] = referrer
     event["http"] = http

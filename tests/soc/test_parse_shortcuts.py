@@ -109,3 +109,37 @@ def test_consecutive_times_each_convert_as_alone(stamps: tuple[str, ...]) -> Non
         alone.append(parse(f"<13>{stamp} host prog: hello", "syslog", ctx)["@timestamp"])
     assert in_a_row == alone
     assert in_a_row[0] != in_a_row[1] or stamps[0] == stamps[1]
+
+
+@pytest.mark.parametrize("stamps", [
+    ("21/Nov/2026:00:00:00 +0800", "21/Nov/2026:00:00:00 +0000", "21/Nov/2026:00:00:00 +0800"),
+    ("21/Nov/2026:00:00:00 +0800", "21/Nov/2026:00:00:01 +0800", "21/Nov/2026:00:01:00 +0800",
+     "21/Nov/2026:01:00:00 +0800", "22/Nov/2026:00:00:00 +0800"),
+    ("21/Nov/2026:00:00:00 +0530", "21/Nov/2026:00:00:00 +05:30", "21/Nov/2026:00:00:00 -0930"),
+])
+def test_consecutive_access_times_each_convert_as_alone(stamps: tuple[str, ...]) -> None:
+    """The memo of the last access-log time: lines in a row convert as each would after an unrelated line."""
+    def line(stamp: str) -> str:
+        return f'203.0.113.9 - - [{stamp}] "GET /a?b=1 HTTP/1.1" 200 5 "-" "curl/8"'
+
+    in_a_row = [parse(line(stamp), "nginx")["@timestamp"] for stamp in stamps]
+    alone = []
+    for stamp in stamps:
+        parse(line("01/Jan/2020:12:34:56 +0000"), "nginx")
+        alone.append(parse(line(stamp), "nginx")["@timestamp"])
+    assert in_a_row == alone
+    assert len(set(in_a_row)) == len(set(stamps)) - (stamps[1] == "21/Nov/2026:00:00:00 +05:30")
+
+
+@pytest.mark.parametrize(("request_text", "method", "version", "path"), [
+    ("GET /a HTTP/1.1", "GET", "1.1", "/a"),
+    ("POST /login", "POST", None, "/login"),
+    ("GET /a FTP/1.0", None, None, None),  # a third word that is no HTTP version: no request fields
+    ("\\x16\\x03\\x01", None, None, None),
+    ("G3T /a", None, None, None),  # a method of letters only
+])
+def test_request_line_fields(request_text: str, method: str | None, version: str | None, path: str | None) -> None:
+    event = parse(f'203.0.113.9 - - [21/Nov/2026:00:00:00 +0800] "{request_text}" 200 5', "nginx")
+    assert event["http"].get("request", {}).get("method") == method
+    assert event["http"].get("version") == version
+    assert event.get("url", {}).get("path") == path
