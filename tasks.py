@@ -37,38 +37,43 @@ def test(c: Context, k: str = "", workers: int = 2) -> None:
     c.run(f"pytest -n {workers} --dist loadfile{select}", pty=False)
 
 
-def _ensure_rsyslog(c: Context) -> None:
-    """rsyslog is the benchmark's peer: install Debian's package when missing and we are root, else say so."""
-    if shutil.which("rsyslogd") or os.access("/usr/sbin/rsyslogd", os.X_OK):
+def _ensure_package(c: Context, program: str, package: str, without: str) -> None:
+    """Install Debian's ``package`` when ``program`` is missing and we are root, else say what is lost."""
+    if shutil.which(program) or os.access(f"/usr/sbin/{program}", os.X_OK):
         return
     if os.geteuid() != 0:
-        print("rsyslog is not installed and this is not root: the comparison will be reported as not run "
-              "(apt-get install rsyslog)", file=sys.stderr)
+        print(f"{package} is not installed and this is not root: {without} (apt-get install {package})",
+              file=sys.stderr)
         return
     env = {"DEBIAN_FRONTEND": "noninteractive"}
-    if c.run("apt-get install -y -q rsyslog", env=env, warn=True, pty=False).failed:
+    if c.run(f"apt-get install -y -q {package}", env=env, warn=True, pty=False).failed:
         c.run("apt-get update -q", env=env, warn=True, pty=False)
-        c.run("apt-get install -y -q rsyslog", env=env, warn=True, pty=False)
+        c.run(f"apt-get install -y -q {package}", env=env, warn=True, pty=False)
 
 
 @task(help={"lines": "corpus size", "repeat": "stage 1 and rsyslog: best of this many runs",
             "rsyslog": "compare with rsyslog (installed with apt-get when missing and root)",
-            "only": "run only these suites, comma-separated: soc, mlps, dualstack (default: all)"})
+            "only": "run only these suites, comma-separated: soc, mlps, dualstack, instructions (default: all)"})
 def bench(c: Context, lines: int = 1_000_000, repeat: int = 3, rsyslog: bool = True, only: str = "") -> None:
     """Benchmarks → bench/results/: SOC ingest and detection (issues 3, 4), 等保 evaluation of 1,000 systems
-    (issue 7), dual-stack migration of 50 lab hosts (issue 5, needs root); never run by tests."""
-    suites = {s.strip() for s in only.split(",") if s.strip()} or {"soc", "mlps", "dualstack"}
-    unknown = suites - {"soc", "mlps", "dualstack"}
+    (issue 7), dual-stack migration of 50 lab hosts (issue 5, needs root), instructions per event of parsing and
+    detection under callgrind (needs valgrind); never run by tests."""
+    known = {"soc", "mlps", "dualstack", "instructions"}
+    suites = {s.strip() for s in only.split(",") if s.strip()} or known
+    unknown = suites - known
     if unknown:
-        raise SystemExit(f"unknown benchmark suite(s): {', '.join(sorted(unknown))}; choose soc, mlps, dualstack")
+        raise SystemExit(f"unknown benchmark suite(s): {', '.join(sorted(unknown))}; choose {', '.join(sorted(known))}")
     with c.cd(str(ROOT)):
         if "soc" in suites:
             if rsyslog:
-                _ensure_rsyslog(c)
+                _ensure_package(c, "rsyslogd", "rsyslog", "the comparison will be reported as not run")
             skip = "" if rsyslog else " --skip-rsyslog"
             c.run(f"{sys.executable} -m bench.ingest_bench --lines {lines} --repeat {repeat}{skip}", pty=False)
             # issue 4: the same corpus through the rules, and receipt → alert latency at 20k events/s
             c.run(f"{sys.executable} -m bench.detect_bench --lines {lines}", pty=False)
+        if "instructions" in suites:
+            _ensure_package(c, "valgrind", "valgrind", "the instruction counts cannot be taken")
+            c.run(f"{sys.executable} -m bench.instructions", pty=False)
         if "mlps" in suites:
             c.run(f"{sys.executable} -m bench.mlps_bench", pty=False)
         if "dualstack" in suites:
