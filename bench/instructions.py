@@ -1,16 +1,20 @@
 """Instructions per event under callgrind (``invoke bench --only instructions``): a figure that does not move with
 the other tenants of a shared machine, unlike events per second.
 
-For each stage the same child program runs twice under ``valgrind --tool=callgrind``: once over ``--lines`` corpus
-lines and once over ``--base`` lines. Everything the two runs share (interpreter start, imports, loading the rules)
-cancels out in the difference, which is divided by the lines between them. Stages:
+Each child program runs twice under ``valgrind --tool=callgrind``: over ``--lines`` corpus lines and over ``--base``
+lines. What the two runs share (interpreter start, imports, loading the rules) cancels out in the difference, which
+is divided by the lines between them. The children do cumulative work, so that one difference less another leaves
+exactly one step:
 
-- ``parse_enrich``: ``Enricher(parse(line, "auto"))`` per line, as stage 1 of the ingest bench;
-- ``detection``: ``Detector.process(event)`` per event with Yunshu's rules and SigmaHQ linux/web/network (the
-  events parsed and enriched before the counted loop; the same 300 first events warm both runs).
+- ``read``: the corpus file's lines into a list;
+- ``parse``: the same, then ``Enricher(parse(line, "auto"))`` of every line into a list (as stage 1 of the ingest
+  bench, the pipeline's garbage-collector settings);
+- ``detect``: the same, then ``Detector.process(event)`` of every event, with Yunshu's rules and SigmaHQ
+  linux/web/network (300 events warm the detector first, in both runs).
 
-The register index is built once by the parent (a control-plane database) and handed to the children as JSON, so
-the children open no database. Results go to ``bench/results/instructions.{json,md}``.
+Reported: **parse + enrich** = parse − read, **detection** = detect − parse, per event. The corpus file and the
+register index (built once by the parent from a control-plane database, handed over as JSON: the children open no
+database) are written by the parent. Results go to ``bench/results/instructions.{json,md}``.
 """
 
 from __future__ import annotations
@@ -30,84 +34,90 @@ from bench.report import machine_info, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-STAGES = ("parse_enrich", "detection")
+CHILDREN = ("read", "parse", "detect")
+STAGES = {"parse_enrich": ("parse", "read"), "detection": ("detect", "parse")}  # stage → (child, less this child)
+WARM = 300  # events that warm the detector before the counted ones (in both runs)
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def _child(stage: str, count: int, tags_file: Path) -> None:
-    """The counted program: ``count`` corpus lines through ``stage``."""
+def _child(child: str, count: int, workdir: Path) -> None:
+    """The counted program: the first ``WARM + count`` corpus lines through the steps up to ``child``."""
     from zoneinfo import ZoneInfo
 
     from soc.enrich import Enricher, RegisterIndex, SystemTag
     from soc.parsers import ParseContext, parse
+    from soc.pipeline import ingest_gc
 
-    tags = json.loads(tags_file.read_text(encoding="utf-8"))
+    with (workdir / "corpus.log").open(encoding="utf-8") as fh:
+        lines = [next(fh).rstrip("\n") for _ in range(WARM + count)]
+    if child == "read":
+        return
+    tags = json.loads((workdir / "tags.json").read_text(encoding="utf-8"))
     enrich = Enricher(RegisterIndex({key: SystemTag(*tag) for key, tag in tags.items()}))
     ctx = ParseContext(tz=ZoneInfo("Asia/Shanghai"))
-    lines = [line for _kind, line in generate(count + 300, DEFAULT_SEED)]
-    warm, lines = lines[:300], lines[300:]
-    if stage == "parse_enrich":
-        for line in warm:
-            enrich(parse(line, "auto", ctx))
-        for line in lines:
-            enrich(parse(line, "auto", ctx))
-        return
-    from bench.detect_bench import ruleset
-    from soc.detect.engine import Detector
+    detector = None
+    if child == "detect":  # the rules load before any line is parsed: their cost is the same in both runs
+        from bench.detect_bench import ruleset
+        from soc.detect.engine import Detector
 
-    detector = Detector(ruleset())
-    events = [enrich(parse(line, "auto", ctx)) for line in warm + lines]
-    for event in events[:300]:
-        detector.process(event)
-    for event in events[300:]:
-        detector.process(event)
+        detector = Detector(ruleset())
+    with ingest_gc():
+        events = [enrich(parse(line, "auto", ctx)) for line in lines]
+        if detector is not None:
+            for event in events:
+                detector.process(event)
 
 
-def _instructions(stage: str, count: int, tags_file: Path) -> int:
+def _instructions(child: str, count: int, workdir: Path) -> int:
     """Instructions callgrind counted for the child over ``count`` lines."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
-               "bench.instructions", "--child", stage, "--lines", str(count), "--tags", str(tags_file)]
+               "bench.instructions", "--child", child, "--lines", str(count), "--workdir", str(workdir)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     found = _REFS.search(done.stderr)
     if done.returncode != 0 or found is None:
-        raise SystemExit(f"callgrind run of {stage} over {count} lines failed (exit {done.returncode}):\n"
+        raise SystemExit(f"callgrind run of {child} over {count} lines failed (exit {done.returncode}):\n"
                          f"{done.stderr[-2000:]}")
     return int(found.group(1).replace(",", ""))
 
 
-def _tags(workdir: Path) -> Path:
-    """The sample register's index as JSON (key → system id, department, 等保 level, data class)."""
+def prepare(workdir: Path, lines: int) -> None:
+    """The children's inputs: ``corpus.log`` (the seeded corpus's first lines) and ``tags.json``, the sample
+    register's index (key → system id, department, 等保 level, data class)."""
     from bench.ingest_bench import register_index
 
+    with (workdir / "corpus.log").open("w", encoding="utf-8") as fh:
+        for _kind, line in generate(WARM + lines, DEFAULT_SEED):
+            fh.write(line + "\n")
     index = register_index(workdir / "home")
-    path = workdir / "tags.json"
-    path.write_text(json.dumps({key: [t.system_id, t.department, t.mlps_level, t.data_class]
-                                for key, t in index.by_key.items()}), encoding="utf-8")
-    return path
+    (workdir / "tags.json").write_text(json.dumps({key: [t.system_id, t.department, t.mlps_level, t.data_class]
+                                                   for key, t in index.by_key.items()}), encoding="utf-8")
 
 
 def measure(lines: int, base: int) -> dict[str, Any]:
-    """Instructions per event of each stage (difference of a ``lines`` and a ``base`` run)."""
+    """Instructions per event of each stage (see the module docstring)."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian package valgrind)")
     if lines <= base:
         raise SystemExit(f"--lines ({lines}) must exceed --base ({base})")
     with tempfile.TemporaryDirectory(prefix="yunshu-instructions-") as tmp:
-        tags = _tags(Path(tmp))
-        stages = {}
-        for stage in STAGES:
-            full, short = _instructions(stage, lines, tags), _instructions(stage, base, tags)
-            stages[stage] = {"instructions_per_event": round((full - short) / (lines - base)),
-                             "instructions_total": full, "instructions_base": short}
-    return {"lines": lines, "base": base, "seed": DEFAULT_SEED, "stages": stages, "machine": machine_info(ROOT)}
+        workdir = Path(tmp)
+        prepare(workdir, lines)
+        per_event = {child: (_instructions(child, lines, workdir) - _instructions(child, base, workdir))
+                     / (lines - base) for child in CHILDREN}
+    stages = {stage: {"instructions_per_event": round(per_event[child] - per_event[less])}
+              for stage, (child, less) in STAGES.items()}
+    return {"lines": lines, "base": base, "seed": DEFAULT_SEED, "stages": stages,
+            "children_per_event": {child: round(value) for child, value in per_event.items()},
+            "machine": machine_info(ROOT)}
 
 
 def markdown(result: dict[str, Any]) -> str:
     rows = [f"| {stage} | {data['instructions_per_event']:,} |" for stage, data in result["stages"].items()]
     return "\n".join([
         "# 每事件指令数 / Instructions per event (callgrind)", "",
-        f"Corpus lines {result['base']:,} → {result['lines']:,} (seed {result['seed']}); the difference of the two "
-        "runs divided by the lines between them.", "",
+        f"Corpus lines {result['base']:,} → {result['lines']:,} (seed {result['seed']}): each child program's "
+        "difference between the two runs divided by the lines between them; parse_enrich = parse − read, "
+        "detection = detect − parse.", "",
         "| Stage | Instructions per event |", "|---|---:|", *rows, "",
     ])
 
@@ -116,11 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=6000)
     parser.add_argument("--base", type=int, default=1000)
-    parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
-    parser.add_argument("--tags", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        _child(args.child, args.lines, args.tags)
+        _child(args.child, args.lines, args.workdir)
         return 0
     result = measure(args.lines, args.base)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -11,18 +11,25 @@ from bench import instructions
 
 
 @pytest.fixture(scope="module")
-def tags(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return instructions._tags(tmp_path_factory.mktemp("instructions"))
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("instructions")
+    instructions.prepare(path, 60)
+    return path
 
 
-def test_the_register_index_goes_to_the_children_as_json(tags: Path) -> None:
-    data = json.loads(tags.read_text(encoding="utf-8"))
+def test_the_children_get_the_corpus_and_the_register_index(workdir: Path) -> None:
+    data = json.loads((workdir / "tags.json").read_text(encoding="utf-8"))
     assert data and all(len(tag) == 4 and isinstance(tag[2], int) for tag in data.values())
+    assert len((workdir / "corpus.log").read_text(encoding="utf-8").splitlines()) == instructions.WARM + 60
 
 
-@pytest.mark.parametrize("stage", instructions.STAGES)
-def test_each_counted_program_runs(stage: str, tags: Path) -> None:
-    instructions._child(stage, 50, tags)  # what callgrind counts; an API drift would fail here, not in a bench run
+def test_each_stage_is_one_child_less_another() -> None:
+    assert {child for pair in instructions.STAGES.values() for child in pair} == set(instructions.CHILDREN)
+
+
+@pytest.mark.parametrize("child", instructions.CHILDREN)
+def test_each_counted_program_runs(child: str, workdir: Path) -> None:
+    instructions._child(child, 60, workdir)  # what callgrind counts; an API drift would fail here, not in a bench
 
 
 def test_callgrind_summary_line_is_read() -> None:
