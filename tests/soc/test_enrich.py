@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import ipaddress
 import re
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -29,6 +26,7 @@ from soc.enrich import (
     valid_id_card,
 )
 from tests.conftest import load_sample, make_runtime
+from tests.soc.source_modules import from_source
 
 
 @pytest.fixture(scope="module")
@@ -150,19 +148,7 @@ def test_both_candidate_tests_agree(text: str) -> None:
 
 # --- the compiled walk, lookup and gov against the plain code they replace -----------------------------------
 
-def _source_module() -> ModuleType:
-    """soc.enrich run from its source (uncompiled), beside the imported (compiled) one."""
-    name = "soc._enrich_from_source"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(enrich.__file__).with_name("enrich.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-SOURCE = _source_module()
+SOURCE = from_source(enrich)
 MODULES = pytest.mark.parametrize("mod", [enrich, SOURCE], ids=["imported", "source"])
 
 

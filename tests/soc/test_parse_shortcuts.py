@@ -6,11 +6,8 @@ module's source, and the memo what a fresh conversion gives, whatever zone, refe
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from zoneinfo import ZoneInfo
 
 import cython
@@ -19,21 +16,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from soc.parsers import ParseContext, common, parse
+from tests.soc.source_modules import from_source
 
-
-def _source_module() -> ModuleType:
-    """soc.parsers.common run from its source (uncompiled), beside the imported (compiled) one."""
-    name = "soc.parsers._common_from_source"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(common.__file__).with_name("common.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-SOURCE = _source_module()
+SOURCE = from_source(common)
 DIGITS = st.text(alphabet="0123456789", min_size=0, max_size=22)
 NEAR_DIGITS = st.text(alphabet="0123456789 +-_.x\u00b2\u0663\uff11", min_size=0, max_size=8)
 
