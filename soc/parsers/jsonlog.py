@@ -286,7 +286,7 @@ def k8s_audit(obj: dict, line: str, ctx: ParseContext) -> Event:
     audit_id = _str(obj.get("auditID"))
     if audit_id:
         node["id"] = audit_id
-    if isinstance(status, int) and not isinstance(status, bool):
+    if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:  # an HTTP status code
         event["http"] = {"response": {"status_code": status}}
         node["outcome"] = "success" if status < 400 else "failure"
     else:

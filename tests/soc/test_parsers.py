@@ -599,6 +599,17 @@ def test_kubernetes_audit() -> None:
     assert event["kubernetes"]["audit"]["objectRef"]["resource"] == "secrets"
 
 
+@pytest.mark.parametrize(("code", "kept"), [(100, True), (599, True), (99, False), (600, False), (0, False),
+                                             (2**63, False), (-1, False), (True, False), ("403", False)])
+def test_kubernetes_status_is_an_http_status_code(code: object, kept: bool) -> None:
+    """responseStatus.code becomes http.response.status_code (a long in the store) only when it is one (100–599)."""
+    event = parse(json.dumps({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "verb": "get",
+                              "responseStatus": {"code": code}}))
+    assert ("http" in event) is kept
+    assert event["event"]["outcome"] == ("success" if kept and code < 400 else "failure" if kept else "unknown")
+    assert event["kubernetes"]["audit"]["responseStatus"]["code"] == code  # the document itself as it came
+
+
 def test_json_ecs_document_kept() -> None:
     line = json.dumps({"@timestamp": "2026-11-22T12:00:00+08:00", "message": "hello", "source.ip": "198.18.0.9",
                        "event": {"dataset": "app.audit", "category": "iam"}, "log.level": "warn", "labels": {"a": 1}})
