@@ -242,8 +242,8 @@ class Detector:
 
     literal_engine = cython.declare(str, visibility="public")
     ruleset = cython.declare(object, visibility="public")
-    rules = cython.declare(list, visibility="public")
-    logsources = cython.declare(dict, visibility="public")
+    rules = cython.declare(object, visibility="public")  # the ruleset's list (or any sequence), read per new bucket
+    logsources = cython.declare(object, visibility="public")  # any mapping of dataset → log sources
     correlator = cython.declare(object, visibility="public")
     _buckets = cython.declare(dict)
     evaluated = cython.declare(cython.Py_ssize_t, visibility="public")
@@ -259,7 +259,7 @@ class Detector:
         if literal_engine not in LITERAL_ENGINES or (literal_engine == "hyperscan" and hyperscan is None):
             raise ValueError(f"literal_engine {literal_engine!r}: expected one of {', '.join(LITERAL_ENGINES)}"
                              + (" (hyperscan is not installed)" if literal_engine == "hyperscan" else ""))
-        self.literal_engine = literal_engine
+        self.literal_engine = str(literal_engine)
         self.ruleset = ruleset
         self.rules = ruleset.rules
         self.logsources = dataset_logsources() if logsources is None else logsources

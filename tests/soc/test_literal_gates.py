@@ -61,3 +61,23 @@ def test_unknown_literal_engine_is_named() -> None:
     rules = load_texts([("r.yml", "title: t\nlogsource: {product: test}\ndetection: {s: {a: b}, condition: s}\n")])
     with pytest.raises(ValueError, match=r"literal_engine 'pcre'.*hyperscan, ahocorasick"):
         Detector(rules, literal_engine="pcre")
+
+
+def test_detector_takes_any_sequence_of_rules_and_any_mapping_of_log_sources() -> None:
+    """The detector is an extension type when compiled; its constructor still takes what it took as a plain class
+    (a tuple of rules, an OrderedDict of log sources, a str subclass naming the literal engine)."""
+    from collections import OrderedDict
+
+    from soc.detect.loader import BUILTIN_RULES, load_rules
+
+    class Name(str):
+        pass
+
+    ruleset = load_rules([BUILTIN_RULES])
+    ruleset.rules = tuple(ruleset.rules)
+    logsources = OrderedDict(engine.dataset_logsources())
+    detector = Detector(ruleset, logsources=logsources, literal_engine=Name("ahocorasick"))
+    event = {"event": {"dataset": "system.auth", "original": "sshd: Failed password for root"},
+             "message": "Failed password for root", "process": {"name": "sshd"}}
+    assert detector.match(event) == Detector(load_rules([BUILTIN_RULES])).match(event)
+    assert detector.literal_engine == "ahocorasick" and type(detector.literal_engine) is str
