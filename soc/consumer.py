@@ -137,6 +137,10 @@ class SpoolConsumer:
         # the store thread needs the GIL back after every SQLite statement, the receivers after every read: while the
         # consumer runs, a thread holding the GIL hands it over after at most INGEST_SWITCH_INTERVAL, not 5 ms
         self._settings.enter_context(short_switch_interval())
+        # parsed batches are held across the rules and in the hand-off for as long as the consumer runs: with the
+        # collector's thresholds back at their defaults between two batches, every pause had the next allocations
+        # walk the batches held (stage B at 20,000 events/s: see README, "GC held")
+        self._settings.enter_context(ingest_gc())
         for thread in self._threads:
             thread.start()
 
@@ -223,8 +227,7 @@ class SpoolConsumer:
     def _detect_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                with ingest_gc():  # a batch of events is held across parsing, the rules and the hand-off
-                    consumed = self.detect_once()
+                consumed = self.detect_once()
                 if consumed == 0 and self._detected is not None:
                     self.spool.wait_for_data(self._detected, timeout=0.5)
             except Exception:  # e.g. the alert database is unavailable: keep the batch and try again

@@ -88,7 +88,8 @@ def test_pipeline_run_uses_the_short_interval(default_interval: float, tmp_path:
         dead.close()
 
 
-def test_spool_consumer_holds_the_short_interval_while_it_runs(default_interval: float, tmp_path: Path) -> None:
+def test_spool_consumer_holds_the_short_interval_and_gc_thresholds_while_it_runs(default_interval: float,
+                                                                                 tmp_path: Path) -> None:
     from soc.consumer import SpoolConsumer
     from soc.deadletter import DeadLetterStore
     from soc.enrich import Enricher, RegisterIndex
@@ -99,13 +100,20 @@ def test_spool_consumer_holds_the_short_interval_while_it_runs(default_interval:
     store, dead = SQLiteStore(tmp_path / "e.db"), DeadLetterStore(tmp_path / "d.db")
     consumer = SpoolConsumer(Spool(tmp_path / "spool"), Pipeline(store, dead, Enricher(RegisterIndex())),
                              retry_seconds=0.05)
+    saved_gc = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
     try:
         assert sys.getswitchinterval() == pytest.approx(default_interval)  # built, not started: nothing changed
+        assert gc.get_threshold() == (700, 10, 10)
         consumer.start()
         assert sys.getswitchinterval() == pytest.approx(INGEST_SWITCH_INTERVAL)
+        # held between batches too (not only while one is parsed): the hand-off keeps parsed batches alive
+        assert gc.get_threshold() == INGEST_GC_THRESHOLDS
         consumer.stop()
         assert sys.getswitchinterval() == pytest.approx(default_interval)
+        assert gc.get_threshold() == (700, 10, 10)
     finally:
         consumer.stop()
+        gc.set_threshold(*saved_gc)
         store.close()
         dead.close()
