@@ -4,56 +4,44 @@ Without detection one thread reads a batch, parses, enriches and stores it, then
 
 With detection, alerts never wait for the store. Two threads share the work:
 
-- the **detection reader** reads from the ``detected`` cursor, parses and enriches, evaluates the rules, records the
-  alerts, moves the cursor, then offers the parsed batch to the store writer (a bounded hand-off: when the store
-  lags and the hand-off is full the batch is dropped, and the writer parses those records again from the spool);
+- the **detection reader** (``soc.detection_reader``) reads from the ``detected`` cursor, parses and enriches,
+  evaluates the rules, records the alerts, moves the cursor, then offers the parsed batch to the store writer (a
+  bounded hand-off: when the store lags and the hand-off is full the batch is dropped, and the writer parses those
+  records again from the spool);
 - the **store writer** stores everything before the detected cursor (the hand-off's batch when it holds the one
   starting where the writer stands, else records read from the spool) and then moves the checkpoint.
 
+The detection reader can instead run in a process of its own (``soc.detection_process``, ``soc.detection_process``
+setting): it then has an interpreter and a CPU to itself, reports its cursor here, and the store writer parses
+everything it stores.
+
 Crash and replay: the checkpoint never passes the detected cursor, so a segment is dropped only once both are past
-it. Each event is detected once: before recording a batch's alerts the reader saves, with the cursor, the batch's
-end and its first detection; on restart, if that detection is in the alert database the record committed and the
-batch is skipped, otherwise it is evaluated again (and rule hits are keyed by event id besides). Correlation windows
-live in memory: a restart starts them empty.
+it; how each event is detected once is told in ``soc.detection_reader``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from itertools import groupby
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from soc.detection_reader import DETECTED, DetectionReader, ParsedBatch, parse_records
 from soc.metrics import SocMetrics
 from soc.pipeline import Pipeline, Prepared, ingest_gc, short_switch_interval
-from soc.spool import Position, Spool, SpooledRecord, source_format, source_origin, source_sender
+from soc.spool import Position, Spool, SpooledRecord, source_origin
 from soc.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
-    from soc.alerts.service import Detection
     from soc.alerts.stage import DetectionStage
 
 log = logging.getLogger("yunshu.soc.consumer")
-DETECTED = "detected"  # the spool cursor of the detection reader
+__all__ = ["DETECTED", "Handoff", "ParsedBatch", "RemoteDetection", "SpoolConsumer"]
 STORE_BATCH_WITH_DETECTION = 1000  # records the store writer reads from the spool at once while detection runs
 DETECTION_LAG_BYTES = 256 * 1024  # the store writer pauses while detection is further behind the spool's end
-
-
-@dataclass
-class ParsedBatch:
-    """Spool records [start, end) parsed and enriched, grouped by source in spool order."""
-
-    start: Position
-    end: Position
-    groups: list[tuple[str, Prepared]]
-
-    @property
-    def records(self) -> int:
-        return sum(prepared.read for _, prepared in self.groups)
 
 
 class Handoff:
@@ -106,9 +94,13 @@ def _by_origin(groups: list[tuple[str, Prepared]]) -> list[tuple[str, Prepared]]
     return joined
 
 
-def _position(text: str) -> Position:
-    segment, offset = text.split(":")
-    return Position(int(segment), int(offset))
+class RemoteDetection(Protocol):
+    """Detection running elsewhere (``soc.detection_process.DetectionProcess``): started with a callback it calls
+    with the detected cursor each time that moves."""
+
+    def start(self, on_detected: Callable[[Position], None]) -> None: ...
+
+    def stop(self, timeout: float) -> None: ...
 
 
 class SpoolConsumer:
@@ -116,18 +108,26 @@ class SpoolConsumer:
 
     def __init__(self, spool: Spool, pipeline: Pipeline, metrics: SocMetrics | None = None,
                  batch_records: int = 5000, retry_seconds: float = 1.0, detection: DetectionStage | None = None,
-                 handoff_records: int = 50_000):
+                 handoff_records: int = 50_000, remote_detection: RemoteDetection | None = None):
         self.spool = spool
         self.pipeline = pipeline
         self.metrics = metrics or SocMetrics()
         self.batch_records = batch_records
         self.retry_seconds = retry_seconds
         self.detection = detection
+        self.remote_detection = remote_detection
         self.handoff = Handoff(handoff_records)
         self._stop = threading.Event()
         self._progress = threading.Condition()
-        self._unrecorded: tuple[ParsedBatch, list[Detection]] | None = None  # detected, alerts not yet committed
-        self._detected = self._resume_detection() if detection is not None else None
+        self._detected: Position | None = None
+        self.reader: DetectionReader | None = None
+        if detection is not None and remote_detection is not None:
+            raise ValueError("detection runs here (detection=) or elsewhere (remote_detection=), not both")
+        if detection is not None:
+            self.reader = DetectionReader(spool, pipeline, detection, spool.end(), self._advanced, batch_records)
+            self._detected = self.reader.detected
+        elif remote_detection is not None:
+            self._detected = self._saved_detection()
         self._threads = [threading.Thread(target=self._store_loop, name="soc-consumer", daemon=True)]
         if detection is not None:
             self._threads.append(threading.Thread(target=self._detect_loop, name="soc-detect", daemon=True))
@@ -141,6 +141,8 @@ class SpoolConsumer:
         # collector's thresholds back at their defaults between two batches, every pause had the next allocations
         # walk the batches held (stage B at 20,000 events/s: see README, "GC held")
         self._settings.enter_context(ingest_gc())
+        if self.remote_detection is not None:
+            self.remote_detection.start(self._remote_advanced)
         for thread in self._threads:
             thread.start()
 
@@ -148,18 +150,15 @@ class SpoolConsumer:
         self._stop.set()
         with self._progress:
             self._progress.notify_all()
+        if self.remote_detection is not None:
+            self.remote_detection.stop(timeout)
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
         self._settings.close()
 
     def _parse(self, records: list[SpooledRecord]) -> list[tuple[str, Prepared]]:
-        groups = [(source, self.pipeline.prepare(group, source_format(source), source_sender(source)))
-                  for source, group in groupby(records, key=lambda r: r.source)]
-        for source, prepared in groups:  # a dead letter names the sender (the spool place goes with its segment)
-            if prepared.dead:
-                prepared.dead = [(f"{source} {key}", reason, raw) for key, reason, raw in prepared.dead]
-        return groups
+        return parse_records(self.pipeline, records)
 
     # --- detection ------------------------------------------------------------------------------------------
 
@@ -168,68 +167,34 @@ class SpoolConsumer:
         """Everything before this position has been through the rules (None when detection is off)."""
         return self._detected
 
-    def _resume_detection(self) -> Position:
-        """Where detection goes on after a restart: its cursor, past a batch whose alerts were committed."""
-        checkpoint = self.spool.checkpoint()
+    def _saved_detection(self) -> Position:
+        """Where the store writer may go up to before a detection process reports: the saved cursor (the process may
+        resume past it, never before it), within the checkpoint and the spool's end."""
         saved = self.spool.cursor(DETECTED)
-        if saved is None:
-            return checkpoint  # detection newly switched on: it starts where the store stands
-        position, note = saved
-        if note:
-            pending = json.loads(note)
-            assert self.detection is not None
-            if self.detection.recorded(pending["rule_id"], pending["event_id"]):
-                position = _position(pending["end"])
-                log.info("detection resumes after a batch whose alerts were recorded before the restart")
-            self.spool.set_cursor(DETECTED, position)
-        return min(max(position, checkpoint), self.spool.end())  # (past the end only if the disk lost appends)
+        checkpoint = self.spool.checkpoint()
+        return min(max(saved[0] if saved else checkpoint, checkpoint), self.spool.end())
 
     def detect_once(self) -> int:
         """Detect on one batch from the detected cursor; returns how many records were consumed."""
-        assert self.detection is not None and self._detected is not None
-        if self._unrecorded is not None:  # recording failed last time: record again, do not detect twice
-            batch, found = self._unrecorded
-            self._record(batch, found)
-            return batch.records
-        start = self._detected
-        records, end = self.spool.read(start, self.batch_records)
-        if not records:
-            if end != start:
-                self._advance(ParsedBatch(start, end, []))  # moved into a newer segment
-            return 0
-        batch = ParsedBatch(start, end, self._parse(records))
-        found = self.detection.detect([e for _, prepared in batch.groups for e in prepared.events])
-        self._unrecorded = (batch, found)
-        self._record(batch, found)
-        return len(records)
+        assert self.reader is not None
+        return self.reader.detect_once()
 
-    def _record(self, batch: ParsedBatch, found: list[Detection]) -> None:
-        assert self.detection is not None
-        if found:
-            first = found[0]
-            note = json.dumps({"end": f"{batch.end.segment}:{batch.end.offset}", "rule_id": first.rule_id,
-                               "event_id": first.event_id})
-            self.spool.set_cursor(DETECTED, batch.start, note)
-            self.detection.record(found)
-        self._advance(batch)
-        # only now: should moving the cursor fail (a full disk), the retry records again (nothing twice) rather than
-        # evaluate the batch again (its events would count twice in the correlation windows)
-        self._unrecorded = None
-
-    def _advance(self, batch: ParsedBatch) -> None:
-        self.spool.set_cursor(DETECTED, batch.end)
+    def _advanced(self, batch: ParsedBatch) -> None:
         if batch.groups:
             self.handoff.offer(batch)
+        self._remote_advanced(batch.end)
+
+    def _remote_advanced(self, end: Position) -> None:
         with self._progress:
-            self._detected = batch.end
+            self._detected = end
             self._progress.notify_all()
 
     def _detect_loop(self) -> None:
+        assert self.reader is not None
         while not self._stop.is_set():
             try:
-                consumed = self.detect_once()
-                if consumed == 0 and self._detected is not None:
-                    self.spool.wait_for_data(self._detected, timeout=0.5)
+                if self.reader.detect_once() == 0:
+                    self.spool.wait_for_data(self.reader.detected, timeout=0.5)
             except Exception:  # e.g. the alert database is unavailable: keep the batch and try again
                 log.exception("detection failed; retrying")
                 self._stop.wait(self.retry_seconds)
@@ -245,8 +210,9 @@ class SpoolConsumer:
         batch, next_held = self.handoff.take(start) if limit is not None else (None, None)
         if batch is None:
             until = min((p for p in (limit, next_held) if p is not None), default=None)
-            # with detection on, small store batches: a batch holds the interpreter while it is prepared
-            size = self.batch_records if limit is None else min(self.batch_records, STORE_BATCH_WITH_DETECTION)
+            # with detection on in this process, small store batches: a batch holds the interpreter while it is prepared
+            size = (self.batch_records if limit is None or self.remote_detection is not None
+                    else min(self.batch_records, STORE_BATCH_WITH_DETECTION))
             records, end = self.spool.read(start, size, until)
             if not records:
                 if end != start:

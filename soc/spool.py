@@ -18,6 +18,7 @@ import os
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -76,90 +77,15 @@ def _segment_name(number: int) -> str:
     return f"spool-{number:08d}.log"
 
 
-class Spool:
-    """Append from many threads, consume from one."""
+class SpoolReader:
+    """Reading a spool and keeping its cursors, without appending: what a process other than the appender's uses
+    (the detection process). It cannot see which appends are durable: every read names its ``until``, a position
+    the appender reported (see ``Spool.on_append``)."""
 
     def __init__(self, directory: Path | str, segment_bytes: int = SEGMENT_BYTES):
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
-        self._lock = threading.Lock()
-        self._appended = threading.Condition(self._lock)
-        segments = self.segments()
-        self._segment = segments[-1] if segments else 1
-        self._repair_tail(self._segment)
-        self._fh = open(self.dir / _segment_name(self._segment), "ab")  # noqa: SIM115 - kept open for appends
-        self._dir_fd_sync()
-        end, checkpoint = self.end(), self.checkpoint()
-        if checkpoint > end:  # the disk lost appends the checkpoint had passed (a power cut): left there, it would
-            # have the consumer skip the records appended next, at offsets it counts as done
-            log.error("spool checkpoint %s lies past the spool's end %s: moved back to it", checkpoint, end)
-            self.commit(end)
 
-    # --- appending ----------------------------------------------------------------------------------------
-    def append(self, records: list[tuple[str, bytes]]) -> Position:
-        """Append records durably (written and fsync'd before returning); returns the end position."""
-        if not records:
-            return self.end()
-        chunk = bytearray()
-        for source, raw in records:
-            payload = source.encode() + b"\0" + raw
-            chunk += HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        with self._lock:
-            if self._fh.tell() and self._fh.tell() + len(chunk) > self.segment_bytes:
-                self._roll()
-            start = self._fh.tell()
-            try:
-                self._fh.write(chunk)
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-            except BaseException:
-                self._cut_back(start)
-                raise
-            self._appended.notify_all()
-            return Position(self._segment, self._fh.tell())
-
-    def _cut_back(self, offset: int) -> None:
-        """After a failed append (disk full, I/O error): drop whatever part of it reached the segment, so that the
-        records appended next follow the last intact one (a torn record in the middle would stop every reader
-        there). The file is reopened: the failed writer's buffer may still hold part of the chunk."""
-        with contextlib.suppress(OSError):  # its buffer could not be written either: nothing of it is kept
-            self._fh.close()
-        path = self.dir / _segment_name(self._segment)
-        try:
-            with open(path, "r+b") as fh:
-                fh.truncate(offset)
-                os.fsync(fh.fileno())
-        except OSError:
-            log.exception("spool segment %d: a failed append could not be cut off at offset %d; readers will pass "
-                          "over it", self._segment, offset)
-        finally:
-            self._fh = open(path, "ab")  # noqa: SIM115 - kept open for appends
-
-    def _roll(self) -> None:
-        self._fh.close()
-        self._segment += 1
-        self._fh = open(self.dir / _segment_name(self._segment), "ab")  # noqa: SIM115
-        self._dir_fd_sync()
-
-    def _dir_fd_sync(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def end(self) -> Position:
-        with self._lock:
-            return Position(self._segment, self._fh.tell())
-
-    def wait_for_data(self, after: Position, timeout: float) -> None:
-        """Block until something was appended beyond ``after`` (or the timeout passes)."""
-        with self._lock:
-            if Position(self._segment, self._fh.tell()) <= after:
-                self._appended.wait(timeout)
-
-    # --- consuming ----------------------------------------------------------------------------------------
     def segments(self) -> list[int]:
         return sorted(int(p.name[6:14]) for p in self.dir.glob("spool-*.log"))
 
@@ -171,6 +97,13 @@ class Spool:
             return Position(int(segment), int(offset))
         segments = self.segments()
         return Position(segments[0] if segments else 1, 0)
+
+    def _dir_fd_sync(self) -> None:
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _write_durably(self, name: str, text: str) -> None:
         tmp = self.dir / f"{name}.tmp"
@@ -199,24 +132,14 @@ class Spool:
             raise ValueError("a cursor note is one line")
         self._write_durably(f"{CURSOR_PREFIX}{name}", f"{position.segment} {position.offset}\n{note}\n")
 
-    def commit(self, position: Position) -> None:
-        """Record that everything before ``position`` is stored; drop segments wholly behind it."""
-        self._write_durably(CHECKPOINT, f"{position.segment} {position.offset}\n")
-        for number in self.segments():
-            if number < position.segment:
-                (self.dir / _segment_name(number)).unlink(missing_ok=True)
-
     def read(self, start: Position, max_records: int = 5000,
              until: Position | None = None) -> tuple[list[SpooledRecord], Position]:
-        """Up to ``max_records`` complete records from ``start`` (and before ``until``), and the position after."""
+        """Up to ``max_records`` complete records from ``start`` and before ``until`` (required here: a durable
+        end the appender reported), and the position after."""
+        if until is None:
+            raise ValueError("a spool reader outside the appending process reads up to a durable end it was given")
         records: list[SpooledRecord] = []
         position = start
-        # Appends are durable when end() can see them (it waits for the append lock): reading only up to it, no
-        # reader takes a record whose fsync has not returned, and a segment counts as finished only if a newer
-        # one existed before the read began (not because one was rolled over while this segment was being read).
-        durable = self.end()
-        if until is None or durable < until:
-            until = durable
         while len(records) < max_records and position < until:
             path = self.dir / _segment_name(position.segment)
             if not path.exists():
@@ -308,6 +231,108 @@ class Spool:
                           at.segment, i, at.offset)
                 return at.offset + i
         return None
+
+
+class Spool(SpoolReader):
+    """Append from many threads, consume from one (or read from another process: ``SpoolReader``)."""
+
+    def __init__(self, directory: Path | str, segment_bytes: int = SEGMENT_BYTES):
+        super().__init__(directory, segment_bytes)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._appended = threading.Condition(self._lock)
+        self._on_append: list[Callable[[Position], None]] = []
+        segments = self.segments()
+        self._segment = segments[-1] if segments else 1
+        self._repair_tail(self._segment)
+        self._fh = open(self.dir / _segment_name(self._segment), "ab")  # noqa: SIM115 - kept open for appends
+        self._dir_fd_sync()
+        end, checkpoint = self.end(), self.checkpoint()
+        if checkpoint > end:  # the disk lost appends the checkpoint had passed (a power cut): left there, it would
+            # have the consumer skip the records appended next, at offsets it counts as done
+            log.error("spool checkpoint %s lies past the spool's end %s: moved back to it", checkpoint, end)
+            self.commit(end)
+
+    # --- appending ----------------------------------------------------------------------------------------
+    def append(self, records: list[tuple[str, bytes]]) -> Position:
+        """Append records durably (written and fsync'd before returning); returns the end position."""
+        if not records:
+            return self.end()
+        chunk = bytearray()
+        for source, raw in records:
+            payload = source.encode() + b"\0" + raw
+            chunk += HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        with self._lock:
+            if self._fh.tell() and self._fh.tell() + len(chunk) > self.segment_bytes:
+                self._roll()
+            start = self._fh.tell()
+            try:
+                self._fh.write(chunk)
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except BaseException:
+                self._cut_back(start)
+                raise
+            self._appended.notify_all()
+            end = Position(self._segment, self._fh.tell())
+            for listener in self._on_append:  # under the lock: listeners see the ends in order
+                listener(end)
+            return end
+
+    def on_append(self, listener: Callable[[Position], None]) -> None:
+        """Call ``listener(end)`` after every durable append, with the spool's new end (quick and not raising: it
+        runs under the append lock). The detection process learns so how far it may read."""
+        self._on_append.append(listener)
+
+    def _cut_back(self, offset: int) -> None:
+        """After a failed append (disk full, I/O error): drop whatever part of it reached the segment, so that the
+        records appended next follow the last intact one (a torn record in the middle would stop every reader
+        there). The file is reopened: the failed writer's buffer may still hold part of the chunk."""
+        with contextlib.suppress(OSError):  # its buffer could not be written either: nothing of it is kept
+            self._fh.close()
+        path = self.dir / _segment_name(self._segment)
+        try:
+            with open(path, "r+b") as fh:
+                fh.truncate(offset)
+                os.fsync(fh.fileno())
+        except OSError:
+            log.exception("spool segment %d: a failed append could not be cut off at offset %d; readers will pass "
+                          "over it", self._segment, offset)
+        finally:
+            self._fh = open(path, "ab")  # noqa: SIM115 - kept open for appends
+
+    def _roll(self) -> None:
+        self._fh.close()
+        self._segment += 1
+        self._fh = open(self.dir / _segment_name(self._segment), "ab")  # noqa: SIM115
+        self._dir_fd_sync()
+
+    def end(self) -> Position:
+        with self._lock:
+            return Position(self._segment, self._fh.tell())
+
+    def wait_for_data(self, after: Position, timeout: float) -> None:
+        """Block until something was appended beyond ``after`` (or the timeout passes)."""
+        with self._lock:
+            if Position(self._segment, self._fh.tell()) <= after:
+                self._appended.wait(timeout)
+
+    # --- consuming ----------------------------------------------------------------------------------------
+    def commit(self, position: Position) -> None:
+        """Record that everything before ``position`` is stored; drop segments wholly behind it."""
+        self._write_durably(CHECKPOINT, f"{position.segment} {position.offset}\n")
+        for number in self.segments():
+            if number < position.segment:
+                (self.dir / _segment_name(number)).unlink(missing_ok=True)
+
+    def read(self, start: Position, max_records: int = 5000,
+             until: Position | None = None) -> tuple[list[SpooledRecord], Position]:
+        """Up to ``max_records`` complete records from ``start`` (and before ``until``), and the position after."""
+        # Appends are durable when end() can see them (it waits for the append lock): reading only up to it, no
+        # reader takes a record whose fsync has not returned, and a segment counts as finished only if a newer
+        # one existed before the read began (not because one was rolled over while this segment was being read).
+        durable = self.end()
+        return super().read(start, max_records, durable if until is None or durable < until else until)
 
     def backlog_bytes(self) -> int:
         """Bytes appended but not yet consumed."""

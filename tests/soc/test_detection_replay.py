@@ -113,7 +113,8 @@ def test_crash_after_alerts_committed_does_not_count_them_again(tmp_path: Path, 
     def crash(_batch: object) -> None:
         raise Crash
 
-    first._advance = crash  # type: ignore[method-assign]  # killed after the alerts committed, before the cursor moved
+    assert first.reader is not None
+    first.reader._advance = crash  # type: ignore[method-assign]  # killed after the alerts committed, before the cursor moved
     with pytest.raises(Crash):
         first.detect_once()
     assert _alerts(runtime) == expected
