@@ -134,8 +134,9 @@ def _send_at_rate(port: int, lines: list[str], rate: int, marks: dict[int, float
     return time.monotonic() - started
 
 
-def stage_b(rate: int, seconds: int, workdir: Path) -> dict[str, Any]:
-    """Receipt → alert latency through the running services (see the module docstring)."""
+def stage_b(rate: int, seconds: int, workdir: Path, detection_process: bool = True) -> dict[str, Any]:
+    """Receipt → alert latency through the running services (see the module docstring); ``detection_process``:
+    the detection reader in a process of its own (the default setting) or a thread of the service."""
     from sqlalchemy import select
 
     from soc.alerts.models import Alert
@@ -143,7 +144,8 @@ def stage_b(rate: int, seconds: int, workdir: Path) -> dict[str, Any]:
     from soc.service import SocServices
 
     port = _free_port()
-    settings = Settings(home=workdir / "var", soc={"syslog_port": port})  # type: ignore[arg-type]
+    settings = Settings(home=workdir / "var", soc={"syslog_port": port,  # type: ignore[arg-type]
+                                                   "detection_process": detection_process})
     rt = open_runtime(settings)
     web = f"<190>{datetime.now(UTC).astimezone().strftime('%b %d %H:%M:%S')} {nginx_host()} nginx: "
     # access lines arrive as nginx sends them to syslog (access_log syslog:server=…): behind a header naming the host
@@ -175,8 +177,11 @@ def stage_b(rate: int, seconds: int, workdir: Path) -> dict[str, Any]:
             if len(alerts) >= bursts and services.spool.backlog_bytes() == 0:
                 break
             time.sleep(0.2)
-        cpu = _thread_cpu_seconds({"soc-detect": "detection reader", "soc-consumer": "store writer",
-                                   thread.name: "receivers (event loop)"})
+        cpu = _thread_cpu_seconds({"soc-detect": "detection reader thread", "soc-consumer": "store writer thread",
+                                   thread.name: "receivers (event loop) thread"})
+        child = services.detection_process.process if services.detection_process is not None else None
+        if child is not None and child.pid is not None:
+            cpu["detection process"] = _process_cpu_seconds(child.pid)
     finally:
         asyncio.run_coroutine_threadsafe(services.stop(), loop).result(60)
         loop.call_soon_threadsafe(loop.stop)
@@ -193,7 +198,8 @@ def stage_b(rate: int, seconds: int, workdir: Path) -> dict[str, Any]:
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else None
     return {
-        "rate_target": rate, "lines": len(lines), "send_seconds": round(sent_for, 2),
+        "rate_target": rate, "detection": "process" if detection_process else "thread", "lines": len(lines),
+        "send_seconds": round(sent_for, 2),
         "achieved_rate": round(len(lines) / sent_for), "bursts": bursts, "alerts": len(latencies),
         "latency_p50_s": round(statistics.median(latencies), 3) if latencies else None,
         "latency_p99_s": round(p99, 3) if p99 is not None else None,
@@ -220,6 +226,15 @@ def _thread_cpu_seconds(names: dict[str, str]) -> dict[str, float]:
     return out
 
 
+def _process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) another process has used so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -232,12 +247,13 @@ def markdown(result: dict[str, Any]) -> str:
     if a:
         rows += _stage_a_rows(a)
     for b in runs if isinstance(runs, list) else [runs]:
-        target = b["rate_target"] == TARGET_LATENCY_RATE
-        rows.append(f"| receipt → alert p99 at {b['rate_target']:,} events/s (achieved {b['achieved_rate']:,}) | "
+        target = b["rate_target"] == TARGET_LATENCY_RATE and b.get("detection") != "thread"
+        mode = f", detection {'thread' if b.get('detection') == 'thread' else 'process'}"
+        rows.append(f"| receipt → alert p99 at {b['rate_target']:,} events/s{mode} (achieved {b['achieved_rate']:,}) | "
                     f"{b['latency_p99_s']} s (p50 {b['latency_p50_s']} s, {b['alerts']}/{b['bursts']} alerts) | "
                     + (f"< {TARGET_P99_S} s | {'PASS' if b['pass'] else 'FAIL'} |" if target else " | |"))
         for name, micros in (b.get("thread_cpu_us_per_event") or {}).items():
-            rows.append(f"| … CPU of the {name} thread at {b['rate_target']:,} events/s | {micros} µs an event | | |")
+            rows.append(f"| … CPU of the {name} at {b['rate_target']:,} events/s | {micros} µs an event | | |")
     m = result["machine"]
     corpus = f"Corpus: {a['events']:,} seeded lines (sshd, firewall, nginx). " if a else ""
     rows += ["", f"{corpus}Machine: {m['cpu_model']}, {m['cpus']} CPUs, Python {m['python']} (hot path "
@@ -266,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default=f"{TARGET_LATENCY_RATE},5000",
                     help="stage B: lines per second sent, one run per rate (comma-separated)")
     ap.add_argument("--seconds", type=int, default=15, help="stage B: how long to send")
+    ap.add_argument("--thread-rates", default=f"{TARGET_LATENCY_RATE}",
+                    help="stage B again with the detection reader as a thread of the service, for comparison")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--note", default="", help="a sentence for the results (e.g. which of several runs this is)")
     ap.add_argument("--skip-stage-a", action="store_true", help="only the receipt → alert latency")
@@ -279,8 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             result["stage_a"] = stage_a(lines, index, args.repeat)
             print(json.dumps(result["stage_a"]), flush=True)
         result["stage_b"] = []
-        for n, rate in enumerate(int(r) for r in args.rates.split(",") if r.strip()):
-            result["stage_b"].append(stage_b(rate, args.seconds, workdir / f"stage-b-{n}"))
+        runs = [(int(r), True) for r in args.rates.split(",") if r.strip()]
+        runs += [(int(r), False) for r in args.thread_rates.split(",") if r.strip()]
+        for n, (rate, in_process) in enumerate(runs):
+            result["stage_b"].append(stage_b(rate, args.seconds, workdir / f"stage-b-{n}", in_process))
             print(json.dumps(result["stage_b"][-1]), flush=True)
     result["machine"] = machine_info(ROOT)
     result["date"] = result["machine"]["date"]

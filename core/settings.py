@@ -74,6 +74,9 @@ class SocSettings(BaseModel):
     # A configured mapping changes only the classes it names; the others keep these defaults.
     retention_days: dict[str, int] = Field(default_factory=lambda: dict(RETENTION_DEFAULTS))
     detection: bool = True  # run the Sigma rules on ingested events and raise alerts
+    # the service's detection reader in a process of its own (an interpreter and a CPU to itself) instead of a
+    # thread beside the receivers and the store writer; see soc.detection_process
+    detection_process: bool = True
     rules_dirs: list[Path] = []  # extra Sigma folders (e.g. a SigmaHQ checkout), read with the ECS field mapping
     webhooks: list[WebhookSettings] = []
 

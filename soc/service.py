@@ -12,12 +12,11 @@ from zoneinfo import ZoneInfo
 
 from core.runtime import Runtime
 from soc.activity import mark_active_systems
-from soc.alerts.service import AlertService, WebhookTarget
-from soc.alerts.stage import DetectionStage, load_configured_rules
+from soc.alerts.stage import DetectionStage, configured_detection
 from soc.alerts.webhook import deliver_due
 from soc.consumer import SpoolConsumer
 from soc.deadletter import DeadLetterStore
-from soc.detect.engine import Detector
+from soc.detection_process import DetectionProcess
 from soc.enrich import Enricher, RegisterIndex
 from soc.metrics import SocMetrics
 from soc.parsers import ParseContext
@@ -64,12 +63,7 @@ def open_soc(rt: Runtime, store_url: str | None = None, metrics: SocMetrics | No
     settings = rt.settings.soc
     with rt.sessions() as session:
         index = RegisterIndex.load(session)
-    detection = None
-    if settings.detection and detect:
-        alerts = AlertService(webhooks=[WebhookTarget(w.url, w.secret, w.min_severity) for w in settings.webhooks],
-                              audit=rt.audit)
-        detector = Detector(load_configured_rules(settings.rules_dirs))
-        detection = DetectionStage(detector, rt.transaction, alerts, metrics)
+    detection = configured_detection(rt, metrics) if settings.detection and detect else None
     return Soc(
         store=open_store(store_url or settings.store_url, rt.settings.home, settings.retention_days, must_exist),
         deadletters=DeadLetterStore(rt.settings.home / "soc" / "deadletter.db"),
@@ -118,7 +112,12 @@ class SocServices:
         self.spool = Spool(rt.settings.home / "soc" / "spool")
         # detection runs ahead of the store, on its own spool cursor (see soc.consumer)
         pipeline = self.soc.pipeline(rt.settings.soc.max_line_bytes, retry_seconds=0, detect=False)
-        self.consumer = SpoolConsumer(self.spool, pipeline, metrics, detection=self.soc.detection)
+        self.detection_process: DetectionProcess | None = None
+        if self.soc.detection is not None and rt.settings.soc.detection_process:
+            self.detection_process = DetectionProcess(rt.settings, self.spool, metrics)
+            self.consumer = SpoolConsumer(self.spool, pipeline, metrics, remote_detection=self.detection_process)
+        else:
+            self.consumer = SpoolConsumer(self.spool, pipeline, metrics, detection=self.soc.detection)
         self.receivers: SyslogReceivers | None = None
         self._stop = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name="soc-maintenance", daemon=True)

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.runtime import Runtime
 from soc.alerts.models import AlertEvent
-from soc.alerts.service import AlertService, Detection, detections
+from soc.alerts.service import AlertService, Detection, WebhookTarget, detections
 from soc.detect.engine import Detector
 from soc.detect.loader import BUILTIN_RULES, LoadError, RuleSet, ecs_pipeline, load_rules
 from soc.metrics import SocMetrics
@@ -100,3 +101,12 @@ class DetectionStage:
 
     def __call__(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         self.record(self.detect(batch))
+
+
+def configured_detection(rt: Runtime, metrics: SocMetrics | None) -> DetectionStage:
+    """The detection stage as configured (``soc.rules_dirs``, ``soc.webhooks``): rules loaded now, alerts recorded
+    through ``rt``, counted in ``metrics``."""
+    settings = rt.settings.soc
+    alerts = AlertService(webhooks=[WebhookTarget(w.url, w.secret, w.min_severity) for w in settings.webhooks],
+                          audit=rt.audit)
+    return DetectionStage(Detector(load_configured_rules(settings.rules_dirs)), rt.transaction, alerts, metrics)

@@ -1,0 +1,172 @@
+"""The detection reader in a process of its own: alerts, the store's limit, a killed child replaced, metrics relayed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from core.runtime import Runtime
+from soc.consumer import DETECTED, SpoolConsumer
+from soc.deadletter import DeadLetterStore
+from soc.detection_process import MetricsRecorder, apply_metric_ops
+from soc.enrich import Enricher, RegisterIndex
+from soc.metrics import SocMetrics
+from soc.pipeline import Pipeline
+from soc.service import SocServices
+from soc.spool import Position, Spool, SpoolReader
+from soc.store.base import SearchQuery
+from soc.store.sqlite import SQLiteStore
+from tests.conftest import make_runtime
+from tests.soc.test_detection_replay import BRUTE_FORCE, SOURCE, SUDO_SHELL, _alerts, _failures, _sudo_shell, _wait_for
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    rt = make_runtime(tmp_path / "var")
+    assert rt.settings.soc.detection_process, "the shipped default: detection in a process of its own"
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def services(runtime: Runtime) -> Iterator[SocServices]:
+    registry = CollectorRegistry()
+    running = SocServices(runtime, SocMetrics(registry))
+    running.registry = registry  # type: ignore[attr-defined]
+    asyncio.run(running.start())
+    yield running
+    asyncio.run(running.stop())
+
+
+def _accept(services: SocServices, records: list[tuple[str, bytes]]) -> None:
+    services.accept("tcp:127.0.0.1", "syslog", [raw for _, raw in records])
+
+
+def _through(services: SocServices) -> Callable[[], bool]:
+    """Detected and stored up to the spool's end."""
+    return lambda: services.consumer.detected == services.spool.end() == services.spool.checkpoint()
+
+
+def test_alerts_are_raised_by_a_separate_process_and_counted_here(services: SocServices, runtime: Runtime) -> None:
+    child = services.detection_process
+    assert child is not None and services.consumer.reader is None, "no detection thread in this process"
+    _accept(services, [*_failures(0, 20), _sudo_shell(0)])
+    _wait_for(lambda: _alerts(runtime) == {BRUTE_FORCE: (20, 2), SUDO_SHELL: (1, 1)})
+    _wait_for(_through(services))
+    assert child.process is not None and child.process.pid != os.getpid() and child.process.is_alive()
+    assert services.spool.cursor(DETECTED)[0] == services.spool.end(), "the child moved the detected cursor"
+    assert services.soc.store.count(SearchQuery()) == 21
+    registry = services.registry  # type: ignore[attr-defined]
+    assert registry.get_sample_value("yunshu_soc_detections_total", {"rule": SUDO_SHELL}) == 1
+    alerts = [sample.value for metric in registry.collect() for sample in metric.samples
+              if sample.name == "yunshu_soc_alerts_total" and sample.labels.get("rule") == SUDO_SHELL]
+    assert alerts == [1]
+    assert registry.get_sample_value("yunshu_soc_rule_evaluation_seconds_total") > 0
+
+
+def test_a_killed_detection_process_is_replaced_and_detects_nothing_twice(services: SocServices,
+                                                                          runtime: Runtime) -> None:
+    child = services.detection_process
+    assert child is not None
+    child.restart_seconds = 0.1
+    _accept(services, [_sudo_shell(0)])
+    _wait_for(lambda: _alerts(runtime) == {SUDO_SHELL: (1, 1)})
+    _wait_for(lambda: services.consumer.detected == services.spool.end())
+    first = child.process
+    assert first is not None and first.pid is not None
+    os.kill(first.pid, signal.SIGKILL)
+    _accept(services, _failures(0, 10))
+    _wait_for(lambda: child.starts == 2 and _alerts(runtime) == {SUDO_SHELL: (1, 1), BRUTE_FORCE: (10, 1)})
+    _wait_for(_through(services))
+    assert child.process is not first and child.process is not None and child.process.is_alive()
+    assert services.soc.store.count(SearchQuery()) == 11
+
+
+class _Reported:
+    """A remote detection that reports only what the test says it has detected."""
+
+    def __init__(self) -> None:
+        self.report: Callable[[Position], None] = lambda _end: None
+
+    def start(self, on_detected: Callable[[Position], None]) -> None:
+        self.report = on_detected
+
+    def stop(self, timeout: float) -> None:
+        pass
+
+
+def test_the_store_stops_where_the_remote_detection_stands(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append(_failures(0, 4))
+    middle = spool.end()
+    spool.append(_failures(4, 6))
+    store = SQLiteStore(tmp_path / "events.db")
+    remote = _Reported()
+    consumer = SpoolConsumer(spool, Pipeline(store, DeadLetterStore(tmp_path / "dead.db"), Enricher(RegisterIndex())),
+                             remote_detection=remote)
+    try:
+        assert consumer.detected == spool.checkpoint(), "nothing detected yet: the store waits"
+        assert consumer.drain_once() == 0
+        remote.start(consumer._remote_advanced)
+        remote.report(middle)
+        assert consumer.drain_once() == 4
+        assert consumer.drain_once() == 0 and spool.checkpoint() == middle
+        remote.report(spool.end())
+        assert consumer.drain_once() == 6
+        assert store.count(SearchQuery()) == 10
+    finally:
+        store.close()
+        spool.close()
+
+
+def test_the_store_resumes_at_the_saved_detected_cursor_before_the_process_reports(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append(_failures(0, 3))
+    spool.set_cursor(DETECTED, spool.end())
+    spool.append(_failures(3, 3))
+    consumer = SpoolConsumer(spool, Pipeline(SQLiteStore(tmp_path / "e.db"), DeadLetterStore(tmp_path / "d.db"),
+                                             Enricher(RegisterIndex())), remote_detection=_Reported())
+    assert consumer.detected == spool.read(spool.checkpoint(), 3)[1]
+    with pytest.raises(ValueError, match="not both"):
+        SpoolConsumer(spool, consumer.pipeline, detection=object(), remote_detection=_Reported())  # type: ignore[arg-type]
+    spool.close()
+
+
+def test_a_reader_in_another_process_reads_only_up_to_the_end_it_was_given(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append(_failures(0, 2))
+    given = spool.end()
+    spool.append(_failures(2, 3))
+    reader = SpoolReader(tmp_path / "spool")
+    with pytest.raises(ValueError, match="durable end"):
+        reader.read(spool.checkpoint(), 100)
+    records, after = reader.read(spool.checkpoint(), 100, given)
+    assert [r.raw for r in records] == [raw for _, raw in _failures(0, 2)] and after == given
+    assert len(reader.read(given, 100, spool.end())[0]) == 3
+    assert records[0].source == SOURCE
+    spool.close()
+
+
+def test_metric_operations_recorded_in_the_child_are_done_to_the_parents_metrics() -> None:
+    recorder = MetricsRecorder()
+    recorder.detections.labels("rule-a").inc()  # type: ignore[attr-defined]
+    recorder.detections.labels("rule-a").inc()  # type: ignore[attr-defined]
+    recorder.alerts.labels("high", "rule-a").inc()  # type: ignore[attr-defined]
+    recorder.rule_seconds.inc(0.25)  # type: ignore[attr-defined]
+    recorder.correlation_state.set(7)  # type: ignore[attr-defined]
+    ops = recorder.take()
+    assert recorder.take() == [], "taken once"
+    registry = CollectorRegistry()
+    apply_metric_ops(SocMetrics(registry), ops)
+    assert registry.get_sample_value("yunshu_soc_detections_total", {"rule": "rule-a"}) == 2
+    assert registry.get_sample_value("yunshu_soc_alerts_total", {"severity": "high", "rule": "rule-a"}) == 1
+    assert registry.get_sample_value("yunshu_soc_rule_evaluation_seconds_total") == 0.25
+    assert registry.get_sample_value("yunshu_soc_correlation_state_groups") == 7
+    with pytest.raises(ValueError, match=r"received\.inc"):
+        apply_metric_ops(SocMetrics(CollectorRegistry()), [("received", ("udp",), "inc", 1.0)])
