@@ -178,11 +178,11 @@ class DetectionProcess:
                 self._conn.send(("stop",))
         if self.process is not None:
             if not self._heard:  # still loading the rules: it has done nothing yet that stopping could cut short
-                self.process.terminate()
+                self.process.kill()
             self.process.join(timeout)
             if self.process.is_alive():
-                log.warning("the detection process did not stop within %.0f s: terminated", timeout)
-                self.process.terminate()
+                log.warning("the detection process did not stop within %.0f s: killed", timeout)
+                self.process.kill()  # (it ignores SIGTERM: see child_main)
                 self.process.join(5)
         for thread in self._threads:
             thread.join(timeout)
@@ -199,7 +199,10 @@ def child_main(conn: Connection, settings: Settings, spool_dir: str, batch_recor
     from soc.parsers import ParseContext
     from soc.pipeline import INGEST_GC_THRESHOLDS, Pipeline
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops this process
+    # Ctrl-C, or a SIGTERM to the whole process group (systemd, timeout), stops the parent, which then stops this
+    # process; should the parent die instead, the pipe's end stops it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [detection] %(message)s")
     gc.set_threshold(*INGEST_GC_THRESHOLDS)  # this process does nothing but parse batches and run the rules
     rt = open_runtime(settings, run_migrations=False)

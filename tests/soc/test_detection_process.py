@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from core.runtime import Runtime
 from soc.consumer import DETECTED, SpoolConsumer
 from soc.deadletter import DeadLetterStore
-from soc.detection_process import MetricsRecorder, apply_metric_ops
+from soc.detection_process import MetricsRecorder, apply_metric_ops, child_main
 from soc.enrich import Enricher, RegisterIndex
 from soc.metrics import SocMetrics
 from soc.pipeline import Pipeline
@@ -170,3 +171,30 @@ def test_metric_operations_recorded_in_the_child_are_done_to_the_parents_metrics
     assert registry.get_sample_value("yunshu_soc_correlation_state_groups") == 7
     with pytest.raises(ValueError, match=r"received\.inc"):
         apply_metric_ops(SocMetrics(CollectorRegistry()), [("received", ("udp",), "inc", 1.0)])
+
+
+def test_the_detection_process_outlives_a_group_sigterm_and_ends_with_its_parent(runtime: Runtime,
+                                                                                 tmp_path: Path) -> None:
+    """SIGTERM to the process group (systemd, timeout) is for the parent, which stops the child itself; a parent
+    that is gone (killed -9) ends the child through the pipe."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    spool = Spool(tmp_path / "spool")
+    process = ctx.Process(target=child_main, args=(child, runtime.settings, str(spool.dir), 100), daemon=True)
+    process.start()
+    child.close()
+    try:
+        end = spool.end()
+        parent.send(("end", end.segment, end.offset))
+        assert parent.poll(60) and parent.recv()[0] == "detected"
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGTERM)
+        process.join(1)
+        assert process.is_alive()
+        parent.close()
+        process.join(30)
+        assert process.exitcode == 0
+    finally:
+        if process.is_alive():
+            process.kill()
+        spool.close()
