@@ -2,21 +2,26 @@
 
 In the service's process the detection reader shares one interpreter lock with the receivers and the store writer;
 here it has an interpreter, and on a machine with two CPUs or more a CPU, to itself. The parent tells the child how
-far the spool is durable (it alone appends), the child tells the parent how far it has detected (the store writer
-never passes that) and what it counted, for /metrics. Alerts go to the database from the child, as the thread
-records them. Should the child die, the parent starts another, which resumes from the ``detected`` cursor as a
-restarted service does (``soc.detection_reader``).
-
-Messages, parent → child: ``("end", segment, offset)``, ``("stop",)``; child → parent: ``("detected", segment,
-offset, metric operations)``.
+far the spool is durable (it alone appends): the end is one shared 64-bit word (segment << 40 | offset, written
+whole) and a byte on a wake pipe after each append. The child tells the parent how far it has detected (the store
+writer never passes that) and what it counted, for /metrics (a one-way pipe: ``("detected", segment, offset,
+metric operations)`` after each batch). Alerts go to the database from the child, as the thread records them. No
+lock, event or condition is shared: a child killed while it held one would leave the parent's appends waiting for
+ever. Should the child die, the parent starts another (after 1 s, doubling up to a minute while children die before
+reporting), which resumes from the ``detected`` cursor as a restarted service does (``soc.detection_reader``). The
+child ends when its wake pipe does: the parent closed it (stop) or is gone.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import gc
 import logging
 import multiprocessing
+import os
+import select
 import signal
 import threading
 import time
@@ -32,6 +37,19 @@ from soc.spool import Position, Spool, SpoolReader
 
 log = logging.getLogger("yunshu.soc.detect")
 REGISTER_RELOAD_SECONDS = 60.0  # as the service's maintenance reloads its register index
+RESTART_MAX_SECONDS = 60.0  # the longest wait before another child, while children keep dying before reporting
+OFFSET_BITS = 40  # the shared end: segment << OFFSET_BITS | offset (segments are 64 MiB; an offset fits in 40 bits)
+
+
+def pack_position(position: Position) -> int:
+    """A spool position as the one word the parent shares with the child."""
+    if not 0 <= position.offset < 1 << OFFSET_BITS or not 0 <= position.segment < 1 << (63 - OFFSET_BITS):
+        raise ValueError(f"spool position out of range for the shared end: {position}")
+    return position.segment << OFFSET_BITS | position.offset
+
+
+def unpack_position(word: int) -> Position:
+    return Position(word >> OFFSET_BITS, word & ((1 << OFFSET_BITS) - 1))
 MetricOp = tuple[str, tuple[str, ...], str, float]  # (SocMetrics attribute, label values, "inc" or "set", value)
 
 
@@ -81,7 +99,7 @@ def apply_metric_ops(metrics: SocMetrics, ops: list[MetricOp]) -> None:
 
 
 class DetectionProcess:
-    """The parent's side: starts the child, keeps it told of the spool's end, hears its progress, restarts it."""
+    """The parent's side: starts the child, keeps it told of the spool's end, hears its progress, replaces it."""
 
     def __init__(self, settings: Settings, spool: Spool, metrics: SocMetrics, batch_records: int = 5000,
                  restart_seconds: float = 1.0):
@@ -92,106 +110,128 @@ class DetectionProcess:
         self.restart_seconds = restart_seconds
         self.process: multiprocessing.process.BaseProcess | None = None
         self.starts = 0  # children started (more than one: a child died and was replaced)
+        self._ctx = multiprocessing.get_context("spawn")  # not fork: this process has threads, sockets, databases
+        self._end: ctypes.c_longlong = self._ctx.RawValue(ctypes.c_longlong, 0)  # pack_position
+        self._wake: Connection | None = None  # the current child's wake pipe (written raw, never blocking)
+        self._wake_lock = threading.Lock()  # writing a byte to it against closing it
         self._conn: Connection | None = None
-        self._on_detected: Callable[[Position], None] = lambda _end: None
-        self._stopping = threading.Event()
-        self._end_changed = threading.Condition()
-        self._end: Position | None = None
-        self._sent: Position | None = None
-        self._threads: list[threading.Thread] = []
         self._heard = False  # the current child has reported (it has loaded the rules and resumed)
+        self._on_detected: Callable[[Position], None] = lambda _end: None
+        self._lock = threading.Lock()  # the current child and its pipe, against stopping
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self, on_detected: Callable[[Position], None]) -> None:
         self._on_detected = on_detected
         self.spool.on_append(self._appended)
         self._appended(self.spool.end())
+        # before multiprocessing's own exit handler, which would wait for the child (registered earlier: run later)
+        atexit.register(self._kill)
         self._spawn()
-        self._threads = [threading.Thread(target=self._tell_ends, name="soc-detect-ends", daemon=True),
-                         threading.Thread(target=self._hear, name="soc-detect-progress", daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._hear, name="soc-detect-progress", daemon=True)
+        self._thread.start()
 
     def _spawn(self) -> None:
-        ctx = multiprocessing.get_context("spawn")  # not fork: this process has threads, sockets and databases open
-        parent, child = ctx.Pipe()
-        process = ctx.Process(target=child_main, args=(child, self.settings, str(self.spool.dir), self.batch_records),
-                              name="yunshu-detection", daemon=True)
-        process.start()
-        child.close()
-        with self._end_changed:
-            self._conn, self.process, self._sent = parent, process, None
-            self._heard = False
+        receiving, sending = self._ctx.Pipe(duplex=False)
+        woken, wake = self._ctx.Pipe(duplex=False)
+        with self._lock:
+            if self._stopping.is_set():
+                for conn in (receiving, sending, woken, wake):
+                    conn.close()
+                return
+            process = self._ctx.Process(
+                target=child_main, name="yunshu-detection", daemon=True,
+                args=(sending, woken, self._end, self.settings, str(self.spool.dir), self.batch_records))
+            process.start()
+            sending.close()
+            woken.close()
+            os.set_blocking(wake.fileno(), False)
+            self._set_wake(wake)
+            self._conn, self.process, self._heard = receiving, process, False
             self.starts += 1
-            self._end_changed.notify_all()
+        self._nudge()
+
+    def _set_wake(self, wake: Connection | None) -> None:
+        with self._wake_lock:
+            old, self._wake = self._wake, wake
+            if old is not None:
+                old.close()  # the child it woke ends, if it still runs
+
+    def _nudge(self) -> None:
+        """A byte on the wake pipe; when it is full the child has bytes to read already."""
+        with self._wake_lock:
+            if self._wake is not None:
+                with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                    os.write(self._wake.fileno(), b"\0")
 
     def _appended(self, end: Position) -> None:
-        """Spool listener (runs under the append lock): note the end; ``_tell_ends`` sends it."""
-        with self._end_changed:
-            self._end = end
-            self._end_changed.notify_all()
-
-    def _tell_ends(self) -> None:
-        """Send the child the spool's latest end whenever it moved (a slow child gets the newest, not each one)."""
-        while not self._stopping.is_set():
-            with self._end_changed:
-                while not self._stopping.is_set() and (self._end is None or self._end == self._sent):
-                    self._end_changed.wait(0.5)
-                end, conn = self._end, self._conn
-                self._sent = end
-            if end is None or conn is None or self._stopping.is_set():
-                continue
-            try:
-                conn.send(("end", end.segment, end.offset))
-            except (OSError, ValueError):  # the child is gone: ``_hear`` starts another, which is sent the end
-                time.sleep(0.05)
+        """Spool listener (runs under the append lock): the child may read up to ``end`` (never moved back)."""
+        word = pack_position(end)
+        if word > self._end.value:
+            self._end.value = word
+        self._nudge()
 
     def _hear(self) -> None:
         """Take the child's progress; start another child when it dies."""
+        delay = self.restart_seconds
         while not self._stopping.is_set():
-            conn = self._conn
-            assert conn is not None
+            conn, process = self._conn, self.process
+            assert conn is not None and process is not None
             try:
                 message = conn.recv()
             except (EOFError, OSError):
                 if self._stopping.is_set():
                     return
-                code = self.process.exitcode if self.process is not None else None
-                log.error("the detection process ended (exit code %s); starting another in %.1f s", code,
-                          self.restart_seconds)
+                process.join(1)
+                log.error("the detection process ended (exit code %s); starting another in %.1f s",
+                          process.exitcode, delay)
                 conn.close()
-                if self._stopping.wait(self.restart_seconds):
+                if self._stopping.wait(delay):
                     return
+                delay = min(delay * 2, RESTART_MAX_SECONDS)  # (back to the start once a child reports)
                 self._spawn()
                 continue
-            if message[0] == "detected":
-                self._heard = True
-                _, segment, offset, ops = message
-                apply_metric_ops(self.metrics, ops)
-                self._on_detected(Position(segment, offset))
+            try:
+                if message[0] == "detected":
+                    self._heard, delay = True, self.restart_seconds
+                    _, segment, offset, ops = message
+                    self._on_detected(Position(segment, offset))
+                    apply_metric_ops(self.metrics, ops)
+            except Exception:  # a bad report must not stop hearing the next ones
+                log.exception("a report of the detection process could not be taken: %r", message[:3])
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        with self._end_changed:
-            self._end_changed.notify_all()
-        if self._conn is not None:
-            with contextlib.suppress(OSError, ValueError):  # already gone
-                self._conn.send(("stop",))
-        if self.process is not None:
-            if not self._heard:  # still loading the rules: it has done nothing yet that stopping could cut short
-                self.process.kill()
-            self.process.join(timeout)
-            if self.process.is_alive():
+        with self._lock:
+            self._stopping.set()
+            process, conn, heard = self.process, self._conn, self._heard
+        self._set_wake(None)  # the child's wake pipe ends: it stops after the batch in hand
+        if process is not None:
+            if not heard:  # it has not reported yet: nothing of its work is in flight here, and loading is long
+                process.kill()
+            process.join(timeout)
+            if process.is_alive():
                 log.warning("the detection process did not stop within %.0f s: killed", timeout)
-                self.process.kill()  # (it ignores SIGTERM: see child_main)
-                self.process.join(5)
-        for thread in self._threads:
-            thread.join(timeout)
-        if self._conn is not None:
-            self._conn.close()
+                process.kill()  # (it ignores SIGTERM: see child_main)
+                process.join(5)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if conn is not None:
+            conn.close()
+        atexit.unregister(self._kill)
+
+    def _kill(self) -> None:
+        """At interpreter exit without ``stop`` (a start-up that failed): the child goes too, at once."""
+        self._stopping.set()
+        process = self.process
+        if process is not None and process.is_alive():
+            process.kill()
+            process.join(5)
 
 
-def child_main(conn: Connection, settings: Settings, spool_dir: str, batch_records: int) -> None:
-    """The detection process: detect from the spool's ``detected`` cursor up to the end the parent reports."""
+def child_main(conn: Connection, woken: Connection, end: ctypes.c_longlong, settings: Settings, spool_dir: str,
+               batch_records: int) -> None:
+    """The detection process: detect from the spool's ``detected`` cursor up to the end the parent shares, until the
+    wake pipe ends."""
     from core.runtime import open_runtime
     from soc.alerts.stage import configured_detection
     from soc.detection_reader import DetectionReader, ParsedBatch
@@ -200,43 +240,45 @@ def child_main(conn: Connection, settings: Settings, spool_dir: str, batch_recor
     from soc.pipeline import INGEST_GC_THRESHOLDS, Pipeline
 
     # Ctrl-C, or a SIGTERM to the whole process group (systemd, timeout), stops the parent, which then stops this
-    # process; should the parent die instead, the pipe's end stops it
+    # process; should the parent be gone instead, the wake pipe ends
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [detection] %(message)s")
     gc.set_threshold(*INGEST_GC_THRESHOLDS)  # this process does nothing but parse batches and run the rules
+    wake = woken.fileno()
+    os.set_blocking(wake, False)
+
+    def woken_up() -> bool:
+        """Drain the wake pipe; False once it has ended."""
+        try:
+            while os.read(wake, 65536):
+                pass
+            return False
+        except BlockingIOError:
+            return True
+
     rt = open_runtime(settings, run_migrations=False)
-    recorder = MetricsRecorder()
-    stage = configured_detection(rt, recorder)  # type: ignore[arg-type]  # records what it counts
-    cfg = settings.soc
-
-    def register() -> Enricher:
-        with rt.sessions() as session:
-            return Enricher(RegisterIndex.load(session), mask_pii=cfg.mask_pii)
-
-    enricher = register()
-    pipeline = Pipeline(None, None, enricher, ParseContext(tz=ZoneInfo(cfg.timezone)),  # type: ignore[arg-type]
-                        max_line_bytes=cfg.max_line_bytes)  # only prepares: no store, no dead letters
-    until: Position | None = None
-    while until is None:  # the first message is the spool's end
-        message = conn.recv()
-        if message[0] == "stop":
-            return
-        until = Position(message[1], message[2])
-
-    def advanced(batch: ParsedBatch) -> None:
-        conn.send(("detected", batch.end.segment, batch.end.offset, recorder.take()))
-
-    reader = DetectionReader(SpoolReader(Path(spool_dir)), pipeline, stage, until, advanced, batch_records)
-    conn.send(("detected", reader.detected.segment, reader.detected.offset, recorder.take()))
-    reloaded = time.monotonic()
     try:
-        while True:
-            while conn.poll():
-                message = conn.recv()
-                if message[0] == "stop":
-                    return
-                until = Position(message[1], message[2])
+        recorder = MetricsRecorder()
+        stage = configured_detection(rt, recorder)  # type: ignore[arg-type]  # records what it counts
+        cfg = settings.soc
+
+        def register() -> Enricher:
+            with rt.sessions() as session:
+                return Enricher(RegisterIndex.load(session), mask_pii=cfg.mask_pii)
+
+        pipeline = Pipeline(None, None, register(), ParseContext(tz=ZoneInfo(cfg.timezone)),  # type: ignore[arg-type]
+                            max_line_bytes=cfg.max_line_bytes)  # only prepares: no store, no dead letters
+
+        def advanced(batch: ParsedBatch) -> None:
+            conn.send(("detected", batch.end.segment, batch.end.offset, recorder.take()))
+
+        reader = DetectionReader(SpoolReader(Path(spool_dir)), pipeline, stage, unpack_position(end.value), advanced,
+                                 batch_records)
+        conn.send(("detected", reader.detected.segment, reader.detected.offset, recorder.take()))
+        reloaded = time.monotonic()
+        while woken_up():  # (drained before the end is read: an append after this leaves a byte for the wait)
+            until = unpack_position(end.value)
             if time.monotonic() - reloaded >= REGISTER_RELOAD_SECONDS:
                 try:
                     pipeline.enrich = register()
@@ -245,13 +287,17 @@ def child_main(conn: Connection, settings: Settings, spool_dir: str, batch_recor
                 reloaded = time.monotonic()
             try:
                 consumed = reader.detect_once(until)
+            except BrokenPipeError:
+                raise
             except Exception:  # e.g. the alert database is unavailable: keep the batch and try again
                 log.exception("detection failed; retrying")
-                time.sleep(1.0)
+                select.select([wake], [], [], 1.0)
                 continue
             if consumed == 0 and reader.detected >= until:
-                conn.poll(0.5)  # until the parent reports more
-    except (EOFError, BrokenPipeError):
+                select.select([wake], [], [], 5.0)  # until the parent appends (or stops, or is gone)
+    except BrokenPipeError:
         return  # the parent is gone
     finally:
+        conn.close()
+        woken.close()
         rt.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -115,6 +116,8 @@ class SocServices:
         self.detection_process: DetectionProcess | None = None
         if self.soc.detection is not None and rt.settings.soc.detection_process:
             self.detection_process = DetectionProcess(rt.settings, self.spool, metrics)
+            # this process's stage still serves drill replays and file ingest; the live windows are the child's
+            self.soc.detection.reports_state = False
             self.consumer = SpoolConsumer(self.spool, pipeline, metrics, remote_detection=self.detection_process)
         else:
             self.consumer = SpoolConsumer(self.spool, pipeline, metrics, detection=self.soc.detection)
@@ -153,22 +156,33 @@ class SocServices:
                 log.exception("SOC maintenance failed; will retry")
 
     async def start(self) -> None:
+        """Start the consumer (and detection process), maintenance, webhooks and listeners; if any of them cannot
+        start (the syslog port is taken), what had started is stopped again before the error goes on."""
         self.consumer.start()
-        self._maintenance.start()
-        if self.rt.settings.soc.webhooks:
-            self._webhooks.start()
-        if self.listeners:
-            cfg = self.rt.settings.soc
-            self.receivers = SyslogReceivers(self.spool, self.metrics, self.syslog_hosts, cfg.syslog_port,
-                                             self.soc.deadletters)
-            await self.receivers.start()
+        try:
+            self._maintenance.start()
+            if self.rt.settings.soc.webhooks:
+                self._webhooks.start()
+            if self.listeners:
+                cfg = self.rt.settings.soc
+                self.receivers = SyslogReceivers(self.spool, self.metrics, self.syslog_hosts, cfg.syslog_port,
+                                                 self.soc.deadletters)
+                await self.receivers.start()
+        except BaseException:
+            if self.receivers is not None:
+                with contextlib.suppress(Exception):  # whatever part of them had started
+                    await self.receivers.stop()
+                self.receivers = None
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         self._stop.set()
         if self.receivers:
             await self.receivers.stop()
         self.consumer.stop()
-        self._maintenance.join(10)
+        if self._maintenance.is_alive():
+            self._maintenance.join(10)
         if self._webhooks.is_alive():
             self._webhooks.join(15)
         self.spool.close()

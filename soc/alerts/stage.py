@@ -57,6 +57,8 @@ class DetectionStage:
         self.transaction = transaction
         self.alerts = alerts
         self.metrics = metrics
+        # whether the correlation-state gauge is this stage's to set (not when a detection process sets it)
+        self.reports_state = True
         self._rules_lock = threading.Lock()
 
     def evaluate(self, batch: list[tuple[str, dict[str, Any]]]) -> Iterator[Detection]:
@@ -78,7 +80,8 @@ class DetectionStage:
                 self.detector.correlator.sweep()  # groups gone quiet for longer than their window
             if self.metrics is not None:
                 self.metrics.rule_seconds.inc(self.detector.eval_seconds - before)
-                self.metrics.correlation_state.set(self.detector.correlator.state_size)
+                if self.reports_state:
+                    self.metrics.correlation_state.set(self.detector.correlator.state_size)
         return found
 
     def record(self, found: list[Detection]) -> None:

@@ -6,16 +6,27 @@ import asyncio
 import multiprocessing
 import os
 import signal
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from core.runtime import Runtime
+from core.settings import Settings
 from soc.consumer import DETECTED, SpoolConsumer
 from soc.deadletter import DeadLetterStore
-from soc.detection_process import MetricsRecorder, apply_metric_ops, child_main
+from soc.detection_process import (
+    DetectionProcess,
+    MetricsRecorder,
+    apply_metric_ops,
+    pack_position,
+    unpack_position,
+)
 from soc.enrich import Enricher, RegisterIndex
 from soc.metrics import SocMetrics
 from soc.pipeline import Pipeline
@@ -87,6 +98,33 @@ def test_a_killed_detection_process_is_replaced_and_detects_nothing_twice(servic
     _wait_for(_through(services))
     assert child.process is not first and child.process is not None and child.process.is_alive()
     assert services.soc.store.count(SearchQuery()) == 11
+    # the counter is not deduplicated as alerts are: the new child did not evaluate the first batch again
+    registry = services.registry  # type: ignore[attr-defined]
+    assert registry.get_sample_value("yunshu_soc_detections_total", {"rule": SUDO_SHELL}) == 1
+
+
+def test_a_service_that_cannot_listen_stops_its_detection_process(runtime: Runtime) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        runtime.settings.soc.syslog_port = taken.getsockname()[1]
+        services = SocServices(runtime, SocMetrics(CollectorRegistry()), listeners=True)
+        with pytest.raises(OSError):
+            asyncio.run(services.start())
+    child = services.detection_process
+    assert child is not None and child.process is not None
+    assert not child.process.is_alive(), "no detection process left behind by a start-up that failed"
+
+
+def test_stopping_a_child_still_loading_its_rules_does_not_wait_for_it(runtime: Runtime, tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    child = DetectionProcess(runtime.settings, spool, SocMetrics(CollectorRegistry()))
+    child.start(lambda _end: None)
+    started = time.monotonic()
+    child.stop(timeout=30)
+    assert child.process is not None and not child.process.is_alive()
+    assert time.monotonic() - started < 10, "killed, not waited for"
+    spool.close()
 
 
 class _Reported:
@@ -178,23 +216,52 @@ def test_the_detection_process_outlives_a_group_sigterm_and_ends_with_its_parent
     """SIGTERM to the process group (systemd, timeout) is for the parent, which stops the child itself; a parent
     that is gone (killed -9) ends the child through the pipe."""
     ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
     spool = Spool(tmp_path / "spool")
-    process = ctx.Process(target=child_main, args=(child, runtime.settings, str(spool.dir), 100), daemon=True)
-    process.start()
-    child.close()
+    receiving, sending = ctx.Pipe(duplex=False)
+    holder = ctx.Process(target=_hold_a_detection_process, args=(sending, runtime.settings, str(spool.dir)))
+    holder.start()
+    sending.close()
     try:
-        end = spool.end()
-        parent.send(("end", end.segment, end.offset))
-        assert parent.poll(60) and parent.recv()[0] == "detected"
-        assert process.pid is not None
-        os.kill(process.pid, signal.SIGTERM)
-        process.join(1)
-        assert process.is_alive()
-        parent.close()
-        process.join(30)
-        assert process.exitcode == 0
+        assert receiving.poll(60), "the holder reports its child"
+        pid = receiving.recv()
+        os.kill(pid, signal.SIGTERM)
+        time.sleep(1)
+        assert _alive(pid), "SIGTERM is the parent's to act on"
+        holder.kill()  # the parent gone at once, without stopping its child
+        holder.join(10)
+        deadline = time.monotonic() + 30
+        while _alive(pid):
+            assert time.monotonic() < deadline, "the detection process outlived its parent"
+            time.sleep(0.1)
     finally:
-        if process.is_alive():
-            process.kill()
+        if holder.is_alive():
+            holder.kill()
         spool.close()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _hold_a_detection_process(report: Connection, settings: Settings, spool_dir: str) -> None:
+    """A parent for the test to kill: starts a detection process, reports its pid once it has reported, waits."""
+    child = DetectionProcess(settings, Spool(spool_dir), SocMetrics(CollectorRegistry()))
+    heard = threading.Event()
+    child.start(lambda _end: heard.set())
+    heard.wait(60)
+    assert child.process is not None
+    report.send(child.process.pid)
+    time.sleep(120)
+
+
+def test_the_shared_end_is_one_word_that_keeps_order() -> None:
+    positions = [Position(1, 0), Position(1, 64 * 1024 * 1024 + 5), Position(2, 0), Position(70_000, 12)]
+    words = [pack_position(p) for p in positions]
+    assert [unpack_position(w) for w in words] == positions
+    assert words == sorted(words), "a later position is a larger word (the parent only moves it forward)"
+    with pytest.raises(ValueError, match="out of range"):
+        pack_position(Position(1, 1 << 40))

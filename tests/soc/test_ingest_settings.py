@@ -90,16 +90,20 @@ def test_pipeline_run_uses_the_short_interval(default_interval: float, tmp_path:
 
 def test_spool_consumer_holds_the_short_interval_and_gc_thresholds_while_it_runs(default_interval: float,
                                                                                  tmp_path: Path) -> None:
+    from soc.alerts.stage import DetectionStage, load_configured_rules
     from soc.consumer import SpoolConsumer
     from soc.deadletter import DeadLetterStore
+    from soc.detect.engine import Detector
     from soc.enrich import Enricher, RegisterIndex
     from soc.pipeline import Pipeline
     from soc.spool import Spool
     from soc.store.sqlite import SQLiteStore
 
     store, dead = SQLiteStore(tmp_path / "e.db"), DeadLetterStore(tmp_path / "d.db")
+    # detection as a thread of this process: parsed batches are held in the hand-off between the two threads
+    stage = DetectionStage(Detector(load_configured_rules([])), None, None)  # type: ignore[arg-type]
     consumer = SpoolConsumer(Spool(tmp_path / "spool"), Pipeline(store, dead, Enricher(RegisterIndex())),
-                             retry_seconds=0.05)
+                             retry_seconds=0.05, detection=stage)
     saved_gc = gc.get_threshold()
     gc.set_threshold(700, 10, 10)
     try:
@@ -111,6 +115,29 @@ def test_spool_consumer_holds_the_short_interval_and_gc_thresholds_while_it_runs
         assert gc.get_threshold() == INGEST_GC_THRESHOLDS
         consumer.stop()
         assert sys.getswitchinterval() == pytest.approx(default_interval)
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        consumer.stop()
+        gc.set_threshold(*saved_gc)
+        store.close()
+        dead.close()
+
+
+def test_a_consumer_without_detection_here_leaves_the_gc_thresholds(tmp_path: Path) -> None:
+    """Nothing is held between batches without a detection thread (detection off, or in a process of its own)."""
+    from soc.consumer import SpoolConsumer
+    from soc.deadletter import DeadLetterStore
+    from soc.enrich import Enricher, RegisterIndex
+    from soc.pipeline import Pipeline
+    from soc.spool import Spool
+    from soc.store.sqlite import SQLiteStore
+
+    store, dead = SQLiteStore(tmp_path / "e.db"), DeadLetterStore(tmp_path / "d.db")
+    consumer = SpoolConsumer(Spool(tmp_path / "spool"), Pipeline(store, dead, Enricher(RegisterIndex())))
+    saved_gc = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        consumer.start()
         assert gc.get_threshold() == (700, 10, 10)
     finally:
         consumer.stop()
