@@ -279,10 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.detect_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--rates", default=f"{TARGET_LATENCY_RATE},5000",
+    ap.add_argument("--rates", default=f"{TARGET_LATENCY_RATE},30000,5000",
                     help="stage B: lines per second sent, one run per rate (comma-separated)")
     ap.add_argument("--seconds", type=int, default=15, help="stage B: how long to send")
-    ap.add_argument("--thread-rates", default=f"{TARGET_LATENCY_RATE}",
+    ap.add_argument("--thread-rates", default=f"{TARGET_LATENCY_RATE},30000",
                     help="stage B again with the detection reader as a thread of the service, for comparison")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--note", default="", help="a sentence for the results (e.g. which of several runs this is)")
