@@ -6,7 +6,9 @@ import gc
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,25 +90,45 @@ def test_pipeline_run_uses_the_short_interval(default_interval: float, tmp_path:
         dead.close()
 
 
-def test_spool_consumer_holds_the_short_interval_and_gc_thresholds_while_it_runs(default_interval: float,
-                                                                                 tmp_path: Path) -> None:
-    from soc.alerts.stage import DetectionStage, load_configured_rules
+@pytest.fixture
+def classic_gc() -> Iterator[None]:
+    """CPython's default collector thresholds for the test, whatever they were before."""
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    yield
+    gc.set_threshold(*saved)
+
+
+@contextmanager
+def _consumer(tmp_path: Path, detection: object = None) -> Iterator[Any]:
+    """A spool consumer over fresh stores (closed afterwards), with ``detection`` as its thread's stage."""
     from soc.consumer import SpoolConsumer
     from soc.deadletter import DeadLetterStore
-    from soc.detect.engine import Detector
     from soc.enrich import Enricher, RegisterIndex
     from soc.pipeline import Pipeline
     from soc.spool import Spool
     from soc.store.sqlite import SQLiteStore
 
     store, dead = SQLiteStore(tmp_path / "e.db"), DeadLetterStore(tmp_path / "d.db")
+    consumer = SpoolConsumer(Spool(tmp_path / "spool"), Pipeline(store, dead, Enricher(RegisterIndex())),
+                             retry_seconds=0.05, detection=detection)  # type: ignore[arg-type]
+    try:
+        yield consumer
+    finally:
+        consumer.stop()
+        store.close()
+        dead.close()
+
+
+@pytest.mark.usefixtures("classic_gc")
+def test_spool_consumer_holds_the_short_interval_and_gc_thresholds_while_it_runs(default_interval: float,
+                                                                                 tmp_path: Path) -> None:
+    from soc.alerts.stage import DetectionStage, load_configured_rules
+    from soc.detect.engine import Detector
+
     # detection as a thread of this process: parsed batches are held in the hand-off between the two threads
     stage = DetectionStage(Detector(load_configured_rules([])), None, None)  # type: ignore[arg-type]
-    consumer = SpoolConsumer(Spool(tmp_path / "spool"), Pipeline(store, dead, Enricher(RegisterIndex())),
-                             retry_seconds=0.05, detection=stage)
-    saved_gc = gc.get_threshold()
-    gc.set_threshold(700, 10, 10)
-    try:
+    with _consumer(tmp_path, stage) as consumer:
         assert sys.getswitchinterval() == pytest.approx(default_interval)  # built, not started: nothing changed
         assert gc.get_threshold() == (700, 10, 10)
         consumer.start()
@@ -116,31 +138,11 @@ def test_spool_consumer_holds_the_short_interval_and_gc_thresholds_while_it_runs
         consumer.stop()
         assert sys.getswitchinterval() == pytest.approx(default_interval)
         assert gc.get_threshold() == (700, 10, 10)
-    finally:
-        consumer.stop()
-        gc.set_threshold(*saved_gc)
-        store.close()
-        dead.close()
 
 
+@pytest.mark.usefixtures("classic_gc")
 def test_a_consumer_without_detection_here_leaves_the_gc_thresholds(tmp_path: Path) -> None:
     """Nothing is held between batches without a detection thread (detection off, or in a process of its own)."""
-    from soc.consumer import SpoolConsumer
-    from soc.deadletter import DeadLetterStore
-    from soc.enrich import Enricher, RegisterIndex
-    from soc.pipeline import Pipeline
-    from soc.spool import Spool
-    from soc.store.sqlite import SQLiteStore
-
-    store, dead = SQLiteStore(tmp_path / "e.db"), DeadLetterStore(tmp_path / "d.db")
-    consumer = SpoolConsumer(Spool(tmp_path / "spool"), Pipeline(store, dead, Enricher(RegisterIndex())))
-    saved_gc = gc.get_threshold()
-    gc.set_threshold(700, 10, 10)
-    try:
+    with _consumer(tmp_path) as consumer:
         consumer.start()
         assert gc.get_threshold() == (700, 10, 10)
-    finally:
-        consumer.stop()
-        gc.set_threshold(*saved_gc)
-        store.close()
-        dead.close()
