@@ -190,6 +190,7 @@ class DetectionProcess:
                     return
                 delay = min(delay * 2, RESTART_MAX_SECONDS)  # (back to the start once a child reports)
                 self._spawn()
+                self.metrics.detection_restarts.inc()
                 continue
             try:
                 if message[0] == "detected":

@@ -48,6 +48,8 @@ class SocMetrics:
                                     registry=registry)
         self.correlation_state = Gauge("yunshu_soc_correlation_state_groups",
                                        "Group windows held by correlation rules", registry=registry)
+        self.detection_restarts = Counter("yunshu_soc_detection_process_restarts",
+                                          "Detection processes started to replace one that ended", registry=registry)
 
     def count_stored(self, source: str, read: int, stored: int, dead_lettered: int) -> None:
         """Count one stored batch of ``read`` records from ``source`` (parsed = read − dead-lettered)."""

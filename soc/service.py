@@ -188,6 +188,18 @@ class SocServices:
         self.spool.close()
         self.soc.close()
 
+    def detection_health(self) -> dict[str, object]:
+        """How detection runs (``process``, ``thread`` or ``off``), the spooled bytes it has not seen yet and, for a
+        process, whether it runs and how many were started (more than one: one ended and was replaced)."""
+        child = self.detection_process
+        mode = "off" if self.soc.detection is None else "process" if child is not None else "thread"
+        return {
+            "mode": mode,
+            "lag_bytes": self.consumer.detection_lag_bytes(),
+            "process_running": bool(child and child.process and child.process.is_alive()) if child else None,
+            "process_starts": child.starts if child else None,
+        }
+
     def accept(self, origin: str, fmt: str, raws: list[bytes]) -> None:
         """Spool records received over HTTP (durable when this returns; it blocks on the fsync, so call it from a
         worker thread, not the event loop)."""

@@ -68,6 +68,7 @@ def _through(services: SocServices) -> Callable[[], bool]:
 def test_alerts_are_raised_by_a_separate_process_and_counted_here(services: SocServices, runtime: Runtime) -> None:
     child = services.detection_process
     assert child is not None and services.consumer.reader is None, "no detection thread in this process"
+    assert services.detection_health()["mode"] == "process"
     _accept(services, [*_failures(0, 20), _sudo_shell(0)])
     _wait_for(lambda: _alerts(runtime) == {BRUTE_FORCE: (20, 2), SUDO_SHELL: (1, 1)})
     _wait_for(_through(services))
@@ -101,6 +102,9 @@ def test_a_killed_detection_process_is_replaced_and_detects_nothing_twice(servic
     # the counter is not deduplicated as alerts are: the new child did not evaluate the first batch again
     registry = services.registry  # type: ignore[attr-defined]
     assert registry.get_sample_value("yunshu_soc_detections_total", {"rule": SUDO_SHELL}) == 1
+    assert registry.get_sample_value("yunshu_soc_detection_process_restarts_total") == 1
+    assert services.detection_health() == {"mode": "process", "lag_bytes": 0, "process_running": True,
+                                           "process_starts": 2}
 
 
 def test_a_service_that_cannot_listen_stops_its_detection_process(runtime: Runtime) -> None:
@@ -265,3 +269,17 @@ def test_the_shared_end_is_one_word_that_keeps_order() -> None:
     assert words == sorted(words), "a later position is a larger word (the parent only moves it forward)"
     with pytest.raises(ValueError, match="out of range"):
         pack_position(Position(1, 1 << 40))
+
+
+@pytest.mark.parametrize(("detection", "in_process", "mode"), [(True, False, "thread"), (False, True, "off")])
+def test_detection_health_names_how_detection_runs(runtime: Runtime, detection: bool, in_process: bool,
+                                                   mode: str) -> None:
+    runtime.settings.soc.detection, runtime.settings.soc.detection_process = detection, in_process
+    services = SocServices(runtime, SocMetrics(CollectorRegistry()))
+    try:
+        assert services.detection_process is None
+        assert services.detection_health() == {"mode": mode, "lag_bytes": 0, "process_running": None,
+                                               "process_starts": None}
+    finally:
+        services.spool.close()
+        services.soc.close()
