@@ -243,7 +243,9 @@ class SpoolConsumer:
         if detected is None:
             return 0
         end = self.spool.end()
-        return end.offset - detected.offset if end.segment == detected.segment else self.spool.segment_bytes
+        if end.segment == detected.segment:
+            return max(0, end.offset - detected.offset)
+        return self.spool.bytes_after(detected)
 
     def _store_loop(self) -> None:
         while not self._stop.is_set():

@@ -21,6 +21,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import reprlib
 import select
 import signal
 import threading
@@ -114,6 +115,7 @@ class DetectionProcess:
         self._end: ctypes.c_longlong = self._ctx.RawValue(ctypes.c_longlong, 0)  # pack_position
         self._wake: Connection | None = None  # the current child's wake pipe (written raw, never blocking)
         self._wake_lock = threading.Lock()  # writing a byte to it against closing it
+        self._end_lock = threading.Lock()  # the shared end's compare-and-set (it is written in this process only)
         self._conn: Connection | None = None
         self._heard = False  # the current child has reported (it has loaded the rules and resumed)
         self._on_detected: Callable[[Position], None] = lambda _end: None
@@ -131,25 +133,33 @@ class DetectionProcess:
         self._thread = threading.Thread(target=self._hear, name="soc-detect-progress", daemon=True)
         self._thread.start()
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> bool:
+        """Start a child (unless stopping); False when none was started."""
         receiving, sending = self._ctx.Pipe(duplex=False)
         woken, wake = self._ctx.Pipe(duplex=False)
         with self._lock:
             if self._stopping.is_set():
                 for conn in (receiving, sending, woken, wake):
                     conn.close()
-                return
+                return False
             process = self._ctx.Process(
                 target=child_main, name="yunshu-detection", daemon=True,
                 args=(sending, woken, self._end, self.settings, str(self.spool.dir), self.batch_records))
-            process.start()
-            sending.close()
+            try:
+                process.start()
+            except BaseException:
+                for conn in (receiving, woken, wake):
+                    conn.close()
+                raise
+            finally:
+                sending.close()
             woken.close()
             os.set_blocking(wake.fileno(), False)
             self._set_wake(wake)
             self._conn, self.process, self._heard = receiving, process, False
             self.starts += 1
         self._nudge()
+        return True
 
     def _set_wake(self, wake: Connection | None) -> None:
         with self._wake_lock:
@@ -167,39 +177,61 @@ class DetectionProcess:
     def _appended(self, end: Position) -> None:
         """Spool listener (runs under the append lock): the child may read up to ``end`` (never moved back)."""
         word = pack_position(end)
-        if word > self._end.value:
-            self._end.value = word
+        with self._end_lock:  # (start() calls this outside the append lock)
+            if word > self._end.value:
+                self._end.value = word
         self._nudge()
 
     def _hear(self) -> None:
-        """Take the child's progress; start another child when it dies."""
+        """Take the child's progress; start another child when it dies. Once stopping, reports are read and dropped
+        until the pipe ends (a child blocked sending its last one could not end)."""
         delay = self.restart_seconds
-        while not self._stopping.is_set():
+        resumed_at: Position | None = None  # where the current child resumed (its first report)
+        while True:
             conn, process = self._conn, self.process
             assert conn is not None and process is not None
             try:
                 message = conn.recv()
-            except (EOFError, OSError):
+            except Exception:  # the child ended (EOF), or what it sent cannot be read: this child is done
                 if self._stopping.is_set():
                     return
+                if process.is_alive():  # (not an end: its report could not be read)
+                    log.exception("a report of the detection process could not be read; it is replaced")
+                process.kill()
                 process.join(1)
                 log.error("the detection process ended (exit code %s); starting another in %.1f s",
                           process.exitcode, delay)
                 conn.close()
                 if self._stopping.wait(delay):
                     return
-                delay = min(delay * 2, RESTART_MAX_SECONDS)  # (back to the start once a child reports)
-                self._spawn()
-                self.metrics.detection_restarts.inc()
+                # back to the start only once a child gets past where it resumed: one that dies on its first batch
+                # reloads the rules less and less often
+                delay = min(delay * 2, RESTART_MAX_SECONDS)
+                resumed_at = None
+                try:
+                    if self._spawn():
+                        self.metrics.detection_restarts.inc()
+                except Exception:
+                    log.exception("a detection process could not be started; trying again in %.1f s", delay)
+                    if self._stopping.wait(delay):
+                        return
+                    continue
                 continue
+            if self._stopping.is_set():
+                continue  # dropped: the child is stopping
             try:
                 if message[0] == "detected":
-                    self._heard, delay = True, self.restart_seconds
                     _, segment, offset, ops = message
-                    self._on_detected(Position(segment, offset))
+                    position = Position(segment, offset)
+                    self._heard = True
+                    if resumed_at is None:
+                        resumed_at = position
+                    elif position > resumed_at:
+                        delay = self.restart_seconds
+                    self._on_detected(position)
                     apply_metric_ops(self.metrics, ops)
             except Exception:  # a bad report must not stop hearing the next ones
-                log.exception("a report of the detection process could not be taken: %r", message[:3])
+                log.exception("a report of the detection process could not be taken: %s", reprlib.repr(message))
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._lock:
@@ -222,8 +254,9 @@ class DetectionProcess:
 
     def _kill(self) -> None:
         """At interpreter exit without ``stop`` (a start-up that failed): the child goes too, at once."""
-        self._stopping.set()
-        process = self.process
+        with self._lock:
+            self._stopping.set()
+            process = self.process
         if process is not None and process.is_alive():
             process.kill()
             process.join(5)
@@ -291,8 +324,12 @@ def child_main(conn: Connection, woken: Connection, end: ctypes.c_longlong, sett
             except BrokenPipeError:
                 raise
             except Exception:  # e.g. the alert database is unavailable: keep the batch and try again
-                log.exception("detection failed; retrying")
-                select.select([wake], [], [], 1.0)
+                log.exception("detection failed; retrying in a second")
+                deadline = time.monotonic() + 1.0
+                while (left := deadline - time.monotonic()) > 0:  # the whole second, appends or not
+                    select.select([wake], [], [], left)
+                    if not woken_up():
+                        return
                 continue
             if consumed == 0 and reader.detected >= until:
                 select.select([wake], [], [], 5.0)  # until the parent appends (or stops, or is gone)

@@ -158,8 +158,8 @@ class SocServices:
     async def start(self) -> None:
         """Start the consumer (and detection process), maintenance, webhooks and listeners; if any of them cannot
         start (the syslog port is taken), what had started is stopped again before the error goes on."""
-        self.consumer.start()
         try:
+            self.consumer.start()
             self._maintenance.start()
             if self.rt.settings.soc.webhooks:
                 self._webhooks.start()

@@ -336,10 +336,16 @@ class Spool(SpoolReader):
 
     def backlog_bytes(self) -> int:
         """Bytes appended but not yet consumed."""
-        start = self.checkpoint()
+        return self.bytes_after(self.checkpoint())
+
+    def bytes_after(self, start: Position) -> int:
+        """Bytes in the spool's segments after ``start``."""
         total = 0
         for number in self.segments():
-            size = (self.dir / _segment_name(number)).stat().st_size
+            try:
+                size = (self.dir / _segment_name(number)).stat().st_size
+            except FileNotFoundError:  # dropped by a commit meanwhile
+                continue
             if number > start.segment:
                 total += size
             elif number == start.segment:

@@ -85,7 +85,7 @@ def test_health_page_shows_real_counters_backlog_and_dead_letters(soc_portal: Po
     assert _kpi(page.text, "h-dead") == "1"
     # nor has detection seen them (it stopped with the consumer): its lag is the same bytes
     assert _kpi(page.text, "h-detection-lag") == str(backlog)
-    assert _kpi(page.text, "h-detection") == "独立进程"
+    assert _kpi(page.text, "h-detection") == "独立进程 · 已停止"  # the detection process stopped with the consumer
     assert _counters(page.text, "http") == {"received": 8, "spooled": 8, "parsed": 5, "stored": 5,
                                             "dead_lettered": 1, "dropped": 0}
     assert "parse error" in page.text  # the latest dead letter's reason

@@ -100,8 +100,9 @@ def classic_gc() -> Iterator[None]:
 
 
 @contextmanager
-def _consumer(tmp_path: Path, detection: object = None) -> Iterator[Any]:
-    """A spool consumer over fresh stores (closed afterwards), with ``detection`` as its thread's stage."""
+def _consumer(tmp_path: Path, detection: object = None, remote: object = None) -> Iterator[Any]:
+    """A spool consumer over fresh stores (closed afterwards), with ``detection`` as its thread's stage or
+    ``remote`` as detection elsewhere."""
     from soc.consumer import SpoolConsumer
     from soc.deadletter import DeadLetterStore
     from soc.enrich import Enricher, RegisterIndex
@@ -109,13 +110,14 @@ def _consumer(tmp_path: Path, detection: object = None) -> Iterator[Any]:
     from soc.spool import Spool
     from soc.store.sqlite import SQLiteStore
 
-    store, dead = SQLiteStore(tmp_path / "e.db"), DeadLetterStore(tmp_path / "d.db")
-    consumer = SpoolConsumer(Spool(tmp_path / "spool"), Pipeline(store, dead, Enricher(RegisterIndex())),
-                             retry_seconds=0.05, detection=detection)  # type: ignore[arg-type]
+    store, dead, spool = SQLiteStore(tmp_path / "e.db"), DeadLetterStore(tmp_path / "d.db"), Spool(tmp_path / "spool")
+    consumer = SpoolConsumer(spool, Pipeline(store, dead, Enricher(RegisterIndex())), retry_seconds=0.05,
+                             detection=detection, remote_detection=remote)  # type: ignore[arg-type]
     try:
         yield consumer
     finally:
         consumer.stop()
+        spool.close()
         store.close()
         dead.close()
 
@@ -141,8 +143,11 @@ def test_spool_consumer_holds_the_short_interval_and_gc_thresholds_while_it_runs
 
 
 @pytest.mark.usefixtures("classic_gc")
-def test_a_consumer_without_detection_here_leaves_the_gc_thresholds(tmp_path: Path) -> None:
-    """Nothing is held between batches without a detection thread (detection off, or in a process of its own)."""
-    with _consumer(tmp_path) as consumer:
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["detection off", "detection in another process"])
+def test_a_consumer_without_detection_here_leaves_the_gc_thresholds(tmp_path: Path, elsewhere: bool) -> None:
+    """Nothing is held between batches without a detection thread."""
+    from tests.soc.test_detection_process import _Reported
+
+    with _consumer(tmp_path, remote=_Reported() if elsewhere else None) as consumer:
         consumer.start()
         assert gc.get_threshold() == (700, 10, 10)
