@@ -180,8 +180,9 @@ def stage_b(rate: int, seconds: int, workdir: Path, detection_process: bool = Tr
         cpu = _thread_cpu_seconds({"soc-detect": "detection reader thread", "soc-consumer": "store writer thread",
                                    thread.name: "receivers (event loop) thread"})
         child = services.detection_process.process if services.detection_process is not None else None
-        if child is not None and child.pid is not None:
-            cpu["detection process"] = _process_cpu_seconds(child.pid)
+        child_seconds = _stat_cpu_seconds(f"/proc/{child.pid}/stat") if child is not None else None
+        if child_seconds is not None:
+            cpu["detection process"] = child_seconds
     finally:
         asyncio.run_coroutine_threadsafe(services.stop(), loop).result(60)
         loop.call_soon_threadsafe(loop.stop)
@@ -209,30 +210,26 @@ def stage_b(rate: int, seconds: int, workdir: Path, detection_process: bool = Tr
     }
 
 
+def _stat_cpu_seconds(path: str) -> float | None:
+    """CPU seconds (user + system) in a ``/proc/.../stat`` file (fields 14 and 15 of stat(5)); None if unreadable."""
+    try:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _thread_cpu_seconds(names: dict[str, str]) -> dict[str, float]:
-    """CPU seconds (user + system) each named thread of this process has used so far, under the label ``names``
-    gives it (Linux ``/proc``; empty elsewhere)."""
-    tick = os.sysconf("SC_CLK_TCK")
+    """CPU seconds each named thread of this process has used so far, under the label ``names`` gives it (Linux
+    ``/proc``; empty elsewhere)."""
     out: dict[str, float] = {}
     for thread in threading.enumerate():
         label = names.get(thread.name)
-        if label is None or thread.native_id is None:
-            continue
-        try:
-            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[label] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15 of stat(5))
+        if label is not None and thread.native_id is not None:
+            seconds = _stat_cpu_seconds(f"/proc/self/task/{thread.native_id}/stat")
+            if seconds is not None:
+                out[label] = seconds
     return out
-
-
-def _process_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) another process has used so far (Linux ``/proc``; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:

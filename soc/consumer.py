@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from soc.detection_reader import DETECTED, DetectionReader, ParsedBatch, parse_records
 from soc.metrics import SocMetrics
 from soc.pipeline import Pipeline, Prepared, ingest_gc, short_switch_interval
-from soc.spool import Position, Spool, SpooledRecord, source_origin
+from soc.spool import Position, Spool, source_origin
 from soc.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -158,9 +158,6 @@ class SpoolConsumer:
                 thread.join(timeout)
         self._settings.close()
 
-    def _parse(self, records: list[SpooledRecord]) -> list[tuple[str, Prepared]]:
-        return parse_records(self.pipeline, records)
-
     # --- detection ------------------------------------------------------------------------------------------
 
     @property
@@ -219,7 +216,7 @@ class SpoolConsumer:
                 if end != start:
                     self.spool.commit(end)  # moved into a newer segment
                 return 0
-            batch = ParsedBatch(start, end, self._parse(records))
+            batch = ParsedBatch(start, end, parse_records(self.pipeline, records))
         done = [(origin, self.pipeline.store_prepared(prepared)) for origin, prepared in _by_origin(batch.groups)]
         self.spool.commit(batch.end)
         # counted once the whole batch is stored: after StoreUnavailable in a later group the batch is stored again

@@ -211,11 +211,8 @@ class DetectionProcess:
                 try:
                     if self._spawn():
                         self.metrics.detection_restarts.inc()
-                except Exception:
-                    log.exception("a detection process could not be started; trying again in %.1f s", delay)
-                    if self._stopping.wait(delay):
-                        return
-                    continue
+                except Exception:  # the next turn finds the old pipe closed and waits ``delay`` again
+                    log.exception("a detection process could not be started")
                 continue
             if self._stopping.is_set():
                 continue  # dropped: the child is stopping

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -145,16 +146,25 @@ class _Reported:
         pass
 
 
+@contextmanager
+def _remote_consumer(tmp_path: Path, spool: Spool, remote: _Reported) -> Iterator[SpoolConsumer]:
+    """A consumer of ``spool`` into fresh stores with detection reported by ``remote``; all closed afterwards."""
+    store, dead = SQLiteStore(tmp_path / "events.db"), DeadLetterStore(tmp_path / "dead.db")
+    try:
+        yield SpoolConsumer(spool, Pipeline(store, dead, Enricher(RegisterIndex())), remote_detection=remote)
+    finally:
+        store.close()
+        dead.close()
+        spool.close()
+
+
 def test_the_store_stops_where_the_remote_detection_stands(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     spool.append(_failures(0, 4))
     middle = spool.end()
     spool.append(_failures(4, 6))
-    store = SQLiteStore(tmp_path / "events.db")
     remote = _Reported()
-    consumer = SpoolConsumer(spool, Pipeline(store, DeadLetterStore(tmp_path / "dead.db"), Enricher(RegisterIndex())),
-                             remote_detection=remote)
-    try:
+    with _remote_consumer(tmp_path, spool, remote) as consumer:
         assert consumer.detected == spool.checkpoint(), "nothing detected yet: the store waits"
         assert consumer.drain_once() == 0
         remote.start(consumer._remote_advanced)
@@ -163,10 +173,7 @@ def test_the_store_stops_where_the_remote_detection_stands(tmp_path: Path) -> No
         assert consumer.drain_once() == 0 and spool.checkpoint() == middle
         remote.report(spool.end())
         assert consumer.drain_once() == 6
-        assert store.count(SearchQuery()) == 10
-    finally:
-        store.close()
-        spool.close()
+        assert consumer.pipeline.store.count(SearchQuery()) == 10
 
 
 def test_the_store_resumes_at_the_saved_detected_cursor_before_the_process_reports(tmp_path: Path) -> None:
@@ -174,12 +181,11 @@ def test_the_store_resumes_at_the_saved_detected_cursor_before_the_process_repor
     spool.append(_failures(0, 3))
     spool.set_cursor(DETECTED, spool.end())
     spool.append(_failures(3, 3))
-    consumer = SpoolConsumer(spool, Pipeline(SQLiteStore(tmp_path / "e.db"), DeadLetterStore(tmp_path / "d.db"),
-                                             Enricher(RegisterIndex())), remote_detection=_Reported())
-    assert consumer.detected == spool.read(spool.checkpoint(), 3)[1]
-    with pytest.raises(ValueError, match="not both"):
-        SpoolConsumer(spool, consumer.pipeline, detection=object(), remote_detection=_Reported())  # type: ignore[arg-type]
-    spool.close()
+    with _remote_consumer(tmp_path, spool, _Reported()) as consumer:
+        assert consumer.detected == spool.read(spool.checkpoint(), 3)[1]
+        with pytest.raises(ValueError, match="not both"):
+            SpoolConsumer(spool, consumer.pipeline, detection=object(),  # type: ignore[arg-type]
+                          remote_detection=_Reported())
 
 
 def test_a_reader_in_another_process_reads_only_up_to_the_end_it_was_given(tmp_path: Path) -> None:
@@ -291,12 +297,6 @@ def test_detection_lag_counts_every_segment_behind(tmp_path: Path) -> None:
     for second in range(6):
         spool.append(_failures(second, 1))
     assert spool.end().segment >= 3
-    store = SQLiteStore(tmp_path / "events.db")
-    consumer = SpoolConsumer(spool, Pipeline(store, DeadLetterStore(tmp_path / "dead.db"), Enricher(RegisterIndex())),
-                             remote_detection=_Reported())
-    try:
+    with _remote_consumer(tmp_path, spool, _Reported()) as consumer:
         assert consumer.detected == Position(1, 0)
         assert consumer.detection_lag_bytes() == sum(p.stat().st_size for p in spool.dir.glob("spool-*.log"))
-    finally:
-        store.close()
-        spool.close()
