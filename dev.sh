@@ -27,6 +27,11 @@ ensure_venv() {
   command -v gcc >/dev/null || apt_install gcc
   .venv/bin/python -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || apt_install python3-dev
+  # Hyperscan's C API for detection's literal gates (soc/detect/hs_literals.pyx); Debian builds it for amd64 only,
+  # elsewhere the gates call the hyperscan wheel (or pyahocorasick)
+  if [ ! -e /usr/include/hs/hs.h ] && [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ]; then
+    apt_install libhyperscan-dev || echo "dev.sh: libhyperscan-dev not installed: literal gates use the hyperscan wheel" >&2
+  fi
   if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ] || [ setup.py -nt .venv/.installed ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[test]'

@@ -29,15 +29,35 @@ COMPILED: Final[tuple[str, ...]] = (
     "soc.parsers.web", "soc.parsers.auditd", "soc.parsers.jsonlog", "soc.parsers.openstack", "soc.parsers.scan",
     "soc.detect.compiler", "soc.detect.engine", "soc.detect.correlation", "soc.detect.values", "soc.store.rows",
 )
+# Modules written in Cython against a C library, built when the library's header is installed (module → header,
+# library); there is no Python source to fall back on: their importers fall back on something else.
+LIBRARY_BOUND: Final[dict[str, tuple[str, str]]] = {
+    "soc.detect.hs_literals": ("hs/hs.h", "hs"),  # Hyperscan (Debian libhyperscan-dev); else the hyperscan wheel
+}
+INCLUDE_DIRS: Final = (Path("/usr/include"), Path("/usr/local/include"))
 # Cython directives: annotations are documentation here, not C types (``parse(None)`` must still raise
 # ParseError, not TypeError), exactly as in CPython.
 DIRECTIVES: Final = {"language_level": 3, "annotation_typing": False}
 
 
 def source_of(module: str, root: Path = ROOT) -> Path:
-    """The ``.py`` file a compiled module is built from (``root``: the folder holding its top package)."""
+    """The ``.py`` file a compiled module is built from (``.pyx`` for those of LIBRARY_BOUND; ``root``: the folder
+    holding its top package)."""
     path = root.joinpath(*module.split("."))
+    if module in LIBRARY_BOUND:
+        return path.with_suffix(".pyx")
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def header_of(module: str) -> Path | None:
+    """Where the C header a LIBRARY_BOUND module needs is installed, or None."""
+    header, _library = LIBRARY_BOUND[module]
+    return next((d / header for d in INCLUDE_DIRS if (d / header).exists()), None)
+
+
+def buildable() -> tuple[str, ...]:
+    """COMPILED and the modules of LIBRARY_BOUND whose library is installed."""
+    return COMPILED + tuple(m for m in LIBRARY_BOUND if header_of(m) is not None)
 
 
 def built_of(module: str) -> Path | None:
@@ -56,10 +76,10 @@ def _older(built: Path, source: Path) -> bool:
     return built.stat().st_mtime < source.stat().st_mtime
 
 
-def stale(modules: Sequence[str] = COMPILED) -> list[str]:
-    """The modules whose build is missing or older than their source."""
+def stale(modules: Sequence[str] | None = None) -> list[str]:
+    """The modules (default: all :func:`buildable`) whose build is missing or older than their source."""
     out = []
-    for module in modules:
+    for module in buildable() if modules is None else modules:
         built = built_of(module)
         if built is None or _older(built, source_of(module)):
             out.append(module)
@@ -79,9 +99,10 @@ def status() -> dict[str, str]:
 
 
 class FreshSourceFinder(importlib.abc.MetaPathFinder):
-    """Imports a module of ``modules`` from its source when its build is older than the source."""
+    """Imports a module of ``modules`` from its source when its build is older than the source; a module of
+    LIBRARY_BOUND built before its last edit is not imported at all (ImportError: its importer falls back)."""
 
-    def __init__(self, modules: Sequence[str] = COMPILED, root: Path = ROOT):
+    def __init__(self, modules: Sequence[str] = COMPILED + tuple(LIBRARY_BOUND), root: Path = ROOT):
         self.modules = frozenset(modules)
         self.root = root
 
@@ -93,6 +114,9 @@ class FreshSourceFinder(importlib.abc.MetaPathFinder):
         if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader) or not spec.origin:
             return spec
         built, source = Path(spec.origin), source_of(fullname, self.root)
+        if source.exists() and _older(built, source) and fullname in LIBRARY_BOUND:
+            raise ImportError(f"compiled {built.name} is older than {source} (rebuild: python -m soc.native_build)",
+                              name=fullname)
         if source.exists() and _older(built, source):
             log.warning("compiled %s is older than %s: importing the source (rebuild: python -m soc.native_build)",
                         built.name, source)

@@ -34,6 +34,11 @@ if hyperscan is not None:
         hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK).compile(expressions=[b"ab"])
     except hyperscan.error:  # a CPU Hyperscan does not support
         hyperscan = None
+try:  # Hyperscan's C API, built when libhyperscan-dev is installed (soc.native.LIBRARY_BOUND)
+    from soc.detect.hs_literals import Literals
+    Literals(["ab"], [None])
+except (ImportError, ValueError):
+    Literals = None
 
 from soc.detect.compiler import (
     KEYWORDS,
@@ -90,6 +95,9 @@ class Match:
 
 RuleGroup = tuple[CompiledRule, ...]
 LITERAL_ENGINES = ("hyperscan", "ahocorasick")
+# How a "hyperscan" gate calls Hyperscan: through its C API (soc.detect.hs_literals) when that is built, else through
+# the hyperscan wheel's binding ("wheel", also what the tests compare the C API with).
+HYPERSCAN_CALLS = ("c-api", "wheel")
 MEMO_SIZE = 4096  # field values a gate remembers the rule groups of (cleared when full)
 MEMO_TRIAL = 4096  # lookups after which a gate whose values mostly differ stops remembering them
 
@@ -108,7 +116,8 @@ class _Gate:
     """One literal gate of a bucket: its rules' needles over a field (or the keyword texts), and what finds them.
 
     The search runs in Hyperscan (one pass of vectorised literal matching, each needle reported once) when it is
-    installed, else in a pyahocorasick automaton; both give the same groups. A field's value often repeats (a
+    installed, called through its C API when that is built (a tenth of the binding's cost a call), else in a
+    pyahocorasick automaton; all give the same groups. A field's value often repeats (a
     method, an action, a user agent), so a field gate remembers which rule groups each string value brought; a gate
     that keeps missing (URLs, messages: most values new) stops remembering after MEMO_TRIAL lookups. The memo holds
     exact results: what a gate finds never depends on it.
@@ -119,18 +128,26 @@ class _Gate:
     groups = cython.declare(list, visibility="public")
     automaton = cython.declare(object, visibility="public")
     database = cython.declare(object, visibility="public")
+    literals = cython.declare(object, visibility="public")  # hs_literals.Literals, when Hyperscan's C API is used
     _local = cython.declare(object)
     memo = cython.declare(object, visibility="public")  # dict, or None once the gate stops remembering
     hits = cython.declare(cython.Py_ssize_t, visibility="public")
     misses = cython.declare(cython.Py_ssize_t, visibility="public")
 
-    def __init__(self, target: str, get: Any, needles: dict[str, RuleGroup], engine: str):
+    def __init__(self, target: str, get: Any, needles: dict[str, RuleGroup], engine: str,
+                 hyperscan_calls: str | None = None):
+        """``hyperscan_calls``: "c-api" or "wheel" (default: the C API when built; see HYPERSCAN_CALLS)."""
         self.target = target
         self.get = get
         self.groups = list(needles.values())
         self.automaton: Any = None
         self.database: Any = None
-        if engine == "hyperscan":
+        self.literals: Any = None
+        if hyperscan_calls is None:
+            hyperscan_calls = "wheel" if Literals is None else "c-api"
+        if engine == "hyperscan" and hyperscan_calls == "c-api":
+            self.literals = Literals(list(needles), self.groups)
+        elif engine == "hyperscan":
             self.database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
             self.database.compile(expressions=[_hex_pattern(n) for n in needles], ids=list(range(len(needles))),
                                   elements=len(needles), flags=[hyperscan.HS_FLAG_SINGLEMATCH] * len(needles))
@@ -147,6 +164,8 @@ class _Gate:
     @cython.ccall
     def search(self, text: str) -> tuple[RuleGroup, ...]:
         """The rule groups whose needle occurs in ``text`` (lowercased already), each once."""
+        if self.literals is not None:
+            return self.literals.search(text)
         if self.database is None:
             return tuple(dict.fromkeys([group for _end, group in self.automaton.iter(text)]))
         scratch = getattr(self._local, "scratch", None)
@@ -242,6 +261,7 @@ class Detector:
     """
 
     literal_engine = cython.declare(str, visibility="public")
+    hyperscan_calls = cython.declare(object, visibility="public")  # None: the C API when built, else the wheel
     ruleset = cython.declare(object, visibility="public")
     rules = cython.declare(object, visibility="public")  # the ruleset's list (or any sequence), read per new bucket
     logsources = cython.declare(object, visibility="public")  # any mapping of dataset → log sources
@@ -252,15 +272,22 @@ class Detector:
     hits = cython.declare(dict, visibility="public")
 
     def __init__(self, ruleset: RuleSet, logsources: dict[str, tuple[LogSource, ...]] | None = None,
-                 correlator: Correlator | None = None, literal_engine: str | None = None):
+                 correlator: Correlator | None = None, literal_engine: str | None = None,
+                 hyperscan_calls: str | None = None):
         """``literal_engine``: "hyperscan" or "ahocorasick" for the literal gates (default: Hyperscan when
-        installed)."""
+        installed); ``hyperscan_calls``: how Hyperscan is called (HYPERSCAN_CALLS; default: its C API when built)."""
+        has_hyperscan = hyperscan is not None or Literals is not None
         if literal_engine is None:
-            literal_engine = "ahocorasick" if hyperscan is None else "hyperscan"
-        if literal_engine not in LITERAL_ENGINES or (literal_engine == "hyperscan" and hyperscan is None):
+            literal_engine = "hyperscan" if has_hyperscan else "ahocorasick"
+        if literal_engine not in LITERAL_ENGINES or (literal_engine == "hyperscan" and not has_hyperscan):
             raise ValueError(f"literal_engine {literal_engine!r}: expected one of {', '.join(LITERAL_ENGINES)}"
                              + (" (hyperscan is not installed)" if literal_engine == "hyperscan" else ""))
+        unavailable = {"c-api": Literals is None, "wheel": hyperscan is None}
+        if hyperscan_calls is not None and (hyperscan_calls not in HYPERSCAN_CALLS or unavailable[hyperscan_calls]):
+            raise ValueError(f"hyperscan_calls {hyperscan_calls!r}: expected one of "
+                             f"{', '.join(c for c in HYPERSCAN_CALLS if not unavailable[c]) or 'none (not installed)'}")
         self.literal_engine = str(literal_engine)
+        self.hyperscan_calls = hyperscan_calls
         self.ruleset = ruleset
         self.rules = ruleset.rules
         self.logsources = dataset_logsources() if logsources is None else logsources
@@ -294,7 +321,7 @@ class Detector:
             for target, needles in sorted(by_needle.items()):
                 getter = None if target == KEYWORDS else field_getter(target)
                 groups = {needle: tuple(group) for needle, group in needles.items()}
-                bucket.gated.append(_Gate(target, getter, groups, self.literal_engine))
+                bucket.gated.append(_Gate(target, getter, groups, self.literal_engine, self.hyperscan_calls))
             self._buckets[dataset] = bucket
         return bucket
 

@@ -1,5 +1,5 @@
-"""The detector's literal gates: Hyperscan and the Aho-Corasick automaton find the same rule groups, on any text,
-and a gate's memo of field values never changes what it finds."""
+"""The detector's literal gates: Hyperscan (through its C API and through the wheel's binding) and the Aho-Corasick
+automaton find the same rule groups, on any text, and a gate's memo of field values never changes what it finds."""
 
 from __future__ import annotations
 
@@ -19,25 +19,83 @@ NEEDLES = ["../", "union select", "a.b", "(){:;};", "x\x00y", "\\x41", "身份�
 ALPHABET = st.sampled_from([*"abxyz./(){};:*[]\\é身份证 \x00\ud800", "union", "select", "\\x41"])
 
 
-def _gate(engine_name: str, target: str = "url.original") -> _Gate:
+# (engine, how Hyperscan is called): every way a gate can search
+ENGINES = [("hyperscan", "c-api"), ("hyperscan", "wheel"), ("ahocorasick", None)]
+
+
+def _gate(engine_name: str, target: str = "url.original", calls: str | None = None) -> _Gate:
     needles: dict[str, Any] = {needle: (f"rule-{i}",) for i, needle in enumerate(NEEDLES)}
-    return _Gate(target, None, needles, engine_name)
+    return _Gate(target, None, needles, engine_name, calls)
+
+
+def test_hyperscan_c_api_is_built_where_its_header_is_installed() -> None:
+    """CI installs libhyperscan-dev (dev.sh): there the gates must call Hyperscan's C API, not the wheel."""
+    from soc import native
+
+    if native.header_of("soc.detect.hs_literals") is not None:
+        assert engine.Literals is not None, "soc.detect.hs_literals not built: python -m soc.native_build"
+        assert _gate("hyperscan").literals is not None
 
 
 @given(text=st.lists(ALPHABET, max_size=40).map("".join))
 def test_hyperscan_and_automaton_find_the_same_groups(text: str) -> None:
     expected = {(f"rule-{i}",) for i, needle in enumerate(NEEDLES) if needle in text}
-    for name in ("hyperscan", "ahocorasick"):
-        found = _gate(name).search(text)
+    for name, calls in ENGINES:
+        found = _gate(name, calls=calls).search(text)
         assert len(found) == len(set(found)), "each group once"
-        assert set(found) == expected, name
+        assert set(found) == expected, (name, calls)
 
 
-@pytest.mark.parametrize("engine_name", ["hyperscan", "ahocorasick"])
+def test_c_api_and_wheel_report_in_the_same_order() -> None:
+    text = "get /../zzz?q=union select x\x00y 身份证 é/[*] \\x41 (){:;};"
+    assert _gate("hyperscan", calls="c-api").search(text) == _gate("hyperscan", calls="wheel").search(text)
+    assert len(_gate("hyperscan", calls="c-api").search(text)) >= 8
+
+
+def test_c_api_literals_refuse_mismatched_values() -> None:
+    from soc.detect.hs_literals import Literals
+
+    with pytest.raises(ValueError, match="as many values as literals"):
+        Literals(["a", "b"], [1])
+    with pytest.raises(ValueError, match="at least one"):
+        Literals([], [])
+
+
+def test_c_api_literals_from_two_threads() -> None:
+    """One database's scratch and found list are shared: scans from several threads still each get their own
+    result."""
+    import threading
+
+    gate = _gate("hyperscan", calls="c-api")
+    texts = [f"{i} ../ zz" if i % 2 else f"{i} union select" for i in range(2000)]
+    errors: list[str] = []
+
+    def scan() -> None:
+        for text in texts:
+            found = set(gate.search(text))
+            expected = {(f"rule-{i}",) for i, needle in enumerate(NEEDLES) if needle in text}
+            if found != expected:
+                errors.append(text)
+
+    threads = [threading.Thread(target=scan) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_unknown_hyperscan_calls_are_named() -> None:
+    rules = load_texts([("r.yml", "title: t\nlogsource: {product: test}\ndetection: {s: {a: b}, condition: s}\n")])
+    with pytest.raises(ValueError, match=r"hyperscan_calls 'ctypes'.*c-api, wheel"):
+        Detector(rules, hyperscan_calls="ctypes")
+
+
+@pytest.mark.parametrize(("engine_name", "calls"), ENGINES)
 def test_memo_of_repeating_values_and_its_end_when_values_keep_changing(
-        engine_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        engine_name: str, calls: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "MEMO_TRIAL", 50)
-    gate = _gate(engine_name)
+    gate = _gate(engine_name, calls=calls)
     for _ in range(3):
         for value in ("GET /../x", "GET /", "Union Select 1"):
             assert set(gate.remembered(value)) == set(gate.search(value.lower()))

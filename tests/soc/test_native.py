@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from soc import native
 
 
@@ -62,3 +64,26 @@ def test_a_build_older_than_its_source_is_not_imported(tmp_path: Path) -> None:
     later = built.stat().st_mtime + 5
     os.utime(source, (later, later))
     assert _import_probe(tmp_path) == ["2", "SourceFileLoader"]  # edited after the build: the source wins
+
+
+def test_a_library_bound_module_is_built_where_its_header_is_and_never_imported_when_stale(tmp_path: Path) -> None:
+    """soc.detect.hs_literals (Hyperscan's C API) is part of the build when hs/hs.h is installed; its build, when
+    older than its .pyx, is refused (ImportError: the engine falls back on the hyperscan wheel), never used."""
+    module = "soc.detect.hs_literals"
+    assert native.source_of(module) == native.ROOT / "soc" / "detect" / "hs_literals.pyx"
+    if native.header_of(module) is None:
+        assert module not in native.buildable()
+        return
+    assert module in native.buildable() and module not in native.stale()
+    built = native.built_of(module)
+    assert built is not None
+    package = tmp_path / "soc" / "detect"
+    package.mkdir(parents=True)
+    (package / "hs_literals.pyx").write_text("# edited after the build\n")
+    copy = package / built.name
+    copy.write_bytes(built.read_bytes())
+    later = copy.stat().st_mtime + 5
+    os.utime(package / "hs_literals.pyx", (later, later))
+    finder = native.FreshSourceFinder(root=tmp_path)
+    with pytest.raises(ImportError, match="older than"):
+        finder.find_spec(module, [str(package)])

@@ -213,8 +213,9 @@ def test_sql_retro_hunt_agrees_on_edge_cases(tmp_path: Path, detection: str, eve
         store.close()
 
 
-@pytest.mark.parametrize("literal_engine", ["hyperscan", "ahocorasick"])
-def test_indexed_candidates_never_drop_a_matching_rule(literal_engine: str) -> None:
+@pytest.mark.parametrize(("literal_engine", "hyperscan_calls"),
+                         [("hyperscan", "c-api"), ("hyperscan", "wheel"), ("ahocorasick", None)])
+def test_indexed_candidates_never_drop_a_matching_rule(literal_engine: str, hyperscan_calls: str | None) -> None:
     """The log-source buckets, anchors and literal gates only skip rules that cannot match: on real logs and on every
     own rule's samples, the detector matches exactly the rules that evaluating all of them in turn finds."""
     from soc.detect.engine import compatible, dataset_logsources
@@ -222,7 +223,7 @@ def test_indexed_candidates_never_drop_a_matching_rule(literal_engine: str) -> N
 
     ruleset = load_rules([SIGMA / d for d in ("linux", "web", "network")], ecs_pipeline())
     ruleset.rules += load_rules([BUILTIN_RULES]).rules
-    detector = Detector(ruleset, literal_engine=literal_engine)
+    detector = Detector(ruleset, literal_engine=literal_engine, hyperscan_calls=hyperscan_calls)
     sources = dataset_logsources()
     events = [parse(line) for name in ("Linux_2k.log", "Apache_2k.log")
               for line in (LOGHUB / name).read_text(encoding="utf-8", errors="replace").splitlines()]
