@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Final
 
+import cython
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
@@ -62,36 +63,48 @@ class CompileError(ValueError):
 
 # -- field access ---------------------------------------------------------------------------------------------
 
-def field_getter(name: str) -> Callable[[Event], Any]:
-    """A function returning the value of ``name`` in an event, or MISSING.
+@cython.cclass
+class FieldGetter:
+    """The value of a field (a dotted path) in an event, or MISSING: :meth:`get`.
 
     The dotted path is followed through nested objects (``{"a": {"b": 1}}``), through lists of objects too
     (``{"a": [{"b": 1}, {"b": 2}]}`` gives [1, 2]); a flat key spelled with the dots (``{"a.b": 1}``) is used
-    when the event has no such nested object.
+    when the event has no such nested object. An extension type when compiled: the conditions call it without a
+    Python call.
     """
-    parts = tuple(name.split("."))
-    if len(parts) == 1:
-        def get_flat(event: Event) -> Any:
-            return event.get(name, MISSING)
-        return get_flat
 
-    if len(parts) == 2:  # the common case (source.ip, event.action): a fast path for nested dicts
-        head, tail = parts
+    name = cython.declare(str, visibility="public")
+    parts = cython.declare(tuple)
+    head = cython.declare(str)
+    tail = cython.declare(str)
+    depth = cython.declare(cython.Py_ssize_t)
 
-        def get_pair(event: Event) -> Any:
-            inner = event.get(head, MISSING)
+    def __init__(self, name: str):
+        self.name = str(name)
+        self.parts = tuple(self.name.split("."))
+        self.depth = len(self.parts)
+        self.head = self.parts[0]
+        self.tail = self.parts[1] if self.depth == 2 else ""
+
+    @cython.ccall
+    def get(self, event: Event) -> Any:
+        if self.depth == 1:
+            return event.get(self.name, MISSING)
+        if self.depth == 2:  # the common case (source.ip, event.action): a fast path for nested dicts
+            inner = event.get(self.head, MISSING)
             if isinstance(inner, dict):
-                return inner.get(tail, MISSING)
-            value = event.get(name, MISSING)
-            return value if value is not MISSING or inner is MISSING else _walk(event, parts)
-        return get_pair
-
-    def get(event: Event) -> Any:
-        value = event.get(name, MISSING)
+                return inner.get(self.tail, MISSING)
+            value = event.get(self.name, MISSING)
+            return value if value is not MISSING or inner is MISSING else _walk(event, self.parts)
+        value = event.get(self.name, MISSING)
         if value is not MISSING:
             return value
-        return _walk(event, parts)
-    return get
+        return _walk(event, self.parts)
+
+
+def field_getter(name: str) -> Callable[[Event], Any]:
+    """A function returning the value of ``name`` in an event, or MISSING (see :class:`FieldGetter`)."""
+    return FieldGetter(name).get
 
 
 def _walk(node: Any, parts: tuple[str, ...]) -> Any:
@@ -150,8 +163,100 @@ def string_leaves(node: Any) -> Iterator[str]:
 
 # -- value matchers -------------------------------------------------------------------------------------------
 
-def _string_matcher(value: SigmaString, contains: bool = False) -> Callable[[str], bool]:
-    """A test on one string for a Sigma string with wildcards (case-insensitive unless cased); ``contains``
+@cython.cclass
+class ValueTest:
+    """A test on one scalar event value (``test.accepts(value)`` or ``test(value)``): extension types when compiled,
+    so that a field's condition calls its value test without a Python call."""
+
+    @cython.ccall
+    def accepts(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def __call__(self, value: Any) -> bool:
+        return self.accepts(value)
+
+
+@cython.cclass
+class _ValueCall(ValueTest):
+    """A value test written as a function (the rarer value types)."""
+
+    fn = cython.declare(object)
+
+    def __init__(self, fn: Callable[[Any], bool]):
+        self.fn = fn
+
+    @cython.ccall
+    def accepts(self, value: Any) -> bool:
+        return self.fn(value)
+
+
+@cython.cclass
+class _AnyValue(ValueTest):
+    """Any of several value tests (an expansion: base64offset, windash …)."""
+
+    tests = cython.declare(list)
+
+    def __init__(self, tests: list[ValueTest]):
+        self.tests = tests
+
+    @cython.ccall
+    @cython.locals(test=ValueTest)
+    def accepts(self, value: Any) -> bool:
+        for test in self.tests:  # noqa: SIM110 (a loop compiles to C; any() of a generator would not)
+            if test.accepts(value):
+                return True
+        return False
+
+
+# TextTest kinds
+_EQUALS: Final = 0
+_CONTAINS: Final = 1
+_STARTS: Final = 2
+_ENDS: Final = 3
+_ANYTHING: Final = 4
+_PATTERN: Final = 5
+
+
+@cython.cclass
+class TextTest(ValueTest):
+    """A Sigma string on a scalar's text (numbers by their text, booleans as true/false; objects never match):
+    equal to, containing, starting or ending with a literal, anything, or a wildcard pattern; case-folded by
+    ``str.lower`` unless cased."""
+
+    kind = cython.declare(cython.int, visibility="public")
+    literal = cython.declare(str)
+    regex = cython.declare(object)
+    fold = cython.declare(cython.bint)
+
+    def __init__(self, kind: int, literal: str = "", regex: Any = None, fold: bool = True):
+        self.kind = kind
+        self.literal = literal
+        self.regex = regex
+        self.fold = fold
+
+    @cython.ccall
+    def accepts(self, value: Any) -> bool:
+        text: Any = value if type(value) is str else scalar_text(value)
+        if text is None:
+            return False
+        if self.fold:
+            text = text.lower()
+        kind = self.kind
+        if kind == _EQUALS:
+            return text == self.literal
+        if kind == _CONTAINS:
+            return self.literal in text
+        if kind == _STARTS:
+            return text.startswith(self.literal)
+        if kind == _ENDS:
+            return text.endswith(self.literal)
+        if kind == _ANYTHING:
+            return True
+        return self.regex.fullmatch(text) is not None
+
+
+def _text_test(value: SigmaString, contains: bool = False) -> TextTest:
+    """The test on one string for a Sigma string with wildcards (case-insensitive unless cased); ``contains``
     wraps the value in ``*`` (keyword semantics)."""
     cased = isinstance(value, SigmaCasedString)
     star = SpecialChars.WILDCARD_MULTI
@@ -167,23 +272,26 @@ def _string_matcher(value: SigmaString, contains: bool = False) -> Callable[[str
     specials = [p for p in parts if not isinstance(p, str)]
     fold: Callable[[str], str] = (lambda s: s) if cased else str.lower
     if not specials:
-        plain = fold("".join(strings))
-        return lambda s: fold(s) == plain
+        return TextTest(_EQUALS, fold("".join(strings)), fold=not cased)
     if all(p == star for p in specials) and len(strings) == 1:
         literal = fold(strings[0])
         if len(parts) == 3 and parts[0] == star and parts[2] == star:
-            return lambda s: literal in fold(s)
+            return TextTest(_CONTAINS, literal, fold=not cased)
         if len(parts) == 2 and parts[0] == star:
-            return lambda s: fold(s).endswith(literal)
+            return TextTest(_ENDS, literal, fold=not cased)
         if len(parts) == 2 and parts[1] == star:
-            return lambda s: fold(s).startswith(literal)
+            return TextTest(_STARTS, literal, fold=not cased)
     if all(p == star for p in parts):
-        return lambda s: True
+        return TextTest(_ANYTHING, fold=not cased)
     # case folded by str.lower as in the paths above and the literal gates (re.IGNORECASE folds some letters,
     # such as the dotless ı, otherwise)
     pattern = "".join(re.escape(fold(p)) if isinstance(p, str) else (".*" if p == star else ".") for p in parts)
-    regex = re.compile(pattern, re.DOTALL)
-    return lambda s: regex.fullmatch(fold(s)) is not None
+    return TextTest(_PATTERN, regex=re.compile(pattern, re.DOTALL), fold=not cased)
+
+
+def _string_matcher(value: SigmaString, contains: bool = False) -> Callable[[str], bool]:
+    """A test on one string for a Sigma string (see :func:`_text_test`)."""
+    return _text_test(value, contains).accepts
 
 
 _REGEX_FLAGS = {
@@ -218,14 +326,17 @@ _PARTS: dict[TimestampPart, Callable[[datetime], int]] = {
 }
 
 
-def _scalar_test(value: Any) -> Callable[[Any], bool]:
+def _scalar_test(value: Any) -> ValueTest:
     """A test on one scalar event value for a Sigma value (not exists/null/fieldref, handled by the caller)."""
     if isinstance(value, SigmaExpansion):
-        tests = [_scalar_test(v) for v in value.values]
-        return lambda v: any(t(v) for t in tests)
+        return _AnyValue([_scalar_test(v) for v in value.values])
     if isinstance(value, SigmaString):
-        match = _string_matcher(value)
-        return lambda v: (t := scalar_text(v)) is not None and match(t)
+        return _text_test(value)
+    return _ValueCall(_other_test(value))
+
+
+def _other_test(value: Any) -> Callable[[Any], bool]:
+    """A test on one scalar event value for a Sigma value other than a string or an expansion."""
     if isinstance(value, SigmaRegularExpression):
         search = _regex_matcher(value)
         return lambda v: (t := scalar_text(v)) is not None and search(t)
@@ -249,42 +360,136 @@ def _scalar_test(value: Any) -> Callable[[Any], bool]:
     raise CompileError(f"value type {type(value).__name__} is not supported")
 
 
-def _field_predicate(field: str, value: Any) -> Predicate:
-    get = field_getter(field)
-    if isinstance(value, SigmaExists):
-        if value.exists:
-            return lambda e: get(e) is not MISSING
-        return lambda e: get(e) is MISSING
-    if isinstance(value, SigmaNull):
-        return lambda e: (v := get(e)) is MISSING or v is None or v == []
-    if isinstance(value, SigmaFieldReference):
-        other = field_getter(value.field)
+# -- condition nodes ------------------------------------------------------------------------------------------
 
-        def compare(e: Event) -> bool:
-            a, b = get(e), other(e)
-            if a is MISSING or b is MISSING:
+@cython.cclass
+class Check:
+    """A compiled condition or a node of one: ``check(event)`` (or ``check.test(event)``) is true when the event
+    matches. Extension types when compiled: a node calls its children through a C method table, not a Python
+    call (which had been about a quarter of detection's instructions)."""
+
+    @cython.ccall
+    def test(self, event: Event) -> bool:
+        raise NotImplementedError
+
+    def __call__(self, event: Event) -> bool:
+        return self.test(event)
+
+
+@cython.cclass
+class _Call(Check):
+    """A condition written as a function (the rarer forms: keywords, exists, null, field references, sets)."""
+
+    fn = cython.declare(object)
+
+    def __init__(self, fn: Predicate):
+        self.fn = fn
+
+    @cython.ccall
+    def test(self, event: Event) -> bool:
+        return self.fn(event)
+
+
+@cython.cclass
+class AllOf(Check):
+    children = cython.declare(list)
+
+    def __init__(self, children: list[Check]):
+        self.children = children
+
+    @cython.ccall
+    @cython.locals(child=Check)
+    def test(self, event: Event) -> bool:
+        for child in self.children:  # noqa: SIM110 (a loop compiles to C; all() of a generator would not)
+            if not child.test(event):
                 return False
-            texts = [t for t in map(scalar_text, as_list(b)) if t is not None]
-            for v in as_list(a):
-                t = scalar_text(v)
-                if t is None:
-                    continue
-                for ref in texts:
-                    if (value.starts_with and t.startswith(ref)) or (value.ends_with and t.endswith(ref)) or (
-                            not value.starts_with and not value.ends_with and t == ref):
-                        return True
-            return False
-        return compare
-    test = _scalar_test(value)
+        return True
 
-    def predicate(e: Event) -> bool:
-        v = get(e)
-        if v is MISSING or v is None:
+
+@cython.cclass
+class AnyOf(Check):
+    children = cython.declare(list)
+
+    def __init__(self, children: list[Check]):
+        self.children = children
+
+    @cython.ccall
+    @cython.locals(child=Check)
+    def test(self, event: Event) -> bool:
+        for child in self.children:  # noqa: SIM110 (as above)
+            if child.test(event):
+                return True
+        return False
+
+
+@cython.cclass
+class Negation(Check):
+    child = cython.declare(Check)
+
+    def __init__(self, child: Check):
+        self.child = child
+
+    @cython.ccall
+    def test(self, event: Event) -> bool:
+        return not self.child.test(event)
+
+
+@cython.cclass
+class FieldMatch(Check):
+    """A field's value (any element of a list value) passing a value test; a missing or null field never does."""
+
+    getter = cython.declare(FieldGetter)
+    value_test = cython.declare(ValueTest)
+
+    def __init__(self, getter: FieldGetter, value_test: ValueTest):
+        self.getter = getter
+        self.value_test = value_test
+
+    @cython.ccall
+    def test(self, event: Event) -> bool:
+        value = self.getter.get(event)
+        if value is MISSING or value is None:
             return False
-        if isinstance(v, list):
-            return any(test(x) for x in v)
-        return test(v)
-    return predicate
+        if isinstance(value, list):
+            for item in value:  # noqa: SIM110 (as above)
+                if self.value_test.accepts(item):
+                    return True
+            return False
+        return self.value_test.accepts(value)
+
+
+def _field_predicate(field: str, value: Any) -> Check:
+    if isinstance(value, SigmaExists):
+        get = field_getter(field)
+        if value.exists:
+            return _Call(lambda e: get(e) is not MISSING)
+        return _Call(lambda e: get(e) is MISSING)
+    if isinstance(value, SigmaNull):
+        get = field_getter(field)
+        return _Call(lambda e: (v := get(e)) is MISSING or v is None or v == [])
+    if isinstance(value, SigmaFieldReference):
+        return _Call(_reference_predicate(field, value))
+    return FieldMatch(FieldGetter(field), _scalar_test(value))
+
+
+def _reference_predicate(field: str, value: SigmaFieldReference) -> Predicate:
+    get, other = field_getter(field), field_getter(value.field)
+
+    def compare(e: Event) -> bool:
+        a, b = get(e), other(e)
+        if a is MISSING or b is MISSING:
+            return False
+        texts = [t for t in map(scalar_text, as_list(b)) if t is not None]
+        for v in as_list(a):
+            t = scalar_text(v)
+            if t is None:
+                continue
+            for ref in texts:
+                if (value.starts_with and t.startswith(ref)) or (value.ends_with and t.endswith(ref)) or (
+                        not value.starts_with and not value.ends_with and t == ref):
+                    return True
+        return False
+    return compare
 
 
 _NOTHING: Final = (None, None, None)
@@ -352,30 +557,21 @@ def _keyword_predicate(value: Any) -> Predicate:
 
 # -- condition trees ------------------------------------------------------------------------------------------
 
-def compile_condition(node: ConditionItem) -> Predicate:
+def compile_condition(node: ConditionItem) -> Check:
     """A predicate for a parsed condition (``rule.detection.parsed_condition[i].parsed``)."""
     if isinstance(node, ConditionAND):
-        children = [compile_condition(a) for a in node.args]
-        if len(children) == 2:  # the common case, without a generator per call
-            first, second = children
-            return lambda e: first(e) and second(e)
-        return lambda e: all(c(e) for c in children)
+        return AllOf([compile_condition(a) for a in node.args])
     if isinstance(node, ConditionOR):
         lookup = _equality_set(node) or _keyword_set(node)
         if lookup is not None:
-            return lookup
-        children = [compile_condition(a) for a in node.args]
-        if len(children) == 2:
-            first, second = children
-            return lambda e: first(e) or second(e)
-        return lambda e: any(c(e) for c in children)
+            return _Call(lookup)
+        return AnyOf([compile_condition(a) for a in node.args])
     if isinstance(node, ConditionNOT):
-        inner = compile_condition(node.args[0])
-        return lambda e: not inner(e)
+        return Negation(compile_condition(node.args[0]))
     if isinstance(node, ConditionFieldEqualsValueExpression):
         return _field_predicate(node.field, node.value)
     if isinstance(node, ConditionValueExpression):
-        return _keyword_predicate(node.value)
+        return _Call(_keyword_predicate(node.value))
     raise CompileError(f"condition element {type(node).__name__} is not supported")
 
 

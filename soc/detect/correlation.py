@@ -41,6 +41,7 @@ _TIMES: dict[str, float] = {}  # timestamp text → epoch seconds (events of one
 _MEMO_SIZE = 4096
 
 
+@cython.ccall
 def event_time(event: Event) -> float:
     """Epoch seconds of ``@timestamp`` (ISO-8601 or epoch number); 0.0 when the event has none."""
     value = event.get("@timestamp", event.get("timestamp"))
@@ -78,6 +79,7 @@ class CorrelationMatch:
     event: Event
     departments: tuple[str, ...] = ()  # of the events counted since the group's window last fired
 
+@cython.ccall
 def _key_part(value: Any) -> str | None:
     """One group-by value as text: a list's first element; None when missing or an object."""
     if type(value) is str:
@@ -119,6 +121,12 @@ class _Window:
             self.departments.add(name)
 
 
+def _resolve_getters(group_by: tuple[str, ...], getters: dict[str, Any], alias_getters: dict[str, dict[str, Any]],
+                     rule_id: str) -> tuple[Any, ...]:
+    """The group-by getters for events of ``rule_id``: its alias's field where an alias names one for it."""
+    return tuple(alias_getters.get(name, {}).get(rule_id) or getters[name] for name in group_by)
+
+
 @cython.cclass
 class _Tracker:
     """The group windows of one correlation."""
@@ -132,6 +140,9 @@ class _Tracker:
     order = cython.declare(list, visibility="public")
     check = cython.declare(object, visibility="public")
     grows = cython.declare(cython.bint, visibility="public")
+    timespan = cython.declare(cython.double)  # corr.timespan_s, and the others below, read per event
+    kind = cython.declare(str)
+    threshold = cython.declare(object)
     _by_rule_getters = cython.declare(dict)
 
     def __init__(self, corr: CompiledCorrelation, max_groups: int):
@@ -146,22 +157,31 @@ class _Tracker:
         self.check = _OPS[corr.op] if corr.op else None
         # with gt/gte a count that still holds some expired values fails whenever the exact count fails
         self.grows = corr.op in ("gt", "gte")
+        self.timespan = corr.timespan_s
+        self.kind = str(corr.type)
+        self.threshold = corr.count
         self._by_rule_getters = {}
+        for rule_id in self.order:
+            self._key_getters(rule_id)
 
-    def _key_getters(self, rule_id: str) -> tuple[Any, ...]:
+    @cython.ccall
+    def _key_getters(self, rule_id: str) -> tuple:
         """The group-by getters for events matched by ``rule_id`` (its aliases resolved), memoised."""
         getters = self._by_rule_getters.get(rule_id)
         if getters is None:
-            getters = tuple(self.alias_getters.get(name, {}).get(rule_id) or self.getters[name]
-                            for name in self.corr.group_by)
-            self._by_rule_getters[rule_id] = getters
+            getters = self._by_rule_getters[rule_id] = _resolve_getters(self.corr.group_by, self.getters,
+                                                                         self.alias_getters, rule_id)
         return getters
 
     @cython.ccall
     def _key(self, event: Event, rule: CompiledRule | CompiledCorrelation) -> tuple[str, ...] | None:
         """The group-by values of the event; None when one is missing (the event is not counted)."""
+        getters = self._key_getters(rule.id)
+        if len(getters) == 1:  # the common case: one group-by field, no list to build
+            part = _key_part(getters[0](event))
+            return None if part is None else (part,)
         key: list[str] = []
-        for getter in self._key_getters(rule.id):
+        for getter in getters:
             part = _key_part(getter(event))
             if part is None:
                 return None
@@ -172,7 +192,7 @@ class _Tracker:
     def _window(self, key: tuple[str, ...]) -> _Window:
         window = self.groups.get(key)
         if window is None:
-            window = self.groups[key] = _Window(self.corr.type)
+            window = self.groups[key] = _Window(self.kind)
             while len(self.groups) > self.max_groups:
                 self.groups.popitem(last=False)
         else:
@@ -182,21 +202,21 @@ class _Tracker:
     @cython.ccall
     @cython.locals(window=_Window, ts=cython.double, last=cython.double, horizon=cython.double)
     def observe(self, event: Event, rule: CompiledRule | CompiledCorrelation, ts: float) -> CorrelationMatch | None:
-        corr = self.corr
         key = self._key(event, rule)
         if key is None:
             return None
         window = self._window(key)
         if ts > window.last:
             window.last = ts
-        horizon = window.last - corr.timespan_s  # the window ends at the newest event time of the group
+        horizon = window.last - self.timespan  # the window ends at the newest event time of the group
         if ts < horizon:
             return None  # too late to count
         window.count_department(event)
         last = window.last
         count: int
         first: float
-        if corr.type == "event_count":
+        kind = self.kind
+        if kind == "event_count":
             times = window.state  # in time order
             if not times or ts >= times[-1]:
                 times.append(ts)
@@ -208,7 +228,7 @@ class _Tracker:
                     expired += 1
                 del times[:expired]
             count, first = len(times), times[0]
-        elif corr.type == "value_count":
+        elif kind == "value_count":
             values = window.state
             value = self.value_getter(event) if self.value_getter else MISSING
             if value is not MISSING:
@@ -225,13 +245,14 @@ class _Tracker:
                 if values[oldest] >= horizon:
                     break
                 del values[oldest]
-            if self.check is None or corr.count is None or (self.grows and not self.check(len(values), corr.count)):
+            if self.check is None or self.threshold is None or (
+                    self.grows and not self.check(len(values), self.threshold)):
                 return None
             for text in [v for v, t in values.items() if t < horizon]:
                 del values[text]
             count = len(values)
             first = min(values.values(), default=ts)
-        elif corr.type == "temporal":
+        elif kind == "temporal":
             latest = window.state
             if ts > latest.get(rule.id, horizon - 1.0):
                 latest[rule.id] = ts
@@ -253,7 +274,7 @@ class _Tracker:
             if len(sequence) < len(self.order):
                 return None
             return self._fire(key, window, len(sequence), sequence[0], sequence[-1], event)
-        if self.check is None or corr.count is None or not self.check(count, corr.count):
+        if self.check is None or self.threshold is None or not self.check(count, self.threshold):
             return None
         return self._fire(key, window, count, first, last, event)
 
