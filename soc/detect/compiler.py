@@ -88,9 +88,22 @@ class FieldGetter:
 
     @cython.ccall
     def get(self, event: Event) -> Any:
+        if type(event) is not dict:  # a mapping of another type (a dict subclass): its own get
+            return self._get_from(event)
+        flat = cython.cast(dict, event)  # a plain dict (every event parsed or read as JSON): C-level lookups
+        if self.depth == 1:
+            return flat.get(self.name, MISSING)
+        if self.depth == 2:  # the common case (source.ip, event.action): a fast path for nested dicts
+            inner = flat.get(self.head, MISSING)
+            if type(inner) is dict:
+                return cython.cast(dict, inner).get(self.tail, MISSING)
+        return self._get_from(event)
+
+    @cython.ccall
+    def _get_from(self, event: Any) -> Any:
         if self.depth == 1:
             return event.get(self.name, MISSING)
-        if self.depth == 2:  # the common case (source.ip, event.action): a fast path for nested dicts
+        if self.depth == 2:
             inner = event.get(self.head, MISSING)
             if isinstance(inner, dict):
                 return inner.get(self.tail, MISSING)

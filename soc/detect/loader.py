@@ -16,7 +16,15 @@ from sigma.exceptions import SigmaError
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaRule
 
-from soc.detect.compiler import CompileError, Gate, Predicate, compile_condition, literal_gate, required_fields
+from soc.detect.compiler import (
+    AnyOf,
+    CompileError,
+    Gate,
+    Predicate,
+    compile_condition,
+    literal_gate,
+    required_fields,
+)
 
 BUILTIN_RULES = Path(__file__).resolve().parent.parent / "rules"
 ECS_PIPELINE = Path(__file__).with_name("ecs_pipeline.yml")
@@ -148,11 +156,7 @@ def _compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, path: st
         for g in gates:
             for target, needles in g.items():  # type: ignore[union-attr]
                 gate[target] = gate.get(target, frozenset()) | needles
-    if len(predicates) == 1:
-        predicate = predicates[0]
-    else:
-        def predicate(event: dict, _ps: list[Predicate] = predicates) -> bool:  # type: ignore[type-arg]
-            return any(p(event) for p in _ps)
+    predicate: Predicate = predicates[0] if len(predicates) == 1 else AnyOf(predicates)
     ls = rule.logsource
     return CompiledRule(
         id=_rule_id(rule), title=rule.title, level=str(rule.level or "medium").lower(),
