@@ -46,6 +46,7 @@ from soc.detect.compiler import (
     Event,
     field_getter,
     forget_keywords,
+    keyword_texts,
     lowered_texts,
     remember_keywords,
     scalar_text,
@@ -146,7 +147,8 @@ class _Gate:
         if hyperscan_calls is None:
             hyperscan_calls = "wheel" if Literals is None else "c-api"
         if engine == "hyperscan" and hyperscan_calls == "c-api":
-            self.literals = Literals(list(needles), self.groups)
+            # caseless: an ASCII text is scanned as it stands, without lowercasing it first (see search_raw)
+            self.literals = Literals(list(needles), self.groups, caseless=True)
         elif engine == "hyperscan":
             self.database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
             self.database.compile(expressions=[_hex_pattern(n) for n in needles], ids=list(range(len(needles))),
@@ -178,16 +180,24 @@ class _Gate:
         return tuple(dict.fromkeys([groups[i] for i in found]))
 
     @cython.ccall
+    def search_raw(self, text: str) -> tuple[RuleGroup, ...]:
+        """:meth:`search` on ``text`` lowercased. Hyperscan's C API scans an ASCII text as it stands, its literals
+        caseless: for ASCII, ``str.lower`` changes exactly the letters caseless matching ignores."""
+        if self.literals is not None and text.isascii():
+            return self.literals.search(text)
+        return self.search(text.lower())
+
+    @cython.ccall
     def remembered(self, value: str) -> tuple[RuleGroup, ...]:
-        """:meth:`search` on a string value (lowercased here), through the memo while there is one."""
+        """:meth:`search_raw` on a string value, through the memo while there is one."""
         memo = self.memo
         if memo is None:
-            return self.search(value.lower())
+            return self.search_raw(value)
         found = memo.get(value)
         if found is not None:
             self.hits += 1
             return found
-        found = self.search(value.lower())
+        found = self.search_raw(value)
         self.misses += 1
         if self.misses >= MEMO_TRIAL and self.hits < self.misses:
             self.memo = None
@@ -216,26 +226,30 @@ class _Bucket:
 
 @cython.locals(line=str, message=str)
 def _gate_text(event: Event, target: str, get: Any) -> str | None:
-    """The lowercased text a literal gate looks at: the keyword texts, or the field's value(s)."""
+    """The text a literal gate looks at (to be lowercased, :meth:`_Gate.search_raw`): the keyword texts, or the
+    field's value(s)."""
     if target == KEYWORDS:
-        texts = lowered_texts(event)
+        texts = keyword_texts(event)
         # the message is part of the raw line (mostly its end, a cheaper test than a substring search): search the
-        # line once
+        # line once. Compared as they stand when ASCII (lowercasing keeps containment), lowercased otherwise (the
+        # final sigma lowercases by context)
         if len(texts) == 2:
             line, message = texts
+            if not (line.isascii() and message.isascii()):
+                line, message = lowered_texts(event)
             if line.endswith(message) or message in line:
                 return line
         return "\x00".join(texts)
     value = get(event)
     if type(value) is str:  # the common case: one string, no list to walk
-        return value.lower()
+        return value
     if value is MISSING or value is None:
         return None
     texts = []
     for item in value if isinstance(value, list) else [value]:
         text = scalar_text(item)
         if text is not None:
-            texts.append(text.lower())
+            texts.append(text)
     return "\x00".join(texts)
 
 
@@ -350,7 +364,7 @@ class Detector:
                         continue
                 text = _gate_text(event, gate.target, gate.get)
                 if text:
-                    groups.update(gate.search(text))
+                    groups.update(gate.search_raw(text))
             if len(groups) == 1 and not out:
                 return list(groups.pop())  # one group: already in rule order
             if groups:

@@ -43,6 +43,7 @@ cdef extern from "hs/hs.h":
                        hs_scratch_t *scratch, match_event_handler on_event, void *context) nogil
     int HS_SUCCESS
     unsigned HS_FLAG_SINGLEMATCH
+    unsigned HS_FLAG_CASELESS
     unsigned HS_MODE_BLOCK
 
 
@@ -79,8 +80,9 @@ cdef class Literals:
         self.found.capacity = 0
         self.busy = False
 
-    def __init__(self, literals, values):
-        """``literals``: the strings to find; ``values``: what :meth:`search` returns for each (same order)."""
+    def __init__(self, literals, values, caseless=False):
+        """``literals``: the strings to find; ``values``: what :meth:`search` returns for each (same order);
+        ``caseless``: ASCII letters match either case (other characters match exactly)."""
         encoded = [literal.encode("utf-8", "surrogatepass") for literal in literals]
         cdef unsigned n = len(encoded)
         if n == 0 or n != len(values):
@@ -99,7 +101,7 @@ cdef class Literals:
             for i in range(n):
                 expressions[i] = <const char *> (<bytes> encoded[i])
                 lengths[i] = len(<bytes> encoded[i])
-                flags[i] = HS_FLAG_SINGLEMATCH
+                flags[i] = HS_FLAG_SINGLEMATCH | (HS_FLAG_CASELESS if caseless else 0)
                 ids[i] = i
             status = hs_compile_lit_multi(expressions, flags, ids, lengths, n, HS_MODE_BLOCK, NULL, &self.db, &error)
             if status != HS_SUCCESS:

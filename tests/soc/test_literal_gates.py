@@ -46,6 +46,18 @@ def test_hyperscan_and_automaton_find_the_same_groups(text: str) -> None:
         assert set(found) == expected, (name, calls)
 
 
+RAW_ALPHABET = st.sampled_from([*"abxyzABXYZ./(){};:*[]\\éÉ身份证 \x00\ud800ΣσςİK", "UNION", "Select", "\\X41"])
+
+
+@given(text=st.lists(RAW_ALPHABET, max_size=40).map("".join))
+def test_raw_text_is_searched_as_its_lowercase(text: str) -> None:
+    """search_raw scans ASCII text caseless as it stands (the C API), anything else lowercased: the same groups as
+    a search of the lowercased text, in every engine."""
+    for name, calls in ENGINES:
+        gate = _gate(name, calls=calls)
+        assert gate.search_raw(text) == gate.search(text.lower()), (name, calls)
+
+
 def test_c_api_and_wheel_report_in_the_same_order() -> None:
     text = "get /../zzz?q=union select x\x00y 身份证 é/[*] \\x41 (){:;};"
     assert _gate("hyperscan", calls="c-api").search(text) == _gate("hyperscan", calls="wheel").search(text)
