@@ -135,6 +135,7 @@ def summary() -> str:
     """One line for reports: how the hot path runs in this process (its imported modules)."""
     modes = status()
     compiled = sum(mode == "compiled" for mode in modes.values())
+    bound = [name for name in LIBRARY_BOUND if name in sys.modules]
     if modes and compiled == len(modes):
-        return f"compiled with Cython ({compiled} modules)"
+        return f"compiled with Cython ({compiled} modules)" + (f" + {', '.join(bound)}" if bound else "")
     return f"pure Python for {len(modes) - compiled} of {len(modes)} modules (build: python -m soc.native_build)"

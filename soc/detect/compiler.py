@@ -97,6 +97,8 @@ class FieldGetter:
             inner = flat.get(self.head, MISSING)
             if type(inner) is dict:
                 return cython.cast(dict, inner).get(self.tail, MISSING)
+            if inner is MISSING:  # no such object: a flat key spelled with the dot, or nothing
+                return flat.get(self.name, MISSING)
         return self._get_from(event)
 
     @cython.ccall
@@ -174,224 +176,27 @@ def string_leaves(node: Any) -> Iterator[str]:
             yield text
 
 
-# -- value matchers -------------------------------------------------------------------------------------------
-
-@cython.cclass
-class ValueTest:
-    """A test on one scalar event value (``test.accepts(value)`` or ``test(value)``): extension types when compiled,
-    so that a field's condition calls its value test without a Python call."""
-
-    @cython.ccall
-    def accepts(self, value: Any) -> bool:
-        raise NotImplementedError
-
-    def __call__(self, value: Any) -> bool:
-        return self.accepts(value)
-
-
-@cython.cclass
-class _ValueCall(ValueTest):
-    """A value test written as a function (the rarer value types)."""
-
-    fn = cython.declare(object)
-
-    def __init__(self, fn: Callable[[Any], bool]):
-        self.fn = fn
-
-    @cython.ccall
-    def accepts(self, value: Any) -> bool:
-        return self.fn(value)
-
-
-@cython.cclass
-class _AnyValue(ValueTest):
-    """Any of several value tests (an expansion: base64offset, windash …)."""
-
-    tests = cython.declare(list)
-
-    def __init__(self, tests: list[ValueTest]):
-        self.tests = tests
-
-    @cython.ccall
-    @cython.locals(test=ValueTest)
-    def accepts(self, value: Any) -> bool:
-        for test in self.tests:  # noqa: SIM110 (a loop compiles to C; any() of a generator would not)
-            if test.accepts(value):
-                return True
-        return False
-
-
-# TextTest kinds
-_EQUALS: Final = 0
-_CONTAINS: Final = 1
-_STARTS: Final = 2
-_ENDS: Final = 3
-_ANYTHING: Final = 4
-_PATTERN: Final = 5
-
-
-@cython.cclass
-class TextTest(ValueTest):
-    """A Sigma string on a scalar's text (numbers by their text, booleans as true/false; objects never match):
-    equal to, containing, starting or ending with a literal, anything, or a wildcard pattern; case-folded by
-    ``str.lower`` unless cased."""
-
-    kind = cython.declare(cython.int, visibility="public")
-    literal = cython.declare(str)
-    regex = cython.declare(object)
-    fold = cython.declare(cython.bint)
-
-    def __init__(self, kind: int, literal: str = "", regex: Any = None, fold: bool = True):
-        self.kind = kind
-        self.literal = literal
-        self.regex = regex
-        self.fold = fold
-
-    @cython.ccall
-    def accepts(self, value: Any) -> bool:
-        text: Any = value if type(value) is str else scalar_text(value)
-        if text is None:
-            return False
-        if self.fold:
-            text = text.lower()
-        kind = self.kind
-        if kind == _EQUALS:
-            return text == self.literal
-        if kind == _CONTAINS:
-            return self.literal in text
-        if kind == _STARTS:
-            return text.startswith(self.literal)
-        if kind == _ENDS:
-            return text.endswith(self.literal)
-        if kind == _ANYTHING:
-            return True
-        return self.regex.fullmatch(text) is not None
-
-
-def _text_test(value: SigmaString, contains: bool = False) -> TextTest:
-    """The test on one string for a Sigma string with wildcards (case-insensitive unless cased); ``contains``
-    wraps the value in ``*`` (keyword semantics)."""
-    cased = isinstance(value, SigmaCasedString)
-    star = SpecialChars.WILDCARD_MULTI
-    parts = list(value.s)
-    if contains and (not parts or parts[0] != star):
-        parts.insert(0, star)
-    if contains and parts[-1] != star:
-        parts.append(star)
-    for part in parts:
-        if isinstance(part, Placeholder):
-            raise CompileError(f"placeholder %{part.name}% has no value list (the expand modifier needs one)")
-    strings = [p for p in parts if isinstance(p, str)]
-    specials = [p for p in parts if not isinstance(p, str)]
-    fold: Callable[[str], str] = (lambda s: s) if cased else str.lower
-    if not specials:
-        return TextTest(_EQUALS, fold("".join(strings)), fold=not cased)
-    if all(p == star for p in specials) and len(strings) == 1:
-        literal = fold(strings[0])
-        if len(parts) == 3 and parts[0] == star and parts[2] == star:
-            return TextTest(_CONTAINS, literal, fold=not cased)
-        if len(parts) == 2 and parts[0] == star:
-            return TextTest(_ENDS, literal, fold=not cased)
-        if len(parts) == 2 and parts[1] == star:
-            return TextTest(_STARTS, literal, fold=not cased)
-    if all(p == star for p in parts):
-        return TextTest(_ANYTHING, fold=not cased)
-    # case folded by str.lower as in the paths above and the literal gates (re.IGNORECASE folds some letters,
-    # such as the dotless ı, otherwise)
-    pattern = "".join(re.escape(fold(p)) if isinstance(p, str) else (".*" if p == star else ".") for p in parts)
-    return TextTest(_PATTERN, regex=re.compile(pattern, re.DOTALL), fold=not cased)
-
-
-def _string_matcher(value: SigmaString, contains: bool = False) -> Callable[[str], bool]:
-    """A test on one string for a Sigma string (see :func:`_text_test`)."""
-    return _text_test(value, contains).accepts
-
-
-_REGEX_FLAGS = {
-    SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
-    SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
-    SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
-}
-
-
-def _regex_matcher(value: SigmaRegularExpression) -> Callable[[str], bool]:
-    flags = 0
-    for flag in value.flags:
-        flags |= _REGEX_FLAGS[flag]
-    source = value.regexp.to_plain() if isinstance(value.regexp, SigmaString) else str(value.regexp)
-    try:
-        regex = re.compile(source, flags)
-    except re.error as exc:
-        raise CompileError(f"regular expression {source!r}: {exc}") from None
-    return lambda s: regex.search(s) is not None
-
-
-_COMPARE = {
-    CompareOperators.LT: lambda a, b: a < b,
-    CompareOperators.LTE: lambda a, b: a <= b,
-    CompareOperators.GT: lambda a, b: a > b,
-    CompareOperators.GTE: lambda a, b: a >= b,
-}
-
-
-_PARTS: dict[TimestampPart, Callable[[datetime], int]] = {
-    part: TIME_PARTS[part.name.lower()] for part in TimestampPart
-}
-
-
-def _scalar_test(value: Any) -> ValueTest:
-    """A test on one scalar event value for a Sigma value (not exists/null/fieldref, handled by the caller)."""
-    if isinstance(value, SigmaExpansion):
-        return _AnyValue([_scalar_test(v) for v in value.values])
-    if isinstance(value, SigmaString):
-        return _text_test(value)
-    return _ValueCall(_other_test(value))
-
-
-def _other_test(value: Any) -> Callable[[Any], bool]:
-    """A test on one scalar event value for a Sigma value other than a string or an expansion."""
-    if isinstance(value, SigmaRegularExpression):
-        search = _regex_matcher(value)
-        return lambda v: (t := scalar_text(v)) is not None and search(t)
-    if isinstance(value, SigmaTimestampPart):
-        part, wanted = _PARTS[value.timestamp_part], value.number
-        return lambda v: (t := as_timestamp(v)) is not None and part(t) == wanted
-    if isinstance(value, SigmaBool):
-        wanted_bool = value.boolean
-        return lambda v: v is wanted_bool or (isinstance(v, str) and v.lower() == str(wanted_bool).lower())
-    if isinstance(value, SigmaNumber):
-        number, text = float(value.number), str(value.number)
-        return lambda v: (v.strip() == text if isinstance(v, str) else False) or as_number(v) == number
-    if isinstance(value, SigmaCompareExpression):
-        op, bound = _COMPARE[value.op], float(value.number.number)
-        return lambda v: (n := as_number(v)) is not None and op(n, bound)
-    if isinstance(value, SigmaCIDRExpression):
-        network = value.network
-        return lambda v: in_network(v, network)
-    if isinstance(value, SigmaQueryExpression):
-        raise CompileError(f"query expression {value.expr!r} is for query backends, not for in-memory matching")
-    raise CompileError(f"value type {type(value).__name__} is not supported")
-
-
 # -- condition nodes ------------------------------------------------------------------------------------------
 
 @cython.cclass
 class Check:
     """A compiled condition or a node of one: ``check(event)`` (or ``check.test(event)``) is true when the event
-    matches. Extension types when compiled: a node calls its children through a C method table, not a Python
-    call (which had been about a quarter of detection's instructions)."""
+    matches; the value tests under a field's condition are Checks over one value. Extension types when compiled:
+    a node calls its children through a C method table, not a Python call (which had been about a quarter of
+    detection's instructions)."""
 
     @cython.ccall
-    def test(self, event: Event) -> bool:
+    def test(self, subject: Any) -> bool:
         raise NotImplementedError
 
-    def __call__(self, event: Event) -> bool:
-        return self.test(event)
+    def __call__(self, subject: Any) -> bool:
+        return self.test(subject)
 
 
 @cython.cclass
 class _Call(Check):
-    """A condition written as a function (the rarer forms: keywords, exists, null, field references, sets)."""
+    """A condition or value test written as a function (the rarer forms: keywords, exists, null, field references,
+    sets; numbers, regexes, CIDR …)."""
 
     fn = cython.declare(object)
 
@@ -447,14 +252,168 @@ class Negation(Check):
         return not self.child.test(event)
 
 
+# -- value matchers -------------------------------------------------------------------------------------------
+
+# TextTest kinds
+_EQUALS: Final = 0
+_CONTAINS: Final = 1
+_STARTS: Final = 2
+_ENDS: Final = 3
+_ANYTHING: Final = 4
+_PATTERN: Final = 5
+
+
+@cython.cclass
+class TextTest(Check):
+    """A Sigma string on a scalar's text (numbers by their text, booleans as true/false; objects never match):
+    equal to, containing, starting or ending with a literal, anything, or a wildcard pattern; case-folded by
+    ``str.lower`` unless cased."""
+
+    kind = cython.declare(cython.int, visibility="public")
+    literal = cython.declare(str)
+    regex = cython.declare(object)
+    fold = cython.declare(cython.bint)
+
+    def __init__(self, kind: int, literal: str = "", regex: Any = None, fold: bool = True):
+        self.kind = kind
+        self.literal = literal
+        self.regex = regex
+        self.fold = fold
+
+    @cython.ccall
+    def test(self, value: Any) -> bool:
+        text: Any = value if type(value) is str else scalar_text(value)
+        if text is None:
+            return False
+        if self.fold:
+            text = text.lower()
+        kind = self.kind
+        if kind == _EQUALS:
+            return text == self.literal
+        if kind == _CONTAINS:
+            return self.literal in text
+        if kind == _STARTS:
+            return text.startswith(self.literal)
+        if kind == _ENDS:
+            return text.endswith(self.literal)
+        if kind == _ANYTHING:
+            return True
+        return self.regex.fullmatch(text) is not None
+
+
+def _text_test(value: SigmaString, contains: bool = False) -> TextTest:
+    """The test on one string for a Sigma string with wildcards (case-insensitive unless cased); ``contains``
+    wraps the value in ``*`` (keyword semantics)."""
+    cased = isinstance(value, SigmaCasedString)
+    star = SpecialChars.WILDCARD_MULTI
+    parts = list(value.s)
+    if contains and (not parts or parts[0] != star):
+        parts.insert(0, star)
+    if contains and parts[-1] != star:
+        parts.append(star)
+    for part in parts:
+        if isinstance(part, Placeholder):
+            raise CompileError(f"placeholder %{part.name}% has no value list (the expand modifier needs one)")
+    strings = [p for p in parts if isinstance(p, str)]
+    specials = [p for p in parts if not isinstance(p, str)]
+    fold: Callable[[str], str] = (lambda s: s) if cased else str.lower
+    if not specials:
+        return TextTest(_EQUALS, fold("".join(strings)), fold=not cased)
+    if all(p == star for p in specials) and len(strings) == 1:
+        literal = fold(strings[0])
+        if len(parts) == 3 and parts[0] == star and parts[2] == star:
+            return TextTest(_CONTAINS, literal, fold=not cased)
+        if len(parts) == 2 and parts[0] == star:
+            return TextTest(_ENDS, literal, fold=not cased)
+        if len(parts) == 2 and parts[1] == star:
+            return TextTest(_STARTS, literal, fold=not cased)
+    if all(p == star for p in parts):
+        return TextTest(_ANYTHING, fold=not cased)
+    # case folded by str.lower as in the paths above and the literal gates (re.IGNORECASE folds some letters,
+    # such as the dotless ı, otherwise)
+    pattern = "".join(re.escape(fold(p)) if isinstance(p, str) else (".*" if p == star else ".") for p in parts)
+    return TextTest(_PATTERN, regex=re.compile(pattern, re.DOTALL), fold=not cased)
+
+
+def _string_matcher(value: SigmaString, contains: bool = False) -> Callable[[str], bool]:
+    """A test on one string for a Sigma string (see :func:`_text_test`)."""
+    return _text_test(value, contains).test
+
+
+_REGEX_FLAGS = {
+    SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
+    SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
+    SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
+}
+
+
+def _regex_matcher(value: SigmaRegularExpression) -> Callable[[str], bool]:
+    flags = 0
+    for flag in value.flags:
+        flags |= _REGEX_FLAGS[flag]
+    source = value.regexp.to_plain() if isinstance(value.regexp, SigmaString) else str(value.regexp)
+    try:
+        regex = re.compile(source, flags)
+    except re.error as exc:
+        raise CompileError(f"regular expression {source!r}: {exc}") from None
+    return lambda s: regex.search(s) is not None
+
+
+_COMPARE = {
+    CompareOperators.LT: lambda a, b: a < b,
+    CompareOperators.LTE: lambda a, b: a <= b,
+    CompareOperators.GT: lambda a, b: a > b,
+    CompareOperators.GTE: lambda a, b: a >= b,
+}
+
+
+_PARTS: dict[TimestampPart, Callable[[datetime], int]] = {
+    part: TIME_PARTS[part.name.lower()] for part in TimestampPart
+}
+
+
+def _scalar_test(value: Any) -> Check:
+    """A test on one scalar event value for a Sigma value (not exists/null/fieldref, handled by the caller)."""
+    if isinstance(value, SigmaExpansion):
+        return AnyOf([_scalar_test(v) for v in value.values])
+    if isinstance(value, SigmaString):
+        return _text_test(value)
+    return _Call(_other_test(value))
+
+
+def _other_test(value: Any) -> Callable[[Any], bool]:
+    """A test on one scalar event value for a Sigma value other than a string or an expansion."""
+    if isinstance(value, SigmaRegularExpression):
+        search = _regex_matcher(value)
+        return lambda v: (t := scalar_text(v)) is not None and search(t)
+    if isinstance(value, SigmaTimestampPart):
+        part, wanted = _PARTS[value.timestamp_part], value.number
+        return lambda v: (t := as_timestamp(v)) is not None and part(t) == wanted
+    if isinstance(value, SigmaBool):
+        wanted_bool = value.boolean
+        return lambda v: v is wanted_bool or (isinstance(v, str) and v.lower() == str(wanted_bool).lower())
+    if isinstance(value, SigmaNumber):
+        number, text = float(value.number), str(value.number)
+        return lambda v: (v.strip() == text if isinstance(v, str) else False) or as_number(v) == number
+    if isinstance(value, SigmaCompareExpression):
+        op, bound = _COMPARE[value.op], float(value.number.number)
+        return lambda v: (n := as_number(v)) is not None and op(n, bound)
+    if isinstance(value, SigmaCIDRExpression):
+        network = value.network
+        return lambda v: in_network(v, network)
+    if isinstance(value, SigmaQueryExpression):
+        raise CompileError(f"query expression {value.expr!r} is for query backends, not for in-memory matching")
+    raise CompileError(f"value type {type(value).__name__} is not supported")
+
+
 @cython.cclass
 class FieldMatch(Check):
     """A field's value (any element of a list value) passing a value test; a missing or null field never does."""
 
     getter = cython.declare(FieldGetter)
-    value_test = cython.declare(ValueTest)
+    value_test = cython.declare(Check)
 
-    def __init__(self, getter: FieldGetter, value_test: ValueTest):
+    def __init__(self, getter: FieldGetter, value_test: Check):
         self.getter = getter
         self.value_test = value_test
 
@@ -465,10 +424,10 @@ class FieldMatch(Check):
             return False
         if isinstance(value, list):
             for item in value:  # noqa: SIM110 (as above)
-                if self.value_test.accepts(item):
+                if self.value_test.test(item):
                     return True
             return False
-        return self.value_test.accepts(value)
+        return self.value_test.test(value)
 
 
 def _field_predicate(field: str, value: Any) -> Check:
