@@ -210,20 +210,24 @@ class _Gate:
 
 @cython.cclass
 class _Bucket:
-    """The rules of one dataset, as the detector looks them up."""
+    """The rules of one dataset, as the detector looks them up: by their position in ``rules`` (sets of small
+    integers, sorted to keep matches in rule order)."""
 
-    always = cython.declare(list, visibility="public")
-    anchored = cython.declare(list, visibility="public")  # (getter, rules)
-    gated = cython.declare(list, visibility="public")  # _Gate
-    order = cython.declare(dict, visibility="public")  # id(rule) → position, to keep matches in rule order
+    rules = cython.declare(list, visibility="public")
+    predicates = cython.declare(list, visibility="public")  # each rule's predicate, by position
+    always = cython.declare(list, visibility="public")  # positions
+    anchored = cython.declare(list, visibility="public")  # (getter, positions)
+    gated = cython.declare(list, visibility="public")  # _Gate, whose groups are tuples of positions
 
-    def __init__(self, order: dict[int, int]):
+    def __init__(self, rules: list[CompiledRule]):
+        self.rules = rules
+        self.predicates = [rule.predicate for rule in rules]
         self.always = []
         self.anchored = []
         self.gated = []
-        self.order = order
 
 
+@cython.ccall
 @cython.locals(line=str, message=str)
 def _gate_text(event: Event, target: str, get: Any) -> str | None:
     """The text a literal gate looks at (to be lowercased, :meth:`_Gate.search_raw`): the keyword texts, or the
@@ -251,11 +255,6 @@ def _gate_text(event: Event, target: str, get: Any) -> str | None:
         if text is not None:
             texts.append(text)
     return "\x00".join(texts)
-
-
-def _in_rule_order(rules: list[CompiledRule], order: dict[int, int]) -> None:
-    """Sort ``rules`` by their position in the bucket (a function of its own: a compiled method takes no closure)."""
-    rules.sort(key=lambda rule: order[id(rule)])
 
 
 def _anchor(rule: CompiledRule) -> str | None:
@@ -317,21 +316,21 @@ class Detector:
         if bucket is None:
             sources = self.logsources.get(dataset) if dataset else None
             rules = self.rules if sources is None else [r for r in self.rules if compatible(r.logsource, sources)]
-            bucket = _Bucket(order={id(rule): i for i, rule in enumerate(rules)})
-            by_field: dict[str, list[CompiledRule]] = {}
-            by_needle: dict[str, dict[str, list[CompiledRule]]] = {}
-            for rule in rules:
+            bucket = _Bucket(list(rules))
+            by_field: dict[str, list[int]] = {}
+            by_needle: dict[str, dict[str, list[int]]] = {}
+            for position, rule in enumerate(rules):
                 if rule.gate:
                     for target, needles in rule.gate.items():
                         for needle in needles:
-                            by_needle.setdefault(target, {}).setdefault(needle, []).append(rule)
+                            by_needle.setdefault(target, {}).setdefault(needle, []).append(position)
                     continue
                 anchor = _anchor(rule)
                 if anchor is None:
-                    bucket.always.append(rule)
+                    bucket.always.append(position)
                 else:
-                    by_field.setdefault(anchor, []).append(rule)
-            bucket.anchored = [(field_getter(name), group) for name, group in sorted(by_field.items())]
+                    by_field.setdefault(anchor, []).append(position)
+            bucket.anchored = [(field_getter(name), tuple(group)) for name, group in sorted(by_field.items())]
             for target, needles in sorted(by_needle.items()):
                 getter = None if target == KEYWORDS else field_getter(target)
                 groups = {needle: tuple(group) for needle, group in needles.items()}
@@ -340,45 +339,57 @@ class Detector:
         return bucket
 
     @cython.ccall
-    @cython.locals(gate=_Gate, bucket=_Bucket)
-    def candidates(self, event: Event) -> list[CompiledRule]:
-        """The rules worth evaluating on this event (see the module docstring)."""
+    @cython.locals(bucket=_Bucket)
+    def _bucket_of(self, event: Event) -> _Bucket:
         inner = event.get("event")
         dataset = inner.get("dataset") if isinstance(inner, dict) else event.get("event.dataset")
         bucket = self._buckets.get(dataset) if isinstance(dataset, str) else None
         if bucket is None:
             bucket = self._bucket(dataset if isinstance(dataset, str) else None)
-        out = list(bucket.always)
-        for get, group in bucket.anchored:
-            if get(event) is not MISSING:
-                out.extend(group)
-        if bucket.gated:
-            groups: set[RuleGroup] = set()
-            for gate in bucket.gated:
-                if gate.memo is not None:
-                    value = gate.get(event)
-                    if type(value) is str:
-                        groups.update(gate.remembered(value))
-                        continue
-                    if value is MISSING or value is None:  # nothing to search (as _gate_text finds)
-                        continue
-                text = _gate_text(event, gate.target, gate.get)
-                if text:
-                    groups.update(gate.search_raw(text))
-            if len(groups) == 1 and not out:
-                return list(groups.pop())  # one group: already in rule order
-            if groups:
-                out.extend({id(rule): rule for group in groups for rule in group}.values())
-                _in_rule_order(out, bucket.order)
-        return out
+        return bucket
 
     @cython.ccall
+    @cython.locals(gate=_Gate, bucket=_Bucket, found=set)
+    def _positions(self, bucket: _Bucket, event: Event) -> list:
+        """The positions in ``bucket.rules`` of the rules worth evaluating on this event, in order."""
+        found = set(bucket.always)
+        for get, group in bucket.anchored:
+            if get(event) is not MISSING:
+                found.update(group)
+        for gate in bucket.gated:
+            if gate.memo is not None:
+                value = gate.get(event)
+                if type(value) is str:
+                    for group in gate.remembered(value):
+                        found.update(group)
+                    continue
+                if value is MISSING or value is None:  # nothing to search (as _gate_text finds)
+                    continue
+            text = _gate_text(event, gate.target, gate.get)
+            if text:
+                for group in gate.search_raw(text):
+                    found.update(group)
+        return sorted(found)
+
+    @cython.ccall
+    @cython.locals(bucket=_Bucket)
+    def candidates(self, event: Event) -> list[CompiledRule]:
+        """The rules worth evaluating on this event (see the module docstring)."""
+        bucket = self._bucket_of(event)
+        rules = bucket.rules
+        return [rules[i] for i in self._positions(bucket, event)]
+
+    @cython.ccall
+    @cython.locals(bucket=_Bucket)
     def match(self, event: Event) -> list[CompiledRule]:
         """The rules matching one event (each candidate evaluated once)."""
         started = time.perf_counter()
+        bucket = self._bucket_of(event)
+        predicates = bucket.predicates
+        rules = bucket.rules
         remember_keywords(event)  # the rules searching keywords share one computation of the texts
         try:
-            matched = [rule for rule in self.candidates(event) if rule.predicate(event)]
+            matched = [rules[i] for i in self._positions(bucket, event) if predicates[i](event)]
         finally:
             forget_keywords()
         self.eval_seconds += time.perf_counter() - started
