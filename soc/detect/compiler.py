@@ -75,6 +75,7 @@ class FieldGetter:
 
     name = cython.declare(str, visibility="public")
     parts = cython.declare(tuple)
+    rests = cython.declare(tuple)  # the path from each part on, dotted (flat keys of a nested object)
     head = cython.declare(str)
     tail = cython.declare(str)
     depth = cython.declare(cython.Py_ssize_t)
@@ -83,6 +84,7 @@ class FieldGetter:
         self.name = str(name)
         self.parts = tuple(self.name.split("."))
         self.depth = len(self.parts)
+        self.rests = tuple(".".join(self.parts[i:]) for i in range(self.depth))
         self.head = self.parts[0]
         self.tail = self.parts[1] if self.depth == 2 else ""
 
@@ -99,7 +101,25 @@ class FieldGetter:
                 return cython.cast(dict, inner).get(self.tail, MISSING)
             if inner is MISSING:  # no such object: a flat key spelled with the dot, or nothing
                 return flat.get(self.name, MISSING)
-        return self._get_from(event)
+            return self._get_from(event)
+        return self._get_deep(flat)
+
+    @cython.ccall
+    @cython.locals(i=cython.Py_ssize_t)
+    def _get_deep(self, flat: dict) -> Any:
+        """A path of three parts or more in a plain dict: as :func:`_walk` follows it, dicts read in C."""
+        value = flat.get(self.name, MISSING)
+        if value is not MISSING:
+            return value
+        node: Any = flat
+        for i in range(self.depth):
+            if type(node) is not dict:
+                return _walk(node, self.parts[i:])
+            found = cython.cast(dict, node).get(self.parts[i], MISSING)
+            if found is MISSING:  # {"a": {"b.c": 1}} for a.b.c
+                return cython.cast(dict, node).get(self.rests[i], MISSING)
+            node = found
+        return node
 
     @cython.ccall
     def _get_from(self, event: Any) -> Any:
@@ -495,15 +515,22 @@ def keyword_texts(event: Event) -> list[str]:
         message = None
     texts = [t for t in (original, message) if isinstance(t, str)] or list(string_leaves(event))
     if memo[0] is event:
-        _KEYWORDS_OF[0] = (event, texts, [t.lower() for t in texts])
+        _KEYWORDS_OF[0] = (event, texts, None)
     return texts
 
 
 def lowered_texts(event: Event) -> list[str]:
-    """The keyword texts, lowercased (kept while ``event`` is the remembered one)."""
+    """The keyword texts, lowercased (kept while ``event`` is the remembered one; lowercased only when asked: the
+    literal gates scan ASCII text as it stands)."""
     texts = keyword_texts(event)
     memo = _KEYWORDS_OF[0]
-    return memo[2] if memo[0] is event and memo[1] is texts else [t.lower() for t in texts]
+    if memo[0] is not event or memo[1] is not texts:
+        return [t.lower() for t in texts]
+    lowered = memo[2]
+    if lowered is None:
+        lowered = [t.lower() for t in texts]
+        _KEYWORDS_OF[0] = (event, texts, lowered)
+    return lowered
 
 
 def _plain_text(value: SigmaString) -> str:
