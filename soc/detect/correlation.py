@@ -108,9 +108,8 @@ class _Window:
         self.departments: Any = None
 
     @cython.ccall
-    def count_department(self, event: Event) -> None:
-        gov = event.get("gov")
-        name = gov.get("department") if isinstance(gov, dict) else None
+    def count_department(self, name: Any) -> None:
+        """Note the department of an event counted (``event_department``; anything but a name is no department)."""
         if type(name) is not str or name == self.departments:
             return
         if self.departments is None:
@@ -119,6 +118,13 @@ class _Window:
             self.departments = {self.departments, name}
         else:
             self.departments.add(name)
+
+
+@cython.ccall
+def event_department(event: Event) -> Any:
+    """``gov.department`` of an event (the register's owner of its system), or None."""
+    gov = event.get("gov")
+    return gov.get("department") if isinstance(gov, dict) else None
 
 
 def _resolve_getters(group_by: tuple[str, ...], getters: dict[str, Any], alias_getters: dict[str, dict[str, Any]],
@@ -190,18 +196,21 @@ class _Tracker:
 
     @cython.ccall
     def _window(self, key: tuple[str, ...]) -> _Window:
-        window = self.groups.get(key)
-        if window is None:
-            window = self.groups[key] = _Window(self.kind)
-            while len(self.groups) > self.max_groups:
-                self.groups.popitem(last=False)
-        else:
-            self.groups.move_to_end(key)
+        groups = self.groups
+        if key in groups:  # the container protocol in C, no method looked up (the common case)
+            groups.move_to_end(key)
+            return groups[key]
+        window = groups[key] = _Window(self.kind)
+        while len(groups) > self.max_groups:
+            groups.popitem(last=False)
         return window
 
     @cython.ccall
     @cython.locals(window=_Window, ts=cython.double, last=cython.double, horizon=cython.double)
-    def observe(self, event: Event, rule: CompiledRule | CompiledCorrelation, ts: float) -> CorrelationMatch | None:
+    def observe(self, event: Event, rule: CompiledRule | CompiledCorrelation, ts: float,
+                department: Any = None) -> CorrelationMatch | None:
+        """Count the event (matched by ``rule``, at ``ts``, of ``department``) in its group's window; the match when
+        the correlation's condition then holds."""
         key = self._key(event, rule)
         if key is None:
             return None
@@ -211,7 +220,7 @@ class _Tracker:
         horizon = window.last - self.timespan  # the window ends at the newest event time of the group
         if ts < horizon:
             return None  # too late to count
-        window.count_department(event)
+        window.count_department(department)
         last = window.last
         count: int
         first: float
@@ -333,15 +342,17 @@ class Correlator:
         (a correlation that fires feeds in turn the correlations chained on it)."""
         fired: list[CorrelationMatch] = []
         ts: float | None = None
+        department: Any = None
         queue: list[CompiledRule | CompiledCorrelation] = list(matched)
         while queue:
             rule = queue.pop(0)
             for tracker in self._by_rule.get(rule.id, ()):
-                if ts is None:
+                if ts is None:  # once an event, and only for one a correlation counts
                     ts = event_time(event)
                     if ts > self.latest:
                         self.latest = ts
-                result = tracker.observe(event, rule, ts)
+                    department = event_department(event)
+                result = tracker.observe(event, rule, ts, department)
                 if result is not None:
                     fired.append(result)
                     queue.append(result.correlation)
