@@ -426,6 +426,23 @@ def _other_test(value: Any) -> Callable[[Any], bool]:
     raise CompileError(f"value type {type(value).__name__} is not supported")
 
 
+@cython.ccall
+@cython.locals(check=Check)
+def matching(predicates: list, positions: list, event: Event) -> list:
+    """The positions among ``positions`` whose predicate is true of ``event``, in order: compiled conditions are
+    called through their C method (from another module each would be a Python call), anything else as a function."""
+    out = []
+    for i in positions:
+        predicate = predicates[i]
+        if isinstance(predicate, Check):
+            check = predicate
+            if check.test(event):
+                out.append(i)
+        elif predicate(event):
+            out.append(i)
+    return out
+
+
 @cython.cclass
 class FieldMatch(Check):
     """A field's value (any element of a list value) passing a value test; a missing or null field never does."""

@@ -48,6 +48,7 @@ from soc.detect.compiler import (
     forget_keywords,
     keyword_texts,
     lowered_texts,
+    matching,
     remember_keywords,
     scalar_text,
 )
@@ -389,7 +390,7 @@ class Detector:
         rules = bucket.rules
         remember_keywords(event)  # the rules searching keywords share one computation of the texts
         try:
-            matched = [rules[i] for i in self._positions(bucket, event) if predicates[i](event)]
+            matched = [rules[i] for i in matching(predicates, self._positions(bucket, event), event)]
         finally:
             forget_keywords()
         self.eval_seconds += time.perf_counter() - started
