@@ -229,35 +229,33 @@ class _Call(Check):
 
 
 @cython.cclass
-class AllOf(Check):
-    children = cython.declare(list)
+class Junction(Check):
+    """All of the children (``decisive`` false) or any of them (true): stops at the first child whose result is
+    ``decisive``."""
 
-    def __init__(self, children: list[Check]):
+    children = cython.declare(list)
+    decisive = cython.declare(cython.bint)
+
+    def __init__(self, children: list[Check], decisive: bool):
         self.children = children
+        self.decisive = decisive
 
     @cython.ccall
-    @cython.locals(child=Check)
-    def test(self, event: Event) -> bool:
-        for child in self.children:  # noqa: SIM110 (a loop compiles to C; all() of a generator would not)
-            if not child.test(event):
-                return False
-        return True
+    @cython.locals(child=Check, result=cython.bint)
+    def test(self, subject: Any) -> bool:
+        for child in self.children:
+            result = child.test(subject)
+            if result == self.decisive:
+                return self.decisive
+        return not self.decisive
 
 
-@cython.cclass
-class AnyOf(Check):
-    children = cython.declare(list)
+def all_of(children: list[Check]) -> Junction:
+    return Junction(children, False)
 
-    def __init__(self, children: list[Check]):
-        self.children = children
 
-    @cython.ccall
-    @cython.locals(child=Check)
-    def test(self, event: Event) -> bool:
-        for child in self.children:  # noqa: SIM110 (as above)
-            if child.test(event):
-                return True
-        return False
+def any_of(children: list[Check]) -> Junction:
+    return Junction(children, True)
 
 
 @cython.cclass
@@ -395,7 +393,7 @@ _PARTS: dict[TimestampPart, Callable[[datetime], int]] = {
 def _scalar_test(value: Any) -> Check:
     """A test on one scalar event value for a Sigma value (not exists/null/fieldref, handled by the caller)."""
     if isinstance(value, SigmaExpansion):
-        return AnyOf([_scalar_test(v) for v in value.values])
+        return any_of([_scalar_test(v) for v in value.values])
     if isinstance(value, SigmaString):
         return _text_test(value)
     return _Call(_other_test(value))
@@ -576,12 +574,12 @@ def _keyword_predicate(value: Any) -> Predicate:
 def compile_condition(node: ConditionItem) -> Check:
     """A predicate for a parsed condition (``rule.detection.parsed_condition[i].parsed``)."""
     if isinstance(node, ConditionAND):
-        return AllOf([compile_condition(a) for a in node.args])
+        return all_of([compile_condition(a) for a in node.args])
     if isinstance(node, ConditionOR):
         lookup = _equality_set(node) or _keyword_set(node)
         if lookup is not None:
             return _Call(lookup)
-        return AnyOf([compile_condition(a) for a in node.args])
+        return any_of([compile_condition(a) for a in node.args])
     if isinstance(node, ConditionNOT):
         return Negation(compile_condition(node.args[0]))
     if isinstance(node, ConditionFieldEqualsValueExpression):

@@ -17,10 +17,10 @@ from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaRule
 
 from soc.detect.compiler import (
-    AnyOf,
     CompileError,
     Gate,
     Predicate,
+    any_of,
     compile_condition,
     literal_gate,
     required_fields,
@@ -156,7 +156,7 @@ def _compile_rule(rule: SigmaRule, pipeline: ProcessingPipeline | None, path: st
         for g in gates:
             for target, needles in g.items():  # type: ignore[union-attr]
                 gate[target] = gate.get(target, frozenset()) | needles
-    predicate: Predicate = predicates[0] if len(predicates) == 1 else AnyOf(predicates)
+    predicate: Predicate = predicates[0] if len(predicates) == 1 else any_of(predicates)
     ls = rule.logsource
     return CompiledRule(
         id=_rule_id(rule), title=rule.title, level=str(rule.level or "medium").lower(),
