@@ -290,7 +290,7 @@ class TextTest(Check):
     kind = cython.declare(cython.int, visibility="public")
     literal = cython.declare(str)
     regex = cython.declare(object)
-    fold = cython.declare(cython.bint)
+    fold = cython.declare(cython.bint, visibility="public")
 
     def __init__(self, kind: int, literal: str = "", regex: Any = None, fold: bool = True):
         self.kind = kind
@@ -303,8 +303,11 @@ class TextTest(Check):
         text: Any = value if type(value) is str else scalar_text(value)
         if text is None:
             return False
-        if self.fold:
-            text = text.lower()
+        return self.holds(text.lower() if self.fold else text)
+
+    @cython.ccall
+    def holds(self, text: str) -> bool:
+        """The comparison itself, on text already case-folded when the test folds."""
         kind = self.kind
         if kind == _EQUALS:
             return text == self.literal
@@ -317,6 +320,41 @@ class TextTest(Check):
         if kind == _ANYTHING:
             return True
         return self.regex.fullmatch(text) is not None
+
+
+@cython.cclass
+class AnyText(Check):
+    """Any of several Sigma strings on one value (a field's value list: ``contains`` a list of literals …), all
+    folding alike: the value's text is made and case-folded once, not once per string."""
+
+    tests = cython.declare(list)
+    fold = cython.declare(cython.bint)
+
+    def __init__(self, tests: list[TextTest], fold: bool):
+        self.tests = tests
+        self.fold = fold
+
+    @cython.ccall
+    @cython.locals(each=TextTest)
+    def test(self, value: Any) -> bool:
+        text: Any = value if type(value) is str else scalar_text(value)
+        if text is None:
+            return False
+        if self.fold:
+            text = text.lower()
+        for each in self.tests:  # noqa: SIM110 (a loop compiles to C; any() of a generator would not)
+            if each.holds(text):
+                return True
+        return False
+
+
+def _any_value(tests: list[Check]) -> Check:
+    """Any of several value tests on one value: one AnyText when they are all strings folding alike."""
+    if len(tests) > 1 and all(isinstance(t, TextTest) for t in tests):
+        folds = {t.fold for t in tests}  # type: ignore[attr-defined]
+        if len(folds) == 1:
+            return AnyText(tests, folds.pop())  # type: ignore[arg-type]
+    return tests[0] if len(tests) == 1 else any_of(tests)
 
 
 def _text_test(value: SigmaString, contains: bool = False) -> TextTest:
@@ -393,7 +431,7 @@ _PARTS: dict[TimestampPart, Callable[[datetime], int]] = {
 def _scalar_test(value: Any) -> Check:
     """A test on one scalar event value for a Sigma value (not exists/null/fieldref, handled by the caller)."""
     if isinstance(value, SigmaExpansion):
-        return any_of([_scalar_test(v) for v in value.values])
+        return _any_value([_scalar_test(v) for v in value.values])
     if isinstance(value, SigmaString):
         return _text_test(value)
     return _Call(_other_test(value))
@@ -579,6 +617,9 @@ def compile_condition(node: ConditionItem) -> Check:
         lookup = _equality_set(node) or _keyword_set(node)
         if lookup is not None:
             return _Call(lookup)
+        one_field = _one_field_values(node)
+        if one_field is not None:
+            return one_field
         return any_of([compile_condition(a) for a in node.args])
     if isinstance(node, ConditionNOT):
         return Negation(compile_condition(node.args[0]))
@@ -587,6 +628,19 @@ def compile_condition(node: ConditionItem) -> Check:
     if isinstance(node, ConditionValueExpression):
         return _Call(_keyword_predicate(node.value))
     raise CompileError(f"condition element {type(node).__name__} is not supported")
+
+
+def _one_field_values(node: ConditionOR) -> Check | None:
+    """``field: [v1, v2, …]`` (an OR of value tests on one field) as one FieldMatch: the field is read once and its
+    value tested against each (the same as each test reading it: some element passes some test); None for
+    anything else (exists, null and field references keep their own nodes)."""
+    args = node.args
+    if len(args) < 2 or not all(isinstance(a, ConditionFieldEqualsValueExpression) for a in args):
+        return None
+    if len({a.field for a in args}) != 1 or any(  # type: ignore[attr-defined]
+            isinstance(a.value, (SigmaExists, SigmaNull, SigmaFieldReference)) for a in args):  # type: ignore[attr-defined]
+        return None
+    return FieldMatch(FieldGetter(args[0].field), _any_value([_scalar_test(a.value) for a in args]))  # type: ignore[attr-defined]
 
 
 def _plain_key(value: Any) -> tuple[str, str] | None:

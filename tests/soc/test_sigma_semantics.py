@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import pytest
@@ -294,3 +295,28 @@ def test_wildcards_fold_case_as_the_literal_gate_does(value: str, text: str) -> 
     ruleset = load_texts([("rule.yml", _rule({"sel": {"cmd|contains": value}}))])
     event = {"cmd": text}
     assert ruleset.rules[0].predicate(event) is bool(Detector(ruleset, logsources={}).match(event))
+
+
+_PATTERNS = st.text(alphabet="abAB*?.é", min_size=1, max_size=5)
+_SEEN = st.text(alphabet="abAB.éÉ", max_size=6)
+_WRAP = {"": "{}", "|contains": "*{}*", "|startswith": "{}*", "|endswith": "*{}"}
+
+
+def _glob(pattern: str, text: str) -> bool:
+    """The reference: a Sigma wildcard string matched case-insensitively (str.lower on both sides)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c.lower()) for c in pattern)
+    return re.fullmatch(regex, text.lower(), re.DOTALL) is not None
+
+
+@given(patterns=st.lists(_PATTERNS, min_size=2, max_size=6), seen=st.one_of(_SEEN, st.lists(_SEEN, max_size=3)),
+       modifier=st.sampled_from(sorted(_WRAP)), numbers=st.booleans())
+def test_a_value_list_on_one_field_reads_it_once_and_matches_as_its_values_one_by_one(
+        patterns: list[str], seen: Any, modifier: str, numbers: bool) -> None:
+    """A field's value list (one node reading the field once, its strings folded once) against the reference,
+    also with a number among the strings (then not all strings: tests of any kind combined)."""
+    wanted: list[Any] = [*patterns, 7] if numbers and not modifier else patterns
+    values = seen if isinstance(seen, list) else [seen]
+    expected = any(_glob(_WRAP[modifier].format(p), v) for p in patterns for v in values) or (
+        numbers and not modifier and "7" in values)
+    assert matches({"sel": {f"f{modifier}": wanted}}, {"f": seen}) is expected
+    assert matches({"sel": {f"f{modifier}": wanted}}, {"g": seen}) is False
