@@ -44,7 +44,12 @@ _MEMO_SIZE = 4096
 @cython.ccall
 def event_time(event: Event) -> float:
     """Epoch seconds of ``@timestamp`` (ISO-8601 or epoch number); 0.0 when the event has none."""
-    value = event.get("@timestamp", event.get("timestamp"))
+    if type(event) is dict:  # C-level lookups in a plain dict (every parsed or JSON event)
+        value = cython.cast(dict, event).get("@timestamp", MISSING)
+        if value is MISSING:
+            value = cython.cast(dict, event).get("timestamp")
+    else:
+        value = event.get("@timestamp", event.get("timestamp"))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             return value / 1000 if value > 1e11 else float(value)
@@ -123,7 +128,7 @@ class _Window:
 @cython.ccall
 def event_department(event: Event) -> Any:
     """``gov.department`` of an event (the register's owner of its system), or None."""
-    gov = event.get("gov")
+    gov = cython.cast(dict, event).get("gov") if type(event) is dict else event.get("gov")
     return gov.get("department") if isinstance(gov, dict) else None
 
 
