@@ -246,8 +246,8 @@ class _Tracker:
             values = window.state
             value = self.value_getter(event) if self.value_getter else MISSING
             if value is not MISSING:
-                for v in as_list(value):
-                    text = scalar_text(v)
+                for v in value if type(value) is list else (value,):
+                    text = v if type(v) is str else scalar_text(v)
                     if text is None:  # null or an object: no value
                         continue
                     seen = values.pop(text, None)

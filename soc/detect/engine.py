@@ -95,7 +95,7 @@ class Match:
     event: Event
 
 
-RuleGroup = tuple[CompiledRule, ...]
+RuleGroup = tuple[int, ...]  # the positions in its bucket of the rules a gate files under one needle
 LITERAL_ENGINES = ("hyperscan", "ahocorasick")
 # How a "hyperscan" gate calls Hyperscan: through its C API (soc.detect.hs_literals) when that is built, else through
 # the hyperscan wheel's binding ("wheel", also what the tests compare the C API with).
