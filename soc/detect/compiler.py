@@ -281,6 +281,14 @@ _ANYTHING: Final = 4
 _PATTERN: Final = 5
 
 
+@cython.cfunc
+@cython.locals(fold=cython.bint)
+def _text_of(value: Any, fold: bool) -> Any:
+    """What a string test compares: a scalar's text (None for objects and null), lowercased when it folds."""
+    text = value if type(value) is str else scalar_text(value)
+    return text.lower() if fold and text is not None else text
+
+
 @cython.cclass
 class TextTest(Check):
     """A Sigma string on a scalar's text (numbers by their text, booleans as true/false; objects never match):
@@ -300,10 +308,8 @@ class TextTest(Check):
 
     @cython.ccall
     def test(self, value: Any) -> bool:
-        text: Any = value if type(value) is str else scalar_text(value)
-        if text is None:
-            return False
-        return self.holds(text.lower() if self.fold else text)
+        text = _text_of(value, self.fold)
+        return text is not None and self.holds(text)
 
     @cython.ccall
     def holds(self, text: str) -> bool:
@@ -337,11 +343,9 @@ class AnyText(Check):
     @cython.ccall
     @cython.locals(each=TextTest)
     def test(self, value: Any) -> bool:
-        text: Any = value if type(value) is str else scalar_text(value)
+        text = _text_of(value, self.fold)
         if text is None:
             return False
-        if self.fold:
-            text = text.lower()
         for each in self.tests:  # noqa: SIM110 (a loop compiles to C; any() of a generator would not)
             if each.holds(text):
                 return True

@@ -303,7 +303,7 @@ class _Tracker:
     def sweep(self, now: float) -> int:
         """Drop the groups, least recently used first, whose newest event is older than ``now`` minus the timespan
         (nothing in them can count any more); stops at the first group still live. Returns how many went."""
-        horizon = now - self.corr.timespan_s
+        horizon = now - self.timespan
         dropped = 0
         groups = self.groups
         while groups:
