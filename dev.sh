@@ -15,12 +15,30 @@ apt_install() {
   as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# The interpreter: Debian's own python3 where it is 3.11 or newer (built with profile-guided and link-time
+# optimisation, libpython linked into the executable: parsing and detection measured 10-20% faster than on a
+# default source build such as pyenv's, README "Performance"), else whichever python3 comes first on PATH.
+interpreter() {
+  if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo /usr/bin/python3
+  else
+    command -v python3
+  fi
+}
+
 ensure_venv() {
+  local python base
+  python="$(interpreter)"
+  base="$("$python" -c 'import sys; print(sys.base_prefix)')"
+  if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c 'import sys; print(sys.base_prefix)' 2>/dev/null)" != "$base" ]; then
+    echo "dev.sh: .venv was made with another interpreter; making it again with $python" >&2
+    rm -rf .venv
+  fi
   if [ ! -x .venv/bin/python ]; then
-    if ! python3 -m venv .venv 2>/dev/null; then
+    if ! "$python" -m venv .venv 2>/dev/null; then
       rm -rf .venv
       apt_install python3-venv
-      python3 -m venv .venv
+      "$python" -m venv .venv
     fi
   fi
   # the compiled hot path (setup.py, soc/native.py) needs a C compiler and the Python headers

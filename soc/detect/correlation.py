@@ -1,7 +1,8 @@
 """Sigma correlation rules (event_count, value_count, temporal, temporal_ordered) with bounded state.
 
 State is kept per correlation and group-by key, only for the correlation's timespan; each correlation holds at
-most ``max_groups`` keys (least recently used dropped first), so memory stays bounded under any input. A
+most ``max_groups`` keys (when full, the tenth of its groups whose newest event is oldest are dropped), so memory
+stays bounded under any input. A
 correlation fires when its condition holds on the window that ends with the current event; its window for
 that group is then cleared, so one burst gives one match, not one per further event. :meth:`Correlator.sweep`
 (called by the detection stage after each batch) drops the groups whose newest event is more than a timespan
@@ -16,6 +17,7 @@ a value_count, is not counted (as terms aggregations leave out missing values); 
 from __future__ import annotations
 
 import bisect
+import heapq
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -144,7 +146,9 @@ class _Tracker:
 
     corr = cython.declare(object, visibility="public")
     max_groups = cython.declare(cython.Py_ssize_t, visibility="public")
-    groups = cython.declare(object, visibility="public")  # OrderedDict: key → _Window, least recently used first
+    # key → _Window; the key is the group-by value itself for one group-by field, a tuple of them for several (a
+    # plain dict, not kept in use order: one lookup an event; sweeps and evictions read each window's newest time)
+    groups = cython.declare(dict, visibility="public")
     getters = cython.declare(dict, visibility="public")
     alias_getters = cython.declare(dict, visibility="public")
     value_getter = cython.declare(object, visibility="public")
@@ -158,8 +162,8 @@ class _Tracker:
 
     def __init__(self, corr: CompiledCorrelation, max_groups: int):
         self.corr = corr
-        self.max_groups = max_groups
-        self.groups = OrderedDict()
+        self.max_groups = max(1, max_groups)
+        self.groups = {}
         self.getters = {name: field_getter(name) for name in corr.group_by}
         self.alias_getters = {alias: {rid: field_getter(f) for rid, f in fields.items()}
                               for alias, fields in corr.aliases.items()}
@@ -185,12 +189,12 @@ class _Tracker:
         return getters
 
     @cython.ccall
-    def _key(self, event: Event, rule: CompiledRule | CompiledCorrelation) -> tuple[str, ...] | None:
-        """The group-by values of the event; None when one is missing (the event is not counted)."""
+    def _key(self, event: Event, rule: CompiledRule | CompiledCorrelation) -> str | tuple[str, ...] | None:
+        """The event's group key (see ``groups``); None when a group-by value is missing (the event is not
+        counted)."""
         getters = self._key_getters(rule.id)
-        if len(getters) == 1:  # the common case: one group-by field, no list to build
-            part = _key_part(getters[0](event))
-            return None if part is None else (part,)
+        if len(getters) == 1:  # the common case: one group-by field, its value the key
+            return _key_part(getters[0](event))
         key: list[str] = []
         for getter in getters:
             part = _key_part(getter(event))
@@ -200,15 +204,27 @@ class _Tracker:
         return tuple(key)
 
     @cython.ccall
-    def _window(self, key: tuple[str, ...]) -> _Window:
-        groups = self.groups
-        if key in groups:  # the container protocol in C, no method looked up (the common case)
-            groups.move_to_end(key)
-            return groups[key]
-        window = groups[key] = _Window(self.kind)
-        while len(groups) > self.max_groups:
-            groups.popitem(last=False)
+    def _window(self, key: object) -> _Window:
+        window = self.groups.get(key)
+        if window is None:
+            if len(self.groups) >= self.max_groups:
+                self._evict()
+            window = _Window(self.kind)
+            self.groups[key] = window
         return window
+
+    def _evict(self) -> None:
+        """Make room: drop the tenth of the groups (at least one) whose newest event is oldest."""
+        drop = max(1, len(self.groups) - self.max_groups + 1, self.max_groups // 10)
+        for key in heapq.nsmallest(drop, self.groups, key=self._last_of):
+            del self.groups[key]
+
+    def _last_of(self, key: object) -> float:
+        return cython.cast(_Window, self.groups[key]).last
+
+    def group_keys(self) -> list[tuple[str, ...]]:
+        """The group-by values of every group held."""
+        return [key if type(key) is tuple else (key,) for key in self.groups]
 
     @cython.ccall
     @cython.locals(window=_Window, ts=cython.double, last=cython.double, horizon=cython.double)
@@ -292,27 +308,24 @@ class _Tracker:
             return None
         return self._fire(key, window, count, first, last, event)
 
-    def _fire(self, key: tuple[str, ...], window: _Window, count: int, first: float, last: float,
+    def _fire(self, key: str | tuple[str, ...], window: _Window, count: int, first: float, last: float,
               event: Event) -> CorrelationMatch:
         del self.groups[key]
         seen = window.departments
         departments = () if seen is None else (seen,) if type(seen) is str else tuple(sorted(seen))
-        return CorrelationMatch(self.corr, dict(zip(self.corr.group_by, key, strict=True)), count, first, last,
+        values = key if type(key) is tuple else (key,)
+        return CorrelationMatch(self.corr, dict(zip(self.corr.group_by, values, strict=True)), count, first, last,
                                 event, departments)
 
+    @cython.locals(window=_Window, horizon=cython.double)
     def sweep(self, now: float) -> int:
-        """Drop the groups, least recently used first, whose newest event is older than ``now`` minus the timespan
-        (nothing in them can count any more); stops at the first group still live. Returns how many went."""
+        """Drop the groups whose newest event is older than ``now`` minus the timespan (nothing in them can count
+        any more). Returns how many went."""
         horizon = now - self.timespan
-        dropped = 0
-        groups = self.groups
-        while groups:
-            key = next(iter(groups))
-            if groups[key].last >= horizon:
-                break
-            del groups[key]
-            dropped += 1
-        return dropped
+        expired = [key for key, window in self.groups.items() if window.last < horizon]
+        for key in expired:
+            del self.groups[key]
+        return len(expired)
 
     @property
     def size(self) -> int:

@@ -14,11 +14,11 @@ Rules are indexed so the cost per event does not grow with the number of rules l
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import ahocorasick
@@ -131,6 +131,7 @@ class _Gate:
     automaton = cython.declare(object, visibility="public")
     database = cython.declare(object, visibility="public")
     literals = cython.declare(object, visibility="public")  # hs_literals.Literals, when Hyperscan's C API is used
+    _scan = cython.declare(object)  # its bound search (no method looked up a scan), or None
     _local = cython.declare(object)
     memo = cython.declare(object, visibility="public")  # dict, or None once the gate stops remembering
     hits = cython.declare(cython.Py_ssize_t, visibility="public")
@@ -145,11 +146,13 @@ class _Gate:
         self.automaton: Any = None
         self.database: Any = None
         self.literals: Any = None
+        self._scan: Any = None
         if hyperscan_calls is None:
             hyperscan_calls = "wheel" if Literals is None else "c-api"
         if engine == "hyperscan" and hyperscan_calls == "c-api":
             # caseless: an ASCII text is scanned as it stands, without lowercasing it first (see search_raw)
             self.literals = Literals(list(needles), self.groups, caseless=True)
+            self._scan = self.literals.search
         elif engine == "hyperscan":
             self.database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
             self.database.compile(expressions=[_hex_pattern(n) for n in needles], ids=list(range(len(needles))),
@@ -167,8 +170,8 @@ class _Gate:
     @cython.ccall
     def search(self, text: str) -> tuple[RuleGroup, ...]:
         """The rule groups whose needle occurs in ``text`` (lowercased already), each once."""
-        if self.literals is not None:
-            return self.literals.search(text)
+        if self._scan is not None:
+            return self._scan(text)
         if self.database is None:
             return tuple(dict.fromkeys([group for _end, group in self.automaton.iter(text)]))
         scratch = getattr(self._local, "scratch", None)
@@ -184,8 +187,8 @@ class _Gate:
     def search_raw(self, text: str) -> tuple[RuleGroup, ...]:
         """:meth:`search` on ``text`` lowercased. Hyperscan's C API scans an ASCII text as it stands, its literals
         caseless: for ASCII, ``str.lower`` changes exactly the letters caseless matching ignores."""
-        if self.literals is not None and text.isascii():
-            return self.literals.search(text)
+        if self._scan is not None and text.isascii():
+            return self._scan(text)
         return self.search(text.lower())
 
     @cython.ccall
@@ -279,7 +282,9 @@ class Detector:
     ruleset = cython.declare(object, visibility="public")
     rules = cython.declare(object, visibility="public")  # the ruleset's list (or any sequence), read per new bucket
     logsources = cython.declare(object, visibility="public")  # any mapping of dataset → log sources
-    correlator = cython.declare(object, visibility="public")
+    correlator = cython.declare(object, visibility="readonly")
+    _observe = cython.declare(object)  # the correlator's bound observe (no method looked up an event)
+    _correlating = cython.declare(cython.bint)  # whether the correlator has any correlation
     _buckets = cython.declare(dict)
     evaluated = cython.declare(cython.Py_ssize_t, visibility="public")
     eval_seconds = cython.declare(cython.double, visibility="public")
@@ -306,6 +311,8 @@ class Detector:
         self.rules = ruleset.rules
         self.logsources = dataset_logsources() if logsources is None else logsources
         self.correlator = correlator if correlator is not None else Correlator(ruleset.correlations)
+        self._observe = self.correlator.observe
+        self._correlating = bool(self.correlator.active)
         self._buckets: dict[str | None, _Bucket] = {}
         self.evaluated = 0
         self.eval_seconds = 0.0
@@ -384,7 +391,7 @@ class Detector:
     @cython.locals(bucket=_Bucket)
     def match(self, event: Event) -> list[CompiledRule]:
         """The rules matching one event (each candidate evaluated once)."""
-        started = time.perf_counter()
+        started = perf_counter()
         bucket = self._bucket_of(event)
         predicates = bucket.predicates
         rules = bucket.rules
@@ -393,7 +400,7 @@ class Detector:
             matched = [rules[i] for i in matching(predicates, self._positions(bucket, event), event)]
         finally:
             forget_keywords()
-        self.eval_seconds += time.perf_counter() - started
+        self.eval_seconds += perf_counter() - started
         self.evaluated += 1
         for rule in matched:
             self.hits[rule.id] = self.hits.get(rule.id, 0) + 1
@@ -403,5 +410,5 @@ class Detector:
     def process(self, event: Event) -> tuple[list[CompiledRule], list[CorrelationMatch]]:
         """Rules matching the event, and the correlations the matches completed."""
         matched = self.match(event)
-        correlated = self.correlator.observe(event, matched) if matched and self.correlator.active else []
+        correlated = self._observe(event, matched) if matched and self._correlating else []
         return matched, correlated

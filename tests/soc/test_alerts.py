@@ -727,11 +727,11 @@ def test_detection_stage_sweeps_expired_correlation_windows(runtime: Runtime) ->
 
     def keys_with(ip: str, longer_than: float = -1) -> int:
         """Groups holding ``ip`` in the correlations whose timespan exceeds ``longer_than`` seconds."""
-        return sum(ip in key for t in correlator.trackers if t.corr.timespan_s > longer_than for key in t.groups)
+        return sum(ip in key for t in correlator.trackers if t.corr.timespan_s > longer_than for key in t.group_keys())
 
     assert not stage.detect(_auth_failures("192.0.2.10", "web01", T0, 4))  # below every threshold
     quiet, last = keys_with("192.0.2.10"), T0 + timedelta(seconds=30)
-    spans = sorted({t.corr.timespan_s for t in correlator.trackers if any("192.0.2.10" in k for k in t.groups)})
+    spans = sorted({t.corr.timespan_s for t in correlator.trackers if any("192.0.2.10" in k for k in t.group_keys())})
     assert quiet >= 2 and len(spans) >= 2 and correlator.state_size == gauge() == quiet
     # another source within every window of the first: nothing of it is swept
     stage.detect(_auth_failures("192.0.2.20", "web02", last + timedelta(seconds=spans[0] - 10), 1))

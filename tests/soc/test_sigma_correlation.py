@@ -206,7 +206,24 @@ correlation: {type: temporal_ordered, rules: [burst, accepted], group-by: [ip], 
 def test_state_is_bounded_per_correlation() -> None:
     detector = _detector(EVENT_COUNT, max_groups=100)
     _run(detector, [(i * 0.01, _fail(ip=f"10.0.{i // 256}.{i % 256}")) for i in range(1000)])
-    assert detector.correlator.state_size == 100
+    assert 90 <= detector.correlator.state_size <= 100
+
+
+def test_a_flood_of_new_groups_evicts_the_quiet_ones_not_an_active_one() -> None:
+    """A source that keeps failing stays counted while a flood of one-off sources fills the state many times
+    over (the groups whose newest event is oldest go first), and fires at the threshold."""
+    many = EVENT_COUNT.replace("{gte: 3}", "{gte: 40}")
+    detector = _detector(many, max_groups=50)
+    events = []
+    for i in range(1500):
+        events.append((i * 0.01, _fail(ip=f"10.1.{i // 256}.{i % 256}")))
+        if i % 25 == 0:  # every 25 one-off sources, while the state holds 50
+            events.append((i * 0.01, _fail(ip="203.0.113.9")))
+    fired = _run(detector, events)
+    assert [(group, count) for _, group, count in fired] == [({"ip": "203.0.113.9"}, 40)]
+    assert detector.correlator.state_size <= 50
+    held = [key for tracker in detector.correlator.trackers for key in tracker.group_keys()]
+    assert ("10.1.5.219",) in held and ("10.1.0.0",) not in held  # the newest kept, the oldest dropped
 
 
 def test_unsupported_correlation_types_are_named() -> None:
