@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 from typing import TYPE_CHECKING
 
+from soc.ecs import Event
 from soc.pipeline import Pipeline, Prepared
 from soc.spool import Position, SpooledRecord, SpoolReader, source_format, source_sender
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("yunshu.soc.detect")
 DETECTED = "detected"  # the spool cursor of the detection reader
+# records parsed at a time, just before their events go through the rules: a whole batch parsed first (up to 5,000
+# events) no longer fits the CPU's caches, and detection then read every event's dicts back from memory (parse +
+# detect measured 26.9 µs an event in chunks of 256, 15.9 in chunks of 64, 15.6 one at a time; README "Detection")
+PARSE_CHUNK = 32
 
 
 @dataclass
@@ -50,6 +55,18 @@ def parse_records(pipeline: Pipeline, records: list[SpooledRecord]) -> list[tupl
         if prepared.dead:
             prepared.dead = [(f"{source} {key}", reason, raw) for key, reason, raw in prepared.dead]
     return groups
+
+
+def parsed_in_chunks(pipeline: Pipeline, records: list[SpooledRecord],
+                     groups: list[tuple[str, Prepared]]) -> Iterator[tuple[str, Event]]:
+    """The events of ``records`` (event id, event), parsed PARSE_CHUNK records at a time as they are asked for: the
+    groups of each chunk (as ``parse_records`` makes them) are appended to ``groups``, all of them once the
+    iterator is exhausted."""
+    for at in range(0, len(records), PARSE_CHUNK):
+        chunk = parse_records(pipeline, records[at:at + PARSE_CHUNK])
+        groups.extend(chunk)
+        for _, prepared in chunk:
+            yield from prepared.events
 
 
 def _position(text: str) -> Position:
@@ -100,8 +117,9 @@ class DetectionReader:
             if end != start:
                 self._advance(ParsedBatch(start, end, []))  # moved into a newer segment
             return 0
-        batch = ParsedBatch(start, end, parse_records(self.pipeline, records))
-        found = self.detection.detect([e for _, prepared in batch.groups for e in prepared.events])
+        groups: list[tuple[str, Prepared]] = []
+        found = self.detection.detect(parsed_in_chunks(self.pipeline, records, groups))
+        batch = ParsedBatch(start, end, groups)
         self._unrecorded = (batch, found)
         self._record(batch, found)
         return len(records)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ class DetectionStage:
         self.reports_state = True
         self._rules_lock = threading.Lock()
 
-    def evaluate(self, batch: list[tuple[str, dict[str, Any]]]) -> Iterator[Detection]:
+    def evaluate(self, batch: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[Detection]:
         for event_id, event in batch:
             try:
                 matched, correlated = self.detector.process(event)
@@ -71,8 +71,9 @@ class DetectionStage:
             if matched or correlated:
                 yield from detections(event_id, event, matched, correlated)
 
-    def detect(self, batch: list[tuple[str, dict[str, Any]]]) -> list[Detection]:
-        """The detections in a batch (rule and correlation state advance; nothing is recorded yet)."""
+    def detect(self, batch: Iterable[tuple[str, dict[str, Any]]]) -> list[Detection]:
+        """The detections in a batch (rule and correlation state advance; nothing is recorded yet). The batch may be
+        an iterator that parses as it goes (``soc.detection_reader.parsed_in_chunks``)."""
         with self._rules_lock:
             before = self.detector.eval_seconds
             found = list(self.evaluate(batch))
