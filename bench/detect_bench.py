@@ -34,6 +34,7 @@ from core.runtime import open_runtime
 from core.settings import Settings
 from soc.detect.engine import Detector
 from soc.detect.loader import BUILTIN_RULES, ecs_pipeline, load_rules
+from soc.detection_reader import BATCH_RECORDS
 from soc.enrich import Enricher, RegisterIndex
 from soc.parsers import ParseContext, parse
 from soc.pipeline import ingest_gc
@@ -68,20 +69,26 @@ def stage_a(lines: list[str], index: RegisterIndex, repeat: int) -> dict[str, An
                 enrich(parse(line, "auto", ctx))
             return time.perf_counter() - started
 
+    # As the detection stage runs them: the correlation windows swept after each batch of the spool's records
+    # (without sweeps, groups gone quiet would stay until the cap and every window lookup would search all of them).
     def with_detection() -> float:
         detector = Detector(rules)
         with ingest_gc():
             started = time.perf_counter()
-            for line in lines:
-                detector.process(enrich(parse(line, "auto", ctx)))
+            for at in range(0, len(lines), BATCH_RECORDS):
+                for line in lines[at:at + BATCH_RECORDS]:
+                    detector.process(enrich(parse(line, "auto", ctx)))
+                detector.correlator.sweep()
             return time.perf_counter() - started
 
     def detection_only(events: list[dict[str, Any]]) -> float:
         detector = Detector(rules)
         with ingest_gc():
             started = time.perf_counter()
-            for event in events:
-                detector.process(event)
+            for at in range(0, len(events), BATCH_RECORDS):
+                for event in events[at:at + BATCH_RECORDS]:
+                    detector.process(event)
+                detector.correlator.sweep()
             return time.perf_counter() - started
 
     base = min(parse_enrich() for _ in range(repeat))

@@ -29,7 +29,7 @@ from contextlib import ExitStack
 from itertools import groupby
 from typing import TYPE_CHECKING, Protocol
 
-from soc.detection_reader import DETECTED, DetectionReader, ParsedBatch, parse_records
+from soc.detection_reader import BATCH_RECORDS, DETECTED, DetectionReader, ParsedBatch, parse_records
 from soc.metrics import SocMetrics
 from soc.pipeline import Pipeline, Prepared, ingest_gc, short_switch_interval
 from soc.spool import Position, Spool, source_origin
@@ -107,8 +107,9 @@ class SpoolConsumer:
     """Background threads draining the spool into the rules (if any) and the store (see the module docstring)."""
 
     def __init__(self, spool: Spool, pipeline: Pipeline, metrics: SocMetrics | None = None,
-                 batch_records: int = 5000, retry_seconds: float = 1.0, detection: DetectionStage | None = None,
-                 handoff_records: int = 50_000, remote_detection: RemoteDetection | None = None):
+                 batch_records: int = BATCH_RECORDS, retry_seconds: float = 1.0,
+                 detection: DetectionStage | None = None, handoff_records: int = 50_000,
+                 remote_detection: RemoteDetection | None = None):
         self.spool = spool
         self.pipeline = pipeline
         self.metrics = metrics or SocMetrics()

@@ -33,6 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.settings import Settings
+from soc.detection_reader import BATCH_RECORDS
 from soc.metrics import SocMetrics
 from soc.spool import Position, Spool, SpoolReader
 
@@ -102,7 +103,7 @@ def apply_metric_ops(metrics: SocMetrics, ops: list[MetricOp]) -> None:
 class DetectionProcess:
     """The parent's side: starts the child, keeps it told of the spool's end, hears its progress, replaces it."""
 
-    def __init__(self, settings: Settings, spool: Spool, metrics: SocMetrics, batch_records: int = 5000,
+    def __init__(self, settings: Settings, spool: Spool, metrics: SocMetrics, batch_records: int = BATCH_RECORDS,
                  restart_seconds: float = 1.0):
         self.settings = settings
         self.spool = spool

@@ -31,6 +31,7 @@ DETECTED = "detected"  # the spool cursor of the detection reader
 # events) no longer fits the CPU's caches, and detection then read every event's dicts back from memory (parse +
 # detect measured 26.9 µs an event in chunks of 256, 15.9 in chunks of 64, 15.6 one at a time; README "Detection")
 PARSE_CHUNK = 32
+BATCH_RECORDS = 5000  # spool records a batch at most (the correlation windows are swept after each)
 
 
 @dataclass
@@ -79,7 +80,7 @@ class DetectionReader:
     through (its alerts recorded and the cursor moved past it)."""
 
     def __init__(self, spool: SpoolReader, pipeline: Pipeline, detection: DetectionStage, end: Position,
-                 on_advance: Callable[[ParsedBatch], None], batch_records: int = 5000):
+                 on_advance: Callable[[ParsedBatch], None], batch_records: int = BATCH_RECORDS):
         self.spool = spool
         self.pipeline = pipeline
         self.detection = detection
