@@ -312,6 +312,7 @@ class TextTest(Check):
         return text is not None and self.holds(text)
 
     @cython.ccall
+    @cython.locals(text=str)
     def holds(self, text: str) -> bool:
         """The comparison itself, on text already case-folded when the test folds."""
         kind = self.kind
@@ -565,9 +566,16 @@ def keyword_texts(event: Event) -> list[str]:
     memo = _KEYWORDS_OF[0]
     if memo[0] is event and memo[1] is not None:
         return memo[1]
-    inner = event.get("event")
-    original = inner.get("original") if isinstance(inner, dict) else None
-    message = event.get("message")
+    if type(event) is dict:  # C-level lookups in plain dicts (every parsed or JSON event)
+        inner = cython.cast(dict, event).get("event")
+        message = cython.cast(dict, event).get("message")
+    else:
+        inner = event.get("event")
+        message = event.get("message")
+    if type(inner) is dict:
+        original = cython.cast(dict, inner).get("original")
+    else:
+        original = inner.get("original") if isinstance(inner, dict) else None
     if message is original:  # parsers often keep the line as both: search it once
         message = None
     texts = [t for t in (original, message) if isinstance(t, str)] or list(string_leaves(event))

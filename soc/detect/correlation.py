@@ -39,7 +39,7 @@ _OPS = {
 }
 
 
-_TIMES: dict[str, float] = {}  # timestamp text → epoch seconds (events of one second share their text)
+_TIMES: dict[str, float] = {}  # timestamp text in another form → epoch seconds
 _MEMO_SIZE = 4096
 
 
@@ -58,15 +58,15 @@ def event_time(event: Event) -> float:
         except OverflowError:  # an integer past any float: no time
             return 0.0
     if isinstance(value, str):
-        seconds = _TIMES.get(value)
+        seconds = utc_seconds(value)  # the parsers' form, read without a memo (milliseconds make most texts new)
         if seconds is None:
-            seconds = utc_seconds(value)
-            if seconds is None:
-                try:
-                    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                    seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-                except (ValueError, OverflowError):
-                    seconds = 0.0
+            seconds = _TIMES.get(value)
+        if seconds is None:
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+            except (ValueError, OverflowError):
+                seconds = 0.0
             if len(_TIMES) >= _MEMO_SIZE:
                 _TIMES.clear()
             _TIMES[value] = seconds
@@ -131,6 +131,8 @@ class _Window:
 def event_department(event: Event) -> Any:
     """``gov.department`` of an event (the register's owner of its system), or None."""
     gov = cython.cast(dict, event).get("gov") if type(event) is dict else event.get("gov")
+    if type(gov) is dict:
+        return cython.cast(dict, gov).get("department")
     return gov.get("department") if isinstance(gov, dict) else None
 
 

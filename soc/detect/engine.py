@@ -168,6 +168,7 @@ class _Gate:
         self.misses = 0
 
     @cython.ccall
+    @cython.locals(text=str)
     def search(self, text: str) -> tuple[RuleGroup, ...]:
         """The rule groups whose needle occurs in ``text`` (lowercased already), each once."""
         if self._scan is not None:
@@ -184,6 +185,7 @@ class _Gate:
         return tuple(dict.fromkeys([groups[i] for i in found]))
 
     @cython.ccall
+    @cython.locals(text=str)
     def search_raw(self, text: str) -> tuple[RuleGroup, ...]:
         """:meth:`search` on ``text`` lowercased. Hyperscan's C API scans an ASCII text as it stands, its literals
         caseless: for ASCII, ``str.lower`` changes exactly the letters caseless matching ignores."""
@@ -197,7 +199,7 @@ class _Gate:
         memo = self.memo
         if memo is None:
             return self.search_raw(value)
-        found = memo.get(value)
+        found = cython.cast(dict, memo).get(value)
         if found is not None:
             self.hits += 1
             return found
@@ -349,8 +351,11 @@ class Detector:
     @cython.ccall
     @cython.locals(bucket=_Bucket)
     def _bucket_of(self, event: Event) -> _Bucket:
-        inner = event.get("event")
-        dataset = inner.get("dataset") if isinstance(inner, dict) else event.get("event.dataset")
+        inner = cython.cast(dict, event).get("event") if type(event) is dict else event.get("event")
+        if type(inner) is dict:  # C-level lookups in plain dicts (every parsed or JSON event)
+            dataset = cython.cast(dict, inner).get("dataset")
+        else:
+            dataset = inner.get("dataset") if isinstance(inner, dict) else event.get("event.dataset")
         bucket = self._buckets.get(dataset) if isinstance(dataset, str) else None
         if bucket is None:
             bucket = self._bucket(dataset if isinstance(dataset, str) else None)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from soc.detect.correlation import Correlator, event_time
@@ -79,6 +79,31 @@ def test_utc_seconds_equals_fromisoformat(moment: datetime, digits: int) -> None
     expected = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     assert utc_seconds(text) == expected  # the same float, so windows end exactly where they did
     assert event_time({"@timestamp": text}) == expected
+
+
+_PARSERS_FORM = "2024-02-29T23:59:59.999Z"
+
+
+@given(base=st.sampled_from([_PARSERS_FORM, "2023-02-28T00:00:00Z", "0001-01-01T00:00:00.000001Z",
+                             "2400-02-29T12:00:00.123456Z", "9999-12-31T23:59:59.999Z", "1900-02-28T01:02:03Z"]),
+       edits=st.lists(st.tuples(st.integers(0, 26), st.sampled_from("0123456789:-.TZ x\u0660")), max_size=3))
+@example(base=_PARSERS_FORM, edits=[(9, "0")])  # day 20 → 20, then 29 → 2023: not a leap year below
+@example(base="2023-02-28T00:00:00Z", edits=[(9, "9")])  # 2023-02-29
+@example(base="1900-02-28T01:02:03Z", edits=[(9, "9")])  # 1900 is not a leap year
+@example(base=_PARSERS_FORM, edits=[(11, "2"), (12, "4")])  # hour 24
+@example(base=_PARSERS_FORM, edits=[(5, "0"), (6, "0")])  # month 00
+@example(base="0001-01-01T00:00:00.000001Z", edits=[(3, "0")])  # year 0000
+def test_utc_seconds_reads_the_parsers_form_as_the_general_way_does(base: str, edits: list[tuple[int, str]]) -> None:
+    """The digit-by-digit reading gives exactly what the general reading (hour memo, fromisoformat) gives, for
+    the parsers' form and anything near it."""
+    from soc.ecs import _hour_memo_seconds
+
+    chars = list(base)
+    for at, char in edits:
+        if at < len(chars):
+            chars[at] = char
+    text = "".join(chars)
+    assert utc_seconds(text) == _hour_memo_seconds(text)
 
 
 @pytest.mark.parametrize("text", [
