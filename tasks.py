@@ -79,7 +79,7 @@ def bench(c: Context, lines: int = 1_000_000, repeat: int = 3, rsyslog: bool = T
             skip = "" if rsyslog else " --skip-rsyslog"
             c.run(f"{sys.executable} -m bench.ingest_bench --lines {lines} --repeat {repeat}{skip}", pty=False)
             # issue 4: the same corpus through the rules, and receipt → alert latency at 20k events/s
-            c.run(f"{sys.executable} -m bench.detect_bench --lines {lines}", pty=False)
+            c.run(f"{sys.executable} -m bench.detect_bench --lines {lines} --repeat {repeat}", pty=False)
         if "instructions" in suites and _ensure_package(c, "valgrind", "valgrind", "the instruction counts are not "
                                                                                   "taken"):
             c.run(f"{sys.executable} -m bench.instructions", pty=False)
