@@ -2,11 +2,10 @@
 
 State is kept per correlation and group-by key, only for the correlation's timespan; each correlation holds at
 most ``max_groups`` keys (when full, the tenth of its groups whose newest event is oldest are dropped), so memory
-stays bounded under any input. A
-correlation fires when its condition holds on the window that ends with the current event; its window for
-that group is then cleared, so one burst gives one match, not one per further event. :meth:`Correlator.sweep`
-(called by the detection stage after each batch) drops the groups whose newest event is more than a timespan
-older than the newest event seen, so groups that go quiet do not wait for the cap to be evicted.
+stays bounded under any input. A correlation fires when its condition holds on the window that ends with the current
+event; its window for that group is then cleared, so one burst gives one match, not one per further event.
+:meth:`Correlator.sweep` (called by the detection stage after each batch) drops the groups whose newest event is
+more than a timespan older than the newest event seen, so groups that go quiet do not wait for the cap to be evicted.
 
 Windows run on event time. A group's window ends at the newest event time it has seen: an event arriving late but
 within the timespan of that counts, one older than that is not counted. temporal_ordered takes a step only at or
