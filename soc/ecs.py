@@ -116,9 +116,8 @@ def utc_seconds(text: str) -> float | None:
 
 
 def _hour_memo_seconds(text: str) -> float | None:
-    """Epoch seconds of a UTC time written as the parsers write ``@timestamp`` (``YYYY-MM-DDTHH:MM:SS``, then
-    ``.fff`` or ``.ffffff`` or nothing, then ``Z``), equal to ``datetime.fromisoformat(text).timestamp()``; None
-    for any other form. The hour is parsed once and remembered; minutes, seconds and the fraction are added."""
+    """:func:`utc_seconds` the general way, for what its digit-by-digit reading leaves: the hour through
+    ``fromisoformat`` (remembered), minutes, seconds and the fraction added; the reference its tests hold it to."""
     n = len(text)
     if (n != 20 and n != 24 and n != 27) or text[n - 1] != "Z" or text[13] != ":" or text[16] != ":":
         return None
