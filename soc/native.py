@@ -29,6 +29,12 @@ COMPILED: Final[tuple[str, ...]] = (
     "soc.parsers.web", "soc.parsers.auditd", "soc.parsers.jsonlog", "soc.parsers.openstack", "soc.parsers.scan",
     "soc.detect.compiler", "soc.detect.engine", "soc.detect.correlation", "soc.detect.values", "soc.store.rows",
 )
+# Compiled modules calling others in C (``from cython.cimports…``, through the other's ``.pxd``): a module is built
+# against those declarations and runs compiled only beside a compiled build of each module it cimports.
+CIMPORTS: Final[dict[str, tuple[str, ...]]] = {
+    "soc.detect.engine": ("soc.detect.compiler",),
+    "soc.detect.correlation": ("soc.detect.compiler",),
+}
 # Modules written in Cython against a C library, built when the library's header is installed (module → header,
 # library); there is no Python source to fall back on: their importers fall back on something else.
 LIBRARY_BOUND: Final[dict[str, tuple[str, str]]] = {
@@ -60,9 +66,9 @@ def buildable() -> tuple[str, ...]:
     return COMPILED + tuple(m for m in LIBRARY_BOUND if header_of(m) is not None)
 
 
-def built_of(module: str) -> Path | None:
+def built_of(module: str, root: Path = ROOT) -> Path | None:
     """The extension module built from ``module``'s source, if there is one."""
-    source = source_of(module)
+    source = source_of(module, root)
     stem = "__init__" if source.name == "__init__.py" else source.stem
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = source.with_name(stem + suffix)
@@ -76,14 +82,28 @@ def _older(built: Path, source: Path) -> bool:
     return built.stat().st_mtime < source.stat().st_mtime
 
 
-def stale(modules: Sequence[str] | None = None) -> list[str]:
-    """The modules (default: all :func:`buildable`) whose build is missing or older than their source."""
+def inputs_of(module: str, root: Path = ROOT) -> list[Path]:
+    """The files ``module``'s build is made from: its source, the ``.pxd`` beside it, those of what it cimports."""
     out = []
-    for module in buildable() if modules is None else modules:
-        built = built_of(module)
-        if built is None or _older(built, source_of(module)):
-            out.append(module)
+    for name in (module, *CIMPORTS.get(module, ())):
+        source = source_of(name, root)
+        pxd = source.with_suffix(".pxd")
+        out += ([source] if name == module else []) + ([pxd] if pxd.exists() else [])
     return out
+
+
+def is_stale(module: str, root: Path = ROOT, built: Path | None = None) -> bool:
+    """Whether ``module``'s build (``built``, default: the one beside its source) is missing, older than one of
+    its inputs, or cimports a module that is stale itself (which then runs from its source)."""
+    built = built if built is not None else built_of(module, root)
+    if built is None or any(path.exists() and _older(built, path) for path in inputs_of(module, root)):
+        return True
+    return any(is_stale(name, root) for name in CIMPORTS.get(module, ()))
+
+
+def stale(modules: Sequence[str] | None = None) -> list[str]:
+    """The modules (default: all :func:`buildable`) whose build is missing or stale (:func:`is_stale`)."""
+    return [module for module in (buildable() if modules is None else modules) if is_stale(module)]
 
 
 def status() -> dict[str, str]:
@@ -117,9 +137,9 @@ class FreshSourceFinder(importlib.abc.MetaPathFinder):
         if source.exists() and _older(built, source) and fullname in LIBRARY_BOUND:
             raise ImportError(f"compiled {built.name} is older than {source} (rebuild: python -m soc.native_build)",
                               name=fullname)
-        if source.exists() and _older(built, source):
-            log.warning("compiled %s is older than %s: importing the source (rebuild: python -m soc.native_build)",
-                        built.name, source)
+        if source.exists() and is_stale(fullname, self.root, built):
+            log.warning("compiled %s is older than %s or what it cimports: importing the source (rebuild: "
+                        "python -m soc.native_build)", built.name, source)
             return importlib.util.spec_from_file_location(
                 fullname, source, submodule_search_locations=spec.submodule_search_locations)
         return spec

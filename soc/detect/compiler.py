@@ -16,6 +16,7 @@ each node the meaning the Sigma specification defines, evaluated in memory:
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Final
@@ -73,18 +74,14 @@ class FieldGetter:
     Python call.
     """
 
-    name = cython.declare(str, visibility="public")
-    parts = cython.declare(tuple)
-    rests = cython.declare(tuple)  # the path from each part on, dotted (flat keys of a nested object)
-    head = cython.declare(str)
-    tail = cython.declare(str)
-    depth = cython.declare(cython.Py_ssize_t)
+    # attributes: name (public), parts, rests, head, tail, depth; declared in compiler.pxd (see there)
 
     def __init__(self, name: str):
-        self.name = str(name)
-        self.parts = tuple(self.name.split("."))
+        # interned, as the parsers' keys are: a dict lookup then finds its key by identity, not by comparing text
+        self.name = sys.intern(str(name))
+        self.parts = tuple(sys.intern(part) for part in self.name.split("."))
         self.depth = len(self.parts)
-        self.rests = tuple(".".join(self.parts[i:]) for i in range(self.depth))
+        self.rests = tuple(sys.intern(".".join(self.parts[i:])) for i in range(self.depth))
         self.head = self.parts[0]
         self.tail = self.parts[1] if self.depth == 2 else ""
 
@@ -105,7 +102,7 @@ class FieldGetter:
         return self._get_deep(flat)
 
     @cython.ccall
-    @cython.locals(i=cython.Py_ssize_t)
+    @cython.locals(i=cython.Py_ssize_t, flat=dict)
     def _get_deep(self, flat: dict) -> Any:
         """A path of three parts or more in a plain dict: as :func:`_walk` follows it, dicts read in C."""
         value = flat.get(self.name, MISSING)
@@ -468,7 +465,7 @@ def _other_test(value: Any) -> Callable[[Any], bool]:
 
 
 @cython.ccall
-@cython.locals(check=Check)
+@cython.locals(check=Check, predicates=list, positions=list)
 def matching(predicates: list, positions: list, event: Event) -> list:
     """The positions among ``positions`` whose predicate is true of ``event``, in order: compiled conditions are
     called through their C method (from another module each would be a Python call), anything else as a function."""

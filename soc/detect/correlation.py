@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import cython
 
-from soc.detect.compiler import MISSING, Event, as_list, field_getter, scalar_text
+from soc.detect.compiler import MISSING, Event
+
+if cython.compiled:  # C calls into the compiled compiler (its compiler.pxd; soc.native.CIMPORTS)
+    from cython.cimports.soc.detect.compiler import FieldGetter, as_list, scalar_text
+else:
+    from soc.detect.compiler import FieldGetter, as_list, scalar_text
 from soc.ecs import utc_seconds
 
 if TYPE_CHECKING:
@@ -152,7 +157,7 @@ class _Tracker:
     groups = cython.declare(dict, visibility="public")
     getters = cython.declare(dict, visibility="public")
     alias_getters = cython.declare(dict, visibility="public")
-    value_getter = cython.declare(object, visibility="public")
+    value_getter = cython.declare(FieldGetter, visibility="public")
     order = cython.declare(list, visibility="public")
     check = cython.declare(object, visibility="public")
     grows = cython.declare(cython.bint, visibility="public")
@@ -165,10 +170,10 @@ class _Tracker:
         self.corr = corr
         self.max_groups = max(1, max_groups)
         self.groups = {}
-        self.getters = {name: field_getter(name) for name in corr.group_by}
-        self.alias_getters = {alias: {rid: field_getter(f) for rid, f in fields.items()}
+        self.getters = {name: FieldGetter(name) for name in corr.group_by}
+        self.alias_getters = {alias: {rid: FieldGetter(f) for rid, f in fields.items()}
                               for alias, fields in corr.aliases.items()}
-        self.value_getter = field_getter(corr.field) if corr.field else None
+        self.value_getter = FieldGetter(corr.field) if corr.field else None
         self.order = [r.id for r in corr.rules]
         self.check = _OPS[corr.op] if corr.op else None
         # with gt/gte a count that still holds some expired values fails whenever the exact count fails
@@ -190,15 +195,17 @@ class _Tracker:
         return getters
 
     @cython.ccall
+    @cython.locals(getter=FieldGetter)
     def _key(self, event: Event, rule: CompiledRule | CompiledCorrelation) -> str | tuple[str, ...] | None:
         """The event's group key (see ``groups``); None when a group-by value is missing (the event is not
         counted)."""
         getters = self._key_getters(rule.id)
         if len(getters) == 1:  # the common case: one group-by field, its value the key
-            return _key_part(getters[0](event))
+            getter = getters[0]
+            return _key_part(getter.get(event))
         key: list[str] = []
         for getter in getters:
-            part = _key_part(getter(event))
+            part = _key_part(getter.get(event))
             if part is None:
                 return None
             key.append(part)
@@ -261,7 +268,7 @@ class _Tracker:
             count, first = len(times), times[0]
         elif kind == "value_count":
             values = window.state
-            value = self.value_getter(event) if self.value_getter else MISSING
+            value = self.value_getter.get(event) if self.value_getter is not None else MISSING
             if value is not MISSING:
                 for v in value if type(value) is list else (value,):
                     text = v if type(v) is str else scalar_text(v)

@@ -40,18 +40,28 @@ try:  # Hyperscan's C API, built when libhyperscan-dev is installed (soc.native.
 except (ImportError, ValueError):
     Literals = None
 
-from soc.detect.compiler import (
-    KEYWORDS,
-    MISSING,
-    Event,
-    field_getter,
-    forget_keywords,
-    keyword_texts,
-    lowered_texts,
-    matching,
-    remember_keywords,
-    scalar_text,
-)
+from soc.detect.compiler import KEYWORDS, MISSING, Event
+
+if cython.compiled:  # C calls into the compiled compiler (its compiler.pxd; soc.native.CIMPORTS)
+    from cython.cimports.soc.detect.compiler import (
+        FieldGetter,
+        forget_keywords,
+        keyword_texts,
+        lowered_texts,
+        matching,
+        remember_keywords,
+        scalar_text,
+    )
+else:
+    from soc.detect.compiler import (
+        FieldGetter,
+        forget_keywords,
+        keyword_texts,
+        lowered_texts,
+        matching,
+        remember_keywords,
+        scalar_text,
+    )
 from soc.detect.correlation import CorrelationMatch, Correlator
 from soc.detect.loader import CompiledRule, RuleSet
 
@@ -126,7 +136,7 @@ class _Gate:
     """
 
     target = cython.declare(object, visibility="public")
-    get = cython.declare(object, visibility="public")
+    get = cython.declare(FieldGetter, visibility="public")  # None for the keyword texts
     groups = cython.declare(list, visibility="public")
     automaton = cython.declare(object, visibility="public")
     database = cython.declare(object, visibility="public")
@@ -234,7 +244,7 @@ class _Bucket:
 
 
 @cython.ccall
-@cython.locals(line=str, message=str)
+@cython.locals(line=str, message=str, get=FieldGetter)
 def _gate_text(event: Event, target: str, get: Any) -> str | None:
     """The text a literal gate looks at (to be lowercased, :meth:`_Gate.search_raw`): the keyword texts, or the
     field's value(s)."""
@@ -250,7 +260,7 @@ def _gate_text(event: Event, target: str, get: Any) -> str | None:
             if line.endswith(message) or message in line:
                 return line
         return "\x00".join(texts)
-    value = get(event)
+    value = get.get(event)
     if type(value) is str:  # the common case: one string, no list to walk
         return value
     if value is MISSING or value is None:
@@ -340,9 +350,9 @@ class Detector:
                     bucket.always.append(position)
                 else:
                     by_field.setdefault(anchor, []).append(position)
-            bucket.anchored = [(field_getter(name), tuple(group)) for name, group in sorted(by_field.items())]
+            bucket.anchored = [(FieldGetter(name), tuple(group)) for name, group in sorted(by_field.items())]
             for target, needles in sorted(by_needle.items()):
-                getter = None if target == KEYWORDS else field_getter(target)
+                getter = None if target == KEYWORDS else FieldGetter(target)
                 groups = {needle: tuple(group) for needle, group in needles.items()}
                 bucket.gated.append(_Gate(target, getter, groups, self.literal_engine, self.hyperscan_calls))
             self._buckets[dataset] = bucket
@@ -362,26 +372,30 @@ class Detector:
         return bucket
 
     @cython.ccall
-    @cython.locals(gate=_Gate, bucket=_Bucket, found=set)
+    @cython.locals(gate=_Gate, bucket=_Bucket, found=set, get=FieldGetter)
     def _positions(self, bucket: _Bucket, event: Event) -> list:
         """The positions in ``bucket.rules`` of the rules worth evaluating on this event, in order."""
-        found = set(bucket.always)
+        # the groups found (each a tuple of positions in order); mostly one, whose positions need no set or sort
+        groups = [bucket.always] if bucket.always else []
         for get, group in bucket.anchored:
-            if get(event) is not MISSING:
-                found.update(group)
+            if get.get(event) is not MISSING:
+                groups.append(group)
         for gate in bucket.gated:
             if gate.memo is not None:
-                value = gate.get(event)
+                value = gate.get.get(event)
                 if type(value) is str:
-                    for group in gate.remembered(value):
-                        found.update(group)
+                    groups.extend(gate.remembered(value))
                     continue
                 if value is MISSING or value is None:  # nothing to search (as _gate_text finds)
                     continue
             text = _gate_text(event, gate.target, gate.get)
             if text:
-                for group in gate.search_raw(text):
-                    found.update(group)
+                groups.extend(gate.search_raw(text))
+        if len(groups) == 1:
+            return list(groups[0])
+        found = set()
+        for group in groups:
+            found.update(group)
         return sorted(found)
 
     @cython.ccall

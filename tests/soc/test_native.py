@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.machinery
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -87,3 +88,57 @@ def test_a_library_bound_module_is_built_where_its_header_is_and_never_imported_
     finder = native.FreshSourceFinder(root=tmp_path)
     with pytest.raises(ImportError, match="older than"):
         finder.find_spec(module, [str(package)])
+
+
+def _fake_tree(root: Path) -> dict[str, Path]:
+    """soc/detect/{compiler,engine}.py, compiler.pxd and a (fake) build of each, every build newer than its inputs."""
+    package = root / "soc" / "detect"
+    package.mkdir(parents=True)
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    files = {name: package / name for name in ("compiler.py", "compiler.pxd", "engine.py")}
+    files |= {f"{stem}.so": package / f"{stem}{suffix}" for stem in ("compiler", "engine")}
+    for n, path in enumerate(files.values()):
+        path.write_text("")
+        os.utime(path, (1000 + n, 1000 + n))  # sources first, builds after
+    return files
+
+
+def _touch_later(path: Path) -> None:
+    os.utime(path, (5000, 5000))
+
+
+@pytest.mark.parametrize(("edited", "expected"), [
+    (None, []),
+    ("engine.py", ["soc.detect.engine"]),
+    ("compiler.py", ["soc.detect.compiler", "soc.detect.engine"]),  # engine would run beside a source compiler
+    ("compiler.pxd", ["soc.detect.compiler", "soc.detect.engine"]),  # engine was built against old declarations
+])
+def test_a_module_is_stale_with_what_it_cimports(tmp_path: Path, edited: str | None, expected: list[str]) -> None:
+    assert native.CIMPORTS["soc.detect.engine"] == ("soc.detect.compiler",)
+    files = _fake_tree(tmp_path)
+    if edited:
+        _touch_later(files[edited])
+    found = [m for m in ("soc.detect.compiler", "soc.detect.engine") if native.is_stale(m, tmp_path)]
+    assert found == expected
+
+
+def test_a_module_cimporting_a_stale_one_is_imported_from_its_source(tmp_path: Path) -> None:
+    files = _fake_tree(tmp_path)
+    finder = native.FreshSourceFinder(root=tmp_path)
+    package = [str(tmp_path / "soc" / "detect")]
+    spec = finder.find_spec("soc.detect.engine", package)
+    assert spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+    _touch_later(files["compiler.py"])  # its own build is fresh, the compiler's is not
+    spec = finder.find_spec("soc.detect.engine", package)
+    assert spec is not None and spec.origin == str(files["engine.py"])
+    assert isinstance(spec.loader, importlib.machinery.SourceFileLoader)
+
+
+def test_the_modules_cimporting_the_compiler_have_its_declarations() -> None:
+    """What CIMPORTS lists is what the sources cimport (a cimport left out of it would go stale unseen)."""
+    for module in native.COMPILED:
+        text = native.source_of(module).read_text(encoding="utf-8")
+        cimported = tuple(sorted(set(re.findall(r"from cython\.cimports\.([\w.]+) import", text))))
+        assert cimported == tuple(sorted(native.CIMPORTS.get(module, ()))), module
+        for name in cimported:
+            assert native.source_of(name).with_suffix(".pxd").exists(), name
