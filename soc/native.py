@@ -33,7 +33,7 @@ COMPILED: Final[tuple[str, ...]] = (
 # against those declarations and runs compiled only beside a compiled build of each module it cimports.
 CIMPORTS: Final[dict[str, tuple[str, ...]]] = {
     "soc.detect.engine": ("soc.detect.compiler",),
-    "soc.detect.correlation": ("soc.detect.compiler",),
+    "soc.detect.correlation": ("soc.detect.compiler", "soc.ecs"),
 }
 # Modules written in Cython against a C library, built when the library's header is installed (module → header,
 # library); there is no Python source to fall back on: their importers fall back on something else.

@@ -505,12 +505,25 @@ class FieldMatch(Check):
         return self.value_test.test(value)
 
 
+@cython.cclass
+class Exists(Check):
+    """A field present (``exists: true``) or absent (``exists: false``), whatever its value."""
+
+    getter = cython.declare(FieldGetter)
+    wanted = cython.declare(cython.bint)
+
+    def __init__(self, getter: FieldGetter, wanted: bool):
+        self.getter = getter
+        self.wanted = wanted
+
+    @cython.ccall
+    def test(self, event: Event) -> bool:
+        return (self.getter.get(event) is not MISSING) == self.wanted
+
+
 def _field_predicate(field: str, value: Any) -> Check:
     if isinstance(value, SigmaExists):
-        get = field_getter(field)
-        if value.exists:
-            return _Call(lambda e: get(e) is not MISSING)
-        return _Call(lambda e: get(e) is MISSING)
+        return Exists(FieldGetter(field), value.exists)
     if isinstance(value, SigmaNull):
         get = field_getter(field)
         return _Call(lambda e: (v := get(e)) is MISSING or v is None or v == [])
@@ -623,7 +636,10 @@ def compile_condition(node: ConditionItem) -> Check:
     if isinstance(node, ConditionAND):
         return all_of([compile_condition(a) for a in node.args])
     if isinstance(node, ConditionOR):
-        lookup = _equality_set(node) or _keyword_set(node)
+        equal = _equality_set(node)
+        if equal is not None:
+            return equal
+        lookup = _keyword_set(node)
         if lookup is not None:
             return _Call(lookup)
         one_field = _one_field_values(node)
@@ -664,9 +680,56 @@ def _plain_key(value: Any) -> tuple[str, str] | None:
     return None
 
 
-def _equality_set(node: ConditionOR) -> Predicate | None:
-    """``field: [a, b, c, …]`` (an OR of plain equalities on one field) as set lookups, or None; each value is
-    compared as :func:`_scalar_test` compares it one by one (strings as text, numbers as numbers or their text)."""
+@cython.cclass
+class EqualitySet(Check):
+    """A field equal to any of many plain values, as set lookups: strings by their case-folded text (``texts``),
+    numbers as numbers or by their text (``numbers``, ``number_texts``), each compared as :func:`_scalar_test`
+    compares it one by one."""
+
+    getter = cython.declare(FieldGetter)
+    texts = cython.declare(frozenset)
+    number_texts = cython.declare(frozenset)
+    numbers = cython.declare(frozenset)
+
+    def __init__(self, getter: FieldGetter, texts: frozenset[str], number_texts: frozenset[str]):
+        self.getter = getter
+        self.texts = texts
+        self.number_texts = number_texts
+        self.numbers = frozenset(float(k) for k in number_texts)
+
+    @cython.ccall
+    def test(self, event: Event) -> bool:
+        value = self.getter.get(event)
+        if value is MISSING or value is None:
+            return False
+        if isinstance(value, list):
+            for v in value:  # noqa: SIM110 (a loop compiles to C)
+                if self.holds(v):
+                    return True
+            return False
+        return self.holds(value)
+
+    @cython.ccall
+    def holds(self, v: Any) -> bool:
+        """Whether one scalar is in the set."""
+        if self.texts:
+            t = v if type(v) is str else scalar_text(v)
+            if t is not None and t.lower() in self.texts:
+                return True
+        if self.numbers:
+            if isinstance(v, str) and v.strip() in self.number_texts:
+                return True
+            n = float(v) if type(v) is int and -_EXACT_INT < v < _EXACT_INT else as_number(v)  # exact int: no call
+            if n is not None and n in self.numbers:
+                return True
+        return False
+
+
+_EXACT_INT: Final = 2**53  # integers a float holds exactly (beyond, as_number decides)
+
+
+def _equality_set(node: ConditionOR) -> EqualitySet | None:
+    """``field: [a, b, c, …]`` (an OR of plain equalities on one field) as one :class:`EqualitySet`, or None."""
     args = node.args
     if len(args) < 4 or not all(isinstance(a, ConditionFieldEqualsValueExpression) for a in args):
         return None
@@ -674,28 +737,9 @@ def _equality_set(node: ConditionOR) -> Predicate | None:
     keys = [_plain_key(a.value) for a in args]  # type: ignore[attr-defined]
     if len(fields) != 1 or any(k is None for k in keys):
         return None
-    get = field_getter(fields.pop())
     texts = frozenset(k for kind, k in keys if kind == "text")  # type: ignore[misc]
     number_texts = frozenset(k for kind, k in keys if kind == "number")  # type: ignore[misc]
-    numbers = frozenset(float(k) for k in number_texts)
-
-    def member(e: Event) -> bool:
-        value = get(e)
-        if value is MISSING or value is None:
-            return False
-        for v in (value if isinstance(value, list) else (value,)):
-            if texts:
-                t = scalar_text(v)
-                if t is not None and t.lower() in texts:
-                    return True
-            if numbers:
-                if isinstance(v, str) and v.strip() in number_texts:
-                    return True
-                n = as_number(v)
-                if n is not None and n in numbers:
-                    return True
-        return False
-    return member
+    return EqualitySet(FieldGetter(fields.pop()), texts, number_texts)
 
 
 def _keyword_set(node: ConditionOR) -> Predicate | None:

@@ -22,17 +22,18 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import cython
 
 from soc.detect.compiler import MISSING, Event
 
-if cython.compiled:  # C calls into the compiled compiler (its compiler.pxd; soc.native.CIMPORTS)
+if cython.compiled:  # C calls into compiled modules (their .pxd; soc.native.CIMPORTS)
     from cython.cimports.soc.detect.compiler import FieldGetter, as_list, scalar_text
+    from cython.cimports.soc.ecs import utc_seconds
 else:
     from soc.detect.compiler import FieldGetter, as_list, scalar_text
-from soc.ecs import utc_seconds
+    from soc.ecs import utc_seconds
 
 if TYPE_CHECKING:
     from soc.detect.loader import CompiledCorrelation, CompiledRule
@@ -42,6 +43,14 @@ _OPS = {
     "gte": lambda a, b: a >= b, "eq": lambda a, b: a == b, "neq": lambda a, b: a != b,
 }
 
+
+# correlation kinds, as a tracker tests them per event (an int, not a string comparison)
+_EVENT_COUNT: Final = 0
+_VALUE_COUNT: Final = 1
+_TEMPORAL: Final = 2
+_TEMPORAL_ORDERED: Final = 3
+_KINDS: Final = {"event_count": _EVENT_COUNT, "value_count": _VALUE_COUNT, "temporal": _TEMPORAL,
+                 "temporal_ordered": _TEMPORAL_ORDERED}
 
 _TIMES: dict[str, float] = {}  # timestamp text in another form → epoch seconds
 _MEMO_SIZE = 4096
@@ -115,7 +124,7 @@ class _Window:
 
     def __init__(self, kind: str) -> None:
         self.last = 0.0
-        self.state: Any = OrderedDict() if kind == "value_count" else {} if kind == "temporal" else []
+        self.state: Any = _new_state(_KINDS[kind])
         self.departments: Any = None
 
     @cython.ccall
@@ -129,6 +138,24 @@ class _Window:
             self.departments = {self.departments, name}
         else:
             self.departments.add(name)
+
+
+@cython.cfunc
+@cython.locals(kind=cython.int)
+def _new_state(kind: int) -> Any:
+    """An empty window's container for a kind (see :class:`_Window`)."""
+    return OrderedDict() if kind == _VALUE_COUNT else {} if kind == _TEMPORAL else []
+
+
+@cython.cfunc
+@cython.locals(kind=cython.int, window=_Window)
+def _new_window(kind: int) -> _Window:
+    """``_Window(kind)`` made without a Python call (windows are made for most events of a busy correlation)."""
+    window = _Window.__new__(_Window)
+    window.last = 0.0
+    window.state = _new_state(kind)
+    window.departments = None
+    return window
 
 
 @cython.ccall
@@ -162,7 +189,7 @@ class _Tracker:
     check = cython.declare(object, visibility="public")
     grows = cython.declare(cython.bint, visibility="public")
     timespan = cython.declare(cython.double)  # corr.timespan_s, and the others below, read per event
-    kind = cython.declare(str)
+    kind = cython.declare(cython.int)  # _EVENT_COUNT …
     threshold = cython.declare(object)
     _by_rule_getters = cython.declare(dict)
 
@@ -179,7 +206,7 @@ class _Tracker:
         # with gt/gte a count that still holds some expired values fails whenever the exact count fails
         self.grows = corr.op in ("gt", "gte")
         self.timespan = corr.timespan_s
-        self.kind = str(corr.type)
+        self.kind = _KINDS[str(corr.type)]
         self.threshold = corr.count
         self._by_rule_getters = {}
         for rule_id in self.order:
@@ -217,7 +244,7 @@ class _Tracker:
         if window is None:
             if len(self.groups) >= self.max_groups:
                 self._evict()
-            window = _Window(self.kind)
+            window = _new_window(self.kind)
             self.groups[key] = window
         return window
 
@@ -235,7 +262,7 @@ class _Tracker:
         return [key if type(key) is tuple else (key,) for key in self.groups]
 
     @cython.ccall
-    @cython.locals(window=_Window, ts=cython.double, last=cython.double, horizon=cython.double)
+    @cython.locals(window=_Window, ts=cython.double, last=cython.double, horizon=cython.double, kind=cython.int)
     def observe(self, event: Event, rule: CompiledRule | CompiledCorrelation, ts: float,
                 department: Any = None) -> CorrelationMatch | None:
         """Count the event (matched by ``rule``, at ``ts``, of ``department``) in its group's window; the match when
@@ -254,7 +281,7 @@ class _Tracker:
         count: int
         first: float
         kind = self.kind
-        if kind == "event_count":
+        if kind == _EVENT_COUNT:
             times = window.state  # in time order
             if not times or ts >= times[-1]:
                 times.append(ts)
@@ -266,7 +293,7 @@ class _Tracker:
                     expired += 1
                 del times[:expired]
             count, first = len(times), times[0]
-        elif kind == "value_count":
+        elif kind == _VALUE_COUNT:
             values = window.state
             value = self.value_getter.get(event) if self.value_getter is not None else MISSING
             if value is not MISSING:
@@ -290,7 +317,7 @@ class _Tracker:
                 del values[text]
             count = len(values)
             first = min(values.values(), default=ts)
-        elif kind == "temporal":
+        elif kind == _TEMPORAL:
             latest = window.state
             if ts > latest.get(rule.id, horizon - 1.0):
                 latest[rule.id] = ts
