@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import cython
@@ -77,8 +77,7 @@ def _civil_days(year: int, month: int, day: int) -> int:
     return era * 146097 + doe - 719468
 
 
-_EXACT: Final = 2**53  # microseconds a double holds exactly
-_MONTH_DAYS: Final = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_EXACT = cython.declare(cython.longlong, 2**53)  # microseconds a double holds exactly (a C constant when compiled)
 
 
 @cython.locals(text=str, n=cython.Py_ssize_t, year=cython.longlong, month=cython.longlong, day=cython.longlong,
@@ -100,9 +99,10 @@ def utc_seconds(text: str) -> float | None:
     micro = 0 if n == 20 else _digits_at(text, 20, n - 21)
     if year < 1 or month < 1 or month > 12 or day < 1 or hour < 0 or minute < 0 or second < 0 or micro < 0:
         return _hour_memo_seconds(text)
-    longest = _MONTH_DAYS[month]
-    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
-        longest = 29
+    if month == 2:
+        longest = 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    else:  # 31 for odd months up to July and even ones from August, else 30
+        longest = 30 + (month + month // 8) % 2
     if day > longest or hour > 23 or minute > 59 or second > 59:
         return None
     if n == 24:
