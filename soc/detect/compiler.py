@@ -430,13 +430,39 @@ _PARTS: dict[TimestampPart, Callable[[datetime], int]] = {
 }
 
 
+_EXACT_INT: Final = 2**53  # integers a float holds exactly (beyond, as_number decides)
+
+
 def _scalar_test(value: Any) -> Check:
     """A test on one scalar event value for a Sigma value (not exists/null/fieldref, handled by the caller)."""
     if isinstance(value, SigmaExpansion):
         return _any_value([_scalar_test(v) for v in value.values])
     if isinstance(value, SigmaString):
         return _text_test(value)
+    if isinstance(value, SigmaNumber) and not isinstance(value, SigmaTimestampPart):
+        return NumberTest(value.number)
     return _Call(_other_test(value))
+
+
+@cython.cclass
+class NumberTest(Check):
+    """A Sigma number on one value: a number equal to it, or text that is its text (surrounding blanks aside) or
+    reads as an equal number."""
+
+    number = cython.declare(cython.double)
+    text = cython.declare(str)
+
+    def __init__(self, number: int | float):
+        self.number = float(number)
+        self.text = str(number)
+
+    @cython.ccall
+    def test(self, value: Any) -> bool:
+        if isinstance(value, str) and value.strip() == self.text:
+            return True
+        # an exact int within a float's exact range compares without a call; anything else as as_number reads it
+        n = float(value) if type(value) is int and -_EXACT_INT < value < _EXACT_INT else as_number(value)
+        return n is not None and n == self.number
 
 
 def _other_test(value: Any) -> Callable[[Any], bool]:
@@ -724,8 +750,6 @@ class EqualitySet(Check):
                 return True
         return False
 
-
-_EXACT_INT: Final = 2**53  # integers a float holds exactly (beyond, as_number decides)
 
 
 def _equality_set(node: ConditionOR) -> EqualitySet | None:
