@@ -707,37 +707,22 @@ def _plain_key(value: Any) -> tuple[str, str] | None:
 
 
 @cython.cclass
-class EqualitySet(Check):
-    """A field equal to any of many plain values, as set lookups: strings by their case-folded text (``texts``),
+class ValueSet(Check):
+    """A value equal to any of many plain values, as set lookups: strings by their case-folded text (``texts``),
     numbers as numbers or by their text (``numbers``, ``number_texts``), each compared as :func:`_scalar_test`
-    compares it one by one."""
+    compares it one by one (a field's value list is walked by the FieldMatch above it)."""
 
-    getter = cython.declare(FieldGetter)
     texts = cython.declare(frozenset)
     number_texts = cython.declare(frozenset)
     numbers = cython.declare(frozenset)
 
-    def __init__(self, getter: FieldGetter, texts: frozenset[str], number_texts: frozenset[str]):
-        self.getter = getter
+    def __init__(self, texts: frozenset[str], number_texts: frozenset[str]):
         self.texts = texts
         self.number_texts = number_texts
         self.numbers = frozenset(float(k) for k in number_texts)
 
     @cython.ccall
-    def test(self, event: Event) -> bool:
-        value = self.getter.get(event)
-        if value is MISSING or value is None:
-            return False
-        if isinstance(value, list):
-            for v in value:  # noqa: SIM110 (a loop compiles to C)
-                if self.holds(v):
-                    return True
-            return False
-        return self.holds(value)
-
-    @cython.ccall
-    def holds(self, v: Any) -> bool:
-        """Whether one scalar is in the set."""
+    def test(self, v: Any) -> bool:
         if self.texts:
             t = v if type(v) is str else scalar_text(v)
             if t is not None and t.lower() in self.texts:
@@ -751,9 +736,9 @@ class EqualitySet(Check):
         return False
 
 
-
-def _equality_set(node: ConditionOR) -> EqualitySet | None:
-    """``field: [a, b, c, …]`` (an OR of plain equalities on one field) as one :class:`EqualitySet`, or None."""
+def _equality_set(node: ConditionOR) -> FieldMatch | None:
+    """``field: [a, b, c, …]`` (an OR of plain equalities on one field) as one :class:`ValueSet` on the field, or
+    None."""
     args = node.args
     if len(args) < 4 or not all(isinstance(a, ConditionFieldEqualsValueExpression) for a in args):
         return None
@@ -763,7 +748,7 @@ def _equality_set(node: ConditionOR) -> EqualitySet | None:
         return None
     texts = frozenset(k for kind, k in keys if kind == "text")  # type: ignore[misc]
     number_texts = frozenset(k for kind, k in keys if kind == "number")  # type: ignore[misc]
-    return EqualitySet(FieldGetter(fields.pop()), texts, number_texts)
+    return FieldMatch(FieldGetter(fields.pop()), ValueSet(texts, number_texts))
 
 
 def _keyword_set(node: ConditionOR) -> Predicate | None:

@@ -44,25 +44,9 @@ from soc.detect.compiler import KEYWORDS, MISSING, Event
 
 if cython.compiled:  # C calls into the compiled compiler (its compiler.pxd; soc.native.CIMPORTS)
     from cython.cimports.posix.time import CLOCK_MONOTONIC, clock_gettime, timespec
-    from cython.cimports.soc.detect.compiler import (
-        FieldGetter,
-        forget_keywords,
-        keyword_texts,
-        lowered_texts,
-        matching,
-        remember_keywords,
-        scalar_text,
-    )
+    from cython.cimports.soc.detect import compiler
 else:
-    from soc.detect.compiler import (
-        FieldGetter,
-        forget_keywords,
-        keyword_texts,
-        lowered_texts,
-        matching,
-        remember_keywords,
-        scalar_text,
-    )
+    from soc.detect import compiler
 from soc.detect.correlation import CorrelationMatch, Correlator
 from soc.detect.loader import CompiledRule, RuleSet
 
@@ -137,7 +121,7 @@ class _Gate:
     """
 
     target = cython.declare(object, visibility="public")
-    get = cython.declare(FieldGetter, visibility="public")  # None for the keyword texts
+    get = cython.declare(compiler.FieldGetter, visibility="public")  # None for the keyword texts
     groups = cython.declare(list, visibility="public")
     automaton = cython.declare(object, visibility="public")
     database = cython.declare(object, visibility="public")
@@ -245,7 +229,7 @@ class _Bucket:
 
 
 @cython.ccall
-@cython.locals(line=str, message=str, get=FieldGetter)
+@cython.locals(line=str, message=str, get=compiler.FieldGetter)
 def _gate_text(event: Event, target: str, get: Any) -> str | None:
     """The text a literal gate looks at (to be lowercased, :meth:`_Gate.search_raw`): the keyword texts, or the
     field's value(s)."""
@@ -253,14 +237,14 @@ def _gate_text(event: Event, target: str, get: Any) -> str | None:
         line = _raw_line(event)
         if line is not None:
             return line
-        texts = keyword_texts(event)
+        texts = compiler.keyword_texts(event)
         # the message is part of the raw line (mostly its end, a cheaper test than a substring search): search the
         # line once. Compared as they stand when ASCII (lowercasing keeps containment), lowercased otherwise (the
         # final sigma lowercases by context)
         if len(texts) == 2:
             line, message = texts
             if not (line.isascii() and message.isascii()):
-                line, message = lowered_texts(event)
+                line, message = compiler.lowered_texts(event)
             if line.endswith(message) or message in line:
                 return line
         return "\x00".join(texts)
@@ -271,7 +255,7 @@ def _gate_text(event: Event, target: str, get: Any) -> str | None:
         return None
     texts = []
     for item in value if isinstance(value, list) else [value]:
-        text = scalar_text(item)
+        text = compiler.scalar_text(item)
         if text is not None:
             texts.append(text)
     return "\x00".join(texts)
@@ -386,9 +370,9 @@ class Detector:
                     bucket.always.append(position)
                 else:
                     by_field.setdefault(anchor, []).append(position)
-            bucket.anchored = [(FieldGetter(name), tuple(group)) for name, group in sorted(by_field.items())]
+            bucket.anchored = [(compiler.FieldGetter(name), tuple(group)) for name, group in sorted(by_field.items())]
             for target, needles in sorted(by_needle.items()):
-                getter = None if target == KEYWORDS else FieldGetter(target)
+                getter = None if target == KEYWORDS else compiler.FieldGetter(target)
                 groups = {needle: tuple(group) for needle, group in needles.items()}
                 bucket.gated.append(_Gate(target, getter, groups, self.literal_engine, self.hyperscan_calls))
             self._buckets[dataset] = bucket
@@ -408,7 +392,7 @@ class Detector:
         return bucket
 
     @cython.ccall
-    @cython.locals(gate=_Gate, bucket=_Bucket, found=set, get=FieldGetter)
+    @cython.locals(gate=_Gate, bucket=_Bucket, found=set, get=compiler.FieldGetter)
     def _positions(self, bucket: _Bucket, event: Event) -> list:
         """The positions in ``bucket.rules`` of the rules worth evaluating on this event, in order."""
         # the groups found (each a tuple of positions in order); mostly one, whose positions need no set or sort
@@ -450,11 +434,11 @@ class Detector:
         bucket = self._bucket_of(event)
         predicates = bucket.predicates
         rules = bucket.rules
-        remember_keywords(event)  # the rules searching keywords share one computation of the texts
+        compiler.remember_keywords(event)  # the rules searching keywords share one computation of the texts
         try:
-            matched = [rules[i] for i in matching(predicates, self._positions(bucket, event), event)]
+            matched = [rules[i] for i in compiler.matching(predicates, self._positions(bucket, event), event)]
         finally:
-            forget_keywords()
+            compiler.forget_keywords()
         self.eval_seconds += _clock() - started
         self.evaluated += 1
         return matched
