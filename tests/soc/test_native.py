@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.machinery
+import json
 import os
 import re
 import subprocess
@@ -145,3 +146,49 @@ def test_the_modules_cimporting_the_compiler_have_its_declarations() -> None:
         assert cimported == tuple(sorted(native.CIMPORTS.get(module, ()))), module
         for name in cimported:
             assert native.source_of(name).with_suffix(".pxd").exists(), name
+
+
+DETECT_SAMPLES = """
+import importlib.abc, importlib.util, json, sys
+from soc import native
+
+class Source(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in native.COMPILED:
+            return None
+        source = native.source_of(fullname)
+        package = [str(source.parent)] if source.name == "__init__.py" else None
+        return importlib.util.spec_from_file_location(fullname, source, submodule_search_locations=package)
+
+if sys.argv[1] == "source":
+    sys.meta_path.insert(0, Source())
+from soc.detect.engine import Detector
+from soc.detect.loader import BUILTIN_RULES, load_rules
+from soc.detect.samples import load_samples
+
+rules = load_rules([BUILTIN_RULES])
+fired = {}
+for path in sorted((BUILTIN_RULES.parent / "rule_samples").glob("*.yml")):
+    for case in load_samples(path).cases:
+        detector = Detector(rules)
+        fired[path.stem + ":" + case.name] = [
+            sorted([rule.id for rule in matched] + [hit.correlation.id for hit in correlated])
+            for matched, correlated in map(detector.process, case.events())]
+modes = sorted({native.status()[m] for m in ("soc.ecs", "soc.detect.compiler", "soc.detect.engine",
+                                              "soc.detect.correlation")})
+print(json.dumps({"modes": modes, "fired": fired}))
+"""
+
+
+def _detect_samples(mode: str) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-c", DETECT_SAMPLES, mode], capture_output=True, text=True, check=True,
+                         cwd=native.ROOT)
+    return json.loads(out.stdout)
+
+
+def test_detection_from_source_and_compiled_agree_on_every_rule_sample() -> None:
+    """The modules cimporting others take other import paths compiled and from source: both detect alike."""
+    compiled, source = _detect_samples("compiled"), _detect_samples("source")
+    assert compiled["modes"] == ["compiled"] and source["modes"] == ["source"]
+    assert compiled["fired"] == source["fired"]
+    assert any(any(ids) for ids in compiled["fired"].values())  # the samples do fire rules
