@@ -212,8 +212,8 @@ class Check:
 
 @cython.cclass
 class _Call(Check):
-    """A condition or value test written as a function (the rarer forms: keywords, exists, null, field references,
-    sets; numbers, regexes, CIDR …)."""
+    """A condition or value test written as a function (the rarer forms: keywords, null, field references;
+    regexes, comparisons, CIDR, booleans, timestamp parts …)."""
 
     fn = cython.declare(object)
 
@@ -433,6 +433,12 @@ _PARTS: dict[TimestampPart, Callable[[datetime], int]] = {
 _EXACT_INT: Final = 2**53  # integers a float holds exactly (beyond, as_number decides)
 
 
+@cython.cfunc
+def _number_of(value: Any) -> Any:
+    """:func:`as_number` of a value, an exact int within a float's exact range read without a call."""
+    return float(value) if type(value) is int and -_EXACT_INT < value < _EXACT_INT else as_number(value)
+
+
 def _scalar_test(value: Any) -> Check:
     """A test on one scalar event value for a Sigma value (not exists/null/fieldref, handled by the caller)."""
     if isinstance(value, SigmaExpansion):
@@ -460,13 +466,12 @@ class NumberTest(Check):
     def test(self, value: Any) -> bool:
         if isinstance(value, str) and value.strip() == self.text:
             return True
-        # an exact int within a float's exact range compares without a call; anything else as as_number reads it
-        n = float(value) if type(value) is int and -_EXACT_INT < value < _EXACT_INT else as_number(value)
+        n = _number_of(value)
         return n is not None and n == self.number
 
 
 def _other_test(value: Any) -> Callable[[Any], bool]:
-    """A test on one scalar event value for a Sigma value other than a string or an expansion."""
+    """A test on one scalar event value for a Sigma value other than a string, a number or an expansion."""
     if isinstance(value, SigmaRegularExpression):
         search = _regex_matcher(value)
         return lambda v: (t := scalar_text(v)) is not None and search(t)
@@ -476,9 +481,6 @@ def _other_test(value: Any) -> Callable[[Any], bool]:
     if isinstance(value, SigmaBool):
         wanted_bool = value.boolean
         return lambda v: v is wanted_bool or (isinstance(v, str) and v.lower() == str(wanted_bool).lower())
-    if isinstance(value, SigmaNumber):
-        number, text = float(value.number), str(value.number)
-        return lambda v: (v.strip() == text if isinstance(v, str) else False) or as_number(v) == number
     if isinstance(value, SigmaCompareExpression):
         op, bound = _COMPARE[value.op], float(value.number.number)
         return lambda v: (n := as_number(v)) is not None and op(n, bound)
@@ -730,7 +732,7 @@ class ValueSet(Check):
         if self.numbers:
             if isinstance(v, str) and v.strip() in self.number_texts:
                 return True
-            n = float(v) if type(v) is int and -_EXACT_INT < v < _EXACT_INT else as_number(v)  # exact int: no call
+            n = _number_of(v)
             if n is not None and n in self.numbers:
                 return True
         return False
