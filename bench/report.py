@@ -104,7 +104,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"Corpus: {c['lines']:,} lines ({kinds}), seed {c['seed']}, {c['bytes'] / 1e6:.0f} MB. "
         f"Parse errors: {s1['parse_errors']}; events enriched with `gov.system.id`: {s1['enriched_fraction']:.1%}. "
         f"End to end: {s2['stored']:,} events stored, {s2['dead_lettered']} dead-lettered, "
-        f"{s2['store_write_share']:.0%} of the time inside the store's write.",
+        f"{s2['store_write_share']:.0%} of the time inside the store's write"
+        + (f"; the full-text index caught up {s2['text_index_lag_seconds']:.2f} s after the last write (inside the "
+           "timed run)." if "text_index_lag_seconds" in s2 else "."),
         "",
         f"Machine: {m['cpu_model']}, {m['cpus']} CPUs (measured on CPU {results['pinned_cpu']}), "
         f"Python {m['python']} (hot path {m.get('hot_path', 'pure Python')}), SQLite {m['sqlite']}, {m['os']}; "
@@ -112,7 +114,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     anatomy = results.get("store_anatomy")
     if anatomy:
-        lines += ["", "Where the embedded store's time goes (SQLite inserts of prepared rows, "
+        lines += ["", "Where the embedded store's time goes (SQLite work on prepared rows, "
                   f"{anatomy['rows']:,} rows):", "",
                   "| Schema | µs/row | rows/s |", "|---|---:|---:|"]
         lines += [f"| {v['schema']} | {v['us_per_row']:.1f} | {v['rows_per_s']:,.0f} |" for v in anatomy["variants"]]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from soc.store.sqlite import open_wal_database
+from soc.store.wal import open_wal_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dead_letters (

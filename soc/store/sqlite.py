@@ -1,14 +1,11 @@
-"""The embedded event store: one SQLite file (WAL), hot fields in indexed columns, FTS5 on message.
+"""The embedded event store: one SQLite file (WAL), hot fields in indexed columns, full text in a file beside it.
 
 Every event is kept whole as JSON; the fields analysts filter on most are copied into columns with
 indexes. IP addresses are also stored as 16-byte keys (IPv4 mapped into IPv6) so that a CIDR becomes a
-``BETWEEN`` on an index. Full text uses an FTS5 trigram index (substring search, Chinese included) over
-*text blocks*: the rows of each write are cut into blocks of at most BLOCK_ROWS rowids, and a block's distinct
-messages are joined into one document. A batch repeats most of its trigrams, so a block indexes each once instead
-of once per row (measured: about 8 µs a row instead of 65 for an index per row). The index keeps no positions
-(``detail=none``): a substring is looked up as a ``LIKE`` on it (FTS5 answers that from the trigrams), which names
-the candidate blocks; their rows are then checked against the stored message. Deleting events leaves a block until
-its whole rowid range is empty (a block that still names a deleted message only adds a candidate the check drops).
+``BETWEEN`` on an index. Full text (FTS5 trigrams over blocks of rows) lives in a file of its own, kept up by a
+thread of its own (:mod:`soc.store.text_index`): the writer's connection inserts rows only, and queries run on a
+second connection that has the text file attached. Rowids are handed out from a high-water mark kept in the file
+(``store_meta``), never reused after a deletion, so that the text index can tell the rows it has not seen yet.
 
 Filters on an IP field match exactly or by CIDR, on every address the field holds (as Elasticsearch's ip type
 does): source.ip and destination.ip (one address each) through their indexed keys; host.ip through its key, which
@@ -20,8 +17,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import sqlite3
 import threading
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,9 +50,13 @@ from soc.store.rows import (
     ts_ms,
 )
 from soc.store.sigma_sql import UnsupportedInSql, register_functions, rule_sql
+from soc.store.text_index import TextIndex, drop_old_text_tables, text_path
+from soc.store.wal import open_wal_database
 
 if TYPE_CHECKING:
     from sigma.rule import SigmaRule
+
+log = logging.getLogger("yunshu.soc.store")
 
 # IP fields whose key column holds only the first address of a list (a host has several addresses)
 _LISTED_IP_KEYS = frozenset({"host.ip"})
@@ -76,21 +79,8 @@ CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 {"".join(f"CREATE INDEX IF NOT EXISTS events_{c} ON events({c}, ts);" for c in INDEXED)}
 {"".join(f"DROP INDEX IF EXISTS events_{c};" for c in (*COLUMNS.values(), *IP_KEYS.values()) if c not in INDEXED)}
 CREATE TABLE IF NOT EXISTS listed_columns (name TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS text_blocks (
-    id INTEGER PRIMARY KEY,
-    first_rowid INTEGER NOT NULL,
-    last_rowid INTEGER NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS text_blocks_fts USING fts5(body, content='text_blocks', content_rowid='id',
-    tokenize='trigram', detail=none, columnsize=0);
-CREATE TRIGGER IF NOT EXISTS text_blocks_ad AFTER DELETE ON text_blocks BEGIN
-    INSERT INTO text_blocks_fts(text_blocks_fts, rowid, body) VALUES ('delete', old.id, old.body);
-END;
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value);
 """
-# Stores written before text blocks (up to 2026-12-01) kept one FTS5 row per event in events_fts.
-_PER_ROW_TEXT_INDEX = ("events_fts", "events_ad", "events_ai")
-BLOCK_ROWS = 2000  # rowids a text block spans at most: candidates a rare word costs, against indexing cost
 
 
 def cidr_range(cidr: str) -> tuple[bytes, bytes]:
@@ -116,13 +106,14 @@ def _json_path(field: str) -> str:
     return "$." + ".".join(f'"{p}"' for p in field.split("."))
 
 
-ROWS_PER_STATEMENT = 500  # rows per INSERT statement (20 values each, within SQLite's 32,766 parameters)
-_INSERT_HEAD = f"INSERT OR IGNORE INTO events({', '.join(ROW_COLUMNS)}) VALUES "
-_ROW_MARKS = "(" + ",".join("?" * len(ROW_COLUMNS)) + ")"
+ROWS_PER_STATEMENT = 500  # rows per INSERT statement (21 values each, within SQLite's 32,766 parameters)
+_INSERT_HEAD = f"INSERT OR IGNORE INTO events(rowid, {', '.join(ROW_COLUMNS)}) VALUES "
+_ROW_MARKS = "(" + ",".join("?" * (1 + len(ROW_COLUMNS))) + ")"
 
 
-def insert_rows(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
-    """Insert prepared rows (ROW_COLUMNS) with multi-row INSERT statements; returns how many were new.
+def insert_rows(db: sqlite3.Connection, rows: list[tuple[Any, ...]], first_rowid: int) -> int:
+    """Insert prepared rows (ROW_COLUMNS) as rowids ``first_rowid``, ``first_rowid + 1``, ... with multi-row INSERT
+    statements (a duplicate id leaves its rowid unused); returns how many were new.
 
     One statement per ROWS_PER_STATEMENT rows rather than one per row (``executemany``): sqlite3 releases the GIL
     around every statement it runs, and a thread taking it back waits out the switch interval while another thread
@@ -132,25 +123,18 @@ def insert_rows(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
     for at in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[at:at + ROWS_PER_STATEMENT]
         sql = _INSERT_HEAD + ",".join([_ROW_MARKS] * len(chunk))
-        created += db.execute(sql, [value for row in chunk for value in row]).rowcount
+        params: list[Any] = []
+        for rowid, row in enumerate(chunk, first_rowid + at):
+            params.append(rowid)
+            params.extend(row)
+        created += db.execute(sql, params).rowcount
     return created
 
-_LAST_ROWID = "SELECT coalesce(max(rowid), 0) FROM events"
-# text blocks over the rows after ?1, one for each BLOCK_ROWS of rowids: their distinct messages joined
-_ADD_BLOCKS = """INSERT INTO text_blocks(first_rowid, last_rowid, body)
-SELECT min(rowid), max(rowid), sigma_lower(group_concat(DISTINCT message)) FROM events
-WHERE rowid > ?1 AND message IS NOT NULL AND message != '' GROUP BY rowid / ?2 ORDER BY 1"""
-_INDEX_BLOCKS = "INSERT INTO text_blocks_fts(rowid, body) SELECT id, body FROM text_blocks WHERE id > ?"
-_DROP_EMPTY_BLOCKS = """DELETE FROM text_blocks WHERE NOT EXISTS
-    (SELECT 1 FROM events WHERE rowid BETWEEN text_blocks.first_rowid AND text_blocks.last_rowid)"""
-
-
-def index_text_after(db: sqlite3.Connection, last_rowid: int) -> None:
-    """Full-text index the rows inserted after ``last_rowid`` as text blocks of at most BLOCK_ROWS rowids (rows only
-    ever get higher rowids than the greatest present, so they are exactly the rows of the write in progress)."""
-    last_block = db.execute("SELECT coalesce(max(id), 0) FROM text_blocks").fetchone()[0]
-    if db.execute(_ADD_BLOCKS, (last_rowid, BLOCK_ROWS)).rowcount:
-        db.execute(_INDEX_BLOCKS, (last_block,))
+# the next rowid to hand out: past every rowid the store ever held (stores before 2026-12-03 kept no mark)
+_NEXT_ROWID = """SELECT max(coalesce((SELECT value FROM store_meta WHERE key = 'next_rowid'), 1),
+    (SELECT coalesce(max(rowid), 0) + 1 FROM events))"""
+_SET_NEXT_ROWID = """INSERT INTO store_meta(key, value) VALUES ('next_rowid', ?)
+    ON CONFLICT(key) DO UPDATE SET value = excluded.value"""
 
 
 _HOT_TEXT = tuple(COLUMNS.values())
@@ -168,37 +152,23 @@ def note_listed_columns(db: sqlite3.Connection, last_rowid: int) -> None:
 
 
 def write_rows(db: sqlite3.Connection, rows: list[tuple[Any, ...]], lists: bool = True) -> int:
-    """Insert prepared rows and their text blocks in one transaction; returns how many were new. ``lists``: some row
-    may hold a list value (``EncodedBatch.lists``; False saves the pass that looks). The caller rolls back on
-    error."""
+    """Insert prepared rows in one transaction, as rowids past every rowid the store ever held; returns how many
+    were new. ``lists``: some row may hold a list value (``EncodedBatch.lists``; False saves the pass that looks).
+    The caller rolls back on error."""
     db.execute("BEGIN IMMEDIATE")
-    last = db.execute(_LAST_ROWID).fetchone()[0]
-    created = insert_rows(db, rows)
-    index_text_after(db, last)
+    first = db.execute(_NEXT_ROWID).fetchone()[0]
+    created = insert_rows(db, rows, first)
     if lists:
-        note_listed_columns(db, last)
+        note_listed_columns(db, first - 1)
+    db.execute(_SET_NEXT_ROWID, (first + len(rows),))
     db.execute("COMMIT")
     return created
 
 
-def migrate_text_index(db: sqlite3.Connection) -> None:
-    """Replace a per-row FTS5 index (stores written up to 2026-12-01) by text blocks of BLOCK_ROWS rows, in one
-    transaction; nothing to do for a store that has text blocks already."""
-    present = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-    old = [name for name in _PER_ROW_TEXT_INDEX if name in present]
-    if not old:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for name in old[::-1]:  # triggers (naming the FTS table) first
-            kind = "TABLE" if name == "events_fts" else "TRIGGER"
-            db.execute(f"DROP {kind} IF EXISTS {name}")
-        db.execute("DELETE FROM text_blocks")
-        index_text_after(db, 0)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+def store_id(db: sqlite3.Connection) -> str:
+    """The events file's own random id (made on first use): what its text index is built for."""
+    db.execute("INSERT OR IGNORE INTO store_meta(key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+    return db.execute("SELECT value FROM store_meta WHERE key = 'store_id'").fetchone()[0]
 
 
 # The event store's own tuning: a 64 MiB page cache (the default 2 MiB thrashes once the indexes outgrow it) and a
@@ -210,33 +180,33 @@ EVENT_STORE_PAGE_SIZE = 16384
 EVENT_STORE_PRAGMAS = ("PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=2500")
 
 
-def open_wal_database(path: Path, schema: str, page_size: int | None = None) -> sqlite3.Connection:
-    """A SQLite file in WAL mode with its schema, shareable between threads (callers hold a lock). ``page_size``
-    applies to a new file only (an existing one keeps its own)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    if page_size:
-        db.execute(f"PRAGMA page_size={int(page_size)}")
-    db.execute("PRAGMA journal_mode=WAL")
-    # FULL: a commit is on disk when it returns (NORMAL could lose the last ones to a power cut), for the spool's
-    # checkpoint moves past the records of a batch, and drops their segment, as soon as it is stored
-    db.execute("PRAGMA synchronous=FULL")
-    db.executescript(schema)
-    return db
-
-
 class SQLiteStore:
-    """EventStore on a SQLite file; safe to share between threads (one connection, one lock)."""
+    """EventStore on a SQLite file; safe to share between threads. Writes go through one connection (and its
+    lock), queries through another that has the text index's file attached (and its own lock): a query does not
+    wait for a write, and the writer's transactions never lock the text file."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._lock = threading.Lock()
         self._db = open_wal_database(self.path, SCHEMA, EVENT_STORE_PAGE_SIZE)
-        register_functions(self._db)  # (before the migration: text blocks are lowercased by sigma_lower)
-        migrate_text_index(self._db)
+        drop_old_text_tables(self._db)  # stores before 2026-12-03 kept full text in this file
         for pragma in EVENT_STORE_PRAGMAS:
             self._db.execute(pragma)
-        self._db.create_function("yunshu_ip_key", 1, _sql_ip_key, deterministic=True)
+        self._text = TextIndex(self.path, store_id(self._db))
+        self._read_lock = threading.Lock()
+        self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._reader.execute(EVENT_STORE_PRAGMAS[0])
+        register_functions(self._reader)
+        self._reader.create_function("yunshu_ip_key", 1, _sql_ip_key, deterministic=True)
+        self._reader.execute("ATTACH DATABASE ? AS tx", (str(text_path(self.path)),))
+        if self._reader.execute("SELECT upto < (SELECT coalesce(max(rowid), 0) FROM events) FROM tx.text_state"
+                                ).fetchone()[0]:
+            self._text.notify()  # rows the index has not seen (a store closed before it caught up, or migrated)
+
+    def wait_indexed(self) -> None:
+        """Return once the full-text index covers every row written so far (search never needs it: rows the
+        index has not reached are checked directly; benchmarks and tests that look at the index do)."""
+        self._text.catch_up()
 
     # --- writing --------------------------------------------------------------------------------------
     def encode(self, docs: list[tuple[str, Event]]) -> EncodedBatch:
@@ -274,6 +244,8 @@ class SQLiteStore:
                     self._db.execute("ROLLBACK")
                 created = self._write_one_by_one(rows, result, encoded.lists)
             result.created = max(created, 0)
+        if result.created:
+            self._text.notify()
         result.duplicates = len(rows) - result.created - (len(result.rejected) - unusable)
         return result
 
@@ -334,14 +306,12 @@ class SQLiteStore:
         if q.text and q.text.strip():  # blank text: no condition
             text = q.text.strip()
             if len(text) >= 3:  # trigrams need three characters; % and _ widen the lookup, the check narrows it
-                # blocks are lowercased as written (FTS5's LIKE folds ASCII only); blocks written before
-                # 2026-12-02 kept their case, so a text with other letters is looked up as typed too
-                variants = list(dict.fromkeys((text.lower(), text)))
-                lookup = " UNION ".join(["SELECT rowid FROM text_blocks_fts WHERE text_blocks_fts.body LIKE ?"]
-                                        * len(variants))
-                clauses.append("e.rowid IN (SELECT x.rowid FROM text_blocks b JOIN events x ON x.rowid BETWEEN "
-                               f"b.first_rowid AND b.last_rowid WHERE b.id IN ({lookup}))")
-                params.extend(f"%{variant}%" for variant in variants)
+                # candidates: the rows of the blocks whose trigrams hold the text (blocks are lowercased as written:
+                # FTS5's LIKE folds ASCII only), and the rows the index has not reached yet
+                clauses.append("(e.rowid IN (SELECT x.rowid FROM tx.text_blocks b JOIN events x ON x.rowid BETWEEN "
+                               "b.first_rowid AND b.last_rowid WHERE b.id IN (SELECT rowid FROM tx.text_blocks_fts "
+                               "WHERE text_blocks_fts.body LIKE ?)) OR e.rowid > (SELECT upto FROM tx.text_state))")
+                params.append(f"%{text.lower()}%")
             clauses.append("sigma_lower(e.message) LIKE ? ESCAPE '\\'")  # case folded in every script
             params.append("%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
@@ -369,9 +339,9 @@ class SQLiteStore:
             params.extend([_json_path(field), *bounds])
 
     def _query(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._read_lock:
             try:
-                return self._db.execute(sql, params).fetchall()
+                return self._reader.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(f"embedded store {self.path}: {exc}") from exc
 
@@ -454,15 +424,21 @@ class SQLiteStore:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 deleted = self._db.execute(f"DELETE FROM events WHERE ts < ? AND {condition}", params).rowcount
-                if deleted:
-                    self._db.execute(_DROP_EMPTY_BLOCKS)
                 self._db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise StoreUnavailable(f"embedded store {self.path}: {exc}") from exc
-            return deleted
+        if deleted:
+            try:
+                self._text.drop_empty_blocks()
+            except sqlite3.OperationalError as exc:  # the events are gone; a stale block only adds a candidate
+                log.warning("text blocks of %s not dropped after a deletion: %s", self.path, exc)
+        return deleted
 
     def close(self) -> None:
+        self._text.close()
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()

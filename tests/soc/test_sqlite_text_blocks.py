@@ -1,15 +1,21 @@
-"""The embedded store's full-text index over text blocks: one block per written batch, candidates checked against
-the stored message, blocks dropped with their last row, and stores with the older per-row index migrated."""
+"""The embedded store's full-text index over text blocks, in a file of its own kept up by a thread of its own: one
+block per indexing pass (at most BLOCK_ROWS rowids), candidates checked against the stored message, rows the index
+has not reached found directly, blocks dropped with their last row, and older stores' in-file indexes rebuilt."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from soc.ecs import Event
 from soc.store.base import SearchQuery
-from soc.store.sqlite import SCHEMA, SQLiteStore, open_wal_database
+from soc.store.sqlite import SQLiteStore
+from soc.store.text_index import TextIndex, text_path
+from soc.store.wal import open_wal_database
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
@@ -26,16 +32,39 @@ def _ids(store: SQLiteStore, text: str) -> set[str]:
 
 
 def _blocks(path: Path) -> list[tuple[int, int]]:
-    with sqlite3.connect(path) as db:
+    with sqlite3.connect(text_path(path)) as db:
         return db.execute("SELECT first_rowid, last_rowid FROM text_blocks ORDER BY id").fetchall()
+
+
+def _upto(path: Path) -> int:
+    with sqlite3.connect(text_path(path)) as db:
+        return db.execute("SELECT upto FROM text_state").fetchone()[0]
+
+
+def _write(store: SQLiteStore, docs: list[tuple[str, Event]]) -> None:
+    """Write, then wait for the text index: each write is then exactly one indexing pass."""
+    store.write(docs)
+    store.wait_indexed()
+
+
+def _wait_for_upto(path: Path, rowid: int) -> None:
+    """Until the index's thread (not this one) has indexed up to ``rowid`` (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while _upto(path) < rowid and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_the_text_index_is_a_file_beside_the_events() -> None:
+    assert text_path(Path("/var/soc/events.db")) == Path("/var/soc/events.text.db")
+    assert text_path(Path("/var/soc/events")) == Path("/var/soc/events.text.db")
 
 
 def test_each_batch_is_one_block_and_search_finds_exactly_the_matching_rows(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "events.db")
-    store.write([("a1", _event("Failed password for root from 10.0.0.1")),
-                 ("a2", _event("Accepted password for alice")), ("a3", _event(None)),
-                 ("a4", _event("Failed password for root from 10.0.0.1"))])  # a message repeated in the batch
-    store.write([("b1", _event("GET /index.php?id=1' OR '1'='1 数据库")), ("b2", _event("Failed password for bob"))])
+    _write(store, [("a1", _event("Failed password for root from 10.0.0.1")),
+                   ("a2", _event("Accepted password for alice")), ("a3", _event(None)),
+                   ("a4", _event("Failed password for root from 10.0.0.1"))])  # a message repeated in the batch
+    _write(store, [("b1", _event("GET /index.php?id=1' OR '1'='1 数据库")), ("b2", _event("Failed password for bob"))])
     store.close()
     assert _blocks(tmp_path / "events.db") == [(1, 4), (5, 6)]
     store = SQLiteStore(tmp_path / "events.db")
@@ -48,9 +77,9 @@ def test_each_batch_is_one_block_and_search_finds_exactly_the_matching_rows(tmp_
 
 
 def test_a_write_of_more_rows_than_a_block_spans_makes_several_blocks(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("soc.store.sqlite.BLOCK_ROWS", 4)
+    monkeypatch.setattr("soc.store.text_index.BLOCK_ROWS", 4)
     store = SQLiteStore(tmp_path / "events.db")
-    store.write([(f"e{i}", _event(f"message number {i:02d}")) for i in range(1, 11)])
+    _write(store, [(f"e{i}", _event(f"message number {i:02d}")) for i in range(1, 11)])
     assert _blocks(tmp_path / "events.db") == [(1, 3), (4, 7), (8, 10)]  # rowid // 4 groups
     assert _ids(store, "number 0") == {f"e{i}" for i in range(1, 10)}
     assert _ids(store, "number 10") == {"e10"}
@@ -65,27 +94,78 @@ def test_a_new_store_has_16_kib_pages(tmp_path: Path) -> None:
 def test_a_duplicate_write_adds_no_block_and_search_stays_exact(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "events.db")
     docs = [("a1", _event("sudo: alice : COMMAND=/bin/sh"))]
-    store.write(docs)
+    _write(store, docs)
     assert store.write(docs).duplicates == 1
+    store.wait_indexed()
     assert _blocks(tmp_path / "events.db") == [(1, 1)]
     assert _ids(store, "COMMAND=/bin/sh") == {"a1"}
     store.close()
 
 
-def test_retention_drops_a_block_with_its_last_row_and_reused_rowids_stay_searchable(tmp_path: Path) -> None:
+def test_retention_drops_a_block_with_its_last_row_and_rowids_are_never_reused(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "events.db")
     old, new = NOW - timedelta(days=400), NOW
-    store.write([("keep", _event("kept message alpha", new)), ("gone", _event("expired message beta", old))])
-    store.write([("gone2", _event("expired message gamma", old))])
+    _write(store, [("keep", _event("kept message alpha", new)), ("gone", _event("expired message beta", old))])
+    _write(store, [("gone2", _event("expired message gamma", old))])
     assert store.delete_before(NOW - timedelta(days=180), "一般数据") == 2
     assert _blocks(tmp_path / "events.db") == [(1, 2)]  # the second block's only row is gone, and so is the block
     assert _ids(store, "expired message") == set()  # the first block still names "beta": the check drops it
-    # rowid 2 is free again: the next write reuses it, and its own block makes it searchable
+    # rowids 2 and 3 are free, but the next write goes past every rowid ever held: the index's mark stays true
     store.write([("late", _event("late message delta", new))])
+    assert store._db.execute("SELECT rowid FROM events WHERE id = 'late'").fetchone()[0] == 4
     assert _ids(store, "message") == {"keep", "late"}
     assert _ids(store, "delta") == {"late"}
+    store.wait_indexed()
+    assert _blocks(tmp_path / "events.db") == [(1, 2), (4, 4)]
     assert store.delete_before(NOW + timedelta(days=1), "一般数据") == 2
     assert _blocks(tmp_path / "events.db") == []
+    store.close()
+    store = SQLiteStore(tmp_path / "events.db")  # the mark outlives the rows and the connection
+    store.write([("after", _event("after everything", new))])
+    assert store._db.execute("SELECT rowid FROM events WHERE id = 'after'").fetchone()[0] == 5
+    assert _ids(store, "everything") == {"after"}
+    store.close()
+
+
+def test_rows_the_index_has_not_reached_are_found_and_a_store_opened_later_indexes_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "events.db"
+    monkeypatch.setattr(TextIndex, "notify", lambda self: None)  # as when the index's thread lags far behind
+    store = SQLiteStore(path)
+    _write(store, [("a", _event("first batch of words"))])
+    store.write([("b", _event("second batch of words")), ("c", _event("third one"))])  # not indexed
+    assert _upto(path) == 1 and _blocks(path) == [(1, 1)]
+    assert _ids(store, "batch of") == {"a", "b"}
+    assert _ids(store, "third") == {"c"}
+    store.close()
+    monkeypatch.undo()
+    store = SQLiteStore(path)  # a store opened on rows its index has not reached wakes the index itself
+    _wait_for_upto(path, 3)
+    assert _upto(path) == 3 and _blocks(path) == [(1, 1), (2, 3)]
+    assert _ids(store, "batch of") == {"a", "b"}
+    store.close()
+
+
+def test_the_thread_indexes_writes_by_itself(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SQLiteStore(path)
+    store.write([("a", _event("written and left alone"))])
+    _wait_for_upto(path, 1)
+    assert _blocks(path) == [(1, 1)]
+    store.close()
+
+
+def test_an_index_beside_an_events_file_made_anew_starts_over(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = SQLiteStore(path)
+    _write(store, [(f"old{i}", _event(f"old message {i}")) for i in range(5)])
+    store.close()
+    for leftover in (path, path.with_name("events.db-wal"), path.with_name("events.db-shm")):
+        leftover.unlink(missing_ok=True)  # the events are gone; their text index stays behind
+    store = SQLiteStore(path)
+    assert _blocks(path) == [] and _upto(path) == 0
+    _write(store, [("new", _event("new message"))])
+    assert _ids(store, "message") == {"new"}
     store.close()
 
 
@@ -98,35 +178,42 @@ END;
 """
 
 
-def test_a_store_with_the_per_row_index_is_migrated_to_text_blocks(tmp_path: Path) -> None:
+_IN_FILE_BLOCKS = """
+CREATE TABLE text_blocks (id INTEGER PRIMARY KEY, first_rowid INTEGER NOT NULL, last_rowid INTEGER NOT NULL,
+    body TEXT NOT NULL);
+CREATE VIRTUAL TABLE text_blocks_fts USING fts5(body, content='text_blocks', content_rowid='id',
+    tokenize='trigram', detail=none, columnsize=0);
+CREATE TRIGGER text_blocks_ad AFTER DELETE ON text_blocks BEGIN
+    INSERT INTO text_blocks_fts(text_blocks_fts, rowid, body) VALUES ('delete', old.id, old.body);
+END;
+INSERT INTO text_blocks(first_rowid, last_rowid, body) SELECT min(rowid), max(rowid), group_concat(message)
+    FROM events;
+INSERT INTO text_blocks_fts(text_blocks_fts) VALUES ('rebuild');
+"""
+
+
+@pytest.mark.parametrize("old_index", [_PER_ROW_FTS + "INSERT INTO events_fts(events_fts) VALUES ('rebuild');",
+                                       _IN_FILE_BLOCKS], ids=["per-row FTS5", "text blocks in the events file"])
+def test_an_older_stores_text_index_is_dropped_and_rebuilt_in_its_own_file(tmp_path: Path, old_index: str) -> None:
     path = tmp_path / "events.db"
     store = SQLiteStore(path)
-    store.write([(f"e{i}", _event(f"line {i} from host-{i % 3}")) for i in range(5)])
+    store.write([(f"e{i}", _event(f"Line {i} from HOST-{i % 3}")) for i in range(5)])
     store.close()
-    # make it look as a store written before text blocks: no blocks, a per-row FTS5 index and its trigger
-    db = open_wal_database(path, SCHEMA)
-    db.executescript("DROP TRIGGER text_blocks_ad; DROP TABLE text_blocks_fts; DROP TABLE text_blocks;" + _PER_ROW_FTS
-                     + "INSERT INTO events_fts(events_fts) VALUES ('rebuild');")
+    for leftover in (text_path(path), text_path(path).with_name("events.text.db-wal")):
+        leftover.unlink(missing_ok=True)
+    db = open_wal_database(path, old_index)  # as a store written before the text index had its own file
     db.close()
     store = SQLiteStore(path)
     names = {name for (name,) in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
-    assert "events_fts" not in names and "events_ad" not in names
+    assert not names & {"events_fts", "events_ad", "text_blocks", "text_blocks_fts", "text_blocks_ad"}
+    assert _ids(store, "host-1") == {"e1", "e4"}  # before the index caught up: the rows are checked directly
+    store.wait_indexed()
     assert _blocks(path) == [(1, 5)]
-    assert _ids(store, "host-1") == {"e1", "e4"}
+    with sqlite3.connect(text_path(path)) as db:
+        assert db.execute("SELECT body FROM text_blocks").fetchone()[0].startswith("line 0 from host-0")
+    assert _ids(store, "HOST-1") == {"e1", "e4"}
     store.write([("e5", _event("line 5 from host-1"))])  # writing and deleting go on as in any store
     assert _ids(store, "host-1") == {"e1", "e4", "e5"}
     assert store.delete_before(NOW + timedelta(days=1), "一般数据") == 6
     store.close()
     assert _blocks(path) == []
-
-
-def test_blocks_written_before_lowercasing_are_found_as_typed(tmp_path: Path) -> None:
-    """Text blocks are lowercased as written (2026-12-02); a block of an older store kept its case and is still
-    found by a text typed in that case."""
-    store = SQLiteStore(tmp_path / "events.db")
-    store.write([("a", {"@timestamp": "2026-11-20T08:00:00.000Z", "message": "ÉCOLE ouverte"})])
-    assert store._db.execute("SELECT body FROM text_blocks").fetchone()[0] == "école ouverte"
-    store._db.execute("UPDATE text_blocks SET body = 'ÉCOLE ouverte'")  # as an older store wrote it
-    store._db.execute("INSERT INTO text_blocks_fts(text_blocks_fts) VALUES ('rebuild')")
-    assert [doc_id for doc_id, _ in store.search(SearchQuery(text="ÉCOLE")).hits] == ["a"]
-    store.close()
