@@ -141,9 +141,21 @@ def _sql_match(doc: str, token: str) -> int:
     return int(bool(held.predicate(event)))
 
 
+DOC = "yunshu_doc(e.doc)"  # the stored document's JSON text in SQL (a store may keep it compressed)
+
+
+def plain_doc_text(doc: Any) -> Any:
+    """``yunshu_doc(e.doc)`` outside a store: the JSON text of a document stored as text (a compressed one can only
+    be read through its store, which registers its own ``yunshu_doc``)."""
+    if isinstance(doc, bytes):
+        raise sqlite3.OperationalError("a compressed document: query it through its SQLiteStore")
+    return doc
+
+
 def register_functions(db: sqlite3.Connection) -> None:
     """The helpers the generated SQL calls (REGEXP, CIDR membership, numbers, timestamp parts, lowercase, the
     matcher's own predicates)."""
+    db.create_function("yunshu_doc", 1, plain_doc_text, deterministic=True)  # a store registers its own reader
     db.create_function("sigma_match", 2, _sql_match)
     db.create_function("sigma_lower", 1, sql_lower, deterministic=True)
     db.create_function("regexp", 2, _sql_regexp, deterministic=True)
@@ -231,9 +243,9 @@ def _other_shapes(field: str) -> Sql | None:
         return None
     tests, params = [], []
     for i in range(len(parts) - 1):
-        tests.append("json_type(e.doc, ?) = 'array'")  # a list on the way (the document itself is an object)
+        tests.append(f"json_type({DOC}, ?) = 'array'")  # a list on the way (the document itself is an object)
         params.append(_path_of(parts[:i + 1]))
-        tests.append("json_type(e.doc, ?) IS NOT NULL")  # the rest of the path as one key
+        tests.append(f"json_type({DOC}, ?) IS NOT NULL")  # the rest of the path as one key
         params.append(_path_of([*parts[:i], ".".join(parts[i:])]))
     return "(" + " OR ".join(tests) + ")", params
 
@@ -241,10 +253,10 @@ def _other_shapes(field: str) -> Sql | None:
 def _field_sql(field: str, value: Any) -> Sql:
     path = json_path(field)
     if isinstance(value, SigmaExists):
-        return f"json_type(e.doc, ?) IS {'NOT ' if value.exists else ''}NULL", [path]
+        return f"json_type({DOC}, ?) IS {'NOT ' if value.exists else ''}NULL", [path]
     if isinstance(value, SigmaNull):  # missing, JSON null or an empty list (json_array_length is 0 on a scalar too)
-        return ("(coalesce(json_type(e.doc, ?), 'null') = 'null' OR (json_type(e.doc, ?) = 'array' AND "
-                "json_array_length(e.doc, ?) = 0))", [path, path, path])
+        return (f"(coalesce(json_type({DOC}, ?), 'null') = 'null' OR (json_type({DOC}, ?) = 'array' AND "
+                f"json_array_length({DOC}, ?) = 0))", [path, path, path])
     if isinstance(value, SigmaFieldReference):
         other = json_path(value.field)
         if value.starts_with:
@@ -253,19 +265,19 @@ def _field_sql(field: str, value: Any) -> Sql:
             test = "substr(CAST(a.value AS TEXT), -length(CAST(b.value AS TEXT))) = CAST(b.value AS TEXT)"
         else:
             test = "CAST(a.value AS TEXT) = CAST(b.value AS TEXT)"
-        return (f"EXISTS (SELECT 1 FROM json_each(e.doc, ?) a, json_each(e.doc, ?) b WHERE a.type NOT IN "
+        return (f"EXISTS (SELECT 1 FROM json_each({DOC}, ?) a, json_each({DOC}, ?) b WHERE a.type NOT IN "
                 f"('object', 'array') AND b.type NOT IN ('object', 'array') AND {test})", [path, other])
     test, params = _value_test(value, _SCALAR)
     # json_each walks a list's elements, and an object's members too: an object is no value (as in memory)
-    return (f"(json_type(e.doc, ?) IS NOT 'object' AND EXISTS (SELECT 1 FROM json_each(e.doc, ?) j WHERE j.type "
+    return (f"(json_type({DOC}, ?) IS NOT 'object' AND EXISTS (SELECT 1 FROM json_each({DOC}, ?) j WHERE j.type "
             f"NOT IN ('object', 'array', 'null') AND {test}))", [path, path, *params])
 
 
 # a json_each value as the matcher sees it: JSON true and false are the texts "true" and "false", not 1 and 0
 _SCALAR = "(CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE j.value END)"
-_ORIGINAL = "json_extract(e.doc, '$.\"event\".\"original\"')"
-_MESSAGE = "json_extract(e.doc, '$.\"message\"')"
-_KEYWORD_TEXT = f"COALESCE({_ORIGINAL}, {_MESSAGE}, e.doc)"
+_ORIGINAL = f"json_extract({DOC}, '$.\"event\".\"original\"')"
+_MESSAGE = f"json_extract({DOC}, '$.\"message\"')"
+_KEYWORD_TEXT = f"COALESCE({_ORIGINAL}, {_MESSAGE}, {DOC})"
 
 
 def _keyword_sql(value: Any) -> Sql:
@@ -276,7 +288,7 @@ def _keyword_sql(value: Any) -> Sql:
         pattern = _like(value, contains=True).lower()  # the raw line or the message, else any value (as in memory)
         # coalesce: a missing field makes LIKE NULL, and NOT NULL would drop the event under ``not keywords``
         return (f"coalesce(sigma_lower({_ORIGINAL}) LIKE ? ESCAPE '\\' OR sigma_lower({_MESSAGE}) LIKE ? ESCAPE "
-                f"'\\' OR ({_ORIGINAL} IS NULL AND {_MESSAGE} IS NULL AND sigma_lower(e.doc) LIKE ? ESCAPE '\\'), 0)",
+                f"'\\' OR ({_ORIGINAL} IS NULL AND {_MESSAGE} IS NULL AND sigma_lower({DOC}) LIKE ? ESCAPE '\\'), 0)",
                 [pattern, pattern, pattern])
     return _value_test(value, _KEYWORD_TEXT)
 
@@ -292,7 +304,7 @@ def condition_sql(node: ConditionItem, keep: list[object]) -> Sql:
         shapes = [o for o in map(_other_shapes, sorted(fields)) if o is not None]
         if not shapes:
             return sql, params
-        return (f"(CASE WHEN {' OR '.join(o[0] for o in shapes)} THEN sigma_match(e.doc, ?) ELSE {sql} END)",
+        return (f"(CASE WHEN {' OR '.join(o[0] for o in shapes)} THEN sigma_match({DOC}, ?) ELSE {sql} END)",
                 [x for o in shapes for x in o[1]] + [_predicate_token(node, keep)] + params)
     return _plain_sql(node, lambda part: condition_sql(part, keep))
 

@@ -16,10 +16,10 @@ the document through the registered function ``yunshu_ip_key``.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import sqlite3
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from soc.store.base import (
     histogram_step,
     ip_filter_network,
 )
+from soc.store.doc_codec import DICTIONARIES_SCHEMA, DocCodec
 from soc.store.rows import (
     COLUMNS,
     IP_KEYS,
@@ -49,7 +50,7 @@ from soc.store.rows import (
     network_range,
     ts_ms,
 )
-from soc.store.sigma_sql import UnsupportedInSql, register_functions, rule_sql
+from soc.store.sigma_sql import DOC, UnsupportedInSql, register_functions, rule_sql
 from soc.store.text_index import TextIndex, drop_old_text_tables, text_path
 from soc.store.wal import open_wal_database
 
@@ -80,6 +81,7 @@ CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 {"".join(f"DROP INDEX IF EXISTS events_{c};" for c in (*COLUMNS.values(), *IP_KEYS.values()) if c not in INDEXED)}
 CREATE TABLE IF NOT EXISTS listed_columns (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value);
+{DICTIONARIES_SCHEMA}
 """
 
 
@@ -192,16 +194,30 @@ class SQLiteStore:
         drop_old_text_tables(self._db)  # stores before 2026-12-03 kept full text in this file
         for pragma in EVENT_STORE_PRAGMAS:
             self._db.execute(pragma)
+        self._codec = DocCodec(self._dictionaries, self._keep_dictionary)
         self._text = TextIndex(self.path, store_id(self._db))
         self._read_lock = threading.Lock()
         self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._reader.execute(EVENT_STORE_PRAGMAS[0])
         register_functions(self._reader)
         self._reader.create_function("yunshu_ip_key", 1, _sql_ip_key, deterministic=True)
+        self._reader.create_function("yunshu_doc", 1, self._codec.text, deterministic=True)
         self._reader.execute("ATTACH DATABASE ? AS tx", (str(text_path(self.path)),))
         if self._reader.execute("SELECT upto < (SELECT coalesce(max(rowid), 0) FROM events) FROM tx.text_state"
                                 ).fetchone()[0]:
             self._text.notify()  # rows the index has not seen (a store closed before it caught up, or migrated)
+
+    def _dictionaries(self) -> list[tuple[int, bytes]]:
+        """The document dictionaries in the file, oldest first."""
+        with self._lock:
+            return self._db.execute("SELECT id, data FROM doc_dictionaries ORDER BY added, id").fetchall()
+
+    def _keep_dictionary(self, dict_id: int, data: bytes) -> bool:
+        """Keep a new document dictionary in the file; False when another one holds its id."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO doc_dictionaries(id, data, added) VALUES (?, ?, ?)",
+                             (dict_id, data, time.time()))
+            return self._db.execute("SELECT data FROM doc_dictionaries WHERE id = ?", (dict_id,)).fetchone()[0] == data
 
     def wait_indexed(self) -> None:
         """Return once the full-text index covers every row written so far (search never needs it: rows the
@@ -215,9 +231,11 @@ class SQLiteStore:
         encoded = EncodedBatch(payload=[])
         rows = encoded.payload
         before = lists_made()
+        codec = self._codec
         for doc_id, event in docs:
             try:
-                rows.append(event_row(doc_id, event))
+                row = event_row(doc_id, event)
+                rows.append((*row[:-1], codec.encode(row[-1])))
             except (KeyError, ValueError, TypeError) as exc:
                 encoded.rejected.append((doc_id, f"{type(exc).__name__}: {exc}"))
         encoded.lists = lists_made() != before
@@ -293,7 +311,7 @@ class SQLiteStore:
                 clauses.append(f"e.{column} = ?")
                 params.append(str(value))
             else:  # json_each yields a scalar itself, or each element of a list; numbers match as numbers too
-                clauses.append("EXISTS (SELECT 1 FROM json_each(e.doc, ?) WHERE value IN (?, ?))")
+                clauses.append(f"EXISTS (SELECT 1 FROM json_each({DOC}, ?) WHERE value IN (?, ?))")
                 text = str(value)
                 params.extend([_json_path(field), text, _as_integer(text)])
         for field, cidr in q.cidr.items():
@@ -330,7 +348,7 @@ class SQLiteStore:
             return
         # json_each yields a scalar itself (key NULL) or each element of a list (key = its index)
         further = "key > 0 AND " if column else ""  # the key column holds a list's first address
-        in_doc = f"EXISTS (SELECT 1 FROM json_each(e.doc, ?) WHERE {further}yunshu_ip_key(value) {test})"
+        in_doc = f"EXISTS (SELECT 1 FROM json_each({DOC}, ?) WHERE {further}yunshu_ip_key(value) {test})"
         if column:
             clauses.append(f"(e.{column} {test} OR {in_doc})")
             params.extend([*bounds, _json_path(field), *bounds])
@@ -349,7 +367,7 @@ class SQLiteStore:
         where, params = self._where(query)
         rows = self._query(f"SELECT e.id, e.doc FROM events e{where} ORDER BY e.ts DESC, e.rowid DESC LIMIT ?",
                            [*params, query.limit])
-        return SearchResult(self.count(query), [(doc_id, json.loads(doc)) for doc_id, doc in rows])
+        return SearchResult(self.count(query), [(doc_id, self._codec.loads(doc)) for doc_id, doc in rows])
 
     def count(self, query: SearchQuery) -> int:
         where, params = self._where(query)
@@ -366,7 +384,7 @@ class SQLiteStore:
                    f"{' AND' if where else ' WHERE'} e.{column} IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT ?")
             rows = self._query(sql, [*params, size])
         else:
-            sql = (f"SELECT j.value AS v, count(*) AS n FROM events e, json_each(e.doc, ?) j{where} "
+            sql = (f"SELECT j.value AS v, count(*) AS n FROM events e, json_each({DOC}, ?) j{where} "
                    "GROUP BY v ORDER BY n DESC, v LIMIT ?")
             rows = self._query(sql, [_json_path(field_name), *params, size])
         return [(str(v), n) for v, n in rows]
@@ -415,7 +433,7 @@ class SQLiteStore:
         total = self._query(f"SELECT count(*) FROM events e{where}", params)[0][0]
         rows = self._query(f"SELECT e.id, e.doc FROM events e{where} ORDER BY e.ts DESC, e.rowid DESC LIMIT ?",
                            [*params, query.limit])
-        return SearchResult(total, [(doc_id, json.loads(doc)) for doc_id, doc in rows])
+        return SearchResult(total, [(doc_id, self._codec.loads(doc)) for doc_id, doc in rows])
 
     def delete_before(self, cutoff: datetime, data_class: str | None) -> int:
         condition = "data_class IS NULL" if data_class is None else "data_class = ?"

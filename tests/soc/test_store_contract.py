@@ -56,6 +56,14 @@ def _sqlite(tmp: Path) -> Iterator[EventStore]:
     store.close()
 
 
+def _sqlite_compressed(tmp: Path) -> Iterator[EventStore]:
+    from tests.soc.compressed import compressed_sqlite
+
+    store = compressed_sqlite(tmp / "events.db")
+    yield store
+    store.close()
+
+
 def _elasticsearch(tmp: Path) -> Iterator[EventStore]:
     from tests.soc.osmem import es_store, osmem_server
 
@@ -65,10 +73,11 @@ def _elasticsearch(tmp: Path) -> Iterator[EventStore]:
         store.close()
 
 
-@pytest.fixture(params=["sqlite", "elasticsearch"])
+@pytest.fixture(params=["sqlite", "sqlite-zstd", "elasticsearch"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    factory = _sqlite if request.param == "sqlite" else _elasticsearch
-    yield from factory(tmp_path)
+    """The embedded store (documents as JSON text, and compressed with a dictionary) and Elasticsearch."""
+    factory = {"sqlite": _sqlite, "sqlite-zstd": _sqlite_compressed, "elasticsearch": _elasticsearch}
+    yield from factory[request.param](tmp_path)
 
 
 @pytest.fixture
