@@ -61,25 +61,25 @@ class DocCodec:
         """Whether documents are compressed yet (a dictionary is trained or loaded)."""
         return self._current is not None
 
-    def encode(self, doc: str) -> str | bytes:
-        """The stored form of a document: a zstd frame once there is a dictionary, else the text itself (kept as a
-        training sample until there are enough)."""
+    def encode(self, doc: bytes) -> str | bytes:
+        """The stored form of a document's JSON bytes: a zstd frame once there is a dictionary, else the JSON text
+        (its bytes kept as a training sample until there are enough)."""
         current = self._current
         if current is None:
-            return self._sample(doc)
+            self._sample(doc)
+            return doc.decode()
         local = self._local
         if getattr(local, "dictionary", None) is not current:
             local.compressor = zstandard.ZstdCompressor(level=LEVEL, dict_data=current, write_checksum=False)
             local.dictionary = current
-        return local.compressor.compress(doc.encode())
+        return local.compressor.compress(doc)
 
-    def _sample(self, doc: str) -> str:
+    def _sample(self, doc: bytes) -> None:
         with self._lock:
             if self._current is None and len(self._samples) < self._sample_docs:
-                self._samples.append(doc.encode())
+                self._samples.append(doc)
                 if len(self._samples) == self._sample_docs:
                     self._train()
-        return doc
 
     def _train(self) -> None:
         """Train a dictionary on the samples and keep it (called with the lock held)."""

@@ -123,6 +123,14 @@ def to_json(event: Event) -> str:
         return _json_fallback(event)
 
 
+def doc_bytes(event: Event) -> bytes:
+    """The stored document as UTF-8 JSON bytes (``to_json``'s text, encoded), for a store that compresses it."""
+    try:
+        return orjson.dumps(event)
+    except TypeError:
+        return _json_fallback(event).encode()
+
+
 @cython.cfunc
 def _text(node: Any, name: str) -> str | None:
     """``str(node[name])`` when ``node`` is a dict holding a value there, else None (a column's value)."""
@@ -171,9 +179,10 @@ def _node(node: Any, name: str) -> Any:
     return node.get(name)
 
 
-def event_row(doc_id: str, event: Event) -> tuple[Any, ...]:
+def event_row(doc_id: str, event: Event, encode_doc: Any = None) -> tuple[Any, ...]:
     """The row (ROW_COLUMNS) of an event: KeyError without ``@timestamp``, ValueError or TypeError when a value
-    cannot be stored."""
+    cannot be stored. ``encode_doc``: the store's form of the document from its JSON bytes (default: the JSON
+    text)."""
     ev = event.get("event")
     host = event.get("host")
     source = event.get("source")
@@ -186,5 +195,5 @@ def event_row(doc_id: str, event: Event) -> tuple[Any, ...]:
         _text(_node(gov, "system"), "id"), _text(gov, "department"), _text(gov, "mlps_level"),
         _text(gov, "data_class"),
         ip_key(_node(source, "ip")), ip_key(_node(destination, "ip")), ip_key(_node(host, "ip")),
-        event.get("message"), to_json(event),
+        event.get("message"), to_json(event) if encode_doc is None else encode_doc(doc_bytes(event)),
     )

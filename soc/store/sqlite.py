@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -83,6 +84,9 @@ CREATE TABLE IF NOT EXISTS listed_columns (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value);
 {DICTIONARIES_SCHEMA}
 """
+
+
+_GLOB_SPECIALS = re.compile(r"[*?\[]")
 
 
 def cidr_range(cidr: str) -> tuple[bytes, bytes]:
@@ -234,8 +238,7 @@ class SQLiteStore:
         codec = self._codec
         for doc_id, event in docs:
             try:
-                row = event_row(doc_id, event)
-                rows.append((*row[:-1], codec.encode(row[-1])))
+                rows.append(event_row(doc_id, event, codec.encode))
             except (KeyError, ValueError, TypeError) as exc:
                 encoded.rejected.append((doc_id, f"{type(exc).__name__}: {exc}"))
         encoded.lists = lists_made() != before
@@ -323,13 +326,14 @@ class SQLiteStore:
             params.extend(sorted(q.departments))
         if q.text and q.text.strip():  # blank text: no condition
             text = q.text.strip()
-            if len(text) >= 3:  # trigrams need three characters; % and _ widen the lookup, the check narrows it
-                # candidates: the rows of the blocks whose trigrams hold the text (blocks are lowercased as written:
-                # FTS5's LIKE folds ASCII only), and the rows the index has not reached yet
+            if len(text) >= 3:  # trigrams need three characters
+                # candidates: the rows of the blocks whose trigrams hold the text (blocks are lowercased as written;
+                # GLOB's special characters in the text become wildcards, which only widen the lookup: the check
+                # narrows it), and the rows the index has not reached yet
                 clauses.append("(e.rowid IN (SELECT x.rowid FROM tx.text_blocks b JOIN events x ON x.rowid BETWEEN "
                                "b.first_rowid AND b.last_rowid WHERE b.id IN (SELECT rowid FROM tx.text_blocks_fts "
-                               "WHERE text_blocks_fts.body LIKE ?)) OR e.rowid > (SELECT upto FROM tx.text_state))")
-                params.append(f"%{text.lower()}%")
+                               "WHERE text_blocks_fts.body GLOB ?)) OR e.rowid > (SELECT upto FROM tx.text_state))")
+                params.append("*" + _GLOB_SPECIALS.sub("*", text.lower()) + "*")
             clauses.append("sigma_lower(e.message) LIKE ? ESCAPE '\\'")  # case folded in every script
             params.append("%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params

@@ -76,6 +76,19 @@ def test_each_batch_is_one_block_and_search_finds_exactly_the_matching_rows(tmp_
     store.close()
 
 
+def test_texts_with_glob_wildcards_and_like_wildcards_are_found_literally(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "events.db")
+    _write(store, [("ufw", _event("[UFW BLOCK] IN=eth0 SRC=10.0.0.9")), ("ufwa", _event("UFW BLOCK IN=eth0")),
+                   ("star", _event("rm -rf /tmp/*?x")), ("like", _event("100% of user_a")),
+                   ("plain", _event("100 of userXa"))])
+    assert _ids(store, "[UFW BLOCK]") == {"ufw"}
+    assert _ids(store, "[ufw") == {"ufw"}
+    assert _ids(store, "/tmp/*?x") == {"star"}
+    assert _ids(store, "100% of user_a") == {"like"}
+    assert _ids(store, "user_a") == {"like"}
+    store.close()
+
+
 def test_a_write_of_more_rows_than_a_block_spans_makes_several_blocks(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr("soc.store.text_index.BLOCK_ROWS", 4)
     store = SQLiteStore(tmp_path / "events.db")

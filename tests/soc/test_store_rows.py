@@ -72,6 +72,16 @@ def test_row_follows_columns_and_ip_keys(event: dict) -> None:
     assert all(type(value) is str for value in row[2:2 + len(COLUMNS)] if value is not None)
 
 
+@settings(max_examples=200, deadline=None)
+@given(_events)
+def test_a_compressing_store_gets_the_same_document_as_bytes(event: dict) -> None:
+    """``encode_doc`` receives the JSON bytes of exactly the text the row holds without it."""
+    seen: list[bytes] = []
+    row = event_row("id-1", event, lambda doc: seen.append(doc) or b"packed")
+    assert row[:-1] == event_row("id-1", event)[:-1] and row[-1] == b"packed"
+    assert seen == [event_row("id-1", event)[-1].encode()]
+
+
 def test_row_of_a_typical_event() -> None:
     event = {"@timestamp": "2026-11-20T08:00:00.000Z", "event": {"dataset": "system.auth", "outcome": "failure"},
              "source": {"ip": "198.18.1.10"}, "host": {"name": "h1", "ip": ["2001:db8::5", "10.0.0.1"]},
