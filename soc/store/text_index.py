@@ -32,24 +32,25 @@ from soc.store.wal import open_wal_database
 
 log = logging.getLogger("yunshu.soc.store")
 
-TEXT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS text_state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    store TEXT NOT NULL,
-    upto INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS text_blocks (
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS text_blocks (
     id INTEGER PRIMARY KEY,
     first_rowid INTEGER NOT NULL,
     last_rowid INTEGER NOT NULL,
     body TEXT NOT NULL
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS text_blocks_fts USING fts5(body, content='text_blocks', content_rowid='id',
-    tokenize='trigram case_sensitive 1', detail=none, columnsize=0);
-CREATE TRIGGER IF NOT EXISTS text_blocks_ad AFTER DELETE ON text_blocks BEGIN
+)""",
+    """CREATE VIRTUAL TABLE IF NOT EXISTS text_blocks_fts USING fts5(body, content='text_blocks', content_rowid='id',
+    tokenize='trigram case_sensitive 1', detail=none, columnsize=0)""",
+    """CREATE TRIGGER IF NOT EXISTS text_blocks_ad AFTER DELETE ON text_blocks BEGIN
     INSERT INTO text_blocks_fts(text_blocks_fts, rowid, body) VALUES ('delete', old.id, old.body);
-END;
-"""
+END""",
+)
+TEXT_SCHEMA = """CREATE TABLE IF NOT EXISTS text_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    store TEXT NOT NULL,
+    upto INTEGER NOT NULL
+);
+""" + "".join(statement + ";\n" for statement in _TABLES)
 BLOCK_ROWS = 2000  # rowids a text block spans at most: candidates a rare word costs, against indexing cost
 PASS_ROWS = 200_000  # rowids one indexing transaction covers at most (a large backlog goes in several)
 # The events file's tables of full text from before it had a file of its own: text blocks (2026-12-01 to 12-03)
@@ -106,23 +107,29 @@ class TextIndex:
         self._adopt(store_id)
 
     def _adopt(self, store_id: str) -> None:
-        """Start over when the index was built for another events file (or never)."""
+        """Start over when the index was built for another events file (or never): in one transaction, so that
+        another process opening the same files at the same time sees either the old index or the new one."""
         with self._lock:
-            row = self._db.execute("SELECT store FROM text_state").fetchone()
-            if row is not None and row[0] == store_id:
+            if self._built_for() == store_id:
                 return
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("DROP TRIGGER IF EXISTS text_blocks_ad")
-                self._db.execute("DROP TABLE IF EXISTS text_blocks_fts")
-                self._db.execute("DROP TABLE IF EXISTS text_blocks")
-                self._db.execute("DELETE FROM text_state")
-                self._db.execute("INSERT INTO text_state(id, store, upto) VALUES (1, ?, 0)", (store_id,))
+                if self._built_for() != store_id:  # (unless another process adopted it meanwhile)
+                    self._db.execute("DROP TRIGGER IF EXISTS text_blocks_ad")
+                    self._db.execute("DROP TABLE IF EXISTS text_blocks_fts")
+                    self._db.execute("DROP TABLE IF EXISTS text_blocks")
+                    for statement in _TABLES:
+                        self._db.execute(statement)
+                    self._db.execute("DELETE FROM text_state")
+                    self._db.execute("INSERT INTO text_state(id, store, upto) VALUES (1, ?, 0)", (store_id,))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.executescript(TEXT_SCHEMA)
+
+    def _built_for(self) -> str | None:
+        row = self._db.execute("SELECT store FROM text_state").fetchone()
+        return None if row is None else row[0]
 
     def catch_up(self) -> int:
         """Index every row written so far (in transactions of at most PASS_ROWS rowids); returns the last rowid

@@ -230,3 +230,29 @@ def test_an_older_stores_text_index_is_dropped_and_rebuilt_in_its_own_file(tmp_p
     assert store.delete_before(NOW + timedelta(days=1), "一般数据") == 6
     store.close()
     assert _blocks(path) == []
+
+
+def test_two_stores_on_one_file_writing_at_once_index_every_row_once(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "events.db"
+    stores = [SQLiteStore(path), SQLiteStore(path)]  # as the service and a CLI import in two processes
+
+    def write(n: int) -> None:
+        for batch in range(20):
+            stores[n].write([(f"s{n}-{batch}-{i}", _event(f"writer {n} batch {batch} row {i}")) for i in range(5)])
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        store.wait_indexed()
+    blocks = _blocks(path)
+    covered = [rowid for first, last in blocks for rowid in range(first, last + 1)]
+    assert len(covered) == len(set(covered)) and set(covered) == set(range(1, 201))  # no row twice, none left out
+    assert _upto(path) == 200
+    assert _ids(stores[1], "writer 0 batch 7 ") == {f"s0-7-{i}" for i in range(5)}
+    for store in stores:
+        store.close()
