@@ -42,7 +42,6 @@ from soc.parsers import ParseContext, ParseError, parse
 from soc.pipeline import GROUP_COMMIT_ROWS, ingest_gc
 from soc.service import Soc, ingest_files
 from soc.store.base import EncodedBatch, SearchQuery, WriteResult
-from soc.store.rows import event_row
 from soc.store.sqlite import EVENT_STORE_PAGE_SIZE, EVENT_STORE_PRAGMAS, SCHEMA, SQLiteStore, store_id, write_rows
 from soc.store.text_index import TextIndex
 from soc.store.wal import open_wal_database
@@ -219,10 +218,14 @@ def _stage2(corpus: Path, lines: int, index: RegisterIndex, ctx: ParseContext, w
 
 
 def store_anatomy(lines: list[str], index: RegisterIndex, ctx: ParseContext, workdir: Path) -> dict[str, Any]:
-    """SQLite cost of prepared rows: the writer's inserts (as shipped, at two transaction sizes, and without the
-    secondary indexes) and the text index's pass over the same rows (its own file, its own thread in the store)."""
+    """SQLite cost of prepared rows (encoded by the store: documents compressed after its first SAMPLE_DOCS): the
+    writer's inserts (as shipped, at two transaction sizes, and without the secondary indexes) and the text index's
+    pass over the same rows (its own file, its own thread in the store)."""
     enrich = Enricher(index)
-    rows = [event_row(event_id(f"bench:{i}", line), enrich(parse(line, "auto", ctx))) for i, line in enumerate(lines)]
+    encoder = SQLiteStore(workdir / "encoder.db")  # rows as the store makes them: documents compressed once it has
+    rows = encoder.encode([(event_id(f"bench:{i}", line), enrich(parse(line, "auto", ctx)))  # trained its dictionary
+                           for i, line in enumerate(lines)]).payload
+    encoder.close()
     indexes = SCHEMA.count("CREATE INDEX")
     variants = [(f"writer as shipped: table and {indexes} indexes, {BATCH} rows a transaction", SCHEMA, BATCH),
                 (f"the same, {GROUP_COMMIT_ROWS} rows a transaction (the writer's group commit under load)", SCHEMA,
@@ -286,7 +289,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="corpus seed")
     ap.add_argument("--repeat", type=int, default=3, help="stage 1 and rsyslog: best of this many runs")
     ap.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the last one; -1: do not pin)")
-    ap.add_argument("--anatomy-lines", type=int, default=100_000, help="rows for the SQLite cost breakdown (0: skip)")
+    ap.add_argument("--anatomy-lines", type=int, default=1_000_000,
+                    help="rows for the SQLite cost breakdown, at most the corpus (0: skip)")
     ap.add_argument("--skip-rsyslog", action="store_true", help="leave out the rsyslog comparison")
     ap.add_argument("--workdir", type=Path, default=None, help="where the corpus and stores go (default: a temp dir)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="results directory")
