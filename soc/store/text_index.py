@@ -151,7 +151,7 @@ class TextIndex:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise
-            if end >= top:
+            if end >= top or self._stopping:  # (closing: the rest is for the next store opened on the file)
                 return max(end, upto)
 
     def drop_empty_blocks(self) -> None:

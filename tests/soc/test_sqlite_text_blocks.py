@@ -256,3 +256,18 @@ def test_two_stores_on_one_file_writing_at_once_index_every_row_once(tmp_path: P
     assert _ids(stores[1], "writer 0 batch 7 ") == {f"s0-7-{i}" for i in range(5)}
     for store in stores:
         store.close()
+
+
+def test_a_closing_store_stops_its_index_after_the_pass_in_progress(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("soc.store.text_index.PASS_ROWS", 2)
+    monkeypatch.setattr(TextIndex, "notify", lambda self: None)
+    path = tmp_path / "events.db"
+    store = SQLiteStore(path)
+    store.write([(f"e{i}", _event(f"row {i}")) for i in range(7)])
+    store._text._stopping = True  # as close() sets it while a large backlog is being indexed
+    assert store._text.catch_up() == 2  # one pass of PASS_ROWS rowids, then it gives way
+    store._text._stopping = False
+    assert store._text.catch_up() == 7  # otherwise every pass until the index is level with the rows
+    assert _blocks(path) == [(1, 2), (3, 4), (5, 6), (7, 7)]
+    store.close()
