@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -52,7 +51,7 @@ from soc.store.rows import (
     ts_ms,
 )
 from soc.store.sigma_sql import DOC, UnsupportedInSql, register_functions, rule_sql
-from soc.store.text_index import TextIndex, drop_old_text_tables, text_path
+from soc.store.text_index import TextIndex, drop_old_text_tables, query_words, text_path
 from soc.store.wal import open_wal_database
 
 if TYPE_CHECKING:
@@ -84,9 +83,6 @@ CREATE TABLE IF NOT EXISTS listed_columns (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value);
 {DICTIONARIES_SCHEMA}
 """
-
-
-_GLOB_SPECIALS = re.compile(r"[*?\[]")
 
 
 def cidr_range(cidr: str) -> tuple[bytes, bytes]:
@@ -326,14 +322,14 @@ class SQLiteStore:
             params.extend(sorted(q.departments))
         if q.text and q.text.strip():  # blank text: no condition
             text = q.text.strip()
-            if len(text) >= 3:  # trigrams need three characters
-                # candidates: the rows of the blocks whose trigrams hold the text (blocks are lowercased as written;
-                # GLOB's special characters in the text become wildcards, which only widen the lookup: the check
-                # narrows it), and the rows the index has not reached yet
+            patterns = query_words(text)
+            if patterns:  # candidates: the rows of the blocks holding every word, and those the index has not reached
+                lookup = " INTERSECT ".join(["SELECT rowid FROM tx.text_blocks_fts WHERE text_blocks_fts.body GLOB ?"]
+                                            * len(patterns))
                 clauses.append("(e.rowid IN (SELECT x.rowid FROM tx.text_blocks b JOIN events x ON x.rowid BETWEEN "
-                               "b.first_rowid AND b.last_rowid WHERE b.id IN (SELECT rowid FROM tx.text_blocks_fts "
-                               "WHERE text_blocks_fts.body GLOB ?)) OR e.rowid > (SELECT upto FROM tx.text_state))")
-                params.append("*" + _GLOB_SPECIALS.sub("*", text.lower()) + "*")
+                               f"b.first_rowid AND b.last_rowid WHERE b.id IN ({lookup})) OR e.rowid > "
+                               "(SELECT upto FROM tx.text_state))")
+                params.extend(patterns)
             clauses.append("sigma_lower(e.message) LIKE ? ESCAPE '\\'")  # case folded in every script
             params.append("%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params

@@ -28,7 +28,7 @@ def _event(message: str | None, at: datetime = NOW, data_class: str = "一般数
 
 
 def _ids(store: SQLiteStore, text: str) -> set[str]:
-    return {doc_id for doc_id, _ in store.search(SearchQuery(text=text, limit=100)).hits}
+    return {doc_id for doc_id, _ in store.search(SearchQuery(text=text, limit=1000)).hits}
 
 
 def _blocks(path: Path) -> list[tuple[int, int]]:
@@ -270,4 +270,47 @@ def test_a_closing_store_stops_its_index_after_the_pass_in_progress(tmp_path: Pa
     store._text._stopping = False
     assert store._text.catch_up() == 7  # otherwise every pass until the index is level with the rows
     assert _blocks(path) == [(1, 2), (3, 4), (5, 6), (7, 7)]
+    store.close()
+
+
+def test_query_words_are_the_longer_runs_between_glob_specials() -> None:
+    from soc.store.text_index import block_words, query_words
+
+    assert query_words("Failed  password\tfor ab") == ["*password*", "*failed*", "*for*"]
+    assert query_words("[UFW BLOCK] a*b?c 用户*数据库?x") == ["*block]*", "*ufw*", "*数据库*"]
+    assert query_words("bX?据9") == []  # runs of two characters (据9 is four bytes): not looked up
+    assert query_words("a b") == []  # nothing as long as a trigram: rows are checked one by one
+    assert len(query_words("one two three four five six")) == 4
+    assert block_words("Failed password for root\nFailed password for bob\u3000数据库") == \
+        "failed password for root bob 数据库"
+
+
+def test_every_substring_of_a_message_finds_exactly_the_messages_holding_it(tmp_path: Path) -> None:
+    """Random messages (words of Latin, Chinese, digits, GLOB and LIKE specials, several kinds of whitespace) and
+    random slices of them as searched texts: the index's candidates never drop a row the exact check keeps."""
+    import random
+
+    rng = random.Random(20261203)
+    alphabet = "abcXYZ019数据库用户[]*?%_.:/-=\\"
+    spaces = [" ", "  ", "\t", "\u3000"]
+
+    def word() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+
+    messages = ["".join(word() + rng.choice(spaces) for _ in range(rng.randint(1, 8))).strip() for _ in range(300)]
+    store = SQLiteStore(tmp_path / "events.db")
+    for at in range(0, 300, 100):
+        _write(store, [(f"m{i}", _event(messages[i])) for i in range(at, at + 100)])
+    assert _upto(tmp_path / "events.db") == 300  # every row through the index: no row is checked for lagging
+    texts = []
+    for _ in range(300):
+        message = rng.choice(messages)
+        start = rng.randrange(len(message))
+        texts.append(message[start:start + rng.randint(1, 20)])
+    for text in texts + [word() for _ in range(50)]:
+        if not text.strip():
+            continue
+        wanted = text.strip().lower()
+        expected = {f"m{i}" for i, message in enumerate(messages) if wanted in message.lower()}
+        assert _ids(store, text) == expected, text
     store.close()
