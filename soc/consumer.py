@@ -225,6 +225,9 @@ class SpoolConsumer:
         for origin, stats in done:
             self.metrics.count_stored(origin, stats.read, stats.stored + stats.duplicates, stats.dead_lettered)
         self.metrics.backlog.set(self.spool.backlog_bytes())
+        lag = getattr(self.pipeline.store, "text_index_lag", None)  # the embedded store's
+        if lag is not None:
+            self.metrics.text_index_lag.set(lag())
         return batch.records
 
     def _wait_for_work(self) -> None:

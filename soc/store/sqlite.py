@@ -219,6 +219,11 @@ class SQLiteStore:
                              (dict_id, data, time.time()))
             return self._db.execute("SELECT data FROM doc_dictionaries WHERE id = ?", (dict_id,)).fetchone()[0] == data
 
+    def text_index_lag(self) -> int:
+        """Rows written that the full-text index has not reached yet (a text search checks them one by one)."""
+        return max(0, self._query("SELECT (SELECT coalesce(max(rowid), 0) FROM events) - upto FROM tx.text_state",
+                                  [])[0][0])
+
     def wait_indexed(self) -> None:
         """Return once the full-text index covers every row written so far (search never needs it: rows the
         index has not reached are checked directly; benchmarks and tests that look at the index do)."""

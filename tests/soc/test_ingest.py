@@ -165,6 +165,9 @@ def test_http_bulk_ingest_with_scoping(soc_portal) -> None:  # type: ignore[no-u
     metrics = client.get("/metrics").text
     assert 'yunshu_soc_stored_total{source="http"} 4.0' in metrics
     assert 'yunshu_soc_dead_lettered_total{source="http"} 1.0' in metrics
+    assert "yunshu_soc_text_index_lag_rows" in metrics
+    client.app.state.soc.soc.store.wait_indexed()
+    assert client.get("/api/soc/health", headers=analyst).json()["text_index_lag_rows"] == 0
 
 
 def test_http_ingest_limits(soc_portal) -> None:  # type: ignore[no-untyped-def]

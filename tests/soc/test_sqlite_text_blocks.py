@@ -148,6 +148,7 @@ def test_rows_the_index_has_not_reached_are_found_and_a_store_opened_later_index
     _write(store, [("a", _event("first batch of words"))])
     store.write([("b", _event("second batch of words")), ("c", _event("third one"))])  # not indexed
     assert _upto(path) == 1 and _blocks(path) == [(1, 1)]
+    assert store.text_index_lag() == 2
     assert _ids(store, "batch of") == {"a", "b"}
     assert _ids(store, "third") == {"c"}
     store.close()
