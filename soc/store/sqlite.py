@@ -329,11 +329,12 @@ class SQLiteStore:
             text = q.text.strip()
             patterns = query_words(text)
             if patterns:  # candidates: the rows of the blocks holding every word, and those the index has not reached
+                # (one IN list: with an OR beside it SQLite would walk the time index for ORDER BY ts ... LIMIT)
                 lookup = " INTERSECT ".join(["SELECT rowid FROM tx.text_blocks_fts WHERE text_blocks_fts.body GLOB ?"]
                                             * len(patterns))
-                clauses.append("(e.rowid IN (SELECT x.rowid FROM tx.text_blocks b JOIN events x ON x.rowid BETWEEN "
-                               f"b.first_rowid AND b.last_rowid WHERE b.id IN ({lookup})) OR e.rowid > "
-                               "(SELECT upto FROM tx.text_state))")
+                clauses.append("e.rowid IN (SELECT x.rowid FROM tx.text_blocks b JOIN events x ON x.rowid BETWEEN "
+                               f"b.first_rowid AND b.last_rowid WHERE b.id IN ({lookup}) UNION ALL SELECT rowid FROM "
+                               "events WHERE rowid > (SELECT upto FROM tx.text_state))")
                 params.extend(patterns)
             clauses.append("sigma_lower(e.message) LIKE ? ESCAPE '\\'")  # case folded in every script
             params.append("%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")

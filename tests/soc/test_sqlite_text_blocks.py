@@ -315,3 +315,16 @@ def test_every_substring_of_a_message_finds_exactly_the_messages_holding_it(tmp_
         expected = {f"m{i}" for i, message in enumerate(messages) if wanted in message.lower()}
         assert _ids(store, text) == expected, text
     store.close()
+
+
+def test_a_text_search_is_driven_by_its_candidate_rows_not_by_a_walk_of_the_time_index(tmp_path: Path) -> None:
+    """The newest page of a text search looks up the candidate rows (and those past the index) by rowid and sorts
+    them: walking every event in time order to test each would make a rare text cost the whole store."""
+    store = SQLiteStore(tmp_path / "events.db")
+    where, params = store._where(SearchQuery(text="Failed password"))
+    plan = [row[3] for row in store._reader.execute(
+        f"EXPLAIN QUERY PLAN SELECT e.id, e.doc FROM events e{where} ORDER BY e.ts DESC, e.rowid DESC LIMIT 10",
+        params)]
+    assert plan[0] == "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)", plan
+    assert not any(step.startswith("SCAN e") for step in plan), plan
+    store.close()
