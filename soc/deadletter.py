@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from soc.store.wal import open_wal_database
+from soc.store.wal import immediate, open_wal_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -45,17 +45,11 @@ class DeadLetterStore:
         now = datetime.now(UTC).isoformat()
         with self._lock:
             before = self._db.total_changes
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(self._db):  # disk full, a blob too big: the next call must find no transaction open
                 self._db.executemany(
                     "INSERT OR IGNORE INTO dead_letters(received_at, source, reason, raw) VALUES (?, ?, ?, ?)",
                     [(now, src, reason, raw) for src, reason, raw in items],
                 )
-                self._db.execute("COMMIT")
-            except BaseException:  # disk full, a blob too big: the next call must find no transaction open
-                if self._db.in_transaction:  # (SQLite may have rolled back already: keep the first error)
-                    self._db.execute("ROLLBACK")
-                raise
             return self._db.total_changes - before
 
     def count(self) -> int:

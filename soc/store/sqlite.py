@@ -203,8 +203,7 @@ class SQLiteStore:
         self._reader.create_function("yunshu_ip_key", 1, _sql_ip_key, deterministic=True)
         self._reader.create_function("yunshu_doc", 1, self._codec.text, deterministic=True)
         self._reader.execute("ATTACH DATABASE ? AS tx", (str(text_path(self.path)),))
-        if self._reader.execute("SELECT upto < (SELECT coalesce(max(rowid), 0) FROM events) FROM tx.text_state"
-                                ).fetchone()[0]:
+        if self.text_index_lag():
             self._text.notify()  # rows the index has not seen (a store closed before it caught up, or migrated)
 
     def _dictionaries(self) -> list[tuple[int, bytes]]:

@@ -34,7 +34,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from soc.store.wal import open_wal_database
+from soc.store.wal import immediate, open_wal_database
 
 log = logging.getLogger("yunshu.soc.store")
 
@@ -105,14 +105,9 @@ def drop_old_text_tables(db: sqlite3.Connection) -> bool:
     old = [(kind, name) for kind, name in OLD_TEXT_TABLES if name in present]
     if not old:
         return False
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(db):
         for kind, name in old:  # triggers (naming the FTS tables) first
             db.execute(f"DROP {kind} IF EXISTS {name}")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     return True
 
 
@@ -138,20 +133,15 @@ class TextIndex:
         with self._lock:
             if self._built_for() == store_id:
                 return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(self._db) as db:
                 if self._built_for() != store_id:  # (unless another process adopted it meanwhile)
-                    self._db.execute("DROP TRIGGER IF EXISTS text_blocks_ad")
-                    self._db.execute("DROP TABLE IF EXISTS text_blocks_fts")
-                    self._db.execute("DROP TABLE IF EXISTS text_blocks")
+                    db.execute("DROP TRIGGER IF EXISTS text_blocks_ad")
+                    db.execute("DROP TABLE IF EXISTS text_blocks_fts")
+                    db.execute("DROP TABLE IF EXISTS text_blocks")
                     for statement in _TABLES:
-                        self._db.execute(statement)
-                    self._db.execute("DELETE FROM text_state")
-                    self._db.execute("INSERT INTO text_state(id, store, upto) VALUES (1, ?, 0)", (store_id,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                        db.execute(statement)
+                    db.execute("DELETE FROM text_state")
+                    db.execute("INSERT INTO text_state(id, store, upto) VALUES (1, ?, 0)", (store_id,))
 
     def _built_for(self) -> str | None:
         row = self._db.execute("SELECT store FROM text_state").fetchone()
@@ -161,36 +151,22 @@ class TextIndex:
         """Index every row written so far (in transactions of at most PASS_ROWS rowids); returns the last rowid
         indexed."""
         while True:
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    upto = self._db.execute("SELECT upto FROM text_state").fetchone()[0]
-                    top = self._db.execute("SELECT coalesce(max(rowid), 0) FROM ev.events").fetchone()[0]
-                    end = min(top, upto + PASS_ROWS)
-                    if end > upto:
-                        last_block = self._db.execute("SELECT coalesce(max(id), 0) FROM text_blocks").fetchone()[0]
-                        if self._db.execute(_ADD_BLOCKS, (upto, BLOCK_ROWS, end)).rowcount:
-                            self._db.execute(_INDEX_BLOCKS, (last_block,))
-                        self._db.execute("UPDATE text_state SET upto = ?", (end,))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
+            with self._lock, immediate(self._db) as db:
+                upto = db.execute("SELECT upto FROM text_state").fetchone()[0]
+                top = db.execute("SELECT coalesce(max(rowid), 0) FROM ev.events").fetchone()[0]
+                end = min(top, upto + PASS_ROWS)
+                if end > upto:
+                    last_block = db.execute("SELECT coalesce(max(id), 0) FROM text_blocks").fetchone()[0]
+                    if db.execute(_ADD_BLOCKS, (upto, BLOCK_ROWS, end)).rowcount:
+                        db.execute(_INDEX_BLOCKS, (last_block,))
+                    db.execute("UPDATE text_state SET upto = ?", (end,))
             if end >= top or self._stopping:  # (closing: the rest is for the next store opened on the file)
                 return max(end, upto)
 
     def drop_empty_blocks(self) -> None:
         """Drop the blocks none of whose rows is left (after deleting events)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(_DROP_EMPTY_BLOCKS)
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        with self._lock, immediate(self._db) as db:
+            db.execute(_DROP_EMPTY_BLOCKS)
 
     def notify(self) -> None:
         """Rows were written: index them soon (the thread starts on the first call)."""

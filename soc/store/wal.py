@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -19,3 +21,17 @@ def open_wal_database(path: Path, schema: str, page_size: int | None = None) -> 
     db.execute("PRAGMA synchronous=FULL")
     db.executescript(schema)
     return db
+
+
+@contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction (``BEGIN IMMEDIATE``), committed when the block ends, rolled back when it raises (unless
+    SQLite rolled back already, so that the first error is the one raised and no transaction is left open)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
