@@ -105,8 +105,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Parse errors: {s1['parse_errors']}; events enriched with `gov.system.id`: {s1['enriched_fraction']:.1%}. "
         f"End to end: {s2['stored']:,} events stored, {s2['dead_lettered']} dead-lettered, "
         f"{s2['store_write_share']:.0%} of the time inside the store's write"
-        + (f"; the full-text index caught up {s2['text_index_lag_seconds']:.2f} s after the last write (inside the "
-           "timed run)." if "text_index_lag_seconds" in s2 else "."),
+        + (f"; the side index (text and keys) caught up {s2['text_index_lag_seconds']:.2f} s after the last write "
+           "(inside the timed run)." if "text_index_lag_seconds" in s2 else "."),
         "",
         f"Machine: {m['cpu_model']}, {m['cpus']} CPUs (measured on CPU {results['pinned_cpu']}), "
         f"Python {m['python']} (hot path {m.get('hot_path', 'pure Python')}), SQLite {m['sqlite']}, {m['os']}; "

@@ -1,15 +1,17 @@
 """The embedded event store: one SQLite file (WAL), hot fields in indexed columns, full text in a file beside it.
 
 Every event is kept whole as JSON; the fields analysts filter on most are copied into columns with
-indexes. IP addresses are also stored as 16-byte keys (IPv4 mapped into IPv6) so that a CIDR becomes a
-``BETWEEN`` on an index. Full text (FTS5 trigrams over blocks of rows) lives in a file of its own, kept up by a
-thread of its own (:mod:`soc.store.text_index`): the writer's connection inserts rows only, and queries run on a
-second connection that has the text file attached. Rowids are handed out from a high-water mark kept in the file
-(``store_meta``), never reused after a deletion, so that the text index can tell the rows it has not seen yet.
+indexes: the few-valued ones (system, department) and the time in the events file; the many-valued ones (host and
+user names, source and destination addresses) as key tables in the side index's file (:mod:`soc.store.side_index`),
+with the full text (FTS5 trigrams over blocks of rows), kept up by a thread of its own. IP addresses are also stored
+as 16-byte keys (IPv4 mapped into IPv6) so that a CIDR becomes a ``BETWEEN`` on a key table. The writer's connection
+inserts rows only; queries run on a second connection that has the side index attached. Rowids are handed out from
+a high-water mark kept in the file (``store_meta``), never reused after a deletion, so that the side index can tell
+the rows it has not seen yet.
 
 Filters on an IP field match exactly or by CIDR, on every address the field holds (as Elasticsearch's ip type
-does): source.ip and destination.ip (one address each) through their indexed keys; host.ip through its key, which
-is its first address, or any further address of a list in the document; the other IP fields (related.ip, ...) in
+does): source.ip and destination.ip (one address each) through their keys; host.ip through its key, which is its first
+address, or any further address of a list in the document; the other IP fields (related.ip, ...) in
 the document through the registered function ``yunshu_ip_key``.
 """
 
@@ -38,6 +40,7 @@ from soc.store.base import (
     ip_filter_network,
 )
 from soc.store.doc_codec import DICTIONARIES_SCHEMA, DocCodec
+from soc.store.key_index import KEYED, key_candidates
 from soc.store.rows import (
     COLUMNS,
     IP_KEYS,
@@ -50,8 +53,9 @@ from soc.store.rows import (
     network_range,
     ts_ms,
 )
+from soc.store.side_index import SideIndex, index_path
 from soc.store.sigma_sql import DOC, UnsupportedInSql, register_functions, rule_sql
-from soc.store.text_index import TextIndex, drop_old_text_tables, query_words, text_path
+from soc.store.text_index import drop_old_text_tables, query_words, remove_old_text_file
 from soc.store.wal import open_wal_database
 
 if TYPE_CHECKING:
@@ -61,10 +65,11 @@ log = logging.getLogger("yunshu.soc.store")
 
 # IP fields whose key column holds only the first address of a list (a host has several addresses)
 _LISTED_IP_KEYS = frozenset({"host.ip"})
-# Columns with an index (each with the time): the selective ones. Every index costs each insert; the
-# few-valued columns (dataset, action, outcome, level, data class) are filtered within a time range instead, and
-# addresses are looked up by their binary keys.
-INDEXED = ("host_name", "user_name", "system_id", "department", *IP_KEYS.values())
+# Columns with an index in the events file (each with the time): the selective ones with few values (an insert
+# lands where the last one with its value did). The many-valued ones have key tables in the side index (an index
+# here would put a random seek in every insert); the few-valued columns with little selectivity (dataset, action,
+# outcome, level, data class) are filtered within a time range, as is host.ip (its filter also looks into lists).
+INDEXED = ("system_id", "department")
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
@@ -102,6 +107,15 @@ def _as_integer(text: str) -> int | str:
         if -DB_INT_MAX - 1 <= number <= DB_INT_MAX:
             return number
     return text
+
+
+def _add_candidates(column: str, test: str, bounds: list[Any], q: SearchQuery, clauses: list[str],
+                    params: list[Any]) -> None:
+    """Narrow a query to the rows whose ``column`` has a key passing ``test`` with ``bounds`` (within the query's time
+    range) or that the side index has not reached; the filter itself is still checked on each row."""
+    clauses.append(key_candidates("ix", column, test, q.start is not None, q.end is not None))
+    params.extend(bounds)
+    params.extend(ts_ms(t) for t in (q.start, q.end) if t is not None)
 
 
 def _json_path(field: str) -> str:
@@ -195,16 +209,18 @@ class SQLiteStore:
         for pragma in EVENT_STORE_PRAGMAS:
             self._db.execute(pragma)
         self._codec = DocCodec(self._dictionaries, self._keep_dictionary)
-        self._text = TextIndex(self.path, store_id(self._db))
+        if remove_old_text_file(self.path):
+            log.info("%s: the text index's file of 2026-12-03 is removed; the side index is built anew", self.path)
+        self._side = SideIndex(self.path, store_id(self._db))
         self._read_lock = threading.Lock()
         self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._reader.execute(EVENT_STORE_PRAGMAS[0])
         register_functions(self._reader)
         self._reader.create_function("yunshu_ip_key", 1, _sql_ip_key, deterministic=True)
         self._reader.create_function("yunshu_doc", 1, self._codec.text, deterministic=True)
-        self._reader.execute("ATTACH DATABASE ? AS tx", (str(text_path(self.path)),))
+        self._reader.execute("ATTACH DATABASE ? AS ix", (str(index_path(self.path)),))
         if self.text_index_lag():
-            self._text.notify()  # rows the index has not seen (a store closed before it caught up, or migrated)
+            self._side.notify()  # rows the index has not seen (a store closed before it caught up, or migrated)
 
     def _dictionaries(self) -> list[tuple[int, bytes]]:
         """The document dictionaries in the file, oldest first."""
@@ -219,14 +235,15 @@ class SQLiteStore:
             return self._db.execute("SELECT data FROM doc_dictionaries WHERE id = ?", (dict_id,)).fetchone()[0] == data
 
     def text_index_lag(self) -> int:
-        """Rows written that the full-text index has not reached yet (a text search checks them one by one)."""
-        return max(0, self._query("SELECT (SELECT coalesce(max(rowid), 0) FROM events) - upto FROM tx.text_state",
+        """Rows written that the side index (full text and key tables) has not reached yet (a text search or a filter
+        on a keyed column checks them one by one)."""
+        return max(0, self._query("SELECT (SELECT coalesce(max(rowid), 0) FROM events) - upto FROM ix.index_state",
                                   [])[0][0])
 
     def wait_indexed(self) -> None:
-        """Return once the full-text index covers every row written so far (search never needs it: rows the
-        index has not reached are checked directly; benchmarks and tests that look at the index do)."""
-        self._text.catch_up()
+        """Return once the side index covers every row written so far (search never needs it: rows the index has
+        not reached are checked directly; benchmarks and tests that look at the index do)."""
+        self._side.catch_up()
 
     # --- writing --------------------------------------------------------------------------------------
     def encode(self, docs: list[tuple[str, Event]]) -> EncodedBatch:
@@ -266,7 +283,7 @@ class SQLiteStore:
                 created = self._write_one_by_one(rows, result, encoded.lists)
             result.created = max(created, 0)
         if result.created:
-            self._text.notify()
+            self._side.notify()
         result.duplicates = len(rows) - result.created - (len(result.rejected) - unusable)
         return result
 
@@ -305,8 +322,11 @@ class SQLiteStore:
         for field, value in q.where.items():
             column = COLUMNS.get(field)
             if field in IP_FIELDS:  # an address, or a CIDR as Elasticsearch takes in a term on an ip field
-                self._ip_clause(field, ip_filter_network(field, value), clauses, params)
-            elif column in listed:  # the value, or an element of a list value
+                self._ip_clause(field, ip_filter_network(field, value), q, clauses, params)
+                continue
+            if column in KEYED:  # the candidate rows from its key table (each element of a list is a key)
+                _add_candidates(column, "= ?", [str(value)], q, clauses, params)
+            if column in listed:  # the value, or an element of a list value
                 clauses.append(f"(e.{column} = ? OR (e.{column} >= ? AND e.{column} < ? AND EXISTS "
                                f"(SELECT 1 FROM json_each(substr(e.{column}, 2)) WHERE value = ?)))")
                 params.extend([str(value), LIST_MARK, LIST_END, str(value)])
@@ -320,34 +340,37 @@ class SQLiteStore:
         for field, cidr in q.cidr.items():
             if field not in IP_FIELDS:
                 raise ValueError(f"CIDR search is supported on {', '.join(IP_FIELDS)}, not {field}")
-            self._ip_clause(field, ip_filter_network(field, cidr), clauses, params)
-        if q.departments is not None:
-            clauses.append(f"e.department IN ({', '.join('?' * len(q.departments)) or 'NULL'})")
-            params.extend(sorted(q.departments))
+            self._ip_clause(field, ip_filter_network(field, cidr), q, clauses, params)
         if q.text and q.text.strip():  # blank text: no condition
             text = q.text.strip()
             patterns = query_words(text)
             if patterns:  # candidates: the rows of the blocks holding every word, and those the index has not reached
                 # (one IN list: with an OR beside it SQLite would walk the time index for ORDER BY ts ... LIMIT)
-                lookup = " INTERSECT ".join(["SELECT rowid FROM tx.text_blocks_fts WHERE text_blocks_fts.body GLOB ?"]
+                lookup = " INTERSECT ".join(["SELECT rowid FROM ix.text_blocks_fts WHERE text_blocks_fts.body GLOB ?"]
                                             * len(patterns))
-                clauses.append("e.rowid IN (SELECT x.rowid FROM tx.text_blocks b JOIN events x ON x.rowid BETWEEN "
+                clauses.append("e.rowid IN (SELECT x.rowid FROM ix.text_blocks b JOIN events x ON x.rowid BETWEEN "
                                f"b.first_rowid AND b.last_rowid WHERE b.id IN ({lookup}) UNION ALL SELECT rowid FROM "
-                               "events WHERE rowid > (SELECT upto FROM tx.text_state))")
+                               "events WHERE rowid > (SELECT upto FROM ix.index_state))")
                 params.extend(patterns)
             clauses.append("sigma_lower(e.message) LIKE ? ESCAPE '\\'")  # case folded in every script
             params.append("%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if q.departments is not None:  # (beside candidate rows, not through its index: a department's rows are many)
+            driven = any(clause.startswith("e.rowid IN") for clause in clauses)
+            clauses.append(f"{'+' if driven else ''}e.department IN ({', '.join('?' * len(q.departments)) or 'NULL'})")
+            params.extend(sorted(q.departments))
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     @staticmethod
-    def _ip_clause(field: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network, clauses: list[str],
-                   params: list[Any]) -> None:
+    def _ip_clause(field: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network, q: SearchQuery,
+                   clauses: list[str], params: list[Any]) -> None:
         """Events where some address of ``field`` lies in ``net`` (one address: an exact match)."""
         first, last = network_range(net)
         column = IP_KEYS.get(field)
         test = "= ?" if first == last else "BETWEEN ? AND ?"
         bounds = [first] if first == last else [first, last]
-        if column and field not in _LISTED_IP_KEYS:  # one address per event: the indexed key alone
+        if column in KEYED:
+            _add_candidates(column, test, bounds, q, clauses, params)
+        if column and field not in _LISTED_IP_KEYS:  # one address per event: the key alone
             clauses.append(f"e.{column} {test}")
             params.extend(bounds)
             return
@@ -454,13 +477,13 @@ class SQLiteStore:
                 raise StoreUnavailable(f"embedded store {self.path}: {exc}") from exc
         if deleted:
             try:
-                self._text.drop_empty_blocks()
-            except sqlite3.OperationalError as exc:  # the events are gone; a stale block only adds a candidate
-                log.warning("text blocks of %s not dropped after a deletion: %s", self.path, exc)
+                self._side.drop_deleted(ts_ms(cutoff))
+            except sqlite3.OperationalError as exc:  # the events are gone; a stale block or key only adds a candidate
+                log.warning("side index of %s not cleaned after a deletion: %s", self.path, exc)
         return deleted
 
     def close(self) -> None:
-        self._text.close()
+        self._side.close()
         with self._read_lock:
             self._reader.close()
         with self._lock:

@@ -13,8 +13,9 @@ import pytest
 
 from soc.ecs import Event
 from soc.store.base import SearchQuery
+from soc.store.side_index import SideIndex, index_path
 from soc.store.sqlite import SQLiteStore
-from soc.store.text_index import TextIndex, text_path
+from soc.store.text_index import text_path
 from soc.store.wal import open_wal_database
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -32,13 +33,13 @@ def _ids(store: SQLiteStore, text: str) -> set[str]:
 
 
 def _blocks(path: Path) -> list[tuple[int, int]]:
-    with sqlite3.connect(text_path(path)) as db:
+    with sqlite3.connect(index_path(path)) as db:
         return db.execute("SELECT first_rowid, last_rowid FROM text_blocks ORDER BY id").fetchall()
 
 
 def _upto(path: Path) -> int:
-    with sqlite3.connect(text_path(path)) as db:
-        return db.execute("SELECT upto FROM text_state").fetchone()[0]
+    with sqlite3.connect(index_path(path)) as db:
+        return db.execute("SELECT upto FROM index_state").fetchone()[0]
 
 
 def _write(store: SQLiteStore, docs: list[tuple[str, Event]]) -> None:
@@ -54,9 +55,10 @@ def _wait_for_upto(path: Path, rowid: int) -> None:
         time.sleep(0.01)
 
 
-def test_the_text_index_is_a_file_beside_the_events() -> None:
-    assert text_path(Path("/var/soc/events.db")) == Path("/var/soc/events.text.db")
-    assert text_path(Path("/var/soc/events")) == Path("/var/soc/events.text.db")
+def test_the_side_index_is_a_file_beside_the_events() -> None:
+    assert index_path(Path("/var/soc/events.db")) == Path("/var/soc/events.index.db")
+    assert index_path(Path("/var/soc/events")) == Path("/var/soc/events.index.db")
+    assert text_path(Path("/var/soc/events.db")) == Path("/var/soc/events.text.db")  # the file of 2026-12-03
 
 
 def test_each_batch_is_one_block_and_search_finds_exactly_the_matching_rows(tmp_path: Path) -> None:
@@ -143,7 +145,7 @@ def test_retention_drops_a_block_with_its_last_row_and_rowids_are_never_reused(t
 def test_rows_the_index_has_not_reached_are_found_and_a_store_opened_later_indexes_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "events.db"
-    monkeypatch.setattr(TextIndex, "notify", lambda self: None)  # as when the index's thread lags far behind
+    monkeypatch.setattr(SideIndex, "notify", lambda self: None)  # as when the index's thread lags far behind
     store = SQLiteStore(path)
     _write(store, [("a", _event("first batch of words"))])
     store.write([("b", _event("second batch of words")), ("c", _event("third one"))])  # not indexed
@@ -213,7 +215,7 @@ def test_an_older_stores_text_index_is_dropped_and_rebuilt_in_its_own_file(tmp_p
     store = SQLiteStore(path)
     store.write([(f"e{i}", _event(f"Line {i} from HOST-{i % 3}")) for i in range(5)])
     store.close()
-    for leftover in (text_path(path), text_path(path).with_name("events.text.db-wal")):
+    for leftover in (index_path(path), index_path(path).with_name("events.index.db-wal")):
         leftover.unlink(missing_ok=True)
     db = open_wal_database(path, old_index)  # as a store written before the text index had its own file
     db.close()
@@ -223,7 +225,7 @@ def test_an_older_stores_text_index_is_dropped_and_rebuilt_in_its_own_file(tmp_p
     assert _ids(store, "host-1") == {"e1", "e4"}  # before the index caught up: the rows are checked directly
     store.wait_indexed()
     assert _blocks(path) == [(1, 5)]
-    with sqlite3.connect(text_path(path)) as db:
+    with sqlite3.connect(index_path(path)) as db:
         assert db.execute("SELECT body FROM text_blocks").fetchone()[0].startswith("line 0 from host-0")
     assert _ids(store, "HOST-1") == {"e1", "e4"}
     store.write([("e5", _event("line 5 from host-1"))])  # writing and deleting go on as in any store
@@ -261,15 +263,15 @@ def test_two_stores_on_one_file_writing_at_once_index_every_row_once(tmp_path: P
 
 def test_a_closing_store_stops_its_index_after_the_pass_in_progress(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("soc.store.text_index.PASS_ROWS", 2)
-    monkeypatch.setattr(TextIndex, "notify", lambda self: None)
+    monkeypatch.setattr("soc.store.side_index.PASS_ROWS", 2)
+    monkeypatch.setattr(SideIndex, "notify", lambda self: None)
     path = tmp_path / "events.db"
     store = SQLiteStore(path)
     store.write([(f"e{i}", _event(f"row {i}")) for i in range(7)])
-    store._text._stopping = True  # as close() sets it while a large backlog is being indexed
-    assert store._text.catch_up() == 2  # one pass of PASS_ROWS rowids, then it gives way
-    store._text._stopping = False
-    assert store._text.catch_up() == 7  # otherwise every pass until the index is level with the rows
+    store._side._stopping = True  # as close() sets it while a large backlog is being indexed
+    assert store._side.catch_up() == 2  # one pass of PASS_ROWS rowids, then it gives way
+    store._side._stopping = False
+    assert store._side.catch_up() == 7  # otherwise every pass until the index is level with the rows
     assert _blocks(path) == [(1, 2), (3, 4), (5, 6), (7, 7)]
     store.close()
 
@@ -317,11 +319,14 @@ def test_every_substring_of_a_message_finds_exactly_the_messages_holding_it(tmp_
     store.close()
 
 
-def test_a_text_search_is_driven_by_its_candidate_rows_not_by_a_walk_of_the_time_index(tmp_path: Path) -> None:
+@pytest.mark.parametrize("departments", [None, {"GAJ", "SJJ"}], ids=["all", "in departments"])
+def test_a_text_search_is_driven_by_its_candidate_rows_not_by_a_walk_of_the_time_index(
+        tmp_path: Path, departments: set[str] | None) -> None:
     """The newest page of a text search looks up the candidate rows (and those past the index) by rowid and sorts
-    them: walking every event in time order to test each would make a rare text cost the whole store."""
+    them: walking every event in time order (or every event of the departments) to test each would make a rare text
+    cost the whole store."""
     store = SQLiteStore(tmp_path / "events.db")
-    where, params = store._where(SearchQuery(text="Failed password"))
+    where, params = store._where(SearchQuery(text="Failed password", departments=departments))
     plan = [row[3] for row in store._reader.execute(
         f"EXPLAIN QUERY PLAN SELECT e.id, e.doc FROM events e{where} ORDER BY e.ts DESC, e.rowid DESC LIMIT 10",
         params)]
