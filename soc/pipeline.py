@@ -26,9 +26,12 @@ log = logging.getLogger("yunshu.soc.pipeline")
 # dirties: SQLite measured 75 µs/row at 2000 rows per transaction, 52 at 10000, 49 at 20000), so the writer thread
 # writes the batches already waiting for it together, in one transaction of at most GROUP_COMMIT_ROWS events. The
 # queue holds up to WRITER_QUEUE_DEPTH batches so that the parser can run that far ahead and groups can form (the
-# events held: the queue's plus the group being written, a few tens of thousands).
+# events held: the queue's plus the group being written, under a hundred thousand). The queue is deep enough for the
+# parser to run on while a commit waits on the disk (its fsync, a WAL checkpoint): with 8 batches of 2,000 the parser
+# waited 3 s in a 1M-line import and ran at 43-44k events/s; with 16 to 64, 48-57k (2 CPUs, alternating runs,
+# 2026-12-03; about 30 MB more held at 32).
 GROUP_COMMIT_ROWS = 20_000
-WRITER_QUEUE_DEPTH = 8
+WRITER_QUEUE_DEPTH = 32
 # Events a pipeline with nothing to run after the write encodes at a time (``_EarlyEncoder``): encoded while still in
 # the CPU's caches and freed at once, a batch's events cost less than when thousands are held until the batch is full
 # (A/B of Pipeline.run in one process, 300,000 corpus lines, the database write left out: 73 → 57 µs an event, median

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from soc.store.key_index import KEY_TABLES, KEYED, add_keys_sql, drop_deleted_keys_sql
@@ -41,6 +42,11 @@ INDEX_SCHEMA = """CREATE TABLE IF NOT EXISTS index_state (
 );
 """
 PASS_ROWS = 200_000  # rowids one indexing transaction covers at most (a large backlog goes in several)
+# A pass waits for this many rows written, or this long after the first write it was woken for: small passes cost
+# more a row (a million corpus rows, CPU a row: 17 µs in passes of 5,000 rows, 10 of 20,000, 7-8 of 200,000), and
+# the rows a pass has not reached yet are only checked directly by a query meanwhile.
+GATHER_ROWS = 50_000
+GATHER_SECONDS = 1.0
 _ADD_KEYS = tuple(add_keys_sql(column) for column in KEYED)
 _DROP_DELETED_KEYS = tuple(drop_deleted_keys_sql(column) for column in KEYED)
 
@@ -63,6 +69,7 @@ class SideIndex:
         self._db.execute("ATTACH DATABASE ? AS ev", (str(events_path),))
         self._lock = threading.Lock()  # the connection
         self._wake = threading.Event()
+        self._written = 0  # rows written since the thread last took stock (a count for gathering, not exact)
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._adopt(store_id)
@@ -110,8 +117,9 @@ class SideIndex:
             for statement in _DROP_DELETED_KEYS:
                 db.execute(statement, (before_ms,))
 
-    def notify(self) -> None:
-        """Rows were written: index them soon (the thread starts on the first call)."""
+    def notify(self, rows: int = 1) -> None:
+        """``rows`` rows were written: index them soon (the thread starts on the first call)."""
+        self._written += rows
         if self._thread is None:
             with self._lock:
                 if self._thread is None and not self._stopping:
@@ -122,7 +130,12 @@ class SideIndex:
     def _run(self) -> None:
         while True:
             self._wake.wait()
-            self._wake.clear()
+            deadline = time.monotonic() + GATHER_SECONDS
+            while not self._stopping and self._written < GATHER_ROWS and (left := deadline - time.monotonic()) > 0:
+                self._wake.clear()
+                self._wake.wait(left)
+            self._wake.clear()  # (then the count: rows written after this wake the thread again)
+            self._written = 0
             if self._stopping:
                 return
             try:

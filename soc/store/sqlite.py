@@ -219,8 +219,8 @@ class SQLiteStore:
         self._reader.create_function("yunshu_ip_key", 1, _sql_ip_key, deterministic=True)
         self._reader.create_function("yunshu_doc", 1, self._codec.text, deterministic=True)
         self._reader.execute("ATTACH DATABASE ? AS ix", (str(index_path(self.path)),))
-        if self.text_index_lag():
-            self._side.notify()  # rows the index has not seen (a store closed before it caught up, or migrated)
+        if lag := self.text_index_lag():
+            self._side.notify(lag)  # rows the index has not seen (a store closed before it caught up, or migrated)
 
     def _dictionaries(self) -> list[tuple[int, bytes]]:
         """The document dictionaries in the file, oldest first."""
@@ -283,7 +283,7 @@ class SQLiteStore:
                 created = self._write_one_by_one(rows, result, encoded.lists)
             result.created = max(created, 0)
         if result.created:
-            self._side.notify()
+            self._side.notify(result.created)
         result.duplicates = len(rows) - result.created - (len(result.rejected) - unusable)
         return result
 

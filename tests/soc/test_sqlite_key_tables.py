@@ -102,7 +102,7 @@ def _expected(events: list[Event], field: str, value: str, start: datetime | Non
 def test_filters_on_keyed_fields_find_exactly_the_matching_rows(tmp_path: Path, events: list[Event], indexed: bool,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     if not indexed:  # as when the side index's thread lags far behind: every row is past its upto
-        monkeypatch.setattr(SideIndex, "notify", lambda self: None)
+        monkeypatch.setattr(SideIndex, "notify", lambda self, rows=1: None)
     store = SQLiteStore(tmp_path / "events.db")
     store.write([(f"e{i}", event) for i, event in enumerate(events)])
     if not indexed:
@@ -169,7 +169,7 @@ def test_an_index_of_another_layout_and_the_text_file_of_12_03_are_replaced(
     with sqlite3.connect(index_path(path)) as db:  # as an index written in an older layout
         db.execute("UPDATE index_state SET format = 0")
         db.execute("DELETE FROM keys_host_name")
-    monkeypatch.setattr(SideIndex, "notify", lambda self: None)  # (the rebuild is looked at before it runs)
+    monkeypatch.setattr(SideIndex, "notify", lambda self, rows=1: None)  # (the rebuild is looked at before it runs)
     old = text_path(path)
     old.write_bytes(b"SQLite format 3\x00")
     old.with_name(old.name + "-wal").write_bytes(b"")

@@ -145,7 +145,7 @@ def test_retention_drops_a_block_with_its_last_row_and_rowids_are_never_reused(t
 def test_rows_the_index_has_not_reached_are_found_and_a_store_opened_later_indexes_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "events.db"
-    monkeypatch.setattr(SideIndex, "notify", lambda self: None)  # as when the index's thread lags far behind
+    monkeypatch.setattr(SideIndex, "notify", lambda self, rows=1: None)  # as when the index's thread lags far behind
     store = SQLiteStore(path)
     _write(store, [("a", _event("first batch of words"))])
     store.write([("b", _event("second batch of words")), ("c", _event("third one"))])  # not indexed
@@ -264,7 +264,7 @@ def test_two_stores_on_one_file_writing_at_once_index_every_row_once(tmp_path: P
 def test_a_closing_store_stops_its_index_after_the_pass_in_progress(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("soc.store.side_index.PASS_ROWS", 2)
-    monkeypatch.setattr(SideIndex, "notify", lambda self: None)
+    monkeypatch.setattr(SideIndex, "notify", lambda self, rows=1: None)
     path = tmp_path / "events.db"
     store = SQLiteStore(path)
     store.write([(f"e{i}", _event(f"row {i}")) for i in range(7)])
