@@ -68,11 +68,25 @@ class DocCodec:
         if current is None:
             self._sample(doc)
             return doc.decode()
+        return self._compressor(current).compress(doc)
+
+    def encode_many(self, docs: list[bytes]) -> list[str | bytes]:
+        """The stored forms of several documents' JSON bytes (``encode`` of each). Compressed in one call into zstd:
+        it lets the GIL go once for them all rather than once a document (each time it is taken back, a thread
+        can wait out the interpreter's switch interval while another holds it)."""
+        current = self._current
+        if current is None or not docs:
+            return [self.encode(doc) for doc in docs]
+        frames = self._compressor(current).multi_compress_to_buffer(docs)
+        return [frames[i].tobytes() for i in range(len(docs))]
+
+    def _compressor(self, current: zstandard.ZstdCompressionDict) -> zstandard.ZstdCompressor:
+        """This thread's compressor with the current dictionary."""
         local = self._local
         if getattr(local, "dictionary", None) is not current:
             local.compressor = zstandard.ZstdCompressor(level=LEVEL, dict_data=current, write_checksum=False)
             local.dictionary = current
-        return local.compressor.compress(doc)
+        return local.compressor
 
     def _sample(self, doc: bytes) -> None:
         with self._lock:

@@ -100,6 +100,11 @@ def _sql_ip_key(value: Any) -> bytes | None:
     return ip_key(value) if isinstance(value, str) else None
 
 
+def _json_bytes(doc: bytes) -> bytes:
+    """``event_row``'s document as its JSON bytes (the store encodes a batch's documents together)."""
+    return doc
+
+
 def _as_integer(text: str) -> int | str:
     """``text`` as the integer it writes, when SQLite can hold it (JSON numbers compare as numbers), else as is."""
     if text.lstrip("-").isdigit():
@@ -255,9 +260,12 @@ class SQLiteStore:
         codec = self._codec
         for doc_id, event in docs:
             try:
-                rows.append(event_row(doc_id, event, codec.encode))
+                rows.append(event_row(doc_id, event, _json_bytes))
             except (KeyError, ValueError, TypeError) as exc:
                 encoded.rejected.append((doc_id, f"{type(exc).__name__}: {exc}"))
+        if rows:  # the documents' stored forms, all at once
+            stored = codec.encode_many([row[-1] for row in rows])
+            encoded.payload = [(*row[:-1], doc) for row, doc in zip(rows, stored, strict=True)]
         encoded.lists = lists_made() != before
         return encoded
 

@@ -116,3 +116,15 @@ def test_a_failed_training_leaves_documents_plain_and_the_next_samples_try_again
     assert [kinds[f"d{i}"] for i in range(300)] == ["text"] * 200 + ["blob"] * 100
     assert dict(store.search(SearchQuery(limit=400)).hits) == dict(docs)
     store.close()
+
+
+def test_documents_compressed_together_are_the_frames_each_would_be_alone(tmp_path: Path) -> None:
+    store = compressed_sqlite(tmp_path / "events.db")
+    codec = store._codec
+    assert codec.compressing
+    raw = [orjson.dumps(doc) for _, doc in _docs(40)]
+    together = codec.encode_many(raw)
+    assert together == [codec.encode(doc) for doc in raw] and all(type(frame) is bytes for frame in together)
+    assert [codec.loads(frame) for frame in together] == [orjson.loads(doc) for doc in raw]
+    assert codec.encode_many([]) == []
+    store.close()
