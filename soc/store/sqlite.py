@@ -123,6 +123,37 @@ def _add_candidates(column: str, test: str, bounds: list[Any], q: SearchQuery, c
     params.extend(ts_ms(t) for t in (q.start, q.end) if t is not None)
 
 
+_UPTO = "(SELECT upto FROM ix.index_state)"
+
+
+def _key_only(q: SearchQuery) -> tuple[str, list[Any]] | None:
+    """When a query's one condition (besides its time range) is on a keyed column, the SELECT of the matching
+    rows' (rid, ts) from its key table, which holds exactly the rows the condition keeps among those the side index
+    has reached (each element of a list value is a key; an address field's key is its one address), with its
+    parameters; else None. Such a query's count and newest page come from the key table, not from the rows."""
+    conditions = [*q.where.items(), *q.cidr.items()]
+    if len(conditions) != 1 or q.departments is not None or (q.text and q.text.strip()):
+        return None
+    field, value = conditions[0]
+    if field in IP_FIELDS:
+        column = IP_KEYS.get(field)
+        if column not in KEYED:
+            return None
+        first, last = network_range(ip_filter_network(field, value))
+        test, bounds = ("= ?", [first]) if first == last else ("BETWEEN ? AND ?", [first, last])
+    else:
+        column = COLUMNS.get(field)
+        if column not in KEYED:
+            return None
+        test, bounds = "= ?", [str(value)]
+    sql = f"SELECT rid, ts FROM ix.keys_{column} WHERE key {test}"
+    for bound, op in ((q.start, ">="), (q.end, "<")):
+        if bound is not None:
+            sql += f" AND ts {op} ?"
+            bounds.append(ts_ms(bound))
+    return sql, bounds
+
+
 def _json_path(field: str) -> str:
     return "$." + ".".join(f'"{p}"' for p in field.split("."))
 
@@ -315,7 +346,8 @@ class SQLiteStore:
         """The hot columns some row holds a list value in."""
         return frozenset(name for (name,) in self._query("SELECT name FROM listed_columns", []))
 
-    def _where(self, q: SearchQuery, listed: frozenset[str] | None = None) -> tuple[str, list[Any]]:
+    def _where(self, q: SearchQuery, listed: frozenset[str] | None = None,
+               candidates: bool = True) -> tuple[str, list[Any]]:
         """The WHERE clause of a query and its parameters; ``listed``: the columns holding lists, when the caller
         has read them already."""
         clauses, params = [], []
@@ -330,9 +362,9 @@ class SQLiteStore:
         for field, value in q.where.items():
             column = COLUMNS.get(field)
             if field in IP_FIELDS:  # an address, or a CIDR as Elasticsearch takes in a term on an ip field
-                self._ip_clause(field, ip_filter_network(field, value), q, clauses, params)
+                self._ip_clause(field, ip_filter_network(field, value), q, clauses, params, candidates)
                 continue
-            if column in KEYED:  # the candidate rows from its key table (each element of a list is a key)
+            if candidates and column in KEYED:  # the candidate rows from its key table (a list's elements are keys)
                 _add_candidates(column, "= ?", [str(value)], q, clauses, params)
             if column in listed:  # the value, or an element of a list value
                 clauses.append(f"(e.{column} = ? OR (e.{column} >= ? AND e.{column} < ? AND EXISTS "
@@ -348,7 +380,7 @@ class SQLiteStore:
         for field, cidr in q.cidr.items():
             if field not in IP_FIELDS:
                 raise ValueError(f"CIDR search is supported on {', '.join(IP_FIELDS)}, not {field}")
-            self._ip_clause(field, ip_filter_network(field, cidr), q, clauses, params)
+            self._ip_clause(field, ip_filter_network(field, cidr), q, clauses, params, candidates)
         if q.text and q.text.strip():  # blank text: no condition
             text = q.text.strip()
             patterns = query_words(text)
@@ -370,13 +402,13 @@ class SQLiteStore:
 
     @staticmethod
     def _ip_clause(field: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network, q: SearchQuery,
-                   clauses: list[str], params: list[Any]) -> None:
+                   clauses: list[str], params: list[Any], candidates: bool = True) -> None:
         """Events where some address of ``field`` lies in ``net`` (one address: an exact match)."""
         first, last = network_range(net)
         column = IP_KEYS.get(field)
         test = "= ?" if first == last else "BETWEEN ? AND ?"
         bounds = [first] if first == last else [first, last]
-        if column in KEYED:
+        if candidates and column in KEYED:
             _add_candidates(column, test, bounds, q, clauses, params)
         if column and field not in _LISTED_IP_KEYS:  # one address per event: the key alone
             clauses.append(f"e.{column} {test}")
@@ -400,14 +432,27 @@ class SQLiteStore:
                 raise StoreUnavailable(f"embedded store {self.path}: {exc}") from exc
 
     def search(self, query: SearchQuery) -> SearchResult:
-        where, params = self._where(query)
-        rows = self._query(f"SELECT e.id, e.doc FROM events e{where} ORDER BY e.ts DESC, e.rowid DESC LIMIT ?",
-                           [*params, query.limit])
+        keyed = _key_only(query)
+        where, params = self._where(query, candidates=keyed is None)
+        if keyed is None:
+            rows = self._query(f"SELECT e.id, e.doc FROM events e{where} ORDER BY e.ts DESC, e.rowid DESC LIMIT ?",
+                               [*params, query.limit])
+        else:  # the newest keys first, then only those rows (not every candidate row read and sorted)
+            keys, key_params = keyed
+            rows = self._query(
+                f"SELECT e.id, e.doc FROM events e WHERE e.rowid IN (SELECT rid FROM ({keys} UNION ALL SELECT e.rowid, "
+                f"e.ts FROM events e{where} AND e.rowid > {_UPTO}) ORDER BY ts DESC, rid DESC LIMIT ?) "
+                "ORDER BY e.ts DESC, e.rowid DESC", [*key_params, *params, query.limit])
         return SearchResult(self.count(query), [(doc_id, self._codec.loads(doc)) for doc_id, doc in rows])
 
     def count(self, query: SearchQuery) -> int:
-        where, params = self._where(query)
-        return self._query(f"SELECT count(*) FROM events e{where}", params)[0][0]
+        keyed = _key_only(query)
+        where, params = self._where(query, candidates=keyed is None)
+        if keyed is None:
+            return self._query(f"SELECT count(*) FROM events e{where}", params)[0][0]
+        keys, key_params = keyed  # the keys counted in their table, the rows past the side index one by one
+        return self._query(f"SELECT (SELECT count(*) FROM ({keys})) + (SELECT count(*) FROM events e{where} AND "
+                           f"e.rowid > {_UPTO})", [*key_params, *params])[0][0]
 
     def terms(self, field_name: str, query: SearchQuery, size: int = 10) -> list[tuple[str, int]]:
         listed = self._listed()
@@ -452,9 +497,15 @@ class SQLiteStore:
     def date_histogram(self, query: SearchQuery, interval: str, offset_minutes: int = 0) -> list[tuple[datetime, int]]:
         step = histogram_step(interval) * 1000
         shift = int(offset_minutes) * 60_000
-        where, params = self._where(query)
-        rows = self._query(f"SELECT (e.ts + {shift}) - (e.ts + {shift}) % {step} - {shift} AS b, count(*) "
-                           f"FROM events e{where} GROUP BY b ORDER BY b", params)
+        keyed = _key_only(query)
+        where, params = self._where(query, candidates=keyed is None)
+        bucket = f"(ts + {shift}) - (ts + {shift}) % {step} - {shift}"
+        if keyed is None:
+            rows = self._query(f"SELECT {bucket} AS b, count(*) FROM events e{where} GROUP BY b ORDER BY b", params)
+        else:  # the times from the key table, and from the rows past the side index
+            keys, key_params = keyed
+            rows = self._query(f"SELECT {bucket} AS b, count(*) FROM ({keys} UNION ALL SELECT e.rowid, e.ts FROM "
+                               f"events e{where} AND e.rowid > {_UPTO}) GROUP BY b ORDER BY b", [*key_params, *params])
         return [(datetime.fromtimestamp(b / 1000, UTC), n) for b, n in rows]
 
     def hunt(self, rule: SigmaRule, query: SearchQuery) -> SearchResult:

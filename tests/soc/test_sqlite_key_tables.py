@@ -118,6 +118,13 @@ def test_filters_on_keyed_fields_find_exactly_the_matching_rows(tmp_path: Path, 
         for start in (None, NOW - timedelta(minutes=50)):
             expected = _expected(events, field, value, start)
             assert _ids(store, where={field: value}, start=start) == expected, (field, value, start)
+            query = SearchQuery(where={field: value}, start=start, limit=3)  # counted and paged from the key table
+            newest = sorted(expected, key=lambda doc_id: int(doc_id[1:]))[:3]  # e{i} is i minutes old
+            assert [doc_id for doc_id, _ in store.search(query).hits] == newest, (field, value, start)
+            assert store.count(query) == len(expected)
+            assert sum(n for _, n in store.date_histogram(query, "1h")) == len(expected)
+            in_department = SearchQuery(where={field: value}, start=start, departments={"GAJ"})
+            assert store.count(in_department) == 0  # (the events have no department)
     both = _expected(events, "host.name", "web-01", None) & _expected(events, "user.name", "root", None)
     assert _ids(store, where={"host.name": "web-01", "user.name": "root"}) == both
     assert _ids(store, where={"host.name": "web-01"}, cidr={"source.ip": "10.1.0.0/16"}) == \
