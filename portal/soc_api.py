@@ -184,13 +184,13 @@ def situation_view(request: Request, session: Any = DB_SESSION, principal: Princ
 @router.get("/health")
 def health(request: Request, session: Any = DB_SESSION,
            principal: Principal = Depends(require("soc.read"))) -> dict[str, Any]:
-    """Ingest health: spool backlog, the embedded store's full-text index lag (rows; None on Elasticsearch),
-    detection (how it runs, its lag, the detection process), dead letters, events
+    """Ingest health: spool backlog, the embedded store's side index lag (full text and key tables; rows; None on
+    Elasticsearch), detection (how it runs, its lag, the detection process), dead letters, events
     in the last 24 hours by dataset and the ingest counters since the service started, by source (the values
     /metrics exports)."""
     soc = services(request)
     day = SearchQuery(start=datetime.now(UTC) - timedelta(hours=24), departments=principal.departments(session))
-    text_lag = getattr(soc.soc.store, "text_index_lag", None)  # the embedded store's full-text index
+    text_lag = getattr(soc.soc.store, "text_index_lag", None)  # the embedded store's side index
     return {
         "store": type(soc.soc.store).__name__,
         "spool_backlog_bytes": soc.spool.backlog_bytes(),

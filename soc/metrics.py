@@ -41,8 +41,8 @@ class SocMetrics:
         self.dropped = Counter("yunshu_soc_dropped", "Records dropped because the receive buffer was full "
                                "(UDP only: a datagram sender cannot be slowed down)", ["source"], registry=registry)
         self.backlog = Gauge("yunshu_soc_spool_backlog_bytes", "Spooled bytes not yet stored", registry=registry)
-        self.text_index_lag = Gauge("yunshu_soc_text_index_lag_rows", "Stored events the embedded store's full-text "
-                                    "index has not reached yet", registry=registry)
+        self.text_index_lag = Gauge("yunshu_soc_text_index_lag_rows", "Stored events the embedded store's side index "
+                                    "(full text, key tables) has not reached yet", registry=registry)
         self.detections = Counter("yunshu_soc_detections", "Rule or correlation matches", ["rule"],
                                   registry=registry)
         self.alerts = Counter("yunshu_soc_alerts", "Alerts raised", ["severity", "rule"], registry=registry)

@@ -85,7 +85,7 @@ def test_health_page_shows_real_counters_backlog_and_dead_letters(soc_portal: Po
     assert _kpi(page.text, "h-dead") == "1"
     services.soc.store.wait_indexed()
     assert _kpi(_browser(portal, "security-analyst").get("/soc/health").text, "h-text-lag") == "0"
-    assert "全文索引待建（条）" in page.text
+    assert "全文与字段索引待建（条）" in page.text
     # nor has detection seen them (it stopped with the consumer): its lag is the same bytes
     assert _kpi(page.text, "h-detection-lag") == str(backlog)
     assert _kpi(page.text, "h-detection") == "独立进程 · 已停止"  # the detection process stopped with the consumer
