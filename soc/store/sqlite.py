@@ -349,7 +349,8 @@ class SQLiteStore:
     def _where(self, q: SearchQuery, listed: frozenset[str] | None = None,
                candidates: bool = True) -> tuple[str, list[Any]]:
         """The WHERE clause of a query and its parameters; ``listed``: the columns holding lists, when the caller
-        has read them already."""
+        has read them already; ``candidates``: False leaves out the key tables' candidate rows (for a caller that reads
+        the key table itself)."""
         clauses, params = [], []
         if listed is None:
             listed = self._listed() if q.where else frozenset()
