@@ -25,15 +25,14 @@ import time
 from pathlib import Path
 
 from soc.store.key_index import KEY_TABLES, KEYED, add_keys_sql, drop_deleted_keys_sql
-from soc.store.text_index import TEXT_TABLES, add_text_blocks, block_words, drop_empty_blocks
+from soc.store.text_index import TEXT_DROPS, TEXT_TABLES, add_text_blocks, block_words, drop_empty_blocks
 from soc.store.wal import immediate, open_wal_database
 
 log = logging.getLogger("yunshu.soc.store")
 
 FORMAT = 1  # the layout of the side index's tables; another starts the index over
 _TABLES = (*TEXT_TABLES, *KEY_TABLES)
-_DROPS = ("DROP TRIGGER IF EXISTS text_blocks_ad", "DROP TABLE IF EXISTS text_blocks_fts",
-          "DROP TABLE IF EXISTS text_blocks", *(f"DROP TABLE IF EXISTS keys_{column}" for column in KEYED))
+_DROPS = (*TEXT_DROPS, *(f"DROP TABLE IF EXISTS keys_{column}" for column in KEYED))
 INDEX_SCHEMA = """CREATE TABLE IF NOT EXISTS index_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     store TEXT NOT NULL,

@@ -391,7 +391,7 @@ class SQLiteStore:
                                             * len(patterns))
                 clauses.append("e.rowid IN (SELECT x.rowid FROM ix.text_blocks b JOIN events x ON x.rowid BETWEEN "
                                f"b.first_rowid AND b.last_rowid WHERE b.id IN ({lookup}) UNION ALL SELECT rowid FROM "
-                               "events WHERE rowid > (SELECT upto FROM ix.index_state))")
+                               f"events WHERE rowid > {_UPTO})")
                 params.extend(patterns)
             clauses.append("sigma_lower(e.message) LIKE ? ESCAPE '\\'")  # case folded in every script
             params.append("%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
@@ -432,28 +432,37 @@ class SQLiteStore:
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(f"embedded store {self.path}: {exc}") from exc
 
-    def search(self, query: SearchQuery) -> SearchResult:
-        keyed = _key_only(query)
-        where, params = self._where(query, candidates=keyed is None)
+    def _keyed_rows(self, q: SearchQuery) -> tuple[str, list[Any]] | None:
+        """For a query whose one condition is a keyed field (``_key_only``): a subquery of the (rid, ts) of every row
+        it keeps, from the key table and, past the side index, from the rows; with its parameters. Else None."""
+        keyed = _key_only(q)
         if keyed is None:
+            return None
+        keys, key_params = keyed
+        where, params = self._where(q, candidates=False)  # (never empty: the field's own condition)
+        return (f"({keys} UNION ALL SELECT e.rowid, e.ts FROM events e{where} AND e.rowid > {_UPTO})",
+                [*key_params, *params])
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        keyed = self._keyed_rows(query)
+        if keyed is None:
+            where, params = self._where(query)
             rows = self._query(f"SELECT e.id, e.doc FROM events e{where} ORDER BY e.ts DESC, e.rowid DESC LIMIT ?",
                                [*params, query.limit])
         else:  # the newest keys first, then only those rows (not every candidate row read and sorted)
-            keys, key_params = keyed
-            rows = self._query(
-                f"SELECT e.id, e.doc FROM events e WHERE e.rowid IN (SELECT rid FROM ({keys} UNION ALL SELECT e.rowid, "
-                f"e.ts FROM events e{where} AND e.rowid > {_UPTO}) ORDER BY ts DESC, rid DESC LIMIT ?) "
-                "ORDER BY e.ts DESC, e.rowid DESC", [*key_params, *params, query.limit])
+            keyed_rows, params = keyed
+            rows = self._query(f"SELECT e.id, e.doc FROM events e WHERE e.rowid IN (SELECT rid FROM {keyed_rows} "
+                               "ORDER BY ts DESC, rid DESC LIMIT ?) ORDER BY e.ts DESC, e.rowid DESC",
+                               [*params, query.limit])
         return SearchResult(self.count(query), [(doc_id, self._codec.loads(doc)) for doc_id, doc in rows])
 
     def count(self, query: SearchQuery) -> int:
-        keyed = _key_only(query)
-        where, params = self._where(query, candidates=keyed is None)
+        keyed = self._keyed_rows(query)
         if keyed is None:
+            where, params = self._where(query)
             return self._query(f"SELECT count(*) FROM events e{where}", params)[0][0]
-        keys, key_params = keyed  # the keys counted in their table, the rows past the side index one by one
-        return self._query(f"SELECT (SELECT count(*) FROM ({keys})) + (SELECT count(*) FROM events e{where} AND "
-                           f"e.rowid > {_UPTO})", [*key_params, *params])[0][0]
+        keyed_rows, params = keyed
+        return self._query(f"SELECT count(*) FROM {keyed_rows}", params)[0][0]
 
     def terms(self, field_name: str, query: SearchQuery, size: int = 10) -> list[tuple[str, int]]:
         listed = self._listed()
@@ -498,15 +507,14 @@ class SQLiteStore:
     def date_histogram(self, query: SearchQuery, interval: str, offset_minutes: int = 0) -> list[tuple[datetime, int]]:
         step = histogram_step(interval) * 1000
         shift = int(offset_minutes) * 60_000
-        keyed = _key_only(query)
-        where, params = self._where(query, candidates=keyed is None)
         bucket = f"(ts + {shift}) - (ts + {shift}) % {step} - {shift}"
+        keyed = self._keyed_rows(query)  # (the times from the key table, and from the rows past the side index)
         if keyed is None:
+            where, params = self._where(query)
             rows = self._query(f"SELECT {bucket} AS b, count(*) FROM events e{where} GROUP BY b ORDER BY b", params)
-        else:  # the times from the key table, and from the rows past the side index
-            keys, key_params = keyed
-            rows = self._query(f"SELECT {bucket} AS b, count(*) FROM ({keys} UNION ALL SELECT e.rowid, e.ts FROM "
-                               f"events e{where} AND e.rowid > {_UPTO}) GROUP BY b ORDER BY b", [*key_params, *params])
+        else:
+            keyed_rows, params = keyed
+            rows = self._query(f"SELECT {bucket} AS b, count(*) FROM {keyed_rows} GROUP BY b ORDER BY b", params)
         return [(datetime.fromtimestamp(b / 1000, UTC), n) for b, n in rows]
 
     def hunt(self, rule: SigmaRule, query: SearchQuery) -> SearchResult:

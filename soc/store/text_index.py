@@ -38,11 +38,13 @@ TEXT_TABLES = (
     INSERT INTO text_blocks_fts(text_blocks_fts, rowid, body) VALUES ('delete', old.id, old.body);
 END""",
 )
+# what TEXT_TABLES make, in the order they are dropped (the trigger names the FTS table)
+_TEXT_OBJECTS = (("TRIGGER", "text_blocks_ad"), ("TABLE", "text_blocks_fts"), ("TABLE", "text_blocks"))
+TEXT_DROPS = tuple(f"DROP {kind} IF EXISTS {name}" for kind, name in _TEXT_OBJECTS)
 BLOCK_ROWS = 2000  # rowids a text block spans at most: candidates a rare word costs, against indexing cost
 # The events file's tables of full text from before it had a file of its own: text blocks (2026-12-01 to 12-03)
-# and, before them, one FTS5 row per event. Dropped on opening; the text file is then built from the events.
-OLD_TEXT_TABLES = (("TRIGGER", "text_blocks_ad"), ("TABLE", "text_blocks_fts"), ("TABLE", "text_blocks"),
-                   ("TRIGGER", "events_ad"), ("TRIGGER", "events_ai"), ("TABLE", "events_fts"))
+# and, before them, one FTS5 row per event. Dropped on opening; the side index is then built from the events.
+OLD_TEXT_TABLES = (*_TEXT_OBJECTS, ("TRIGGER", "events_ad"), ("TRIGGER", "events_ai"), ("TABLE", "events_fts"))
 
 # text blocks over the rows in (?1, ?3], one for each BLOCK_ROWS of rowids: the distinct words of their messages
 _ADD_BLOCKS = """INSERT INTO text_blocks(first_rowid, last_rowid, body)
