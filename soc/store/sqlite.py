@@ -23,6 +23,8 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +59,7 @@ from soc.store.side_index import SideIndex, index_path
 from soc.store.sigma_sql import DOC, UnsupportedInSql, register_functions, rule_sql
 from soc.store.text_index import drop_old_text_tables, query_words, remove_old_text_file
 from soc.store.wal import open_wal_database
+from soc.store.writer_process import WriterProcess
 
 if TYPE_CHECKING:
     from sigma.rule import SigmaRule
@@ -248,6 +251,7 @@ class SQLiteStore:
         if remove_old_text_file(self.path):
             log.info("%s: the text index's file of 2026-12-03 is removed; the side index is built anew", self.path)
         self._side = SideIndex(self.path, store_id(self._db))
+        self._child: WriterProcess | None = None  # while ``writes_in_child``
         self._read_lock = threading.Lock()
         self._reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._reader.execute(EVENT_STORE_PRAGMAS[0])
@@ -304,8 +308,25 @@ class SQLiteStore:
         """Insert in one transaction; ids already present are duplicates."""
         return self.write_encoded(self.encode(docs))
 
+    @contextmanager
+    def writes_in_child(self) -> Iterator[None]:
+        """Meanwhile, writes (``write``, ``write_encoded``) go to a process of their own, which also keeps the side
+        index up (see :mod:`soc.store.writer_process`): for a long import, whose parsing then has this process's GIL
+        to itself. Nested uses share one child."""
+        if self._child is not None:
+            yield
+            return
+        self._child = WriterProcess(self.path)
+        try:
+            yield
+        finally:
+            child, self._child = self._child, None
+            child.close()
+
     def write_encoded(self, encoded: EncodedBatch) -> WriteResult:
         """Insert rows made by ``encode`` in one transaction (the database half of ``write``)."""
+        if (child := self._child) is not None:
+            return child.write(encoded)
         rows: list[tuple[Any, ...]] = encoded.payload
         result = WriteResult(rejected=list(encoded.rejected))
         unusable = len(result.rejected)  # rejected before the database saw them

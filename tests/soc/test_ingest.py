@@ -102,13 +102,29 @@ def test_kill_9_mid_file_then_rerun_loses_and_doubles_nothing(tmp_path: Path) ->
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not (home / "soc" / "events.db").exists() or _count(home) < 5000):
         time.sleep(0.05)
+    writers = _children(proc.pid)
+    assert writers, "a file this large is written by the store's writer process"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    _wait_for(lambda: not any(_alive(pid) for pid in writers))  # its input ended: it commits what it has and ends
     partial = _count(home)
     assert 0 < partial < total, "kill the ingest while it is half way"
     rerun = json.loads(_cli(home, "soc", "ingest", "--format", "sshd", str(big)).stdout)
     assert rerun["stored"] + partial == total and rerun["duplicates"] == partial
     assert _count(home) == total
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # (a zombie has ended; its new parent reaps it when it will)
 
 
 @pytest.fixture
