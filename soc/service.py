@@ -98,9 +98,11 @@ CHILD_WRITER_MIN_BYTES = 4 * 1024 * 1024
 
 
 def _writer_for(store: EventStore, paths: list[str]) -> contextlib.AbstractContextManager[None]:
-    """Where the import's writes go: a process of the store's own for files large enough, else this one."""
+    """Where the import's writes go: a process of the store's own for files large enough when this process may run
+    on more than one CPU, else this one."""
     in_child = getattr(store, "writes_in_child", None)
-    if in_child is None or sum(_size(path) for path in paths) < CHILD_WRITER_MIN_BYTES:
+    if (in_child is None or len(os.sched_getaffinity(0)) < 2  # (on one CPU the child would only add its handover)
+            or sum(_size(path) for path in paths) < CHILD_WRITER_MIN_BYTES):
         return contextlib.nullcontext()
     return in_child()  # type: ignore[no-any-return]
 

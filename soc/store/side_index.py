@@ -6,8 +6,9 @@ Why a file and a thread of its own: the text and those four indexes cost more th
 (about 4 µs a row for the text blocks and 10 µs for the indexes inline, against 10 µs for the table with its few-valued
 indexes, a million corpus rows). In the events file they ran inside every write transaction, on the writer's thread;
 here a pass indexes up to PASS_ROWS rows at once (the keys sorted, about 1 µs a row and table), beside the writes, on
-the other CPU, since SQLite locks each file apart (a transaction on a connection with the other file attached would
-lock both, so the writer's connection never attaches it).
+the other CPU, since SQLite locks each file apart. A write transaction locks every file its connection may write:
+the writer's connection never attaches the index, and the index's connection attaches the events file read-only
+(``attach_read_only``).
 
 ``index_state.upto`` is the last rowid indexed: a query checks the rows after it directly, so the index lagging the
 writes (or a store opened before it caught up) never hides a row. Rowids are never reused (the store hands them out
@@ -50,6 +51,18 @@ _ADD_KEYS = tuple(add_keys_sql(column) for column in KEYED)
 _DROP_DELETED_KEYS = tuple(drop_deleted_keys_sql(column) for column in KEYED)
 
 
+def attach_read_only(db: sqlite3.Connection, path: Path, schema: str) -> None:
+    """Attach ``path`` as ``schema``, read-only. ``BEGIN IMMEDIATE`` starts a write transaction on every database a
+    connection has attached that it may write: with the events file attached for writing, each pass of the side
+    index held the events file's write lock until it committed, and the writer waited out the pass (measured: a
+    writer's ``BEGIN IMMEDIATE`` failing as locked while the index's transaction was open)."""
+    db.execute(f"ATTACH DATABASE ? AS {schema}", (f"{path.resolve().as_uri()}?mode=ro",))
+    attached = {name: file for _, name, file in db.execute("PRAGMA database_list")}
+    if attached.get(schema) != str(path.resolve()):  # (a SQLite built without URI file names took it as a name)
+        raise RuntimeError(f"SQLite did not attach {path} read-only (attached: {attached.get(schema)!r}); it needs "
+                           "URI file names (SQLITE_USE_URI)")
+
+
 def index_path(events_path: Path) -> Path:
     """The side index's file beside an events file (``events.db`` → ``events.index.db``)."""
     return events_path.with_name(f"{events_path.stem}.index{events_path.suffix or '.db'}")
@@ -65,7 +78,7 @@ class SideIndex:
         self._db = open_wal_database(self.path, INDEX_SCHEMA)
         self._db.execute("PRAGMA cache_size=-65536")  # the key tables' pages a pass writes
         self._db.create_function("yunshu_block_words", 1, block_words, deterministic=True)
-        self._db.execute("ATTACH DATABASE ? AS ev", (str(events_path),))
+        attach_read_only(self._db, events_path, "ev")
         self._lock = threading.Lock()  # the connection
         self._wake = threading.Event()
         self._written = 0  # rows written since the thread last took stock (a count for gathering, not exact)

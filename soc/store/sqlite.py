@@ -322,6 +322,8 @@ class SQLiteStore:
         finally:
             child, self._child = self._child, None
             child.close()
+            if lag := self.text_index_lag():  # what the child's side index left (it stops with the child)
+                self._side.notify(lag)
 
     def write_encoded(self, encoded: EncodedBatch) -> WriteResult:
         """Insert rows made by ``encode`` in one transaction (the database half of ``write``)."""

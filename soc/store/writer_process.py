@@ -18,6 +18,7 @@ from __future__ import annotations
 import marshal
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -76,7 +77,7 @@ class WriterProcess:
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "soc.store.writer_process", str(self.events_path)],
+                [sys.executable, "-m", "soc.store.writer_process", str(self.events_path.resolve())],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         return self._child
 
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m soc.store.writer_process EVENTS_FILE", file=sys.stderr)
         return 2
+    # Ctrl-C reaches the whole process group: the parent stops, and this process ends when its input does (after
+    # committing the write in hand) rather than in the middle of it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     serve(args[0], sys.stdin.buffer, replies)

@@ -17,8 +17,9 @@ from soc.store.base import SearchQuery
 from soc.store.key_index import KEYED
 from soc.store.rows import ip_key
 from soc.store.side_index import SideIndex, index_path
-from soc.store.sqlite import SQLiteStore
+from soc.store.sqlite import SQLiteStore, store_id
 from soc.store.text_index import text_path
+from soc.store.wal import immediate
 
 NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 HOSTS = ["web-01", "web-02", "db-01", "bastion", "网关"]
@@ -203,3 +204,25 @@ def test_an_older_store_loses_its_inline_indexes_on_the_keyed_columns(tmp_path: 
     store.write([("e0", events[0])])
     assert _ids(store, where={"source.ip": events[0]["source"]["ip"]}) == {"e0"}
     store.close()
+
+
+def test_a_side_index_pass_leaves_the_events_file_to_the_writer(tmp_path: Path) -> None:
+    """The index's connection has the events file attached read-only: its pass (a write transaction on its own
+    file) does not hold the events file's write lock, so the writer goes on meanwhile."""
+    rng = random.Random(5)
+    store = SQLiteStore(tmp_path / "events.db")
+    try:
+        store.write([(f"e{i}", _event(i, rng)) for i in range(50)])
+        store._db.execute("PRAGMA busy_timeout=200")  # a locked file fails fast instead of after 30 s
+        side = SideIndex(store.path, store_id(store._db))
+        try:
+            with immediate(side._db) as db:  # a pass's transaction, open
+                db.execute("UPDATE index_state SET upto = upto")
+                assert store.write([(f"e{i}", _event(i, rng)) for i in range(50, 60)]).created == 10
+                with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                    db.execute("DELETE FROM ev.events")
+        finally:
+            side.close()
+        assert store.count(SearchQuery()) == 60
+    finally:
+        store.close()
