@@ -23,7 +23,7 @@ from soc.service import Soc, ingest_files
 from soc.store import writer_process
 from soc.store.base import EncodedBatch, SearchQuery, StoreUnavailable
 from soc.store.sqlite import SQLiteStore
-from soc.store.writer_process import WriterProcess, read_frame, send_frame, serve
+from soc.store.writer_process import WRITER_NICE, WriterProcess, read_frame, send_frame, serve
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
@@ -47,6 +47,8 @@ def test_writes_in_child_store_like_in_process(tmp_path: Path) -> None:
         with store.writes_in_child():
             first = store.write(_docs(0, 500))
             pid = _child_pid(store)
+            # behind this process on the CPUs (parsing is the critical path)
+            assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + WRITER_NICE)
             again = store.write(_docs(250, 500))  # half of them stored already
             bad = store.encode([("bad", {"@timestamp": "not a time", "message": "x"}), *_docs(2000, 2)])
             refused = store.write_encoded(bad)
