@@ -4,8 +4,9 @@
    ``parse(line) → Enricher(event)`` is timed (best of ``--repeat`` runs), once handing each event on at once and
    once holding batches of 2000 as the pipeline does. Every line must parse.
 2. **end to end**: ``soc.service.ingest_files`` reads the corpus file into the embedded SQLite store (with the dead-
-   letter store beside it); the store must then hold one event per line. Run pinned to one CPU, then on all CPUs
-   (the pipeline parses in one thread while another writes; SQLite runs without the GIL).
+   letter store beside it); the store must then hold one event per line, and the clock runs until its side index
+   (full text, key tables) covers them. Best of ``--repeat`` runs pinned to one CPU, then on all CPUs (the pipeline
+   parses in one thread; with two CPUs or more the store writes and indexes in a process of its own).
 3. **rsyslog** (see :mod:`bench.rsyslog`) parses the same corpus to a file, pinned to the same core; the ratios of
    Yunshu's rates to rsyslog's are reported.
 
@@ -191,6 +192,19 @@ def stage2(corpus: Path, lines: int, index: RegisterIndex, ctx: ParseContext, wo
         os.sched_setaffinity(0, mine)
 
 
+def stage2_best(corpus: Path, lines: int, index: RegisterIndex, ctx: ParseContext, workdir: Path,
+                cpus: set[int] | None, repeat: int) -> dict[str, Any]:
+    """Best of ``repeat`` runs of ``stage2``, each into a fresh store (as stage 1 and rsyslog are taken: the rate
+    least disturbed by the rest of this shared machine), with every run's rate."""
+    runs = []
+    for _ in range(max(1, repeat)):
+        shutil.rmtree(workdir, ignore_errors=True)  # (a run's gigabyte is not written back during the next)
+        runs.append(stage2(corpus, lines, index, ctx, workdir, cpus))
+    best = max(runs, key=lambda run: run["events_per_s"])
+    return best | {"runs_events_per_s": [run["events_per_s"] for run in runs],
+                   "pass": best["pass"] and all(run["count_matches"] for run in runs)}
+
+
 def _stage2(corpus: Path, lines: int, index: RegisterIndex, ctx: ParseContext, workdir: Path) -> dict[str, Any]:
     store = SQLiteStore(workdir / "soc" / "events.db")
     timed = _TimedWrites(store)
@@ -289,7 +303,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.ingest_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=1_000_000, help="corpus size (default 1,000,000)")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="corpus seed")
-    ap.add_argument("--repeat", type=int, default=3, help="stage 1 and rsyslog: best of this many runs")
+    ap.add_argument("--repeat", type=int, default=3, help="stages 1 and 2 and rsyslog: best of this many runs")
     ap.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the last one; -1: do not pin)")
     ap.add_argument("--anatomy-lines", type=int, default=1_000_000,
                     help="rows for the SQLite cost breakdown, at most the corpus (0: skip)")
@@ -328,11 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         lines = corpus.read_text(encoding="utf-8").splitlines()
         with console.status(f"stage 1: parse + normalise + enrich, best of {args.repeat}"):
             s1 = stage1(lines, Enricher(index), ctx, kinds, args.repeat)
-        with console.status("stage 2: file → embedded store, 1 CPU"):
-            s2 = stage2(corpus, args.lines, index, ctx, workdir / "var-1cpu")
+        with console.status(f"stage 2: file → embedded store, 1 CPU, best of {args.repeat}"):
+            s2 = stage2_best(corpus, args.lines, index, ctx, workdir / "var-1cpu", None, args.repeat)
         shutil.rmtree(workdir / "var-1cpu")  # (its gigabyte is not written back during the next stage)
-        with console.status(f"stage 2: file → embedded store, {len(all_cpus)} CPUs"):
-            s2_all = stage2(corpus, args.lines, index, ctx, workdir / "var-all", all_cpus)
+        with console.status(f"stage 2: file → embedded store, {len(all_cpus)} CPUs, best of {args.repeat}"):
+            s2_all = stage2_best(corpus, args.lines, index, ctx, workdir / "var-all", all_cpus, args.repeat)
         anatomy = None
         if args.anatomy_lines:
             with console.status("store anatomy"):

@@ -92,6 +92,16 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _runs(one: dict[str, Any], every: dict[str, Any] | None) -> str:
+    """The end-to-end rate of each run, when there were several (the table shows the best)."""
+    if "runs_events_per_s" not in one:
+        return ""
+    text = f" End to end, each run (events/s): 1 core {', '.join(f'{r:,}' for r in one['runs_events_per_s'])}"
+    if every and "runs_events_per_s" in every:
+        text += f"; {len(every['cpus'])} CPUs {', '.join(f'{r:,}' for r in every['runs_events_per_s'])}"
+    return text + "."
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The results as a markdown table with the machine and corpus underneath."""
     m, c = results["machine"], results["corpus"]
@@ -106,7 +116,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"End to end: {s2['stored']:,} events stored, {s2['dead_lettered']} dead-lettered, "
         f"{s2['store_write_share']:.0%} of the time inside the store's write"
         + (f"; the side index (text and keys) caught up {s2['text_index_lag_seconds']:.2f} s after the last write "
-           "(inside the timed run)." if "text_index_lag_seconds" in s2 else "."),
+           "(inside the timed run)." if "text_index_lag_seconds" in s2 else ".")
+        + _runs(s2, results.get("stage2_all_cpus")),
         "",
         f"Machine: {m['cpu_model']}, {m['cpus']} CPUs (measured on CPU {results['pinned_cpu']}), "
         f"Python {m['python']} (hot path {m.get('hot_path', 'pure Python')}), SQLite {m['sqlite']}, {m['os']}; "
