@@ -15,6 +15,7 @@ hand is committed; ids are deterministic, so the next run writes again only what
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import pickle
@@ -101,6 +102,9 @@ class WriterProcess:
             if reply is None:
                 code = child.wait()
                 self._child = None
+                for pipe in (child.stdin, child.stdout):
+                    with contextlib.suppress(OSError):  # (unsent bytes of a broken pipe)
+                        pipe.close()
                 raise StoreUnavailable(f"embedded store {self.events_path}: its writer process ended (exit code "
                                        f"{code})")
         kind, *rest = _loads(reply)

@@ -70,9 +70,11 @@ def test_a_killed_child_is_reported_unavailable_and_replaced(tmp_path: Path) -> 
     try:
         with store.writes_in_child():
             store.write(_docs(0, 100))
+            dead = store._child._child  # type: ignore[union-attr]
             os.kill(_child_pid(store), signal.SIGKILL)
             with pytest.raises(StoreUnavailable, match="writer process ended"):
                 store.write(_docs(100, 100))
+            assert dead is not None and dead.stdin.closed and dead.stdout.closed  # type: ignore[union-attr]
             retried = store.write(_docs(100, 100))  # a new child
         assert retried.created == 100
         assert store.count(SearchQuery()) == 200
