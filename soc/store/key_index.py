@@ -50,6 +50,11 @@ def drop_deleted_keys_sql(column: str) -> str:
             f"(SELECT 1 FROM ev.events WHERE rowid = keys_{column}.rid)")
 
 
+def indexed_upto(schema: str) -> str:
+    """The SQL of the last rowid the side index attached as ``schema`` has indexed (``index_state.upto``)."""
+    return f"(SELECT upto FROM {schema}.index_state)"
+
+
 def key_candidates(schema: str, column: str, test: str, start: bool, end: bool) -> str:
     """A condition on ``e.rowid``: the rows whose ``column`` has a key passing ``test`` (``= ?`` or
     ``BETWEEN ? AND ?``; then ``ts >= ?`` when ``start``, ``ts < ?`` when ``end``), and every row the side index
@@ -57,4 +62,4 @@ def key_candidates(schema: str, column: str, test: str, start: bool, end: bool) 
     ``ORDER BY ts ... LIMIT`` and read the whole store for a rare value."""
     within = "".join([" AND ts >= ?" if start else "", " AND ts < ?" if end else ""])
     return (f"e.rowid IN (SELECT rid FROM {schema}.keys_{column} WHERE key {test}{within} UNION ALL "
-            f"SELECT rowid FROM events WHERE rowid > (SELECT upto FROM {schema}.index_state))")
+            f"SELECT rowid FROM events WHERE rowid > {indexed_upto(schema)})")

@@ -42,7 +42,7 @@ from soc.store.base import (
     ip_filter_network,
 )
 from soc.store.doc_codec import DICTIONARIES_SCHEMA, DocCodec
-from soc.store.key_index import KEYED, key_candidates
+from soc.store.key_index import KEYED, indexed_upto, key_candidates
 from soc.store.rows import (
     COLUMNS,
     IP_KEYS,
@@ -126,7 +126,7 @@ def _add_candidates(column: str, test: str, bounds: list[Any], q: SearchQuery, c
     params.extend(ts_ms(t) for t in (q.start, q.end) if t is not None)
 
 
-_UPTO = "(SELECT upto FROM ix.index_state)"
+_UPTO = indexed_upto("ix")
 
 
 def _key_only(q: SearchQuery) -> tuple[str, list[Any]] | None:
