@@ -55,11 +55,18 @@ def indexed_upto(schema: str) -> str:
     return f"(SELECT upto FROM {schema}.index_state)"
 
 
+def key_rows(schema: str, column: str, test: str, start: bool, end: bool, select: str = "rid") -> str:
+    """The SELECT of ``select`` (``rid``, ``ts``) from ``column``'s key table in the side index attached as
+    ``schema``: the keys passing ``test`` (``= ?`` or ``BETWEEN ? AND ?``; then ``ts >= ?`` when ``start``, ``ts < ?``
+    when ``end``)."""
+    within = "".join([" AND ts >= ?" if start else "", " AND ts < ?" if end else ""])
+    return f"SELECT {select} FROM {schema}.keys_{column} WHERE key {test}{within}"
+
+
 def key_candidates(schema: str, column: str, test: str, start: bool, end: bool) -> str:
     """A condition on ``e.rowid``: the rows whose ``column`` has a key passing ``test`` (``= ?`` or
     ``BETWEEN ? AND ?``; then ``ts >= ?`` when ``start``, ``ts < ?`` when ``end``), and every row the side index
     (attached as ``schema``) has not reached. One IN list: with an OR beside it SQLite would walk the time index for
     ``ORDER BY ts ... LIMIT`` and read the whole store for a rare value."""
-    within = "".join([" AND ts >= ?" if start else "", " AND ts < ?" if end else ""])
-    return (f"e.rowid IN (SELECT rid FROM {schema}.keys_{column} WHERE key {test}{within} UNION ALL "
+    return (f"e.rowid IN ({key_rows(schema, column, test, start, end)} UNION ALL "
             f"SELECT rowid FROM events WHERE rowid > {indexed_upto(schema)})")

@@ -42,7 +42,7 @@ from soc.store.base import (
     ip_filter_network,
 )
 from soc.store.doc_codec import DICTIONARIES_SCHEMA, DocCodec
-from soc.store.key_index import KEYED, indexed_upto, key_candidates
+from soc.store.key_index import KEYED, indexed_upto, key_candidates, key_rows
 from soc.store.rows import (
     COLUMNS,
     IP_KEYS,
@@ -122,8 +122,18 @@ def _add_candidates(column: str, test: str, bounds: list[Any], q: SearchQuery, c
     """Narrow a query to the rows whose ``column`` has a key passing ``test`` with ``bounds`` (within the query's time
     range) or that the side index has not reached; the filter itself is still checked on each row."""
     clauses.append(key_candidates("ix", column, test, q.start is not None, q.end is not None))
-    params.extend(bounds)
-    params.extend(ts_ms(t) for t in (q.start, q.end) if t is not None)
+    params.extend([*bounds, *_time_bounds(q)])
+
+
+def _time_bounds(q: SearchQuery) -> list[int]:
+    """The parameters of a key table's ``ts >= ?`` / ``ts < ?`` for the query's time range (see ``key_rows``)."""
+    return [ts_ms(t) for t in (q.start, q.end) if t is not None]
+
+
+def _range_test(first: bytes, last: bytes) -> tuple[str, list[Any]]:
+    """The test of an address key against a network's first and last keys (one address: equality), and its
+    parameters."""
+    return ("= ?", [first]) if first == last else ("BETWEEN ? AND ?", [first, last])
 
 
 _UPTO = indexed_upto("ix")
@@ -142,19 +152,14 @@ def _key_only(q: SearchQuery) -> tuple[str, list[Any]] | None:
         column = IP_KEYS.get(field)
         if column not in KEYED:
             return None
-        first, last = network_range(ip_filter_network(field, value))
-        test, bounds = ("= ?", [first]) if first == last else ("BETWEEN ? AND ?", [first, last])
+        test, bounds = _range_test(*network_range(ip_filter_network(field, value)))
     else:
         column = COLUMNS.get(field)
         if column not in KEYED:
             return None
         test, bounds = "= ?", [str(value)]
-    sql = f"SELECT rid, ts FROM ix.keys_{column} WHERE key {test}"
-    for bound, op in ((q.start, ">="), (q.end, "<")):
-        if bound is not None:
-            sql += f" AND ts {op} ?"
-            bounds.append(ts_ms(bound))
-    return sql, bounds
+    return (key_rows("ix", column, test, q.start is not None, q.end is not None, "rid, ts"),
+            [*bounds, *_time_bounds(q)])
 
 
 def _json_path(field: str) -> str:
@@ -428,10 +433,8 @@ class SQLiteStore:
     def _ip_clause(field: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network, q: SearchQuery,
                    clauses: list[str], params: list[Any], candidates: bool = True) -> None:
         """Events where some address of ``field`` lies in ``net`` (one address: an exact match)."""
-        first, last = network_range(net)
         column = IP_KEYS.get(field)
-        test = "= ?" if first == last else "BETWEEN ? AND ?"
-        bounds = [first] if first == last else [first, last]
+        test, bounds = _range_test(*network_range(net))
         if candidates and column in KEYED:
             _add_candidates(column, test, bounds, q, clauses, params)
         if column and field not in _LISTED_IP_KEYS:  # one address per event: the key alone
