@@ -166,6 +166,14 @@ def _json_path(field: str) -> str:
     return "$." + ".".join(f'"{p}"' for p in field.split("."))
 
 
+# CPython 3.11's sqlite3 passes each parameter that is not an int, float, str or bytearray through its adaptation
+# protocol, which for None and bytes ends in an AttributeError raised and cleared (its PrepareProtocol type has no
+# ``__adapt__``): about 0.1 µs a parameter, and 5 to 7 of a row's 21 are None or bytes. An adapter registered for
+# their types is found first; these return the value itself (``bytes(b)`` is ``b``; ``{}.get(None)`` is None).
+# Registering one for a type other than int, float, str or bytearray leaves sqlite3's fast path for those as it is.
+sqlite3.register_adapter(bytes, bytes)
+sqlite3.register_adapter(type(None), {}.get)
+
 ROWS_PER_STATEMENT = 500  # rows per INSERT statement (21 values each, within SQLite's 32,766 parameters)
 _INSERT_HEAD = f"INSERT OR IGNORE INTO events(rowid, {', '.join(ROW_COLUMNS)}) VALUES "
 _ROW_MARKS = "(" + ",".join("?" * (1 + len(ROW_COLUMNS))) + ")"

@@ -46,10 +46,14 @@ BLOCK_ROWS = 2000  # rowids a text block spans at most: candidates a rare word c
 # and, before them, one FTS5 row per event. Dropped on opening; the side index is then built from the events.
 OLD_TEXT_TABLES = (*_TEXT_OBJECTS, ("TRIGGER", "events_ad"), ("TRIGGER", "events_ai"), ("TABLE", "events_fts"))
 
-# text blocks over the rows in (?1, ?3], one for each BLOCK_ROWS of rowids: the distinct words of their messages
-_ADD_BLOCKS = """INSERT INTO text_blocks(first_rowid, last_rowid, body)
-SELECT min(rowid), max(rowid), yunshu_block_words(group_concat(message, char(10))) FROM ev.events
-WHERE rowid > ?1 AND rowid <= ?3 AND message IS NOT NULL AND message != '' GROUP BY rowid / ?2 ORDER BY 1"""
+# the text block of the rows in (?1, ?2] (within one BLOCK_ROWS of rowids), when one of them has a message: the
+# distinct words of their messages. One statement a block rather than a GROUP BY over the pass: SQLite cannot tell
+# that rowid / BLOCK_ROWS follows the rowid order and sorted every message of the pass first (2.0 against 1.75 µs a
+# row, a million corpus rows).
+_ADD_BLOCK = """INSERT INTO text_blocks(first_rowid, last_rowid, body)
+SELECT * FROM (SELECT min(rowid) AS first, max(rowid), yunshu_block_words(group_concat(message, char(10)))
+    FROM ev.events WHERE rowid > ?1 AND rowid <= ?2 AND message IS NOT NULL AND message != '')
+WHERE first IS NOT NULL"""
 _INDEX_BLOCKS = "INSERT INTO text_blocks_fts(rowid, body) SELECT id, body FROM text_blocks WHERE id > ?"
 _DROP_EMPTY_BLOCKS = """DELETE FROM text_blocks WHERE NOT EXISTS
     (SELECT 1 FROM ev.events WHERE rowid BETWEEN text_blocks.first_rowid AND text_blocks.last_rowid)"""
@@ -98,7 +102,10 @@ def add_text_blocks(db: sqlite3.Connection, upto: int, end: int) -> None:
     """Index the messages of the rows in (``upto``, ``end``] as text blocks (inside the caller's transaction, on the
     side index's connection: the events file attached as ``ev``)."""
     last_block = db.execute("SELECT coalesce(max(id), 0) FROM text_blocks").fetchone()[0]
-    if db.execute(_ADD_BLOCKS, (upto, BLOCK_ROWS, end)).rowcount:
+    added = 0
+    for first in range(upto + 1 - (upto + 1) % BLOCK_ROWS, end + 1, BLOCK_ROWS):  # the blocks rowid // BLOCK_ROWS cuts
+        added += db.execute(_ADD_BLOCK, (max(first - 1, upto), min(first + BLOCK_ROWS - 1, end))).rowcount
+    if added:
         db.execute(_INDEX_BLOCKS, (last_block,))
 
 

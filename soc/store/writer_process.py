@@ -31,6 +31,10 @@ from soc.store.base import EncodedBatch, StoreUnavailable, WriteResult
 
 _LENGTH = struct.Struct("<Q")
 _MARSHAL, _PICKLE = b"M", b"P"
+# marshal format 2, without the references of format 3 and later: writing those looks up every object with more than
+# one reference (the rows' shared texts and address keys) in a table. 20,000 corpus rows: written in 0.84 µs a row
+# against 1.43, read in 0.91 against 0.71 (the reader makes each shared text again), a fifth more bytes.
+MARSHAL_VERSION = 2
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]  # what the child needs on its path to import soc
 # The child's nice value (raised from the parent's). Parsing is the import's critical path, a single GIL-bound thread;
 # the child's two threads (writes, side index) can run whenever a CPU is free. At the same priority the scheduler gave
@@ -42,7 +46,7 @@ WRITER_NICE = 10
 
 def _dumps(value: Any) -> bytes:
     try:
-        return _MARSHAL + marshal.dumps(value)
+        return _MARSHAL + marshal.dumps(value, MARSHAL_VERSION)
     except ValueError:  # an object marshal does not know
         return _PICKLE + pickle.dumps(value, protocol=5)
 

@@ -12,6 +12,7 @@ import pytest
 
 from soc.detect.loader import load_texts
 from soc.store.base import SearchQuery
+from soc.store.doc_codec import MULTI_COMPRESS_DOCS
 from soc.store.sqlite import SQLiteStore
 from tests.soc.compressed import compressed_sqlite, training_docs
 
@@ -122,9 +123,10 @@ def test_documents_compressed_together_are_the_frames_each_would_be_alone(tmp_pa
     store = compressed_sqlite(tmp_path / "events.db")
     codec = store._codec
     assert codec.compressing
-    raw = [orjson.dumps(doc) for _, doc in _docs(40)]
-    together = codec.encode_many(raw)
-    assert together == [codec.encode(doc) for doc in raw] and all(type(frame) is bytes for frame in together)
-    assert [codec.loads(frame) for frame in together] == [orjson.loads(doc) for doc in raw]
+    for count in (40, MULTI_COMPRESS_DOCS + 10):  # a document at a time, and in one call
+        raw = [orjson.dumps(doc) for _, doc in _docs(count)]
+        together = codec.encode_many(raw)
+        assert together == [codec.encode(doc) for doc in raw] and all(type(frame) is bytes for frame in together)
+        assert [codec.loads(frame) for frame in together] == [orjson.loads(doc) for doc in raw]
     assert codec.encode_many([]) == []
     store.close()

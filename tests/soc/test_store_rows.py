@@ -108,3 +108,19 @@ def test_ts_ms_of_every_form_equals_fromisoformat(moment: datetime, digits: int,
     expected = int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
     assert ts_ms(text) == expected
     assert ts_ms(datetime.fromisoformat(text.replace("Z", "+00:00"))) == expected
+
+
+def test_none_and_bytes_parameters_skip_sqlite3s_adaptation_and_are_stored_as_they_are() -> None:
+    import sqlite3
+
+    import soc.store.sqlite  # noqa: F401  (registers the adapters)
+
+    adapters = sqlite3.adapters  # (type, protocol) → adapter
+    assert (bytes, sqlite3.PrepareProtocol) in adapters and (type(None), sqlite3.PrepareProtocol) in adapters
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (k BLOB, n)")
+    db.execute("INSERT INTO t VALUES (?, ?)", (b"\x00\xff", None))
+    assert db.execute("SELECT k, typeof(k), n, typeof(n) FROM t").fetchone() == (b"\x00\xff", "blob", None, "null")
+    subclass = type("Key", (bytes,), {})(b"ab")  # adapters are looked up by exact type: a subclass is as before
+    db.execute("INSERT INTO t VALUES (?, 1)", (subclass,))
+    assert db.execute("SELECT typeof(k) FROM t WHERE n = 1").fetchone() == ("blob",)

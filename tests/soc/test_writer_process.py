@@ -103,6 +103,9 @@ def test_frames_carry_what_marshal_cannot() -> None:
     value = ([("id", 1, b"\x00doc", None)], [("x", "reason")], Decimal("1.5"))
     assert writer_process._loads(writer_process._dumps(value)) == value
     assert writer_process._dumps([1, "a"]).startswith(b"M")
+    shared = "system.auth" * 3  # one text in two places: written out twice (format 2 has no references)
+    assert writer_process._dumps([(shared, shared)]).count(shared.encode()) == 2
+    assert writer_process._loads(writer_process._dumps([(shared, shared)])) == [(shared, shared)]
     assert read_frame(io.BytesIO(b"\x05\x00\x00\x00\x00\x00\x00\x00abc")) is None  # cut off
 
 
