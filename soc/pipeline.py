@@ -11,13 +11,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from typing import IO, Any, NamedTuple
 
 from soc.deadletter import DeadLetterStore
 from soc.ecs import Event
 from soc.metrics import SocMetrics, source_label
 from soc.parsers import ParseContext
-from soc.records import SourcedRecord, events_of, record_event
+from soc.records import SourcedRecord, events_of, file_lines, record_event
 from soc.store.base import EncodedBatch, EncodingStore, EventStore, StoreUnavailable
 
 log = logging.getLogger("yunshu.soc.pipeline")
@@ -32,7 +33,7 @@ log = logging.getLogger("yunshu.soc.pipeline")
 # 2026-12-03; about 30 MB more held at 32).
 GROUP_COMMIT_ROWS = 20_000
 WRITER_QUEUE_DEPTH = 32
-# Events a pipeline with nothing to run after the write encodes at a time (``_EarlyEncoder``): encoded while still in
+# Records a pipeline with nothing to run after the write parses and encodes at a time (``_EarlyEncoder``): encoded while in
 # the CPU's caches and freed at once, a batch's events cost less than when thousands are held until the batch is full
 # (A/B of Pipeline.run in one process, 300,000 corpus lines, the database write left out: 73 → 57 µs an event, median
 # of six; chunks of 16 to 64 alike, 256 loses the gain).
@@ -177,38 +178,63 @@ class Pipeline:
         """
         stats = IngestStats()
         started = time.perf_counter()
-        batch: list[tuple[str, Event]] = []
-        dead: list[tuple[str, str, bytes]] = []
-        early = (_EarlyEncoder(self.store.encode)
-                 if self.after_write is None and isinstance(self.store, EncodingStore) else None)
-        ctx, enrich, max_line_bytes = self.ctx, self.enrich, self.max_line_bytes
         with ingest_gc(), short_switch_interval(), _BatchWriter(self, stats) as writer:
-            for record in records:
-                stats.read += 1
-                doc_id, result = record_event(record, fmt, ctx, enrich, max_line_bytes)
-                if doc_id is None:
-                    dead.append(self._dead_letter(record, str(result)))
-                    if len(dead) >= self.batch_size:  # a long run of bad lines is not held until the next events
-                        writer.submit([], dead)
-                        dead = []
-                elif early is None:
-                    batch.append((doc_id, result))  # type: ignore[arg-type]
-                    if len(batch) >= self.batch_size:
-                        writer.submit(batch, dead)
-                        batch, dead = [], []
-                else:
-                    early.add(doc_id, result, record.raw)  # type: ignore[arg-type]
-                    if len(early.refs) >= self.batch_size:
-                        refs, encoded = early.take()
-                        writer.submit(refs, dead, encoded)
-                        dead = []
-            if early is None:
-                writer.submit(batch, dead)
+            if self.after_write is None and isinstance(self.store, EncodingStore):
+                self._run_encoding_early(iter(records), fmt, _EarlyEncoder(self.store.encode), writer, stats)
             else:
-                refs, encoded = early.take()
-                writer.submit(refs, dead, encoded)
+                self._run_holding(records, fmt, writer, stats)
         stats.duration_s = time.perf_counter() - started
         return stats
+
+    def _run_holding(self, records: Iterable[RawRecord], fmt: str, writer: _BatchWriter, stats: IngestStats) -> None:
+        """``run``'s loop when the events are held until their batch is written (something runs after the write, or
+        the store does not encode)."""
+        batch: list[tuple[str, Event]] = []
+        dead: list[tuple[str, str, bytes]] = []
+        ctx, enrich, max_line_bytes = self.ctx, self.enrich, self.max_line_bytes
+        for record in records:
+            stats.read += 1
+            doc_id, result = record_event(record, fmt, ctx, enrich, max_line_bytes)
+            if doc_id is None:
+                dead.append(self._dead_letter(record, str(result)))
+                if len(dead) >= self.batch_size:  # a long run of bad lines is not held until the next events
+                    writer.submit([], dead)
+                    dead = []
+            else:
+                batch.append((doc_id, result))  # type: ignore[arg-type]
+                if len(batch) >= self.batch_size:
+                    writer.submit(batch, dead)
+                    batch, dead = [], []
+        writer.submit(batch, dead)
+
+    def _run_encoding_early(self, records: Iterator[RawRecord], fmt: str, early: _EarlyEncoder, writer: _BatchWriter,
+                            stats: IngestStats) -> None:
+        """``run``'s loop when the events are encoded early: the records go ENCODE_CHUNK at a time through the
+        compiled ``events_of`` (a record's turn of an interpreted loop, with its method calls, had cost about
+        0.4 µs), each chunk's events encoded at once (``_EarlyEncoder``); a batch is at most ``batch_size`` events."""
+        dead: list[tuple[str, str, bytes]] = []
+        ctx, enrich, max_line_bytes = self.ctx, self.enrich, self.max_line_bytes
+        while True:
+            events: list[tuple[str, Event]] = []
+            failed: list[tuple[SourcedRecord, str]] = []
+            refs: list[tuple[str, bytes]] = []
+            chunk = islice(records, min(ENCODE_CHUNK, self.batch_size - len(early.refs)))
+            read = events_of(chunk, fmt, ctx, enrich, max_line_bytes, None, events, failed, refs)
+            if not read:
+                break
+            stats.read += read
+            dead.extend(self._dead_letter(record, reason) for record, reason in failed)
+            if events:
+                early.add(events, refs)
+            if len(early.refs) >= self.batch_size:
+                batch, encoded = early.take()
+                writer.submit(batch, dead, encoded)
+                dead = []
+            elif len(dead) >= self.batch_size:  # a long run of bad lines is not held until the next events
+                writer.submit([], dead)
+                dead = []
+        batch, encoded = early.take()
+        writer.submit(batch, dead, encoded)
 
     def prepare(self, records: Iterable[SourcedRecord], fmt: str = "auto", sender: str | None = None) -> Prepared:
         """Parse and enrich records without storing them (see ``store_prepared``); ``sender`` as in ``to_event``."""
@@ -278,29 +304,21 @@ def _original(item: Event | bytes) -> bytes:
 
 
 class _EarlyEncoder:
-    """Encodes a batch's events ENCODE_CHUNK at a time as they are parsed and keeps only (id, raw record) of each:
-    for a pipeline whose store encodes (``EncodingStore``) and which runs nothing after the write."""
+    """Encodes a batch's events a chunk (ENCODE_CHUNK records) at a time as they are parsed and keeps only (id, raw
+    record) of each: for a pipeline whose store encodes (``EncodingStore``) and which runs nothing after the write."""
 
     def __init__(self, encode: Callable[[list[tuple[str, Event]]], EncodedBatch]):
         self.encode = encode
-        self.pending: list[tuple[str, Event]] = []
         self.refs: list[tuple[str, bytes]] = []  # (id, raw record): what a refused document is dead-lettered with
         self.encoded = EncodedBatch(payload=[])
 
-    def add(self, doc_id: str, event: Event, raw: bytes) -> None:
-        self.pending.append((doc_id, event))
-        self.refs.append((doc_id, raw))
-        if len(self.pending) >= ENCODE_CHUNK:
-            self._encode_pending()
-
-    def _encode_pending(self) -> None:
-        self.encoded.extend(self.encode(self.pending))
-        self.pending = []
+    def add(self, events: list[tuple[str, Event]], refs: list[tuple[str, bytes]]) -> None:
+        """Encode a chunk's events; ``refs``: their (id, raw record)."""
+        self.encoded.extend(self.encode(events))
+        self.refs.extend(refs)
 
     def take(self) -> tuple[list[tuple[str, bytes]], EncodedBatch]:
         """The batch so far, (refs, encoded), to submit; the encoder starts a new one."""
-        if self.pending:
-            self._encode_pending()
         refs, encoded = self.refs, self.encoded
         self.refs, self.encoded = [], EncodedBatch(payload=[])
         return refs, encoded
@@ -404,14 +422,14 @@ MAX_WAIT_SECONDS = 10.0  # how long an unterminated last line of a file being wr
 
 
 def file_records(path: str, quiet_seconds: float = QUIET_SECONDS,
-                 max_wait_seconds: float = MAX_WAIT_SECONDS) -> Iterable[RawRecord]:
+                 max_wait_seconds: float = MAX_WAIT_SECONDS) -> Iterator[RawRecord]:
     """The lines of a file with their byte offsets as durable keys (re-reading gives the same ids).
 
     Reading stops at the first line end at or past the file's size when it was opened, so a file that keeps
     growing is not followed. A last line without a newline is taken as it is when the file has been quiet for
     ``quiet_seconds``. While the file is being written it is waited for (up to ``max_wait_seconds``) to end; if
     it never does, it is left out and logged, for the next run to read whole, so that no cut-off half of a line
-    is stored.
+    is stored. (The loop over the lines is compiled: ``records.file_lines``.)
     """
     import os
     from pathlib import Path
@@ -419,23 +437,14 @@ def file_records(path: str, quiet_seconds: float = QUIET_SECONDS,
     resolved = Path(path).resolve()
     # keys are hashed and stored as UTF-8: a file name that is not UTF-8 is written with \x escapes
     name = os.fsencode(resolved).decode("utf-8", "backslashreplace")
-    prefix = f"file:{name}:"
-    offset = 0
-    with resolved.open("rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        for raw in fh:
-            if raw[-1:] != b"\n":
-                raw = _last_line(fh, raw, quiet_seconds, max_wait_seconds)
-                if raw is None:
-                    log.warning("file %s: the line at byte %d is still being written; left for the next run",
-                                name, offset)
-                    return
-            line = raw[:-1] if raw[-1:] == b"\n" else raw
-            if line and not line.isspace():  # blank lines are skipped (isspace: the ASCII whitespace strip removes)
-                yield RawRecord(prefix + str(offset), line)
-            offset += len(raw)
-            if offset >= size:
-                return
+
+    def complete(fh: IO[bytes], raw: bytes, offset: int) -> bytes | None:
+        whole = _last_line(fh, raw, quiet_seconds, max_wait_seconds)
+        if whole is None:
+            log.warning("file %s: the line at byte %d is still being written; left for the next run", name, offset)
+        return whole
+
+    return file_lines(resolved, f"file:{name}:", RawRecord, complete)
 
 
 def _last_line(fh: IO[bytes], raw: bytes, quiet_seconds: float, max_wait_seconds: float) -> bytes | None:

@@ -6,8 +6,10 @@ the interpreted loop and method call had cost about 5 µs a record (A/B in one p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Protocol
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any, Protocol
 
 from soc.ecs import Event, event_id
 from soc.parsers import ParseContext, ParseError, parse
@@ -57,9 +59,9 @@ def record_event(record: SourcedRecord, fmt: str, ctx: ParseContext, enrich: Enr
 
 def events_of(records: Iterable[SourcedRecord], fmt: str, ctx: ParseContext, enrich: Enrich, max_line_bytes: int,
               sender: str | None, events: list[tuple[str, Event]],
-              failed: list[tuple[SourcedRecord, str]]) -> int:
+              failed: list[tuple[SourcedRecord, str]], refs: list[tuple[str, bytes]] | None = None) -> int:
     """Append the (id, event) of every record to ``events`` and (record, reason) of those that cannot become one to
-    ``failed``; returns how many records were read."""
+    ``failed``, and the (id, raw record) of each event to ``refs`` when given; returns how many records were read."""
     read = 0
     for record in records:
         read += 1
@@ -68,4 +70,31 @@ def events_of(records: Iterable[SourcedRecord], fmt: str, ctx: ParseContext, enr
             failed.append((record, result))
         else:
             events.append((doc_id, result))
+            if refs is not None:
+                refs.append((doc_id, record.raw))
     return read
+
+
+def file_lines(path: Path, prefix: str, record_type: type,
+               complete: Callable[[IO[bytes], bytes, int], bytes | None]) -> Iterator[Any]:
+    """The lines of the file at ``path`` as ``record_type`` tuples (``prefix`` + byte offset, the line without its
+    newline), blank ones left out, up to the first line end at or past the file's size when it was opened;
+    ``complete(file, line, offset)`` is called with a last line read without a newline and returns it whole, or
+    None to stop before it. Compiled: the interpreted generator had cost about 0.6 µs a line beyond reading it."""
+    new = tuple.__new__
+    offset = 0
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        for raw in fh:
+            ended = raw.endswith(b"\n")
+            if not ended:
+                raw = complete(fh, raw, offset)
+                if raw is None:
+                    return
+                ended = raw.endswith(b"\n")
+            line = raw[:-1] if ended else raw
+            if line and not line.isspace():  # blank lines are skipped (isspace: the ASCII whitespace strip removes)
+                yield new(record_type, (prefix + str(offset), line))
+            offset += len(raw)
+            if offset >= size:
+                return
