@@ -28,6 +28,7 @@ COMPILED: Final[tuple[str, ...]] = (
     "soc.parsers", "soc.parsers.common", "soc.parsers.syslog", "soc.parsers.auth", "soc.parsers.firewall",
     "soc.parsers.web", "soc.parsers.auditd", "soc.parsers.jsonlog", "soc.parsers.openstack", "soc.parsers.scan",
     "soc.detect.compiler", "soc.detect.engine", "soc.detect.correlation", "soc.detect.values", "soc.store.rows",
+    "soc.store.text_words",
 )
 # Compiled modules calling others in C (``from cython.cimports…``, through the other's ``.pxd``): a module is built
 # against those declarations and runs compiled only beside a compiled build of each module it cimports.

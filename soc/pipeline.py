@@ -33,10 +33,10 @@ log = logging.getLogger("yunshu.soc.pipeline")
 # 2026-12-03; about 30 MB more held at 32).
 GROUP_COMMIT_ROWS = 20_000
 WRITER_QUEUE_DEPTH = 32
-# Records a pipeline with nothing to run after the write parses and encodes at a time (``_EarlyEncoder``): encoded while in
-# the CPU's caches and freed at once, a batch's events cost less than when thousands are held until the batch is full
-# (A/B of Pipeline.run in one process, 300,000 corpus lines, the database write left out: 73 → 57 µs an event, median
-# of six; chunks of 16 to 64 alike, 256 loses the gain).
+# Records a pipeline with nothing to run after the write parses and encodes at a time (``_EarlyEncoder``): encoded
+# while in the CPU's caches and freed at once, a batch's events cost less than when thousands are held until the
+# batch is full (A/B of Pipeline.run in one process, 300,000 corpus lines, the database write left out: 73 → 57 µs an
+# event, median of six; chunks of 16 to 64 alike, 256 loses the gain).
 ENCODE_CHUNK = 32
 
 

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from soc.store.key_index import KEY_TABLES, KEYED, add_keys_sql, drop_deleted_keys_sql
-from soc.store.text_index import TEXT_DROPS, TEXT_TABLES, add_text_blocks, block_words, drop_empty_blocks
+from soc.store.text_index import TEXT_DROPS, TEXT_TABLES, add_text_blocks, drop_empty_blocks
+from soc.store.text_words import block_words
 from soc.store.wal import immediate, open_wal_database
 
 log = logging.getLogger("yunshu.soc.store")

@@ -63,13 +63,6 @@ _GLOB_SPECIALS = re.compile(r"[*?\[]")
 LOOKUP_WORDS = 4  # words of a searched text looked up at most (the longest: the most selective)
 
 
-def block_words(messages: str | None) -> str | None:
-    """A block's body: the distinct words of its messages (newline-separated), lowercased, joined by spaces."""
-    if not messages:
-        return None
-    return " ".join(dict.fromkeys(messages.lower().split()))
-
-
 def query_words(text: str) -> list[str]:
     """The GLOB patterns a searched text's candidate blocks must match: the runs of its words without GLOB's special
     characters, as block bodies hold them, at least a trigram long (the LOOKUP_WORDS longest), each anywhere in the

@@ -277,7 +277,8 @@ def test_a_closing_store_stops_its_index_after_the_pass_in_progress(tmp_path: Pa
 
 
 def test_query_words_are_the_longer_runs_between_glob_specials() -> None:
-    from soc.store.text_index import block_words, query_words
+    from soc.store.text_index import query_words
+    from soc.store.text_words import block_words
 
     assert query_words("Failed  password\tfor ab") == ["*password*", "*failed*", "*for*"]
     assert query_words("[UFW BLOCK] a*b?c 用户*数据库?x") == ["*block]*", "*ufw*", "*数据库*"]
