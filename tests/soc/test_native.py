@@ -57,6 +57,10 @@ def test_a_build_older_than_its_source_is_not_imported(tmp_path: Path) -> None:
     (package / "__init__.py").write_text("")
     source = package / "probe.py"
     source.write_text("VALUE = 1\n")
+    # the build's copy keeps the compiled file's mtime in whole seconds (distutils' copy_file): a source written in
+    # the same second as a fast build would look newer than it; written a minute earlier, it is plainly older
+    earlier = source.stat().st_mtime - 60
+    os.utime(source, (earlier, earlier))
     subprocess.run([sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3", "-q", str(source)], check=True,
                    capture_output=True, cwd=tmp_path)
     built = next(package.glob("probe.*.so"))
