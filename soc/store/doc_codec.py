@@ -24,7 +24,7 @@ import zstandard
 DICTIONARY_BYTES = 65536
 SAMPLE_DOCS = 4000  # documents a dictionary is trained on: the first this process writes to the store
 LEVEL = 1
-MULTI_COMPRESS_DOCS = 256  # documents from which ``encode_many`` compresses in one call
+MULTI_COMPRESS_DOCS = 256  # documents from which one call into zstd (``encode_many``) is worth it
 # id: the dictionary id zstd writes into each frame; added: when it was trained (the newest is used)
 DICTIONARIES_SCHEMA = """CREATE TABLE IF NOT EXISTS doc_dictionaries (
     id INTEGER PRIMARY KEY, data BLOB NOT NULL, added REAL NOT NULL);"""
@@ -71,21 +71,22 @@ class DocCodec:
             return doc.decode()
         return self._compressor(current).compress(doc)
 
+    def encoder(self) -> Callable[[bytes], str | bytes]:
+        """``encode`` for the calling thread as one function: its compressor's own ``compress`` once there is a
+        dictionary (no lookups a document)."""
+        current = self._current
+        return self.encode if current is None else self._compressor(current).compress
+
     def encode_many(self, docs: list[bytes]) -> list[str | bytes]:
-        """The stored forms of several documents' JSON bytes (``encode`` of each). A batch of MULTI_COMPRESS_DOCS or
-        more is compressed in one call into zstd: it lets the GIL go once for them all rather than once a document
-        (each time it is taken back, a thread can wait out the interpreter's switch interval while another holds
-        it). A smaller one is compressed a document at a time: that call makes a compression context each time,
-        which cost more than the compression of the 32 documents the pipeline encodes at once (2.47 against 2.21 µs
-        a corpus document)."""
+        """The stored forms of several documents' JSON bytes (``encode`` of each). Compressed in one call into zstd:
+        it lets the GIL go once for them all rather than once a document (each time it is taken back, a thread can
+        wait out the interpreter's switch interval while another holds it). That call makes a compression context
+        each time, which costs more than it saves below MULTI_COMPRESS_DOCS documents: fewer go one at a time
+        (``encoder``; 2.47 against 2.21 µs a corpus document in the pipeline's batches of 32)."""
         current = self._current
         if current is None or not docs:
             return [self.encode(doc) for doc in docs]
-        compressor = self._compressor(current)
-        if len(docs) < MULTI_COMPRESS_DOCS:
-            compress = compressor.compress
-            return [compress(doc) for doc in docs]
-        frames = compressor.multi_compress_to_buffer(docs)
+        frames = self._compressor(current).multi_compress_to_buffer(docs)
         return [frames[i].tobytes() for i in range(len(docs))]
 
     def _compressor(self, current: zstandard.ZstdCompressionDict) -> zstandard.ZstdCompressor:

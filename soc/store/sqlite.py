@@ -41,7 +41,7 @@ from soc.store.base import (
     histogram_step,
     ip_filter_network,
 )
-from soc.store.doc_codec import DICTIONARIES_SCHEMA, DocCodec
+from soc.store.doc_codec import DICTIONARIES_SCHEMA, MULTI_COMPRESS_DOCS, DocCodec
 from soc.store.key_index import KEYED, indexed_upto, key_candidates, key_rows
 from soc.store.rows import (
     COLUMNS,
@@ -306,12 +306,14 @@ class SQLiteStore:
         rows = encoded.payload
         before = lists_made()
         codec = self._codec
+        together = len(docs) >= MULTI_COMPRESS_DOCS  # else each row is made with its stored document at once
+        encode_doc = _json_bytes if together else codec.encoder()
         for doc_id, event in docs:
             try:
-                rows.append(event_row(doc_id, event, _json_bytes))
+                rows.append(event_row(doc_id, event, encode_doc))
             except (KeyError, ValueError, TypeError) as exc:
                 encoded.rejected.append((doc_id, f"{type(exc).__name__}: {exc}"))
-        if rows:  # the documents' stored forms, all at once
+        if together and rows:  # the documents' stored forms, all at once
             stored = codec.encode_many([row[-1] for row in rows])
             encoded.payload = [(*row[:-1], doc) for row, doc in zip(rows, stored, strict=True)]
         encoded.lists = lists_made() != before

@@ -123,10 +123,20 @@ def test_documents_compressed_together_are_the_frames_each_would_be_alone(tmp_pa
     store = compressed_sqlite(tmp_path / "events.db")
     codec = store._codec
     assert codec.compressing
-    for count in (40, MULTI_COMPRESS_DOCS + 10):  # a document at a time, and in one call
-        raw = [orjson.dumps(doc) for _, doc in _docs(count)]
-        together = codec.encode_many(raw)
-        assert together == [codec.encode(doc) for doc in raw] and all(type(frame) is bytes for frame in together)
-        assert [codec.loads(frame) for frame in together] == [orjson.loads(doc) for doc in raw]
+    raw = [orjson.dumps(doc) for _, doc in _docs(40)]
+    together = codec.encode_many(raw)
+    assert together == [codec.encode(doc) for doc in raw] and all(type(frame) is bytes for frame in together)
+    assert [codec.loads(frame) for frame in together] == [orjson.loads(doc) for doc in raw]
+    one = codec.encoder()  # a document at a time: the same frames
+    assert [one(doc) for doc in raw] == together
     assert codec.encode_many([]) == []
+    store.close()
+
+
+def test_a_batch_encodes_alike_in_one_call_into_zstd_or_a_document_at_a_time(tmp_path: Path) -> None:
+    store = compressed_sqlite(tmp_path / "events.db")
+    docs = _docs(MULTI_COMPRESS_DOCS + 4, prefix="b")
+    whole = store.encode(docs).payload  # one call into zstd
+    pieces = [row for at in range(0, len(docs), 32) for row in store.encode(docs[at:at + 32]).payload]
+    assert whole == pieces and len(whole) == len(docs) and all(type(row[-1]) is bytes for row in whole)
     store.close()
