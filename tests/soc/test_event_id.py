@@ -52,3 +52,14 @@ def test_every_id_is_32_hex_digits_and_stable(stream: str, offset: int, raw: byt
     first = event_id(key, raw)
     assert HEX32.fullmatch(first)
     assert event_id(key, raw) == first
+
+
+def test_an_ordered_id_is_the_streams_hash_the_offset_and_the_records_hash() -> None:
+    key, raw = "file:/var/log/auth.log:123456789", b"Dec  3 08:00:00 host sshd[1]: Failed password for root"
+    record = hashlib.blake2b(digest_size=6)
+    record.update(key.encode())
+    record.update(b"\0")
+    record.update(raw)
+    stream = hashlib.blake2b(b"file:/var/log/auth.log", digest_size=4).hexdigest()
+    assert event_id(key, raw) == f"{stream}{123456789:012x}{record.hexdigest()}"
+    assert event_id(key, raw.decode()) == event_id(key, raw)
