@@ -178,63 +178,53 @@ class Pipeline:
         """
         stats = IngestStats()
         started = time.perf_counter()
+        early = (_EarlyEncoder(self.store.encode)
+                 if self.after_write is None and isinstance(self.store, EncodingStore) else None)
         with ingest_gc(), short_switch_interval(), _BatchWriter(self, stats) as writer:
-            if self.after_write is None and isinstance(self.store, EncodingStore):
-                self._run_encoding_early(iter(records), fmt, _EarlyEncoder(self.store.encode), writer, stats)
-            else:
-                self._run_holding(records, fmt, writer, stats)
+            self._run_chunks(iter(records), fmt, early, writer, stats)
         stats.duration_s = time.perf_counter() - started
         return stats
 
-    def _run_holding(self, records: Iterable[RawRecord], fmt: str, writer: _BatchWriter, stats: IngestStats) -> None:
-        """``run``'s loop when the events are held until their batch is written (something runs after the write, or
-        the store does not encode)."""
-        batch: list[tuple[str, Event]] = []
-        dead: list[tuple[str, str, bytes]] = []
-        ctx, enrich, max_line_bytes = self.ctx, self.enrich, self.max_line_bytes
-        for record in records:
-            stats.read += 1
-            doc_id, result = record_event(record, fmt, ctx, enrich, max_line_bytes)
-            if doc_id is None:
-                dead.append(self._dead_letter(record, str(result)))
-                if len(dead) >= self.batch_size:  # a long run of bad lines is not held until the next events
-                    writer.submit([], dead)
-                    dead = []
-            else:
-                batch.append((doc_id, result))  # type: ignore[arg-type]
-                if len(batch) >= self.batch_size:
-                    writer.submit(batch, dead)
-                    batch, dead = [], []
-        writer.submit(batch, dead)
-
-    def _run_encoding_early(self, records: Iterator[RawRecord], fmt: str, early: _EarlyEncoder, writer: _BatchWriter,
-                            stats: IngestStats) -> None:
-        """``run``'s loop when the events are encoded early: the records go ENCODE_CHUNK at a time through the
-        compiled ``events_of`` (a record's turn of an interpreted loop, with its method calls, had cost about
-        0.4 µs), each chunk's events encoded at once (``_EarlyEncoder``); a batch is at most ``batch_size`` events."""
+    def _run_chunks(self, records: Iterator[RawRecord], fmt: str, early: _EarlyEncoder | None, writer: _BatchWriter,
+                    stats: IngestStats) -> None:
+        """``run``'s loop: the records go ENCODE_CHUNK at a time through the compiled ``events_of`` (a record's turn
+        of an interpreted loop, with its method calls, had cost about 0.4 µs); each chunk's events are encoded at once
+        (``early``) or held until their batch is written; a batch is at most ``batch_size`` events."""
+        batch: list[tuple[str, Event]] = []  # held events (without ``early``)
         dead: list[tuple[str, str, bytes]] = []
         ctx, enrich, max_line_bytes = self.ctx, self.enrich, self.max_line_bytes
         while True:
             events: list[tuple[str, Event]] = []
             failed: list[tuple[SourcedRecord, str]] = []
-            refs: list[tuple[str, bytes]] = []
-            chunk = islice(records, min(ENCODE_CHUNK, self.batch_size - len(early.refs)))
+            refs: list[tuple[str, bytes]] | None = None if early is None else []
+            pending = len(batch) if early is None else len(early.refs)
+            chunk = islice(records, min(ENCODE_CHUNK, self.batch_size - pending))
             read = events_of(chunk, fmt, ctx, enrich, max_line_bytes, None, events, failed, refs)
             if not read:
                 break
             stats.read += read
             dead.extend(self._dead_letter(record, reason) for record, reason in failed)
-            if events:
-                early.add(events, refs)
-            if len(early.refs) >= self.batch_size:
-                batch, encoded = early.take()
-                writer.submit(batch, dead, encoded)
-                dead = []
+            if early is None:
+                batch.extend(events)
+            elif events:
+                early.add(events, refs)  # type: ignore[arg-type]
+            if pending + len(events) >= self.batch_size:
+                self._submit(writer, early, batch, dead)
+                batch, dead = [], []
             elif len(dead) >= self.batch_size:  # a long run of bad lines is not held until the next events
                 writer.submit([], dead)
                 dead = []
-        batch, encoded = early.take()
-        writer.submit(batch, dead, encoded)
+        self._submit(writer, early, batch, dead)
+
+    @staticmethod
+    def _submit(writer: _BatchWriter, early: _EarlyEncoder | None, batch: list[tuple[str, Event]],
+                dead: list[tuple[str, str, bytes]]) -> None:
+        """Hand a batch and its dead letters to the writer: the held events, or what ``early`` encoded."""
+        if early is None:
+            writer.submit(batch, dead)
+        else:
+            refs, encoded = early.take()
+            writer.submit(refs, dead, encoded)
 
     def prepare(self, records: Iterable[SourcedRecord], fmt: str = "auto", sender: str | None = None) -> Prepared:
         """Parse and enrich records without storing them (see ``store_prepared``); ``sender`` as in ``to_event``."""
