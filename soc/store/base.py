@@ -84,8 +84,9 @@ class EncodedBatch:
     """Documents a store has already turned into what it writes (``payload``, the store's own form), and those it
     refused while doing so (id, reason).
 
-    An encoding store's payload is a list with one item per document to write, in document order (SQLiteStore: its row
-    tuples), so that batches can be joined (``join``) and written in one transaction.
+    An encoding store's payload holds one item per document to write, in document order (SQLiteStore: its row tuples,
+    in a list or packed for its writer process), so that batches can be joined (``join``) and written in one
+    transaction: a list, or a sized collection of the store's own with ``extend`` and a constructor taking nothing.
     """
 
     payload: Any
@@ -101,7 +102,10 @@ class EncodedBatch:
         return joined
 
     def extend(self, other: EncodedBatch) -> None:
-        """Append ``other``'s payload and rejected documents (and what it holds) to this batch."""
+        """Append ``other``'s payload and rejected documents (and what it holds) to this batch (an empty payload takes
+        the kind of ``other``'s)."""
+        if not self.payload and type(self.payload) is not type(other.payload):
+            self.payload = type(other.payload)()
         self.payload.extend(other.payload)
         self.rejected.extend(other.rejected)
         self.lists = self.lists or other.lists

@@ -59,7 +59,7 @@ from soc.store.side_index import SideIndex, index_path
 from soc.store.sigma_sql import DOC, UnsupportedInSql, register_functions, rule_sql
 from soc.store.text_index import drop_old_text_tables, query_words, remove_old_text_file
 from soc.store.wal import open_wal_database
-from soc.store.writer_process import WriterProcess
+from soc.store.writer_process import PackedRows, WriterProcess, rows_of
 
 if TYPE_CHECKING:
     from sigma.rule import SigmaRule
@@ -317,6 +317,8 @@ class SQLiteStore:
             stored = codec.encode_many([row[-1] for row in rows])
             encoded.payload = [(*row[:-1], doc) for row, doc in zip(rows, stored, strict=True)]
         encoded.lists = lists_made() != before
+        if self._child is not None:  # packed for the writer process here, while the rows are in the caches
+            encoded.payload = PackedRows.of(encoded.payload)
         return encoded
 
     def write(self, docs: list[tuple[str, Event]]) -> WriteResult:
@@ -344,7 +346,7 @@ class SQLiteStore:
         """Insert rows made by ``encode`` in one transaction (the database half of ``write``)."""
         if (child := self._child) is not None:
             return child.write(encoded)
-        rows: list[tuple[Any, ...]] = encoded.payload
+        rows = rows_of(encoded.payload)
         result = WriteResult(rejected=list(encoded.rejected))
         unusable = len(result.rejected)  # rejected before the database saw them
         with self._lock:

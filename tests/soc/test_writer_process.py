@@ -23,7 +23,16 @@ from soc.service import Soc, ingest_files
 from soc.store import writer_process
 from soc.store.base import EncodedBatch, SearchQuery, StoreUnavailable
 from soc.store.sqlite import SQLiteStore
-from soc.store.writer_process import WRITER_NICE, WriterProcess, read_frame, send_frame, serve
+from soc.store.writer_process import (
+    WRITER_NICE,
+    PackedRows,
+    WriterProcess,
+    read_frame,
+    request_of,
+    rows_of,
+    send_frame,
+    serve,
+)
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
@@ -85,10 +94,12 @@ def test_a_killed_child_is_reported_unavailable_and_replaced(tmp_path: Path) -> 
 def test_child_loop_replies_per_request_and_ends_with_its_input(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "events.db")
     batches = [store.encode(_docs(0, 10)), store.encode(_docs(5, 10))]
+    packed = EncodedBatch(payload=PackedRows.of(store.encode(_docs(15, 3)).payload))
+    packed.extend(EncodedBatch(payload=store.encode(_docs(18, 2)).payload))  # a list of rows joins packed
     store.close()
     requests = io.BytesIO()
-    for batch in batches:
-        send_frame(requests, writer_process._dumps((batch.payload, batch.rejected, batch.lists)))
+    for batch in [*batches, packed]:
+        send_frame(requests, request_of(batch))
     requests.seek(0)
     replies = io.BytesIO()
     serve(str(tmp_path / "events.db"), requests, replies)
@@ -96,7 +107,29 @@ def test_child_loop_replies_per_request_and_ends_with_its_input(tmp_path: Path) 
     answers = []
     while (frame := read_frame(replies)) is not None:
         answers.append(writer_process._loads(frame))
-    assert answers == [("written", 10, 0, []), ("written", 5, 5, [])]
+    assert answers == [("written", 10, 0, []), ("written", 5, 5, []), ("written", 5, 0, [])]
+
+
+def test_rows_are_packed_while_writing_in_child_and_written_either_way(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "events.db")
+    try:
+        plain = store.encode(_docs(0, 4))
+        assert isinstance(plain.payload, list)
+        with store.writes_in_child():
+            first, second = store.encode(_docs(4, 3)), store.encode(_docs(7, 2))
+            assert isinstance(first.payload, PackedRows) and len(first.payload) == 3
+            assert [row[0] for row in first.payload] == [doc_id for doc_id, _ in _docs(4, 3)]
+            listed = EncodedBatch.join([plain, first])  # a list payload takes the packed rows as rows
+            assert isinstance(listed.payload, list)
+            assert listed.payload == rows_of(plain.payload) + rows_of(first.payload)
+            packed = EncodedBatch.join([first, plain])  # a packed payload packs the list's rows
+            assert isinstance(packed.payload, PackedRows) and len(packed.payload) == 7
+            assert list(packed.payload) == rows_of(first.payload) + plain.payload
+            assert store.write_encoded(packed).created == 7
+        assert store.write_encoded(second).created == 2  # packed while the child ran, written in this process
+        assert store.count(SearchQuery()) == 9
+    finally:
+        store.close()
 
 
 def test_frames_carry_what_marshal_cannot() -> None:
