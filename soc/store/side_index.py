@@ -32,7 +32,7 @@ from soc.store.wal import immediate, open_wal_database
 
 log = logging.getLogger("yunshu.soc.store")
 
-FORMAT = 1  # the layout of the side index's tables; another starts the index over
+FORMAT = 2  # the layout of the side index's tables; another starts the index over (2: key buckets)
 _TABLES = (*TEXT_TABLES, *KEY_TABLES)
 _DROPS = (*TEXT_DROPS, *(f"DROP TABLE IF EXISTS keys_{column}" for column in KEYED))
 INDEX_SCHEMA = """CREATE TABLE IF NOT EXISTS index_state (

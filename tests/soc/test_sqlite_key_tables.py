@@ -14,7 +14,7 @@ import pytest
 
 from soc.ecs import Event
 from soc.store.base import SearchQuery
-from soc.store.key_index import KEYED
+from soc.store.key_index import BUCKET_BITS, KEYED
 from soc.store.rows import ip_key
 from soc.store.side_index import SideIndex, index_path
 from soc.store.sqlite import SQLiteStore, store_id
@@ -99,13 +99,34 @@ def _expected(events: list[Event], field: str, value: str, start: datetime | Non
     return out
 
 
-@pytest.mark.parametrize("indexed", [True, False], ids=["through the key tables", "before the side index"])
-def test_filters_on_keyed_fields_find_exactly_the_matching_rows(tmp_path: Path, events: list[Event], indexed: bool,
+def _write_over_buckets(store: SQLiteStore, docs: list[tuple[str, Event]], gap: int) -> None:
+    """Write ``docs`` in four parts, each from a rowid ``gap`` past the last (as after deleted rowids)."""
+    for part in range(4):
+        with immediate(store._db) as db:
+            top = db.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+            db.execute("INSERT INTO store_meta(key, value) VALUES ('next_rowid', ?) ON CONFLICT(key) DO UPDATE SET "
+                       "value = excluded.value", (top + gap,))
+        store.write(docs[part::4])
+
+
+@pytest.mark.parametrize("indexed", [True, False, "buckets"],
+                         ids=["through the key tables", "before the side index", "key tables in several buckets"])
+def test_filters_on_keyed_fields_find_exactly_the_matching_rows(tmp_path: Path, events: list[Event],
+                                                                indexed: bool | str,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     if not indexed:  # as when the side index's thread lags far behind: every row is past its upto
         monkeypatch.setattr(SideIndex, "notify", lambda self, rows=1: None)
     store = SQLiteStore(tmp_path / "events.db")
-    store.write([(f"e{i}", event) for i, event in enumerate(events)])
+    docs = [(f"e{i}", event) for i, event in enumerate(events)]
+    if indexed == "buckets":  # rowids 150,000 apart: buckets 2, 4, 6 and 9, with empty ones between
+        _write_over_buckets(store, docs, 150_000)
+        store.wait_indexed()
+        with sqlite3.connect(index_path(tmp_path / "events.db")) as db:
+            placed = db.execute("SELECT bkt, rid FROM keys_host_name").fetchall()
+        assert {bkt for bkt, _ in placed} == {2, 4, 6, 9}
+        assert all(bkt == rid >> BUCKET_BITS for bkt, rid in placed) and len(placed) == len(events)
+    else:
+        store.write(docs)
     if not indexed:
         assert store.text_index_lag() == 200
     else:
