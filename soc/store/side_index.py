@@ -2,13 +2,13 @@
 by a thread of its own, holding what would make every insert costly in the events file: the full text
 (:mod:`soc.store.text_index`) and the key tables of the many-valued hot columns (:mod:`soc.store.key_index`).
 
-Why a file and a thread of its own: the text and those four indexes cost more than inserting the rows themselves
-(about 4 µs a row for the text blocks and 10 µs for the indexes inline, against 10 µs for the table with its few-valued
+Why a file and a thread of its own: the text and those four indexes cost more than inserting the rows themselves (about
+4 µs a row for the text blocks and 10 µs for the indexes inline, against 10 µs for the table with its few-valued
 indexes, a million corpus rows). In the events file they ran inside every write transaction, on the writer's thread;
-here a pass indexes up to PASS_ROWS rows at once (the keys sorted, about 1 µs a row and table), beside the writes, on
-the other CPU, since SQLite locks each file apart. A write transaction locks every file its connection may write:
-the writer's connection never attaches the index, and the index's connection attaches the events file read-only
-(``attach_read_only``).
+here a pass indexes up to PASS_ROWS rows at once (the keys into their latest buckets, about 1 µs a row and table),
+beside the writes, on the other CPU, since SQLite locks each file apart. A write transaction locks every file its
+connection may write: the writer's connection never attaches the index, and the index's connection attaches the events
+file read-only (``attach_read_only``).
 
 ``index_state.upto`` is the last rowid indexed: a query checks the rows after it directly, so the index lagging the
 writes (or a store opened before it caught up) never hides a row. Rowids are never reused (the store hands them out
