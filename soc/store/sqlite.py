@@ -137,6 +137,7 @@ def _range_test(first: bytes, last: bytes) -> tuple[str, list[Any]]:
 
 
 _UPTO = indexed_upto("ix")
+KEYS_COUNTED = 100_000  # keys counted at most to tell which keyed condition of a query is the rarest
 
 
 def _key_only(q: SearchQuery) -> tuple[str, list[Any]] | None:
@@ -392,6 +393,7 @@ class SQLiteStore:
         has read them already; ``candidates``: False leaves out the key tables' candidate rows (for a caller that reads
         the key table itself)."""
         clauses, params = [], []
+        pending: list[tuple[str, str, list[Any]]] | None = [] if candidates else None  # keyed conditions
         if listed is None:
             listed = self._listed() if q.where else frozenset()
         if q.start:
@@ -403,10 +405,10 @@ class SQLiteStore:
         for field, value in q.where.items():
             column = COLUMNS.get(field)
             if field in IP_FIELDS:  # an address, or a CIDR as Elasticsearch takes in a term on an ip field
-                self._ip_clause(field, ip_filter_network(field, value), q, clauses, params, candidates)
+                self._ip_clause(field, ip_filter_network(field, value), q, clauses, params, pending)
                 continue
-            if candidates and column in KEYED:  # the candidate rows from its key table (a list's elements are keys)
-                _add_candidates(column, "= ?", [str(value)], q, clauses, params)
+            if pending is not None and column in KEYED:  # candidate rows from its key table (a list's elements too)
+                pending.append((column, "= ?", [str(value)]))
             if column in listed:  # the value, or an element of a list value
                 clauses.append(f"(e.{column} = ? OR (e.{column} >= ? AND e.{column} < ? AND EXISTS "
                                f"(SELECT 1 FROM json_each(substr(e.{column}, 2)) WHERE value = ?)))")
@@ -421,7 +423,10 @@ class SQLiteStore:
         for field, cidr in q.cidr.items():
             if field not in IP_FIELDS:
                 raise ValueError(f"CIDR search is supported on {', '.join(IP_FIELDS)}, not {field}")
-            self._ip_clause(field, ip_filter_network(field, cidr), q, clauses, params, candidates)
+            self._ip_clause(field, ip_filter_network(field, cidr), q, clauses, params, pending)
+        if pending:  # the rows of one keyed condition are the candidates: its key table's rarest (see _fewest_keys)
+            column, test, bounds = pending[0] if len(pending) == 1 else self._fewest_keys(pending, q)
+            _add_candidates(column, test, bounds, q, clauses, params)
         if q.text and q.text.strip():  # blank text: no condition
             text = q.text.strip()
             patterns = query_words(text)
@@ -441,14 +446,27 @@ class SQLiteStore:
             params.extend(sorted(q.departments))
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
+    def _fewest_keys(self, keyed: list[tuple[str, str, list[Any]]], q: SearchQuery) -> tuple[str, str, list[Any]]:
+        """Of a query's keyed conditions (column, test, bounds), the one with the fewest keys in the query's time range
+        (counted up to KEYS_COUNTED). Its candidate rows alone drive the query: each row is checked against every
+        condition anyway, and with a candidate list for each SQLite took the first as it came — a host of 300,000
+        events with a user of 20,000 read the host's 300,000 rows (0.4 s warm, 11 s from a cold page cache, a
+        million corpus rows) where the user's would do."""
+        def counted(condition: tuple[str, str, list[Any]]) -> int:
+            column, test, bounds = condition
+            rows = key_rows("ix", column, test, q.start is not None, q.end is not None, "1")
+            return self._query(f"SELECT count(*) FROM ({rows} LIMIT {KEYS_COUNTED})", [*bounds, *_time_bounds(q)])[0][0]
+        return min(keyed, key=counted)
+
     @staticmethod
     def _ip_clause(field: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network, q: SearchQuery,
-                   clauses: list[str], params: list[Any], candidates: bool = True) -> None:
-        """Events where some address of ``field`` lies in ``net`` (one address: an exact match)."""
+                   clauses: list[str], params: list[Any], pending: list[tuple[str, str, list[Any]]] | None) -> None:
+        """Events where some address of ``field`` lies in ``net`` (one address: an exact match); a keyed field's
+        condition is added to ``pending`` (its candidate rows), unless None."""
         column = IP_KEYS.get(field)
         test, bounds = _range_test(*network_range(net))
-        if candidates and column in KEYED:
-            _add_candidates(column, test, bounds, q, clauses, params)
+        if pending is not None and column in KEYED:
+            pending.append((column, test, bounds))
         if column and field not in _LISTED_IP_KEYS:  # one address per event: the key alone
             clauses.append(f"e.{column} {test}")
             params.extend(bounds)

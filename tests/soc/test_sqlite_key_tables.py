@@ -247,3 +247,28 @@ def test_a_side_index_pass_leaves_the_events_file_to_the_writer(tmp_path: Path) 
         assert store.count(SearchQuery()) == 60
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("where", [{"host.name": "web-01", "user.name": "root"},
+                                   {"user.name": "root", "host.name": "web-01"}], ids=["host first", "user first"])
+def test_of_several_keyed_conditions_the_rarest_drives_the_query(tmp_path: Path, where: dict[str, str]) -> None:
+    """Each row is checked against every condition: the candidate rows come from the key table of the condition with
+    the fewest keys, whichever comes first in the query (a common host beside a rare user read all the host's rows)."""
+    store = SQLiteStore(tmp_path / "events.db")
+    events = [{"@timestamp": (NOW - timedelta(seconds=i)).isoformat(), "event": {"dataset": "test"},
+               "host": {"name": "web-01"}, "user": {"name": "root" if i % 30 == 0 else "alice"},
+               "source": {"ip": f"10.9.{i % 200}.{i % 250 + 1}"}, "message": f"line {i}"} for i in range(300)]
+    store.write([(f"e{i}", event) for i, event in enumerate(events)])
+    store.wait_indexed()
+    where_sql, params = store._where(SearchQuery(where=where))
+    plan = " / ".join(row[3] for row in store._reader.execute(
+        f"EXPLAIN QUERY PLAN SELECT e.id FROM events e{where_sql} ORDER BY e.ts DESC LIMIT 10", params))
+    assert "ix.keys_user_name" in plan and "ix.keys_host_name" not in plan, plan
+    assert _ids(store, where=where) == {f"e{i}" for i in range(0, 300, 30)}
+    cidr_sql, params = store._where(SearchQuery(where={"host.name": "web-01"}, cidr={"source.ip": "10.9.3.0/24"}))
+    plan = " / ".join(row[3] for row in store._reader.execute(f"EXPLAIN QUERY PLAN SELECT e.id FROM events e{cidr_sql}",
+                                                              params))
+    assert "ix.keys_source_ip_key" in plan and "ix.keys_host_name" not in plan, plan
+    assert _ids(store, where={"host.name": "web-01"}, cidr={"source.ip": "10.9.3.0/24"}) == \
+        {f"e{i}" for i in range(300) if i % 200 == 3}
+    store.close()
