@@ -502,23 +502,28 @@ class SQLiteStore:
     def search(self, query: SearchQuery) -> SearchResult:
         keyed = self._keyed_rows(query)
         if keyed is None:
-            where, params = self._where(query)
+            where, params = self._where(query)  # (once for the page and the count: it may count keys, _fewest_keys)
             rows = self._query(f"SELECT e.id, e.doc FROM events e{where} ORDER BY e.ts DESC, e.rowid DESC LIMIT ?",
                                [*params, query.limit])
+            total = self._count_of(f"events e{where}", params)
         else:  # the newest keys first, then only those rows (not every candidate row read and sorted)
             keyed_rows, params = keyed
             rows = self._query(f"SELECT e.id, e.doc FROM events e WHERE e.rowid IN (SELECT rid FROM {keyed_rows} "
                                "ORDER BY ts DESC, rid DESC LIMIT ?) ORDER BY e.ts DESC, e.rowid DESC",
                                [*params, query.limit])
-        return SearchResult(self.count(query), [(doc_id, self._codec.loads(doc)) for doc_id, doc in rows])
+            total = self._count_of(keyed_rows, params)
+        return SearchResult(total, [(doc_id, self._codec.loads(doc)) for doc_id, doc in rows])
 
     def count(self, query: SearchQuery) -> int:
         keyed = self._keyed_rows(query)
         if keyed is None:
             where, params = self._where(query)
-            return self._query(f"SELECT count(*) FROM events e{where}", params)[0][0]
-        keyed_rows, params = keyed
-        return self._query(f"SELECT count(*) FROM {keyed_rows}", params)[0][0]
+            return self._count_of(f"events e{where}", params)
+        return self._count_of(*keyed)
+
+    def _count_of(self, rows: str, params: list[Any]) -> int:
+        """``SELECT count(*) FROM`` ``rows`` (a table with its WHERE, or a subquery)."""
+        return self._query(f"SELECT count(*) FROM {rows}", params)[0][0]
 
     def terms(self, field_name: str, query: SearchQuery, size: int = 10) -> list[tuple[str, int]]:
         listed = self._listed()

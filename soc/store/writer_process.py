@@ -106,8 +106,8 @@ def request_of(encoded: EncodedBatch) -> bytes:
     """The request frame's data for a write of ``encoded``: its packed parts (a list payload packed whole), what the
     store rejected, whether a row holds a list."""
     payload = encoded.payload
-    parts = payload.parts if isinstance(payload, PackedRows) else [_dumps(payload)]
-    return _dumps((parts, encoded.rejected, encoded.lists))
+    packed = payload if isinstance(payload, PackedRows) else PackedRows.of(payload)
+    return _dumps((packed.parts, encoded.rejected, encoded.lists))
 
 
 def send_frame(out: IO[bytes], data: bytes) -> None:
